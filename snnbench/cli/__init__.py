@@ -1,0 +1,17 @@
+"""The ``snnbench`` command line. One module per command group; bad input exits 2 with one line."""
+
+from __future__ import annotations
+
+import click
+
+from snnbench.cli.common import SnnbenchGroup
+from snnbench.cli.cells import cells
+
+
+@click.group(cls=SnnbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="snnbench")
+def main() -> None:
+    """snnbench: a tabular NAS benchmark for spiking neural networks."""
+
+
+main.add_command(cells)

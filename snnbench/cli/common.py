@@ -1,0 +1,50 @@
+"""Shared CLI plumbing: matrix arguments, JSON output, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from snnbench.space import Cell
+
+
+class InputError(click.ClickException):
+    """A user-input error: printed as ``Error: <message>`` on stderr, exit code 2."""
+
+    exit_code = 2
+
+
+# Exceptions that mean "the user's input is wrong" (a library ValueError carries a one-line message).
+_USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, FileNotFoundError, OSError)
+
+
+class SnnbenchGroup(click.Group):
+    """A click group whose commands turn user-input exceptions into one-line errors (exit 2)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.Exit:
+            raise
+        except _USER_ERRORS as err:
+            message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+            raise InputError(" ".join(str(message).split())) from None
+
+
+def matrix_argument(func: Any) -> Any:
+    """Add a ``MATRIX...`` argument: one text/JSON word or N row words."""
+    return click.argument("matrix", nargs=-1, required=True)(func)
+
+
+def parse_matrix(words: tuple[str, ...]) -> Cell:
+    """The cell named by ``MATRIX...`` words; ``ValueError`` (-> exit 2) when malformed."""
+    return Cell.from_text(" ".join(words))
+
+
+def echo_json(obj: Any) -> None:
+    """Print ``obj`` as indented JSON on stdout."""
+    json.dump(obj, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")

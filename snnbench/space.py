@@ -1,0 +1,413 @@
+"""The SNASNet cell space: encoding, validation, pruning, canonical form, hash, enumeration.
+
+A cell is an ``N x N`` integer matrix ``M`` (``N = 4`` is the shipped space). ``M[i][j]`` is the
+operation code on the edge between node ``i`` and node ``j`` (see :data:`OPS`); entries above the
+diagonal are *forward* edges, entries below it are *backward* (one-step-delayed) edges. Node 0 is
+the cell input, node ``N-1`` its output.
+
+Invariants
+----------
+* A valid matrix is square, holds codes 0-4, has a zero diagonal, at most one non-zero entry per
+  pair ``{i, j}``, and ``M[0][N-1] != 0``.
+* *Pruning* zeroes the row and column of every intermediate node that is not on a directed path
+  ``0 -> k -> N-1`` (edges of both kinds). Pruning is idempotent.
+* Two pruned matrices are the same cell when a relabelling of the intermediate nodes maps one onto
+  the other while keeping every forward edge above the diagonal and every backward edge below it.
+* The **canonical member** of a class is the member whose entries, read row by row, form the
+  lexicographically smallest sequence. The **hash** is the first 16 hex digits of
+  ``sha256("snnbench-cell-v1:" + text form of the canonical matrix)``: it depends on nothing but
+  the canonical matrix (not on dtype, process, platform or Python's ``hash()``).
+* A cell's *kind* is ``"backward"`` if its pruned matrix keeps a backward edge, else ``"forward"``
+  (a backward edge that pruning removes computes nothing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from functools import lru_cache
+from typing import Iterator, Literal, Sequence
+
+import numpy as np
+
+OPS: tuple[str, ...] = ("zero", "skip", "conv1x1", "conv3x3", "avgpool3x3")
+NUM_OPS = len(OPS)
+NUM_NODES = 4
+KINDS = ("forward", "backward")
+Kind = Literal["forward", "backward"]
+Distribution = Literal["paper", "uniform"]
+_HASH_PREFIX = "snnbench-cell-v1:"
+
+
+# --------------------------------------------------------------------------- parsing and validation
+
+
+def _parse_text(text: str) -> np.ndarray:
+    """Parse the authors' text form (``"0302 0030 3003 0000"``) or a JSON nested list."""
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            return _to_array(json.loads(stripped))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"format: not a JSON nested list: {err.msg} at char {err.pos}") from None
+    rows = stripped.replace(",", " ").split()
+    if not rows or not all(r.isdigit() and r.isascii() for r in rows):
+        raise ValueError(f"format: {text!r} is neither the text form '0302 0030 3003 0000' nor a JSON list")
+    if any(len(r) != len(rows) for r in rows):
+        raise ValueError(
+            f"shape: text form needs {len(rows)} rows of {len(rows)} digits, got row lengths {[len(r) for r in rows]}"
+        )
+    return np.array([[int(c) for c in r] for r in rows], dtype=np.int64)
+
+
+def _to_array(obj: object) -> np.ndarray:
+    """Turn text, a nested sequence, an array or a tensor into a numeric numpy array (unchecked)."""
+    if isinstance(obj, (str, bytes)):
+        return _parse_text(obj.decode() if isinstance(obj, bytes) else obj)
+    if hasattr(obj, "detach") and hasattr(obj, "cpu"):  # torch.Tensor, without importing torch
+        obj = obj.detach().cpu().float().numpy() if obj.is_floating_point() else obj.detach().cpu().numpy()
+    try:
+        arr = np.asarray(obj)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"shape: cannot read a matrix from {type(obj).__name__}: {err}") from None
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"codes: cannot read integer operation codes from {type(obj).__name__} of dtype {arr.dtype}")
+    return arr
+
+
+def validate(matrix: object, nodes: int | None = NUM_NODES) -> np.ndarray:
+    """Return ``matrix`` as a read-only ``int8`` array after checking every rule of the space.
+
+    ``nodes`` is the required number of nodes (``None``: any square matrix with at least 2).
+    Raises ``ValueError`` with a one-line message naming the rule and the offending entry.
+    """
+    arr = _to_array(matrix)
+    n = arr.shape[0] if arr.ndim else 0
+    if arr.ndim != 2 or arr.shape[1] != n or n < 2 or (nodes is not None and n != nodes):
+        want = f"{nodes}x{nodes}" if nodes else "square NxN (N >= 2)"
+        raise ValueError(f"shape: expected a {want} matrix, got shape {tuple(arr.shape)}")
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            i, j = map(int, np.argwhere(bad)[0])
+            raise ValueError(f"codes: entry [{i}][{j}] = {arr[i, j]!r} is not a whole number")
+    bad = (arr < 0) | (arr >= NUM_OPS)
+    if bad.any():
+        i, j = map(int, np.argwhere(bad)[0])
+        raise ValueError(f"codes: entry [{i}][{j}] = {arr[i, j]} is not an operation code 0-{NUM_OPS - 1}")
+    arr = arr.astype(np.int8)
+    diag = np.flatnonzero(np.diagonal(arr))
+    if diag.size:
+        i = int(diag[0])
+        raise ValueError(f"diagonal: entry [{i}][{i}] = {arr[i, i]} must be 0")
+    both = np.argwhere(np.triu((arr != 0) & (arr.T != 0), 1))
+    if both.size:
+        i, j = map(int, both[0])
+        raise ValueError(
+            f"one direction per pair: entries [{i}][{j}] = {arr[i, j]} and [{j}][{i}] = {arr[j, i]} are both non-zero"
+        )
+    if not arr[0, n - 1]:
+        raise ValueError(f"input-output edge: entry [0][{n - 1}] must be non-zero (the fast spike-propagation edge)")
+    arr.setflags(write=False)
+    return arr
+
+
+def to_text(matrix: np.ndarray) -> str:
+    """The authors' text form: rows of digits separated by spaces, e.g. ``0302 0030 3003 0000``."""
+    return " ".join("".join(str(int(v)) for v in row) for row in matrix)
+
+
+# --------------------------------------------------------------------------- batched core (any N)
+
+
+def _alive_batch(m: np.ndarray) -> np.ndarray:
+    """``[R, N]`` bool: node k lies on a directed path ``0 -> k -> N-1`` (edges of both kinds)."""
+    n = m.shape[-1]
+    reach = (m != 0) | np.eye(n, dtype=bool)
+    for _ in range(max(1, (n - 1).bit_length())):
+        reach = np.matmul(reach.astype(np.uint8), reach.astype(np.uint8)) > 0
+    return reach[:, 0, :] & reach[:, :, n - 1]
+
+
+def prune_batch(m: np.ndarray) -> np.ndarray:
+    """Prune a batch ``[R, N, N]`` of valid matrices (dead intermediate nodes' rows/columns -> 0)."""
+    alive = _alive_batch(m)
+    return m * (alive[:, :, None] & alive[:, None, :])
+
+
+def _lex_less(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise lexicographic ``a < b`` for ``[R, K]`` arrays."""
+    diff = a != b
+    first = diff.argmax(axis=1)
+    rows = np.arange(a.shape[0])
+    return diff.any(axis=1) & (a[rows, first] < b[rows, first])
+
+
+def canonical_batch(m: np.ndarray) -> np.ndarray:
+    """Canonical members ``[R, N, N]`` of a batch of *pruned* matrices.
+
+    Tries every permutation of the intermediate nodes; a relabelling counts only if it keeps every
+    forward edge above and every backward edge below the diagonal. Keeps the lexicographically
+    smallest row-major member.
+    """
+    r, n = m.shape[0], m.shape[-1]
+    upper = np.triu(np.ones((n, n), dtype=bool), 1)
+    fwd, bwd = (m != 0) & upper, (m != 0) & upper.T
+    best = m.reshape(r, n * n).copy()
+    for perm in itertools.permutations(range(1, n - 1)):
+        p = np.array((0, *perm, n - 1))  # new label -> old label
+        if np.array_equal(p, np.arange(n)):
+            continue
+        ok = ~((fwd[:, p][:, :, p] & ~upper).any(axis=(1, 2)) | (bwd[:, p][:, :, p] & ~upper.T).any(axis=(1, 2)))
+        cand = m[:, p][:, :, p].reshape(r, n * n)
+        take = ok & _lex_less(cand, best)
+        best[take] = cand[take]
+    return best.reshape(r, n, n)
+
+
+def matrix_keys(m: np.ndarray) -> np.ndarray:
+    """``int64`` key per matrix: its row-major entries as base-5 digits (order-preserving, N <= 5)."""
+    n = m.shape[-1]
+    if n * n > 27:  # 5**27 > 2**63
+        raise ValueError(f"shape: integer keys need N <= 5, got N = {n}")
+    weights = NUM_OPS ** np.arange(n * n - 1, -1, -1, dtype=np.int64)
+    return m.reshape(-1, n * n).astype(np.int64) @ weights
+
+
+def raw_matrices(kind: Kind, n: int = NUM_NODES) -> np.ndarray:
+    """Every raw valid matrix of a kind, ``[R, N, N]`` int8 (4 * 5^5 forward, 4 * 9^5 backward at N = 4)."""
+    _check_kind(kind)
+    pairs = list(itertools.combinations(range(n), 2))
+    options = [(c, 0) for c in range(NUM_OPS)] + ([(0, c) for c in range(1, NUM_OPS)] if kind == "backward" else [])
+    io_options = [(c, 0) for c in range(1, NUM_OPS)]
+    choice = [np.arange(len(io_options if p == (0, n - 1) else options)) for p in pairs]
+    grid = np.stack(np.meshgrid(*choice, indexing="ij"), -1).reshape(-1, len(pairs))
+    out = np.zeros((grid.shape[0], n, n), dtype=np.int8)
+    for k, (i, j) in enumerate(pairs):
+        table = np.array(io_options if (i, j) == (0, n - 1) else options, dtype=np.int8)
+        out[:, i, j], out[:, j, i] = table[grid[:, k], 0], table[grid[:, k], 1]
+    return out
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"kind: expected 'forward' or 'backward', got {kind!r}")
+
+
+# --------------------------------------------------------------------------- the enumerated space
+
+
+class Space:
+    """Every unique cell of the ``N``-node space, enumerated once (vectorised) and indexed.
+
+    ``matrices[u]`` is the canonical matrix of unique cell ``u``; cells are ordered by canonical key,
+    so indices are stable. Forward cells are a subset of the backward space. ``raw_counts[kind][u]``
+    is how many raw matrices of that kind's raw space map to cell ``u`` (0 for backward cells in the
+    forward space).
+    """
+
+    def __init__(self, n: int = NUM_NODES) -> None:
+        self.n = n
+        raw = raw_matrices("backward", n)
+        canon = canonical_batch(prune_batch(raw))
+        keys, inverse, counts = np.unique(matrix_keys(canon), return_inverse=True, return_counts=True)
+        first = np.zeros(len(keys), dtype=np.int64)
+        first[inverse[::-1]] = np.arange(len(inverse))[::-1]
+        self.keys = keys
+        self.matrices = canon[first]
+        self.matrices.setflags(write=False)
+        upper = np.triu(np.ones((n, n), dtype=bool), 1)
+        self.is_backward = ((self.matrices != 0) & upper.T).any(axis=(1, 2))
+        fwd_raw = ~((raw != 0) & upper.T).any(axis=(1, 2))
+        self.raw_counts = {
+            "backward": counts.astype(np.int64),
+            "forward": np.bincount(inverse[fwd_raw], minlength=len(keys)).astype(np.int64),
+        }
+        self._raw_codes = self._pair_codes(raw)
+        self._raw_to_unique = inverse.astype(np.int32)
+        self._lookup: dict[int, int] | np.ndarray | None = None
+        self._hashes: list[str] | None = None
+
+    # ---- raw-matrix codes: one base-9 digit per pair (0 none, 1-4 forward op, 5-8 backward op)
+    def _pair_codes(self, m: np.ndarray) -> np.ndarray:
+        n = self.n
+        code = np.zeros(m.shape[0], dtype=np.int64)
+        for i, j in itertools.combinations(range(n), 2):
+            digit = m[:, i, j].astype(np.int64) + np.where(m[:, j, i] != 0, m[:, j, i].astype(np.int64) + 4, 0)
+            code = code * 9 + digit
+        return code
+
+    @property
+    def lookup(self) -> np.ndarray:
+        """Dense ``int32`` table: pair code of any raw valid matrix -> unique index (-1 invalid)."""
+        if self._lookup is None:
+            table = np.full(9 ** (self.n * (self.n - 1) // 2), -1, dtype=np.int32)
+            table[self._raw_codes] = self._raw_to_unique
+            self._lookup = table
+        return self._lookup  # type: ignore[return-value]
+
+    @property
+    def hashes(self) -> list[str]:
+        """Hash string of every unique cell, index-aligned with :attr:`matrices`."""
+        if self._hashes is None:
+            self._hashes = [_hash_text(to_text(m)) for m in self.matrices]
+        return self._hashes
+
+    def indices(self, kind: Kind) -> np.ndarray:
+        """Indices of the unique cells of a kind's space (backward includes forward)."""
+        _check_kind(kind)
+        return np.flatnonzero(self.raw_counts[kind] > 0)
+
+    def index_of(self, matrix: np.ndarray) -> int:
+        """Unique index of a validated ``int8`` matrix (any member of the class, pruned or not)."""
+        return int(self.lookup[int(self._pair_codes(matrix[None])[0])])
+
+    def sample_indices(self, count: int, kind: Kind, seed: int | np.random.Generator, dist: Distribution = "paper") -> np.ndarray:
+        """Draw ``count`` unique-cell indices (with replacement), seeded.
+
+        ``dist="paper"``: the paper's raw sampling (each upper pair uniform over the 5 codes;
+        backward kind: each pair first picks forward or backward with probability 1/2; draws with
+        ``M[0][N-1] = 0`` are redrawn), mapped to classes. ``dist="uniform"``: uniform over the
+        kind's unique cells.
+        """
+        _check_kind(kind)
+        rng = np.random.default_rng(seed)
+        if dist == "uniform":
+            pool = self.indices(kind)
+            return pool[rng.integers(0, len(pool), size=count)]
+        if dist != "paper":
+            raise ValueError(f"distribution: expected 'paper' or 'uniform', got {dist!r}")
+        pairs = list(itertools.combinations(range(self.n), 2))
+        code = np.zeros(count, dtype=np.int64)
+        for i, j in pairs:
+            op = rng.integers(1 if (i, j) == (0, self.n - 1) else 0, NUM_OPS, size=count)  # redraw == uniform 1-4
+            back = rng.random(count) < 0.5 if kind == "backward" and (i, j) != (0, self.n - 1) else np.zeros(count, bool)
+            code = code * 9 + np.where(back & (op > 0), op + 4, op)
+        return self.lookup[code].astype(np.int64)
+
+
+@lru_cache(maxsize=4)
+def space(n: int = NUM_NODES) -> Space:
+    """The enumerated ``n``-node space, built on first use and cached for the process."""
+    return Space(n)
+
+
+def _hash_text(text: str) -> str:
+    return hashlib.sha256((_HASH_PREFIX + text).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- the cell value type
+
+
+class Cell:
+    """A validated cell matrix. Immutable; ``str(cell)`` is the text form of the matrix as given.
+
+    Equality compares matrices exactly; use :attr:`hash` or :func:`is_isomorphic` for "same cell".
+    """
+
+    __slots__ = ("matrix", "_canonical", "_hash")
+
+    def __init__(self, matrix: object, *, nodes: int | None = NUM_NODES) -> None:
+        if isinstance(matrix, Cell):
+            self.matrix: np.ndarray = matrix.matrix
+        else:
+            self.matrix = validate(matrix, nodes)
+        self._canonical: Cell | None = None
+        self._hash: str | None = None
+
+    @classmethod
+    def from_text(cls, text: str) -> "Cell":
+        """From the text form ``"0302 0030 3003 0000"`` or a JSON nested list string."""
+        return cls(_parse_text(text))
+
+    @property
+    def n(self) -> int:
+        return self.matrix.shape[0]
+
+    @property
+    def text(self) -> str:
+        return to_text(self.matrix)
+
+    def to_list(self) -> list[list[int]]:
+        """The matrix as a JSON-ready nested list."""
+        return self.matrix.astype(int).tolist()
+
+    @property
+    def alive(self) -> np.ndarray:
+        """``[N]`` bool: nodes that pruning keeps."""
+        return _alive_batch(self.matrix[None])[0]
+
+    @property
+    def pruned(self) -> "Cell":
+        """This matrix with dead intermediate nodes removed."""
+        return Cell(prune_batch(self.matrix[None])[0], nodes=None)
+
+    @property
+    def canonical(self) -> "Cell":
+        """The canonical member of this cell's class (pruned, smallest row-major order)."""
+        if self._canonical is None:
+            if self.n == NUM_NODES:
+                sp = space(self.n)
+                self._canonical = Cell(sp.matrices[sp.index_of(self.matrix)], nodes=None)
+            else:
+                self._canonical = Cell(canonical_batch(prune_batch(self.matrix[None]))[0], nodes=None)
+        return self._canonical
+
+    @property
+    def hash(self) -> str:
+        """Stable 16-hex-digit hash of the canonical matrix."""
+        if self._hash is None:
+            self._hash = _hash_text(self.canonical.text)
+        return self._hash
+
+    @property
+    def kind(self) -> Kind:
+        """``"backward"`` if the pruned matrix keeps a backward (below-diagonal) edge."""
+        return "backward" if np.tril(self.pruned.matrix, -1).any() else "forward"
+
+    def edges(self) -> list[tuple[int, int, str]]:
+        """Non-zero edges ``(i, j, op_name)`` of the matrix, row-major (``i > j``: backward)."""
+        return [(int(i), int(j), OPS[self.matrix[i, j]]) for i, j in zip(*np.nonzero(self.matrix))]
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"Cell('{self.text}')"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Cell) and np.array_equal(self.matrix, other.matrix)
+
+    def __hash__(self) -> int:
+        return hash(self.matrix.tobytes())
+
+
+def cell_hash(matrix: object) -> str:
+    """Hash of any accepted matrix form (validated; isomorphic and unpruned variants agree)."""
+    m = validate(matrix)
+    sp = space(NUM_NODES)
+    return sp.hashes[sp.index_of(m)]
+
+
+def is_isomorphic(a: object, b: object) -> bool:
+    """True when two matrices are the same cell (equal after pruning and canonical relabelling)."""
+    return Cell(a, nodes=None).canonical == Cell(b, nodes=None).canonical
+
+
+def enumerate_cells(kind: Kind, n: int = NUM_NODES) -> Iterator[tuple[Cell, int]]:
+    """Every unique cell of a kind's space with the number of raw matrices that map to it."""
+    sp = space(n)
+    for u in sp.indices(kind):
+        yield Cell(sp.matrices[u], nodes=None), int(sp.raw_counts[kind][u])
+
+
+def sample_cells(count: int, kind: Kind, seed: int, dist: Distribution = "paper") -> list[Cell]:
+    """Seeded draw of ``count`` cells (see :meth:`Space.sample_indices`), canonical matrices."""
+    sp = space(NUM_NODES)
+    return [Cell(sp.matrices[u], nodes=None) for u in sp.sample_indices(count, kind, seed, dist)]
+
+
+def parse_cells(items: Sequence[str]) -> Cell:
+    """A cell from CLI words: one text/JSON argument, or N row arguments ``0302 0030 3003 0000``."""
+    return Cell.from_text(" ".join(items))
