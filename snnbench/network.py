@@ -1,0 +1,345 @@
+"""SNASNet: the cells of SPEC section 2 inside the skeleton of SPEC section 3.
+
+Layout: every tensor between layers is time-major ``[T, B, C, H, W]``; convolutions, pools and linear
+layers run on the merged ``[T * B, ...]`` view, LIF layers on the whole sequence at once.
+
+Invariants
+----------
+* A cell is built from its *pruned* matrix: dead nodes and zero edges create no module and cost
+  nothing. Every non-zero edge has its own module (own weights, own LIF state).
+* Forward cells run edge by edge over all T steps at once. Backward cells step through time: at
+  step ``t`` a backward edge ``i -> j`` feeds node ``j`` with ``B_ij(y_i(t-1))``; at ``t = 0`` it
+  feeds exactly 0 (the edge has not run yet). As in the authors' release, backward edges also run at
+  the last step (their output is unused; their spikes and BN statistics count like the release's).
+* BatchNorm inside the time loop normalises each step with that step's batch statistics
+  (:class:`TimeBatchNorm2d`), exactly like the release's per-step loop; in eval mode it uses the
+  running statistics.
+* Dropout draws one mask per sample and applies it at every step. The output is the mean over T of
+  the K class scores, each the average of a group of ``g`` consecutive outputs of the last linear.
+* Same seed, same device -> same parameters and outputs (CPU: bit for bit).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from snnbench.neuron import LIF, carry_state
+from snnbench.space import OPS, Cell
+
+DATASETS = ("cifar10", "cifar100", "tinyimagenet", "digits")
+PRESETS = ("paper", "bench")
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Everything that fixes the skeleton around a cell (see ``docs/network.md``)."""
+
+    c1: int
+    c2: int
+    hidden: int
+    num_classes: int
+    group: int
+    stem_stride: int
+    pool: int
+    timesteps: int = 5
+    in_channels: int = 3
+    image_size: int = 32
+    learnable_tau: bool = False
+    dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("c1", "c2", "hidden", "num_classes", "group", "stem_stride", "pool", "timesteps", "in_channels", "image_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"network config: {name} must be a positive integer, got {value!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"network config: dropout must be in [0, 1), got {self.dropout!r}")
+        if self.final_size < 1:
+            raise ValueError(
+                f"network config: image_size {self.image_size} is too small for stem stride {self.stem_stride}, "
+                f"a 2x2 pool and a {self.pool}x{self.pool} pool"
+            )
+
+    @property
+    def stem_size(self) -> int:
+        """Side of the stem output (cell 1's resolution)."""
+        return (self.image_size - 1) // self.stem_stride + 1
+
+    @property
+    def cell2_size(self) -> int:
+        return self.stem_size // 2
+
+    @property
+    def final_size(self) -> int:
+        """Side of the map after the ``p x p`` pool (flattened into the classifier)."""
+        return self.cell2_size // self.pool
+
+    @property
+    def features(self) -> int:
+        return self.c2 * self.final_size**2
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_PAPER: dict[str, dict[str, int]] = {
+    "cifar10": dict(c1=256, c2=512, hidden=1024, num_classes=10, group=10, stem_stride=1, pool=2, in_channels=3, image_size=32),
+    "cifar100": dict(c1=128, c2=256, hidden=1024, num_classes=100, group=5, stem_stride=1, pool=2, in_channels=3, image_size=32),
+    "tinyimagenet": dict(c1=128, c2=256, hidden=4096, num_classes=200, group=5, stem_stride=2, pool=2, in_channels=3, image_size=64),
+    "digits": dict(c1=128, c2=256, hidden=1024, num_classes=10, group=10, stem_stride=1, pool=2, in_channels=1, image_size=8),
+}
+_BENCH_WIDTHS: dict[str, dict[str, int]] = {
+    "cifar10": dict(c1=32, c2=64, hidden=256),
+    "cifar100": dict(c1=32, c2=64, hidden=256),
+    "tinyimagenet": dict(c1=32, c2=64, hidden=512),
+    "digits": dict(c1=8, c2=16, hidden=64),
+}
+
+
+def network_config(dataset: str, preset: str = "paper", **overrides: Any) -> NetworkConfig:
+    """The skeleton of ``preset`` ("paper": SPEC section 3; "bench": narrow, for table building) for
+    ``dataset``, with any field overridden (e.g. ``pool=4`` for the supplementary's AP4)."""
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset: expected one of {', '.join(DATASETS)}, got {dataset!r}")
+    if preset not in PRESETS:
+        raise ValueError(f"preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
+    fields = dict(_PAPER[dataset])
+    if preset == "bench":
+        fields.update(_BENCH_WIDTHS[dataset])
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(NetworkConfig)})
+    if unknown:
+        raise ValueError(f"network config: unknown field(s) {', '.join(unknown)}")
+    fields.update(overrides)
+    return NetworkConfig(**fields)
+
+
+# --------------------------------------------------------------------------- layers
+
+
+class TimeBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d over ``[T, B, C, H, W]``: in training mode each step uses its own batch statistics
+    (and updates the running statistics once per step, in step order); in eval mode, running stats."""
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        if self.training:
+            return torch.stack([super(TimeBatchNorm2d, self).forward(x[t]) for t in range(x.shape[0])])
+        return super().forward(x.flatten(0, 1)).view(x.shape)
+
+
+def _merged(module: nn.Module, x: Tensor) -> Tensor:
+    """Apply a per-image module to ``[T, B, ...]`` through the merged ``[T * B, ...]`` batch."""
+    y = module(x.reshape(-1, *x.shape[2:]))
+    return y.view(*x.shape[:2], *y.shape[1:])
+
+
+class Edge(nn.Module):
+    """One cell edge: ``skip``, ``conv1x1``/``conv3x3`` (LIF -> conv, no bias -> BN) or ``avgpool3x3``."""
+
+    def __init__(self, op: str, channels: int, learnable_tau: bool = False) -> None:
+        super().__init__()
+        self.op = op
+        if op in ("conv1x1", "conv3x3"):
+            k = 1 if op == "conv1x1" else 3
+            self.lif = LIF(learnable_tau=learnable_tau)
+            self.conv = nn.Conv2d(channels, channels, k, padding=k // 2, bias=False)
+            self.bn = TimeBatchNorm2d(channels)
+        elif op == "avgpool3x3":
+            self.pool = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=True)
+        elif op != "skip":
+            raise ValueError(f"op: {op!r} is not an edge operation")
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.op == "skip":
+            return x
+        if self.op == "avgpool3x3":
+            return _merged(self.pool, x)
+        return self.bn(_merged(self.conv, self.lif(x)))
+
+    def extra_repr(self) -> str:
+        return self.op
+
+
+def _sum(terms: list[Tensor]) -> Tensor:
+    out = terms[0] + terms[1] if len(terms) > 1 else terms[0]
+    for term in terms[2:]:
+        out = out + term
+    return out
+
+
+class SNASCell(nn.Module):
+    """A cell (SPEC section 2) of width ``channels`` over ``[T, B, C, H, W]``, built from ``cell.pruned``.
+
+    Edge modules are named ``e{i}{j}`` and registered in evaluation order: forward edges by target
+    node then source node, then backward edges by target then source.
+    """
+
+    def __init__(self, cell: Cell | object, channels: int, learnable_tau: bool = False) -> None:
+        super().__init__()
+        self.cell = Cell(cell, nodes=None) if not isinstance(cell, Cell) else cell
+        m = self.cell.pruned.matrix
+        self.n = m.shape[0]
+        self.forward_in = [[i for i in range(j) if m[i, j]] for j in range(self.n)]
+        self.backward_in = [[i for i in range(j + 1, self.n) if m[i, j]] for j in range(self.n)]
+        self.edges = nn.ModuleDict()
+        for j in range(self.n):
+            for i in self.forward_in[j]:
+                self.edges[f"e{i}{j}"] = Edge(OPS[m[i, j]], channels, learnable_tau)
+        for j in range(self.n):
+            for i in self.backward_in[j]:
+                self.edges[f"e{i}{j}"] = Edge(OPS[m[i, j]], channels, learnable_tau)
+        self.recurrent = any(self.backward_in)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._step_through_time(x) if self.recurrent else self._layer_by_layer(x)
+
+    def _layer_by_layer(self, x: Tensor) -> Tensor:
+        y: list[Tensor | None] = [x] + [None] * (self.n - 1)
+        for j in range(1, self.n):
+            if self.forward_in[j]:
+                y[j] = _sum([self.edges[f"e{i}{j}"](y[i]) for i in self.forward_in[j]])
+        return y[-1]  # type: ignore[return-value]
+
+    def _step_through_time(self, x: Tensor) -> Tensor:
+        lifs = [m for m in self.modules() if isinstance(m, LIF)]
+        delayed: list[Tensor | None] = [None] * self.n
+        outs = []
+        with carry_state(lifs):
+            for t in range(x.shape[0]):
+                y: list[Tensor] = []
+                for j in range(self.n):
+                    terms = [x[t : t + 1]] if j == 0 else [self.edges[f"e{i}{j}"](y[i]) for i in self.forward_in[j]]
+                    if delayed[j] is not None:
+                        terms.append(delayed[j])  # type: ignore[arg-type]
+                    y.append(_sum(terms) if terms else torch.zeros_like(x[t : t + 1]))
+                delayed = [
+                    _sum([self.edges[f"e{i}{j}"](y[i]) for i in self.backward_in[j]]) if self.backward_in[j] else None
+                    for j in range(self.n)
+                ]
+                outs.append(y[-1])
+        return torch.cat(outs)
+
+
+class SNASNet(nn.Module):
+    """The SNASNet skeleton of SPEC section 3 around two copies of one cell (own weights each).
+
+    ``forward(x[B, C, H, W]) -> class scores [B, K]`` (mean over T steps).
+    """
+
+    def __init__(self, cell: Cell | object, config: NetworkConfig) -> None:
+        super().__init__()
+        c = config
+        self.config = c
+        self.cell = Cell(cell) if not isinstance(cell, Cell) else cell
+        self.stem = nn.Sequential(nn.Conv2d(c.in_channels, c.c1, 3, stride=c.stem_stride, padding=1, bias=False), nn.BatchNorm2d(c.c1))
+        self.cell1 = SNASCell(self.cell, c.c1, c.learnable_tau)
+        self.bn1 = TimeBatchNorm2d(c.c1)
+        self.lif1 = LIF(learnable_tau=c.learnable_tau)
+        self.conv = nn.Conv2d(c.c1, c.c2, 3, padding=1, bias=False)
+        self.bn2 = TimeBatchNorm2d(c.c2)
+        self.pool1 = nn.AvgPool2d(2, 2)
+        self.cell2 = SNASCell(self.cell, c.c2, c.learnable_tau)
+        self.bn3 = TimeBatchNorm2d(c.c2)
+        self.lif2 = LIF(learnable_tau=c.learnable_tau)
+        self.pool2 = nn.AvgPool2d(c.pool, c.pool)
+        self.fc1 = nn.Linear(c.features, c.hidden, bias=False)
+        self.lif3 = LIF(learnable_tau=c.learnable_tau)
+        self.fc2 = nn.Linear(c.hidden, c.num_classes * c.group, bias=True)
+        init_weights(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = self.config
+        if x.dim() != 4 or x.shape[1] != c.in_channels:
+            raise ValueError(f"input: expected [B, {c.in_channels}, H, W], got shape {tuple(x.shape)}")
+        b = x.shape[0]
+        static = self.stem(x)
+        y = self.cell1(static.unsqueeze(0).expand(c.timesteps, *static.shape))
+        y = self.lif1(self.bn1(y))
+        y = _merged(self.pool1, self.bn2(_merged(self.conv, y)))
+        y = self.lif2(self.bn3(self.cell2(y)))
+        y = _merged(self.pool2, y).reshape(c.timesteps, b, -1)
+        if self.training and c.dropout > 0:
+            y = y * F.dropout(torch.ones_like(y[0]), c.dropout, training=True)
+        y = self.fc2(self.lif3(self.fc1(y)))
+        return y.view(c.timesteps, b, c.num_classes, c.group).mean(-1).mean(0)
+
+    def lif_layers(self) -> list[tuple[str, LIF]]:
+        """Every LIF layer with its module name, in forward order."""
+        return [(name, m) for name, m in self.named_modules() if isinstance(m, LIF)]
+
+    def lif_neurons(self) -> dict[str, int]:
+        """Neurons per image per time step of each LIF layer (name -> count), in forward order."""
+        c = self.config
+        size = {"cell1": c.c1 * c.stem_size**2, "lif1": c.c1 * c.stem_size**2, "cell2": c.c2 * c.cell2_size**2,
+                "lif2": c.c2 * c.cell2_size**2, "lif3": c.hidden}
+        return {name: size[name.split(".")[0]] for name, _ in self.lif_layers()}
+
+
+def init_weights(model: nn.Module) -> None:
+    """SPEC initialisation: conv Kaiming-uniform (a = 2), BN weight 1 / bias 0, linear N(0, 0.01) / bias 0."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_uniform_(m.weight, a=2)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def build_network(cell: Cell | object, config: NetworkConfig) -> SNASNet:
+    """The SNASNet for ``cell`` (any accepted matrix form; built from its pruned matrix) on CPU."""
+    return SNASNet(cell, config)
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of trainable parameter elements."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@torch.no_grad()
+def spike_stats(model: SNASNet, x: Tensor) -> dict[str, Any]:
+    """Spikes of one forward pass of ``x[B, ...]`` (current train/eval mode, no gradient).
+
+    Returns ``spikes_per_image`` (all LIF layers, all steps), ``rate`` (spikes / neuron-steps) and
+    ``layers``: per LIF layer ``name, neurons`` (per image per step), ``steps`` (steps it fired
+    on), ``spikes_per_image`` and ``rate``.
+    """
+    counts: dict[str, list[float]] = {name: [0.0, 0.0, 0] for name, _ in model.lif_layers()}  # type: ignore[misc]
+
+    def hook(name: str):
+        def record(_m: nn.Module, _inp: Any, out: Tensor) -> None:
+            rec = counts[name]
+            rec[0] += float(out.sum(dtype=torch.float64))
+            rec[1] = out[0, 0].numel()
+            rec[2] += out.shape[0]
+
+        return record
+
+    handles = [m.register_forward_hook(hook(name)) for name, m in model.lif_layers()]
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    b = x.shape[0]
+    layers = [
+        {"name": name, "neurons": int(n), "steps": int(steps), "spikes_per_image": s / b, "rate": s / (b * n * steps) if steps else 0.0}
+        for name, (s, n, steps) in counts.items()
+    ]
+    total = sum(r["spikes_per_image"] for r in layers)
+    slots = sum(r["neurons"] * r["steps"] for r in layers)
+    return {"spikes_per_image": total, "rate": total / slots if slots else 0.0, "layers": layers}
