@@ -1,0 +1,468 @@
+"""Training-free scores of spiking networks: SAHD, Hamming, van Rossum and zero-cost proxies.
+
+Spike kernels (SPEC section 5). For every call of a LIF layer at one time step, its spikes form a
+0/1 matrix ``X`` of ``B`` rows (samples) and ``N_A`` columns (neurons, everything but the batch
+dimension flattened). With ``n_i`` the number of ones in row ``i``, ``r_i = n_i / N_A``,
+``d_H(i, j)`` the Hamming distance and ``e_ij = N_A (r_i (1 - r_j) + (1 - r_i) r_j)``:
+
+* ``hd``: ``K = N_A - d_H`` (:func:`hamming_kernel`).
+* ``sahd``: ``K = N_A - 0.5 d_H / (e_ij + 0.001)`` (:func:`sahd_kernel`).
+* ``sahd_release``: like ``sahd`` but with ``e_ij / N_A`` in the denominator, the formula of the
+  authors' released code (which omits the ``N_A`` factor of the SPEC).
+* ``vanrossum``: ``K = N_A - d_H - 2 rho C`` with ``rho = exp(-1 / tau)`` and the cross term ``C`` of
+  :func:`van_rossum_sq_distances`; summed over a layer's ``T`` steps this is ``T N_A - 2 d_vR^2``, so
+  as ``tau -> 0`` it becomes ``hd``.
+
+A network's kernel is the sum of the kernels of all calls divided by the number of calls; its score
+is ``log |det K|`` (``torch.linalg.slogdet``). A kernel is **singular** when its smallest absolute
+eigenvalue is at most ``B * eps64`` times its largest (numpy's ``matrix_rank`` tolerance); then the
+score is ``-inf`` and the ``singular`` flag is set, never NaN.
+
+Precision: ``X X^T`` is computed in float32, which is exact because every partial sum is an integer
+below ``2**24`` (float64 is used when ``N_A >= 2**24``; TF32 rounding cannot change 0/1 inputs).
+Everything after the Gram matrix, and the accumulated kernel, is float64 on the network's device;
+the van Rossum cross term ``X H^T`` (``H`` a filtered trace) is float32. Only the final log-determinant
+reaches the host.
+
+Zero-cost proxies (NAS-Bench-Suite-Zero definitions, gradients through the LIF surrogate):
+``grad_norm``, ``snip``, ``synflow``, ``jacob_cov``, and ``params``; see ``docs/scores.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from snnbench.network import build_network, count_params
+from snnbench.neuron import LIF
+
+SPIKE_METRICS: tuple[str, ...] = ("sahd", "hd", "vanrossum", "sahd_release")
+LOSS_METRICS: tuple[str, ...] = ("grad_norm", "snip")
+METRICS: tuple[str, ...] = SPIKE_METRICS + LOSS_METRICS + ("jacob_cov", "synflow", "params")
+SAHD_EPS = 1e-3
+VAN_ROSSUM_TAU = 1.0
+_EXACT_FLOAT32 = 2**24
+
+
+# --------------------------------------------------------------------------- kernels of one call
+
+
+def _as_steps(X: Tensor) -> Tensor:
+    """``[B, N]`` or ``[T, B, N]`` 0/1 codes as float ``[T, B, N]`` (float32 unless ``N >= 2**24``)."""
+    if X.dim() == 2:
+        X = X.unsqueeze(0)
+    if X.dim() != 3:
+        raise ValueError(f"shape: codes must be [B, N] or [T, B, N], got {tuple(X.shape)}")
+    dtype = torch.float32 if X.shape[-1] < _EXACT_FLOAT32 else torch.float64
+    return X.to(dtype)
+
+
+def _counts(X: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(d_H, s, n)`` for codes ``X [T, B, N]``: Hamming distances ``[T, B, B]``, ``n_i + n_j`` and
+    ones per row ``n [T, B]``, all float64 and exact integers."""
+    gram = torch.matmul(X, X.transpose(1, 2)).double()
+    n = X.sum(dim=2, dtype=torch.float64)
+    s = n.unsqueeze(2) + n.unsqueeze(1)
+    return s - 2.0 * gram, s, n
+
+
+def _sahd_distance(d_h: Tensor, s: Tensor, n: Tensor, num: int, release: bool) -> Tensor:
+    """``0.5 d_H / (e + 0.001)`` with ``e = s - 2 n_i n_j / N`` (``e / N`` when ``release``)."""
+    e = s - (2.0 / num) * (n.unsqueeze(2) * n.unsqueeze(1))
+    if release:
+        e = e / num
+    return 0.5 * d_h / (e + SAHD_EPS)
+
+
+def hamming_kernel(X: Tensor) -> Tensor:
+    """``N_A - d_H`` for 0/1 codes ``X [B, N_A]`` (SPEC section 5); float64 ``[B, B]``.
+
+    ``[T, B, N_A]`` gives one kernel per step, ``[T, B, B]``.
+    """
+    steps = X.dim() == 3
+    X = _as_steps(X)
+    d_h, _, _ = _counts(X)
+    out = X.shape[2] - d_h
+    return out if steps else out[0]
+
+
+def sahd_kernel(X: Tensor, *, release: bool = False) -> Tensor:
+    """``N_A - 0.5 d_H / (e_ij + 0.001)`` for 0/1 codes ``X [B, N_A]`` (SPEC section 5); float64.
+
+    ``release=True`` uses ``e_ij / N_A`` (the authors' released code). ``[T, B, N_A]`` gives one
+    kernel per step.
+    """
+    steps = X.dim() == 3
+    X = _as_steps(X)
+    d_h, s, n = _counts(X)
+    out = X.shape[2] - _sahd_distance(d_h, s, n, X.shape[2], release)
+    return out if steps else out[0]
+
+
+def _filtered(X: Tensor, rho: float, trace: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Traces before each step, ``H_prev [T, B, N]``, and the trace after the last step.
+
+    ``H_t = rho H_{t-1} + X_t`` (the exponential filter sampled just after each step's spikes);
+    ``trace`` is ``H_{-1}`` (zeros when ``None``).
+    """
+    h = torch.zeros_like(X[0]) if trace is None else trace
+    prev = []
+    for x in X:
+        prev.append(h)
+        h = rho * h + x
+    return torch.stack(prev), h
+
+
+def _van_rossum_cross(X: Tensor, h_prev: Tensor) -> Tensor:
+    """``C_t(a, b) = (x_a - x_b) . (h_a - h_b)`` for steps ``X [T, B, N]``; float64 ``[T, B, B]``."""
+    p = torch.matmul(X, h_prev.transpose(1, 2)).double()
+    d = torch.diagonal(p, dim1=1, dim2=2)
+    return (d.unsqueeze(2) + d.unsqueeze(1)) - (p + p.transpose(1, 2))
+
+
+def van_rossum_sq_distances(S: Tensor, tau: float = VAN_ROSSUM_TAU) -> Tensor:
+    """Squared van Rossum distances ``[B, B]`` (float64) between the spike trains ``S [T, B, N]``.
+
+    Spikes at step ``t`` are unit impulses at time ``t``; each neuron's train is filtered by
+    ``f(u) = sum_k H(u - t_k) exp(-(u - t_k) / tau)`` and
+    ``d^2(a, b) = (1 / tau) * integral_0^inf sum_neurons (f_a(u) - f_b(u))^2 du`` (van Rossum 2001).
+    The integral is exact, not a sampled approximation: with ``w = x_a - x_b`` per neuron and
+    ``rho = exp(-1 / tau)`` it equals ``0.5 * sum_{s,t} w_s w_t rho^|s-t|``, which the discrete filter
+    ``h_t = rho h_{t-1} + w_t`` evaluates as ``0.5 * sum_t (|w_t|^2 + 2 rho w_t . h_{t-1})``.
+    """
+    X = _as_steps(S)
+    h_prev, _ = _filtered(X, math.exp(-1.0 / tau), None)
+    d_h, _, _ = _counts(X)
+    cross = _van_rossum_cross(X, h_prev)
+    return 0.5 * (d_h + 2.0 * math.exp(-1.0 / tau) * cross).sum(dim=0)
+
+
+def van_rossum_kernel(S: Tensor, tau: float = VAN_ROSSUM_TAU) -> Tensor:
+    """``N_A - 2 d_vR^2 / T`` for one layer's trains ``S [T, B, N_A]``: the mean kernel of its ``T`` calls.
+
+    Equals the mean of :func:`hamming_kernel` over the steps when ``tau -> 0``.
+    """
+    if S.dim() != 3:
+        raise ValueError(f"shape: spike trains must be [T, B, N], got {tuple(S.shape)}")
+    return S.shape[2] - 2.0 * van_rossum_sq_distances(S, tau) / S.shape[0]
+
+
+# --------------------------------------------------------------------------- accumulation over a forward pass
+
+
+def spiking_layers(model: nn.Module) -> list[nn.Module]:
+    """The model's LIF layers: ``model.lif_layers()`` when it has it, else every ``snnbench.neuron.LIF``."""
+    if hasattr(model, "lif_layers"):
+        return [module for _, module in model.lif_layers()]
+    return [m for m in model.modules() if isinstance(m, LIF)]
+
+
+class SpikeKernels:
+    """Forward hooks on spiking layers that sum the kernels of every call on the layers' device.
+
+    Each hooked output ``[T, B, ...]`` is ``T`` calls (one per step). A layer called step by step
+    (``T = 1``) keeps its van Rossum trace between calls; :meth:`reset` starts a new pass.
+    Use as a context manager around the forward pass(es); :meth:`kernels` gives sum / calls.
+    """
+
+    def __init__(self, layers: Sequence[nn.Module], metrics: Iterable[str], tau: float = VAN_ROSSUM_TAU):
+        self.metrics = tuple(metrics)
+        unknown = [m for m in self.metrics if m not in SPIKE_METRICS]
+        if unknown or not self.metrics:
+            raise ValueError(f"metric: spike metrics are {', '.join(SPIKE_METRICS)}; got {list(self.metrics)}")
+        self.layers = list(layers)
+        self.rho = math.exp(-1.0 / tau)
+        self._handles: list[Any] = []
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all sums, the call count and the van Rossum traces."""
+        self.sums: dict[str, Tensor] = {}
+        self.calls = 0
+        self._traces: dict[nn.Module, Tensor] = {}
+
+    def __enter__(self) -> SpikeKernels:
+        self._handles = [layer.register_forward_hook(self._hook) for layer in self.layers]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def _hook(self, module: nn.Module, args: Any, out: Tensor) -> None:
+        steps, batch = out.shape[0], out.shape[1]
+        X = _as_steps(out.detach().reshape(steps, batch, -1))
+        num = X.shape[2]
+        d_h, s, n = _counts(X)
+        for metric in self.metrics:
+            if metric == "hd":
+                dist = d_h
+            elif metric in ("sahd", "sahd_release"):
+                dist = _sahd_distance(d_h, s, n, num, metric == "sahd_release")
+            else:
+                h_prev, self._traces[module] = _filtered(X, self.rho, self._traces.get(module))
+                dist = d_h + (2.0 * self.rho) * _van_rossum_cross(X, h_prev)
+            kernel = (steps * num) - dist.sum(dim=0)
+            self.sums[metric] = kernel if metric not in self.sums else self.sums[metric] + kernel
+        self.calls += steps
+
+    def kernels(self) -> dict[str, Tensor]:
+        """Each metric's kernel: the sum over calls divided by the number of calls (float64 [B, B])."""
+        if self.calls == 0:
+            raise ValueError("model: no spiking layer was called during the forward pass; nothing to score")
+        return {metric: total / self.calls for metric, total in self.sums.items()}
+
+
+@dataclass(frozen=True)
+class LogDet:
+    """``log |det K|``; ``-inf`` with ``singular=True`` when ``K`` is numerically rank deficient."""
+
+    value: float
+    singular: bool
+
+
+def log_abs_det(K: Tensor) -> LogDet:
+    """``log |det K|`` of a symmetric kernel via ``slogdet``; singular when ``min|eig| <= B eps max|eig|``."""
+    _, logabs = torch.linalg.slogdet(K)
+    eig = torch.linalg.eigvalsh(K).abs()
+    tol = eig.max() * K.shape[0] * torch.finfo(K.dtype).eps
+    logabs_h, smallest, tol_h = torch.stack([logabs, eig.min(), tol]).tolist()  # the one host transfer
+    if smallest <= tol_h or not math.isfinite(logabs_h):
+        return LogDet(-math.inf, True)
+    return LogDet(logabs_h, False)
+
+
+def score_network(
+    model: nn.Module, x: Tensor, metrics: Iterable[str] = ("sahd",), tau: float = VAN_ROSSUM_TAU
+) -> dict[str, LogDet]:
+    """Spike-kernel scores of ``model`` on one batch ``x``: one forward pass, training mode, no gradients."""
+    was_training = model.training
+    model.train()
+    try:
+        with torch.no_grad(), SpikeKernels(spiking_layers(model), metrics, tau) as acc:
+            model(x)
+        return {metric: log_abs_det(kernel) for metric, kernel in acc.kernels().items()}
+    finally:
+        model.train(was_training)
+
+
+# --------------------------------------------------------------------------- zero-cost proxies
+
+
+def _weights(model: nn.Module) -> list[Tensor]:
+    """Weights of every conv and linear layer (the layers NAS-Bench-Suite-Zero's proxies sum over)."""
+    return [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def loss_proxies(model: nn.Module, x: Tensor, y: Tensor) -> dict[str, float]:
+    """``grad_norm = sum_l ||dL/dW_l||_2`` and ``snip = sum |W * dL/dW|`` for cross-entropy ``L`` (training mode)."""
+    model.train()
+    weights = _weights(model)
+    with torch.enable_grad():
+        loss = F.cross_entropy(model(x), y)
+        grads = torch.autograd.grad(loss, weights, allow_unused=True)
+    pairs = [(w.detach().double(), g.double()) for w, g in zip(weights, grads) if g is not None]
+    zero = torch.zeros((), dtype=torch.float64, device=x.device)
+    grad_norm = sum((g.norm() for _, g in pairs), zero)
+    snip = sum(((w * g).abs().sum() for w, g in pairs), zero)
+    gn, sn = torch.stack([grad_norm, snip]).tolist()
+    return {"grad_norm": gn, "snip": sn}
+
+
+def jacob_cov(model: nn.Module, x: Tensor, k: float = 1e-5) -> LogDet:
+    """``-sum_i (log(v_i + k) + 1 / (v_i + k))`` over eigenvalues ``v`` of the correlation matrix of
+    the per-sample input Jacobians of the summed output (training mode). Degenerate (a sample whose
+    Jacobian is constant, so correlations are undefined): ``-inf`` with ``singular=True``."""
+    model.train()
+    inputs = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        (jac,) = torch.autograd.grad(model(inputs).sum(), inputs)
+    corr = torch.corrcoef(jac.reshape(jac.shape[0], -1).double())
+    v = torch.linalg.eigvalsh(torch.nan_to_num(corr, nan=0.0))
+    score = -(torch.log(v + k) + 1.0 / (v + k)).sum()
+    finite, value = torch.stack([torch.isfinite(corr).all().double(), score]).tolist()
+    if not finite or not math.isfinite(value):
+        return LogDet(-math.inf, True)
+    return LogDet(value, False)
+
+
+def synflow(model: nn.Module, input_shape: Sequence[int], device: torch.device | str = "cpu") -> float:
+    """``sum |W * dR/dW|`` over conv/linear weights of a float64 copy with all parameters replaced by
+    their absolute values, in eval mode (BN uses its running statistics, dropout off), where ``R`` is
+    the sum of the output for one all-ones input of ``input_shape`` ``[C, H, W]``. Data independent."""
+    net = copy.deepcopy(model).double().eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.abs_()
+    weights = _weights(net)
+    ones = torch.ones((1, *input_shape), dtype=torch.float64, device=device)
+    with torch.enable_grad():
+        grads = torch.autograd.grad(net(ones).sum(), weights, allow_unused=True)
+    zero = torch.zeros((), dtype=torch.float64, device=device)
+    with torch.no_grad():
+        return float(sum(((w * g).abs().sum() for w, g in zip(weights, grads) if g is not None), zero))
+
+
+# --------------------------------------------------------------------------- scoring a cell
+
+
+def check_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
+    """The metrics as a tuple without duplicates; ``ValueError`` for an unknown or empty list."""
+    out = tuple(dict.fromkeys(metrics))
+    unknown = [m for m in out if m not in METRICS]
+    if unknown or not out:
+        raise ValueError(f"metric: unknown {unknown or 'empty list'}; choose from {', '.join(METRICS)}")
+    return out
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``torch.device(device)``; ``ValueError`` when it is malformed or its backend is unavailable."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device: {err}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: CUDA is not available on this machine")
+    return dev
+
+
+def draw_batches(
+    dataset: Any, batch_size: int, repeats: int, seed: int, device: torch.device
+) -> list[tuple[Tensor, Tensor]]:
+    """``repeats`` batches of ``batch_size`` distinct training images, normalised, on ``device``.
+
+    Batch ``r`` is the first ``batch_size`` entries of the ``r``-th ``randperm`` of a CPU generator
+    seeded with ``seed``; only the chosen images are normalised.
+    """
+    images, labels = dataset.train.images, dataset.train.labels
+    total = int(images.shape[0])
+    if batch_size < 1 or repeats < 1:
+        raise ValueError(f"batch: batch size and repeats must be >= 1, got {batch_size} and {repeats}")
+    if batch_size > total:
+        raise ValueError(f"batch: batch size {batch_size} exceeds the {total} training images")
+    gen = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(repeats):
+        idx = torch.randperm(total, generator=gen)[:batch_size].to(images.device)
+        x = dataset.normalize(images[idx]).to(device)
+        batches.append((x, labels[idx].to(device)))
+    return batches
+
+
+def score_model(
+    model: nn.Module,
+    dataset: Any,
+    metrics: Iterable[str] = ("sahd", "hd"),
+    batch_size: int = 256,
+    repeats: int = 2,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    tau: float = VAN_ROSSUM_TAU,
+) -> dict[str, Any]:
+    """Score a built ``model`` on ``repeats`` seeded batches of ``dataset`` (see :func:`score_cell`).
+
+    Spike metrics share one no-grad forward pass per batch, ``grad_norm`` and ``snip`` one
+    forward/backward pass; ``synflow`` is data independent and computed once; the global RNG
+    (dropout masks) is the caller's.
+    """
+    metrics = check_metrics(metrics)
+    dev = resolve_device(device)
+    batches = draw_batches(dataset, batch_size, repeats, seed, dev)
+    per_batch: dict[str, list[LogDet]] = {m: [] for m in metrics}
+    seconds: dict[str, float] = {}
+
+    def timed(names: Sequence[str], work: Any) -> None:
+        if not names:
+            return
+        start = time.perf_counter()
+        work()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        for name in names:
+            seconds[name] = time.perf_counter() - start
+
+    spike = [m for m in metrics if m in SPIKE_METRICS]
+    loss = [m for m in metrics if m in LOSS_METRICS]
+
+    def spikes() -> None:
+        for x, _ in batches:
+            for name, result in score_network(model, x, spike, tau).items():
+                per_batch[name].append(result)
+
+    def losses() -> None:
+        for x, y in batches:
+            for name, value in loss_proxies(model, x, y).items():
+                per_batch[name].append(LogDet(value, False) if math.isfinite(value) else LogDet(-math.inf, True))
+
+    def jacobian() -> None:
+        per_batch["jacob_cov"] = [jacob_cov(model, x) for x, _ in batches]
+
+    def flow() -> None:
+        value = synflow(model, tuple(batches[0][0].shape[1:]), dev)
+        per_batch["synflow"] = [LogDet(value, False) if math.isfinite(value) else LogDet(-math.inf, True)]
+
+    def params() -> None:
+        per_batch["params"] = [LogDet(float(count_params(model)), False)]
+
+    timed(spike, spikes)
+    timed(loss, losses)
+    timed([m for m in metrics if m == "jacob_cov"], jacobian)
+    timed([m for m in metrics if m == "synflow"], flow)
+    timed([m for m in metrics if m == "params"], params)
+    model.zero_grad(set_to_none=True)
+    return {
+        "scores": {m: sum(r.value for r in per_batch[m]) / len(per_batch[m]) for m in metrics},
+        "batch_scores": {m: [r.value for r in per_batch[m]] for m in metrics},
+        "singular": {m: any(r.singular for r in per_batch[m]) for m in metrics},
+        "seconds": seconds,
+    }
+
+
+def score_cell(
+    cell: Any,
+    dataset: Any,
+    net_config: Any,
+    metrics: Iterable[str] = ("sahd", "hd"),
+    batch_size: int = 256,
+    repeats: int = 2,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    tau: float = VAN_ROSSUM_TAU,
+) -> dict[str, Any]:
+    """Build ``cell``'s untrained network once (weights from ``seed``) and compute ``metrics`` on it.
+
+    Returns ``scores`` (mean over the ``repeats`` batches), ``batch_scores``, ``singular`` (any batch
+    singular or degenerate), ``seconds`` per metric (metrics sharing a pass report that pass's wall
+    time), ``build_seconds``, ``params`` and ``settings``. The same seed gives the same weights,
+    batches, dropout masks and hence, on CPU, the same scores bit for bit. The global RNG is left
+    as it was.
+    """
+    metrics = check_metrics(metrics)
+    dev = resolve_device(device)
+    cuda = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        start = time.perf_counter()
+        model = build_network(cell, net_config).to(dev)
+        build_seconds = time.perf_counter() - start
+        result = score_model(model, dataset, metrics, batch_size, repeats, seed, dev, tau)
+    result["build_seconds"] = build_seconds
+    result["params"] = int(count_params(model))
+    result["settings"] = {
+        "metrics": list(metrics),
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "seed": seed,
+        "device": str(dev),
+        "tau": tau,
+        "net_config": net_config.to_dict(),
+    }
+    return result
