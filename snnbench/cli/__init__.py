@@ -6,6 +6,7 @@ import click
 
 from snnbench.cli.common import SnnbenchGroup
 from snnbench.cli.cells import cells
+from snnbench.cli.build import build, info, merge
 
 
 @click.group(cls=SnnbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,3 +16,5 @@ def main() -> None:
 
 
 main.add_command(cells)
+for _command in (build, merge, info):
+    main.add_command(_command)

@@ -1,0 +1,233 @@
+"""The build pipeline: plan each stage's missing rows, run them on an executor, journal and fold results.
+
+Invariants
+----------
+* The driver (the process calling :func:`build`) is the only writer of the table; workers only return
+  plain records. Results are journalled (fsync) as each work item finishes and folded into the HDF5
+  file atomically every ``fold_seconds`` and at the end, so an interrupted build loses at most the
+  items in flight, and rerunning the same command skips every stored row.
+* Stages run in order (scores before training), so ``top:K:METRIC`` training selections see the
+  scores of the same command.
+* A row that raises in a worker is reported and left out of the table; a rerun retries it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tqdm.auto import tqdm
+
+from builders.executors import Executor, LocalExecutor, Work
+from builders.plan import parse_shard, plan_items, select_cells
+from snnbench.table import Protocol, TableWriter, open_table
+
+
+@dataclass
+class Stage:
+    """One protocol to fill: its type and settings (which define its id), and the rows wanted."""
+
+    type: str
+    settings: dict[str, Any]
+    cells: str
+    kind: str
+    seeds: tuple[int, ...]
+    batch: int = 16
+    command: str = ""
+
+
+@dataclass
+class StageReport:
+    protocol: str
+    type: str
+    wanted: int = 0
+    skipped: int = 0
+    added: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    rows: int = 0
+
+
+@dataclass
+class BuildReport:
+    path: Path
+    stages: list[StageReport]
+    seconds: float
+    size: int
+    replayed: int
+
+    @property
+    def failed(self) -> int:
+        return sum(s.failed for s in self.stages)
+
+
+def build(path: str | os.PathLike[str], stages: Sequence[Stage], *, work: Work, executor: Executor | None = None,
+          shard: tuple[int, int] | str | None = None, environment: Callable[[], dict[str, Any]] = dict,
+          progress: bool = True, fold_seconds: float = 20.0) -> BuildReport:
+    """Fill ``stages`` of the table at ``path`` with ``work`` run on ``executor`` (default: this process)."""
+    start = time.perf_counter()
+    shard = parse_shard(shard) if isinstance(shard, str) else shard
+    executor = executor or LocalExecutor(0)
+    reports: list[StageReport] = []
+    with TableWriter(path) as writer:
+        env = environment()
+        for stage in stages:
+            proto = writer.ensure_protocol(stage.type, stage.settings, command=stage.command, environment=env, shard=shard)
+            scored_by = [r.protocol for r in reports]
+            hashes = select_cells(stage.cells, stage.kind, writer.protocols, scored_by)
+            items, skipped = plan_items(stage.type, proto, hashes, stage.seeds, shard, stage.batch)
+            report = StageReport(proto.id, stage.type, skipped=skipped, wanted=skipped + sum(len(i.rows) for i in items))
+            reports.append(report)
+            t0 = time.perf_counter()
+            _run_stage(writer, proto, [i.to_dict() for i in items], report, work, executor, progress, fold_seconds)
+            report.seconds = time.perf_counter() - t0
+            report.rows = len(proto)
+        replayed = writer.replayed
+    executor.close()
+    size = Path(path).stat().st_size
+    return BuildReport(Path(path), reports, time.perf_counter() - start, size, replayed)
+
+
+def _run_stage(writer: TableWriter, proto: Protocol, items: list[dict[str, Any]], report: StageReport, work: Work,
+               executor: Executor, progress: bool, fold_seconds: float) -> None:
+    total = sum(len(i["rows"]) for i in items)
+    last_fold = time.monotonic()
+    desc = f"{proto.type} {proto.id}"
+    with tqdm(total=total, desc=desc, unit="row", disable=not progress or total == 0, file=sys.stderr,
+              dynamic_ncols=True, smoothing=0.05) as bar:
+        for _, records in executor.run(work, items):
+            good = [r for r in records if "error" not in r]
+            for r in records:
+                if "error" in r:
+                    report.failed += 1
+                    if len(report.errors) < 5:
+                        report.errors.append(f"cell {r['hash']} seed {r['seed']}: {r['error']}")
+            writer.add(proto.id, good)
+            report.added += len(good)
+            bar.update(len(records))
+            if time.monotonic() - last_fold >= fold_seconds:
+                writer.fold()
+                last_fold = time.monotonic()
+
+
+def make_stages(*, table: str | os.PathLike[str], dataset: str, data_dir: str | None, val_fraction: float, split_seed: int,
+                kind: str, preset: str, net: dict[str, Any], scores: str, score_batch: int, score_repeats: int,
+                score_seeds: str, cells: str, train_epochs: int, train: dict[str, Any], seeds: str, train_cells: str,
+                device: str, shard: str | None) -> list[Stage]:
+    """The stages of one ``snnbench build`` invocation, each with the command line that rebuilds it.
+
+    A stage's settings (hence its protocol id) hold what fixes the numbers: dataset and split, the full
+    network config, score settings or training budget, device type. Cells, kind, seeds and shard say
+    which rows to fill, so other selections with the same settings resume into the same protocol.
+    """
+    from builders.plan import parse_seeds
+    from snnbench.data import NAMES, load_dataset
+    from snnbench.network import network_config
+    from snnbench.scores import VAN_ROSSUM_TAU, check_metrics
+    from snnbench.training import network_config_for, train_config
+
+    if data_dir:
+        os.environ["SNNBENCH_DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
+    if dataset in NAMES:
+        config = network_config(dataset, preset, **net)
+    else:
+        dataset = str(Path(dataset).expanduser().resolve())
+        config = network_config_for(load_dataset(dataset, val_fraction=val_fraction, seed=split_seed), preset, **net)
+    common = {
+        "dataset": {"name": dataset, "val_fraction": val_fraction, "split_seed": split_seed},
+        "network": {"preset": preset, "config": config.to_dict()},
+        "device": device,
+    }
+    net_args = "".join(f" --net {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in sorted(net.items()))
+    base = (f"snnbench build {shlex.quote(str(Path(table).resolve()))} --dataset {shlex.quote(dataset)} --val-fraction {val_fraction} "
+            f"--split-seed {split_seed} --kind {kind} --preset {preset}{net_args} --device {device}"
+            + (f" --shard {shard}" if shard else ""))
+    stages: list[Stage] = []
+    metrics = [] if scores.strip().lower() == "none" else list(check_metrics(m.strip() for m in scores.split(",") if m.strip()))
+    score_args = (f" --scores {','.join(metrics)} --score-batch {score_batch} --score-repeats {score_repeats} "
+                  f"--score-seeds {','.join(map(str, parse_seeds(score_seeds)))} --cells {shlex.quote(cells)}")
+    if metrics:
+        settings = {**common, "score": {"metrics": metrics, "batch_size": score_batch, "repeats": score_repeats,
+                                        "tau": VAN_ROSSUM_TAU}}
+        stages.append(Stage("score", settings, cells, kind, parse_seeds(score_seeds), batch=16,
+                            command=base + score_args + " --train-epochs 0"))
+    if train_epochs:
+        tcfg = train_config("bench", **{**train, "epochs": train_epochs})
+        settings = {**common, "train": tcfg.to_dict()}
+        train_args = "".join(f" --train {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in sorted(train.items()))
+        needs_scores = train_cells.startswith("top:")
+        command = (base + (score_args if needs_scores else " --scores none") + f" --train-epochs {train_epochs}"
+                   + train_args + f" --seeds {','.join(map(str, parse_seeds(seeds)))} --train-cells {shlex.quote(train_cells)}")
+        stages.append(Stage("train", settings, train_cells, kind, parse_seeds(seeds), batch=1, command=command))
+    return stages
+
+
+def environment(device: str, executor: str, workers: int | None) -> dict[str, Any]:
+    """Package versions, machine and device a build runs with (stored with every protocol it touches)."""
+    import platform
+
+    import h5py
+    import numpy
+    import torch
+
+    from snnbench import __version__
+
+    env: dict[str, Any] = {
+        "snnbench": __version__, "python": platform.python_version(), "torch": torch.__version__,
+        "numpy": numpy.__version__, "h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version,
+        "platform": platform.platform(), "cpu_count": os.cpu_count(), "executor": executor,
+        "workers": workers if workers is not None else os.cpu_count(), "device": device,
+        "device_name": torch.cuda.get_device_name() if device == "cuda" and torch.cuda.is_available() else (platform.processor() or platform.machine()),
+    }
+    if device == "cuda":
+        env["cuda"] = torch.version.cuda
+    if executor == "ray":
+        import ray
+
+        env["ray"] = ray.__version__
+    return env
+
+
+def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What a table holds: per protocol its settings, commands, coverage and summary statistics (JSON-ready)."""
+    import numpy as np
+
+    table = open_table(path)
+    out: dict[str, Any] = {
+        "path": str(table.path),
+        "size_bytes": table.path.stat().st_size,
+        "schema_version": table.attrs["schema_version"],
+        "created": table.attrs["created"],
+        "modified": table.attrs["modified"],
+        "snnbench_version": table.attrs["snnbench_version"],
+        "cells": {"total": len(table.cells["hash"]), "forward": int((table.cells["kind"] == 0).sum()),
+                  "backward": int((table.cells["kind"] == 1).sum())},
+        "protocols": [],
+    }
+    for p in table.protocols.values():
+        cells = {h for h in p.hash}
+        stats: dict[str, Any] = {}
+        for name, col in p.columns.items():
+            if col.dtype.kind not in "fiu" or col.ndim != 1:
+                continue
+            finite = col[np.isfinite(col)] if col.dtype.kind == "f" else col
+            stats[name] = {
+                "rows": int(len(col)), "finite": int(len(finite)),
+                **({"mean": float(finite.mean()), "std": float(finite.std()), "min": float(finite.min()),
+                    "max": float(finite.max())} if len(finite) else {}),
+            }
+        out["protocols"].append({
+            "id": p.id, "type": p.type, "settings": p.settings, "commands": p.commands, "shards": p.shards,
+            "created": p.created, "modified": p.modified, "environments": p.environments,
+            "rows": len(p), "cells": len(cells), "seeds": sorted({int(s) for s in p.seed}),
+            "columns": {name: {"dtype": str(col.dtype), "shape": list(col.shape[1:])} for name, col in p.columns.items()},
+            "stats": stats,
+        })
+    return out

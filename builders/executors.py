@@ -1,0 +1,146 @@
+"""Where work items run: in this process, in a local process pool, or as Ray tasks.
+
+Every executor maps a module-level function ``fn(item: dict) -> list[dict]`` over plain-data items and
+yields ``(item, result)`` pairs as they finish (any order). Workers send back plain dicts and arrays;
+the driver, which consumes the iterator, stays the only process that writes the table.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from typing import Any, Callable, Iterable, Iterator, Protocol
+
+Work = Callable[[dict[str, Any]], list[dict[str, Any]]]
+EXECUTORS = ("local", "ray")
+
+
+class Executor(Protocol):
+    def run(self, fn: Work, items: Iterable[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]: ...
+
+    def close(self) -> None: ...
+
+
+def _init_worker() -> None:
+    """One torch thread per worker process (the pool supplies the parallelism)."""
+    import torch
+
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+
+
+class LocalExecutor:
+    """A pool of ``workers`` processes (``spawn``; torch threads = 1 each); ``workers=0`` runs in this process."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = (os.cpu_count() or 1) if workers is None else workers
+        if self.workers < 0:
+            raise ValueError(f"workers: expected >= 0, got {self.workers}")
+        self._pool: ProcessPoolExecutor | None = None
+
+    def run(self, fn: Work, items: Iterable[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        if self.workers == 0:
+            for item in items:
+                yield item, fn(item)
+            return
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker)
+        pending: dict[Future[list[dict[str, Any]]], dict[str, Any]] = {}
+        queue = iter(items)
+        limit = 4 * self.workers  # bounded in flight: a kill loses at most these, memory stays flat
+        try:
+            while True:
+                for item in queue:
+                    pending[self._pool.submit(fn, item)] = item
+                    if len(pending) >= limit:
+                        break
+                if not pending:
+                    return
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    yield pending.pop(fut), fut.result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+class RayExecutor:
+    """Ray tasks (1 CPU each, ``gpus`` GPUs each); a task whose worker dies is retried ``max_retries`` times.
+
+    Connects to ``address`` (a running cluster) or starts a local instance with ``num_cpus`` CPUs.
+    """
+
+    def __init__(self, address: str | None = None, *, num_cpus: int | None = None, gpus: float = 0.0,
+                 max_retries: int = 3, in_flight: int | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ValueError("executor: ray is not installed; pip install 'snnbench[ray]'") from None
+        self._ray = ray
+        self._started = False
+        if not ray.is_initialized():
+            env_vars = {k: os.environ[k] for k in ("SNNBENCH_DATA_DIR",) if k in os.environ}
+            kwargs: dict[str, Any] = {"address": address, "include_dashboard": False, "log_to_driver": False,
+                                      "runtime_env": {"env_vars": env_vars} if env_vars else None}
+            if address is None:
+                kwargs["num_cpus"] = num_cpus
+            try:
+                ray.init(**kwargs)
+            except ConnectionError as err:
+                raise ValueError(f"executor: cannot reach the Ray cluster at {address}: {err}") from None
+            self._started = True
+        self.gpus, self.max_retries = gpus, max_retries
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.in_flight = in_flight or max(2, 2 * cpus)
+
+    def run(self, fn: Work, items: Iterable[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        ray = self._ray
+        remote = ray.remote(num_cpus=1, num_gpus=self.gpus, max_retries=self.max_retries, retry_exceptions=False)(
+            _ray_task(fn))
+        pending: dict[Any, dict[str, Any]] = {}
+        queue = iter(items)
+        try:
+            while True:
+                for item in queue:
+                    pending[remote.remote(item)] = item
+                    if len(pending) >= self.in_flight:
+                        break
+                if not pending:
+                    return
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    yield pending.pop(ref), ray.get(ref)
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+
+    def close(self) -> None:
+        if self._started:
+            self._ray.shutdown()
+            self._started = False
+
+
+def _ray_task(fn: Work) -> Work:
+    """Wrap ``fn`` so each Ray worker process uses one torch thread."""
+
+    def task(item: dict[str, Any]) -> list[dict[str, Any]]:
+        _init_worker()
+        return fn(item)
+
+    task.__name__ = getattr(fn, "__name__", "task")
+    return task
+
+
+def make_executor(name: str, *, workers: int | None = None, address: str | None = None, gpus: float = 0.0) -> Executor:
+    """The executor named ``name`` (``local`` or ``ray``)."""
+    if name == "local":
+        return LocalExecutor(workers)
+    if name == "ray":
+        return RayExecutor(address, num_cpus=workers, gpus=gpus)
+    raise ValueError(f"executor: expected one of {EXECUTORS}, got {name!r}")

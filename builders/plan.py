@@ -1,0 +1,171 @@
+"""Which work a build does: cell selections, shard slices, per-cell seeds and work items.
+
+Invariants
+----------
+* Every selection is a list of cell hashes in space-index order and depends only on its spec, the
+  kind and (``top:``) the table's stored scores, never on the order results arrived in.
+* A shard ``I/N`` keeps the cells whose hash, read as a 64-bit number, is ``I`` modulo ``N``: shards
+  are disjoint, cover the selection, and do not depend on the other cells selected.
+* A row's seed is :func:`cell_seed` of the cell hash and the requested seed, so a result never
+  depends on which worker computed it, in which batch, or whether the build was resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from snnbench.space import KINDS, Cell, space
+from snnbench.table import Protocol
+
+CELL_SPECS = "all | sample:N[:SEED] | top:K:METRIC | FILE"
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"I/N"`` -> ``(I, N)`` with ``0 <= I < N``; ``None`` passes through."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not int(m[1]) < int(m[2]):
+        raise ValueError(f"shard: expected I/N with 0 <= I < N (e.g. 0/4), got {text!r}")
+    return int(m[1]), int(m[2])
+
+
+def in_shard(cell_hash: str, shard: tuple[int, int] | None) -> bool:
+    """True when the cell belongs to shard ``(I, N)`` (always for ``None``)."""
+    return shard is None or int(cell_hash, 16) % shard[1] == shard[0]
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"0,1,2"`` or ``"0-3"`` -> distinct non-negative seeds, in the order given."""
+    seeds: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise ValueError(f"seeds: expected a list like 0,1,2 or a range like 0-4, got {text!r}")
+        lo, hi = int(m[1]), int(m[2] or m[1])
+        seeds.extend(s for s in range(lo, hi + 1) if s not in seeds)
+    if not seeds:
+        raise ValueError(f"seeds: no seed in {text!r}")
+    return tuple(seeds)
+
+
+def cell_seed(cell_hash: str, seed: int) -> int:
+    """The seed a row uses: a 31-bit hash of the cell hash and the requested seed."""
+    digest = hashlib.sha256(f"snnbench-seed-v1:{seed}:{cell_hash}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def select_cells(spec: str, kind: str, protocols: Mapping[str, Protocol] | None = None,
+                 scored_by: Sequence[str] = ()) -> list[str]:
+    """Hashes of the cells ``spec`` names within ``kind``'s space, in space-index order.
+
+    ``all``: every unique cell; ``sample:N[:SEED]``: N distinct cells drawn uniformly (seed 0 by
+    default); ``top:K:METRIC``: the K best cells by the mean of METRIC over seeds in a score protocol
+    (those of ``scored_by`` first, else the only stored one holding METRIC; ties by space index);
+    a FILE: one cell per line (text form, JSON list or 16-hex hash; ``#`` comments).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
+    sp = space()
+    pool = sp.indices(kind)  # type: ignore[arg-type]
+    spec = spec.strip()
+    if spec == "all":
+        chosen = pool
+    elif spec.startswith("sample:"):
+        m = re.fullmatch(r"sample:(\d+)(?::(\d+))?", spec)
+        if not m or int(m[1]) < 1:
+            raise ValueError(f"cells: expected sample:N or sample:N:SEED with N >= 1, got {spec!r}")
+        n = min(int(m[1]), len(pool))
+        chosen = np.sort(np.random.default_rng(int(m[2] or 0)).choice(pool, size=n, replace=False))
+    elif spec.startswith("top:"):
+        chosen = _top(spec, pool, protocols or {}, scored_by)
+    else:
+        chosen = _from_file(Path(spec), kind)
+    return [sp.hashes[int(u)] for u in chosen]
+
+
+def _top(spec: str, pool: np.ndarray, protocols: Mapping[str, Protocol], scored_by: Sequence[str]) -> np.ndarray:
+    m = re.fullmatch(r"top:(\d+):([\w/.-]+)", spec)
+    if not m or int(m[1]) < 1:
+        raise ValueError(f"cells: expected top:K:METRIC (e.g. top:20:sahd), got {spec!r}")
+    k, metric = int(m[1]), m[2]
+    column = metric if metric.startswith("scores/") else f"scores/{metric}"
+    holders = [p for p in protocols.values() if p.type == "score" and column in p.columns]
+    preferred = [p for p in holders if p.id in scored_by]
+    if preferred:
+        holders = preferred
+    if len(holders) != 1:
+        what = "no score protocol" if not holders else f"{len(holders)} score protocols ({', '.join(p.id for p in holders)})"
+        raise ValueError(f"cells: {spec!r} needs exactly one stored score protocol with metric {metric!r}, found {what}")
+    proto = holders[0]
+    sp = space()
+    index_of = {h: i for i, h in enumerate(sp.hashes)}
+    sums: dict[int, list[float]] = {}
+    for h, v in zip(proto.hash, proto.columns[column]):
+        sums.setdefault(index_of[h.decode()], []).append(float(v))
+    allowed = set(pool.tolist())
+    scored = [(np.mean(v), u) for u, v in sums.items() if u in allowed and np.all(np.isfinite(v))]
+    scored.sort(key=lambda t: (-t[0], t[1]))
+    return np.sort(np.array([u for _, u in scored[:k]], dtype=np.int64))
+
+
+def _from_file(path: Path, kind: str) -> np.ndarray:
+    if not path.is_file():
+        raise ValueError(f"cells: {str(path)!r} is neither all, sample:N, top:K:METRIC nor a readable file")
+    sp = space()
+    index_of = {h: i for i, h in enumerate(sp.hashes)}
+    chosen: set[int] = set()
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            h = text if re.fullmatch(r"[0-9a-f]{16}", text) else Cell.from_text(text).hash
+        except ValueError as err:
+            raise ValueError(f"cells: {path}:{number}: {err}") from None
+        if h not in index_of:
+            raise ValueError(f"cells: {path}:{number}: unknown cell hash {h}")
+        if kind == "forward" and sp.is_backward[index_of[h]]:
+            raise ValueError(f"cells: {path}:{number}: {text} is a backward cell; use --kind backward")
+        chosen.add(index_of[h])
+    if not chosen:
+        raise ValueError(f"cells: {path} names no cell")
+    return np.array(sorted(chosen), dtype=np.int64)
+
+
+@dataclass
+class WorkItem:
+    """A batch of (cell, seed) rows of one protocol, sent to a worker as plain data."""
+
+    stage: str
+    protocol: str
+    settings: dict[str, Any]
+    rows: list[tuple[str, str, int]] = field(default_factory=list)  # (hash, canonical text, seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "protocol": self.protocol, "settings": self.settings, "rows": self.rows}
+
+
+def plan_items(stage: str, proto: Protocol, hashes: Sequence[str], seeds: Sequence[int],
+               shard: tuple[int, int] | None, batch: int) -> tuple[list[WorkItem], int]:
+    """Work items for the rows of ``hashes x seeds`` in ``shard`` that ``proto`` lacks; also the rows skipped."""
+    done = proto.done()
+    sp = space()
+    index_of = {h: i for i, h in enumerate(sp.hashes)}
+    todo, skipped = [], 0
+    for h in hashes:
+        if not in_shard(h, shard):
+            continue
+        for s in seeds:
+            if (h, s) in done:
+                skipped += 1
+            else:
+                todo.append((h, Cell(sp.matrices[index_of[h]], nodes=None).text, int(s)))
+    items = [WorkItem(stage, proto.id, proto.settings, todo[i:i + batch]) for i in range(0, len(todo), max(1, batch))]
+    return items, skipped

@@ -1,0 +1,112 @@
+"""Worker-side work: score or train the rows of one work item and return plain records.
+
+A work item is plain data (``builders.plan.WorkItem.to_dict()``); :func:`run_item` returns one record
+per row, ``{"hash", "seed", "values": {column: number | str | list}}``, or ``{"hash", "seed", "error"}``
+when that row raised. Values depend only on the protocol settings, the cell and the row's seed (the
+per-cell seed of :func:`builders.plan.cell_seed`), so any worker computes the same record.
+Column names and units are documented in ``docs/table.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from builders.plan import cell_seed
+
+
+@lru_cache(maxsize=2)
+def _dataset(data_json: str, device: str) -> Any:
+    """The dataset of a protocol, loaded once per worker process and kept on ``device``."""
+    from snnbench.data import load_dataset
+
+    d = json.loads(data_json)
+    return load_dataset(d["name"], d.get("data_dir"), val_fraction=d["val_fraction"], seed=d["split_seed"]).to(device)
+
+
+def _device(settings: dict[str, Any]) -> str:
+    return "cuda" if settings["device"] == "cuda" else "cpu"
+
+
+def score_values(result: dict[str, Any]) -> dict[str, Any]:
+    """Table columns of one :func:`snnbench.scores.score_cell` result."""
+    values: dict[str, Any] = {"params": int(result["params"])}
+    for m, v in result["scores"].items():
+        values[f"scores/{m}"] = float(v)
+        values[f"batch_scores/{m}"] = [float(x) for x in result["batch_scores"][m]]
+        values[f"singular/{m}"] = bool(result["singular"][m])
+    return values
+
+
+def train_values(result: dict[str, Any], epochs: int) -> dict[str, Any]:
+    """Table columns of one :func:`snnbench.training.train_cell` result (curves have one entry per epoch)."""
+    recs = result["epochs"]
+    if len(recs) != epochs:
+        raise ValueError(f"training returned {len(recs)} epoch records, expected {epochs}")
+    spikes = result["spikes"]
+    return {
+        "params": int(result["params"]),
+        "val_acc": float(result["val_acc"]),
+        "test_acc": float(result["test_acc"]),
+        "spikes_per_image": float(spikes["spikes_per_image"]),
+        "spike_rate": float(spikes["rate"]),
+        "spike_layers": json.dumps(spikes["layers"], sort_keys=True),
+        "train_seconds": float(result["seconds"]),
+        "curves/lr": [float(r["lr"]) for r in recs],
+        "curves/train_loss": [float(r["train_loss"]) for r in recs],
+        "curves/train_acc": [float(r["train_acc"]) for r in recs],
+        "curves/val_acc": [float(r["val_acc"]) for r in recs],
+        "curves/test_acc": [float(r.get("test_acc", np.nan)) for r in recs],
+        "curves/epoch_seconds": [float(r["seconds"]) for r in recs],
+    }
+
+
+def _score_row(cell: Any, settings: dict[str, Any], seed: int) -> dict[str, Any]:
+    from snnbench.network import NetworkConfig
+    from snnbench.scores import score_cell
+
+    s = settings["score"]
+    device = _device(settings)
+    dataset = _dataset(json.dumps(settings["dataset"], sort_keys=True), device)
+    config = NetworkConfig(**settings["network"]["config"])
+    result = score_cell(cell, dataset, config, s["metrics"], s["batch_size"], s["repeats"], seed, device, s["tau"])
+    return score_values(result)
+
+
+def _train_row(cell: Any, settings: dict[str, Any], seed: int) -> dict[str, Any]:
+    from snnbench.network import NetworkConfig
+    from snnbench.training import TrainConfig, train_cell
+
+    t = dict(settings["train"])
+    t["test_epochs"] = tuple(t["test_epochs"])
+    device = _device(settings)
+    dataset = _dataset(json.dumps(settings["dataset"], sort_keys=True), device)
+    result = train_cell(cell, dataset, NetworkConfig(**settings["network"]["config"]), TrainConfig(**t), seed, device)
+    return train_values(result, t["epochs"])
+
+
+_ROWS = {"score": _score_row, "train": _train_row}
+
+
+def run_item(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """Compute every row of a work item; a row that raises becomes an ``error`` record."""
+    from snnbench.space import Cell
+
+    row_fn = _ROWS[item["stage"]]
+    settings = item["settings"]
+    _dataset(json.dumps(settings["dataset"], sort_keys=True), _device(settings))  # loaded before any row's clock starts
+    records = []
+    for cell_hash, text, seed in item["rows"]:
+        start = time.perf_counter()
+        try:
+            values = row_fn(Cell.from_text(text), item["settings"], cell_seed(cell_hash, seed))
+        except Exception as err:  # noqa: BLE001 - reported per row, the build goes on
+            records.append({"hash": cell_hash, "seed": seed, "error": f"{type(err).__name__}: {err}"})
+            continue
+        values["seconds"] = time.perf_counter() - start
+        records.append({"hash": cell_hash, "seed": seed, "values": values})
+    return records

@@ -1,0 +1,175 @@
+"""``snnbench build``, ``snnbench merge`` and ``snnbench info``: fill, join and describe benchmark tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from snnbench.cli.common import InputError, echo_json
+from snnbench.space import KINDS
+from snnbench.table import default_table_path
+
+# The embedded default (no options): whole forward space scored with SAHD + Hamming on digits with the
+# bench skeleton, plus a small trained sample; about 10 minutes on 2 cores.
+DEFAULTS = dict(dataset="digits", kind="forward", preset="bench", scores="sahd,hd", score_batch=64, score_repeats=1,
+                score_seeds="0", cells="all", train_epochs=3, seeds="0,1", train_cells="sample:16")
+
+
+def _key_values(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
+    """``("c1=8", "dropout=0.2")`` -> ``{"c1": 8, "dropout": 0.2}`` (values read as JSON, else text)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{what}: expected KEY=VALUE, got {pair!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _table_arg(table: str | None) -> Path:
+    return Path(table).expanduser() if table else default_table_path()
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def _duration(s: float) -> str:
+    return f"{int(s // 60)}m{s % 60:04.1f}s" if s >= 60 else f"{s:.1f}s"
+
+
+@click.command()
+@click.argument("table", required=False)
+@click.option("--dataset", default=DEFAULTS["dataset"], show_default=True, help="digits, cifar10, cifar100, tinyimagenet or a train .npz path.")
+@click.option("--data-dir", default=None, help="Folder holding the dataset files (default: $SNNBENCH_DATA_DIR or ~/.cache/snnbench/data).")
+@click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Share of training images held out for validation.")
+@click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the validation split.")
+@click.option("--kind", type=click.Choice(KINDS), default=DEFAULTS["kind"], show_default=True, help="Cell space to draw cells from.")
+@click.option("--preset", type=click.Choice(["paper", "bench"]), default=DEFAULTS["preset"], show_default=True, help="Skeleton widths.")
+@click.option("--net", "net", multiple=True, metavar="KEY=VALUE", help="Override a NetworkConfig field (repeatable), e.g. --net timesteps=4.")
+@click.option("--scores", default=DEFAULTS["scores"], show_default=True, help="Comma-separated score metrics, or 'none'.")
+@click.option("--score-batch", type=click.IntRange(min=2), default=DEFAULTS["score_batch"], show_default=True, help="Images per scoring batch.")
+@click.option("--score-repeats", type=click.IntRange(min=1), default=DEFAULTS["score_repeats"], show_default=True, help="Batches averaged per score.")
+@click.option("--score-seeds", default=DEFAULTS["score_seeds"], show_default=True, help="Scoring seeds (list 0,1 or range 0-3).")
+@click.option("--cells", default=DEFAULTS["cells"], show_default=True, help="Cells to score: all | sample:N[:SEED] | top:K:METRIC | FILE.")
+@click.option("--train-epochs", type=click.IntRange(min=0), default=DEFAULTS["train_epochs"], show_default=True, help="Training epochs (0: no training).")
+@click.option("--train", "train", multiple=True, metavar="KEY=VALUE", help="Override a TrainConfig field (repeatable), e.g. --train lr=0.05.")
+@click.option("--seeds", default=DEFAULTS["seeds"], show_default=True, help="Training seeds (list 0,1 or range 0-3).")
+@click.option("--train-cells", default=DEFAULTS["train_cells"], show_default=True, help="Cells to train: all | sample:N[:SEED] | top:K:METRIC | FILE.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=None, help="Worker processes (default: CPU cores; 0: run in this process).")
+@click.option("--shard", default=None, metavar="I/N", help="Build only the cells whose hash is I modulo N.")
+@click.option("--ray-address", default=None, help="Ray cluster address (default: start a local Ray instance).")
+@click.option("--gpus-per-task", type=float, default=None, help="GPUs each Ray task requests (default: 1 with --device cuda, else 0).")
+@click.option("--fold-seconds", type=float, default=20.0, show_default=True, help="How often results are folded into the HDF5 file.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
+    """Build or resume TABLE (default: $SNNBENCH_TABLE or ~/.cache/snnbench/snnbench.h5).
+
+    Rerunning the same command skips every stored row; an interrupted build (even kill -9) loses at
+    most the rows in flight. With no options: the embedded default (whole forward space scored with
+    SAHD and Hamming on digits, bench skeleton, plus 16 cells trained 3 epochs with 2 seeds).
+    """
+    from builders.build import build as run_build
+    from builders.build import environment, make_stages
+    from builders.executors import make_executor
+    from builders.plan import parse_shard
+    from builders.stages import run_item
+
+    path = _table_arg(table)
+    quiet, as_json = opts.pop("quiet"), opts.pop("as_json")
+    fold_seconds = opts.pop("fold_seconds")
+    default = all(ctx.get_parameter_source(n) == click.core.ParameterSource.DEFAULT for n in ctx.params if n not in ("table", "quiet", "as_json"))
+    shard = parse_shard(opts["shard"])
+    skip = ("executor", "workers", "ray_address", "gpus_per_task", "net", "train")
+    stages = make_stages(table=path, **{k: v for k, v in opts.items() if k not in skip},
+                         net=_key_values(opts["net"], "--net"), train=_key_values(opts["train"], "--train"))
+    if not stages:
+        raise InputError("nothing to build: --scores none and --train-epochs 0")
+    if default and not as_json:
+        click.echo("Building the embedded default table: the whole forward space (7,012 cells) scored with SAHD and "
+                   "Hamming on digits (bench skeleton), plus 16 cells trained 3 epochs with seeds 0 and 1; "
+                   "about 10 minutes on 2 cores.", err=True)
+    gpus = opts["gpus_per_task"] if opts["gpus_per_task"] is not None else (1.0 if opts["device"] == "cuda" else 0.0)
+    executor = make_executor(opts["executor"], workers=opts["workers"], address=opts["ray_address"], gpus=gpus)
+    report = run_build(path, stages, work=run_item, executor=executor, shard=shard, progress=not quiet,
+                       environment=lambda: environment(opts["device"], opts["executor"], opts["workers"]),
+                       fold_seconds=fold_seconds)
+    summary = {
+        "table": str(report.path.resolve()), "size_bytes": report.size, "seconds": round(report.seconds, 3),
+        "replayed_from_journal": report.replayed,
+        "stages": [{"protocol": s.protocol, "type": s.type, "wanted": s.wanted, "already_stored": s.skipped,
+                    "added": s.added, "failed": s.failed, "rows_in_table": s.rows, "seconds": round(s.seconds, 3),
+                    "errors": s.errors} for s in report.stages],
+    }
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(f"table {summary['table']} ({_size(report.size)}), built in {_duration(report.seconds)}")
+        for s in report.stages:
+            click.echo(f"  {s.type:5} protocol {s.protocol}: {s.rows:,} rows stored; this run added {s.added:,}, "
+                       f"found {s.skipped:,} already stored, {s.failed:,} failed ({_duration(s.seconds)})")
+        click.echo(f"  inspect: snnbench info {shlex.quote(str(report.path))}")
+    if report.failed:
+        for s in report.stages:
+            for e in s.errors:
+                click.echo(f"  failed: {e}", err=True)
+        raise click.ClickException(f"{report.failed} rows failed and were not stored; rerun the same command to retry them")
+
+
+@click.command()
+@click.argument("out")
+@click.argument("inputs", nargs=-1, required=True)
+def merge(out: str, inputs: tuple[str, ...]) -> None:
+    """Join shard tables INPUTS into a new table OUT (refuses tables built with different settings)."""
+    from snnbench.table import merge_tables
+
+    start = time.perf_counter()
+    table = merge_tables(out, inputs)
+    rows = ", ".join(f"{p.id} ({p.type}): {len(p):,} rows" for p in table.protocols.values())
+    click.echo(f"merged {len(inputs)} tables into {out} ({_size(os.path.getsize(out))}) in {_duration(time.perf_counter() - start)}: {rows}")
+
+
+@click.command()
+@click.argument("table", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(table: str | None, as_json: bool) -> None:
+    """Protocols, coverage and summary statistics of TABLE (default: the default table)."""
+    from builders.build import describe
+
+    d = describe(_table_arg(table))
+    if as_json:
+        echo_json(d)
+        return
+    c = d["cells"]
+    click.echo(f"{d['path']}: snnbench table, schema {d['schema_version']}, {_size(d['size_bytes'])}, "
+               f"modified {d['modified']}; {c['total']:,} cells ({c['forward']:,} forward, {c['backward']:,} backward)")
+    for p in d["protocols"]:
+        s = p["settings"]
+        what = ",".join(s["score"]["metrics"]) if p["type"] == "score" else f"{s['train']['epochs']} epochs"
+        shards = "" if p["shards"] is None else f", shards {p['shards']['indices']} of {p['shards']['count']}"
+        click.echo(f"\nprotocol {p['id']} ({p['type']}: {what}; {s['dataset']['name']}, {s['network']['preset']} skeleton, "
+                   f"{s['device']}{shards})")
+        click.echo(f"  {p['rows']:,} rows, {p['cells']:,} cells, seeds {p['seeds']}")
+        for name, st in p["stats"].items():
+            if "mean" in st:
+                click.echo(f"  {name:28} n={st['finite']:>7,}  mean {st['mean']:.6g}  std {st['std']:.6g}  "
+                           f"min {st['min']:.6g}  max {st['max']:.6g}")
+            else:
+                click.echo(f"  {name:28} n={st['finite']:>7,} finite of {st['rows']:,}")
+        for cmd in p["commands"]:
+            click.echo(f"  rebuild: {cmd}")
+    sys.stdout.flush()

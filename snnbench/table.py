@@ -1,0 +1,620 @@
+"""The snnbench table: one HDF5 file of cells and per-protocol results (reader and crash-safe writer).
+
+Layout (``docs/table.md`` documents every group, dataset, dtype, unit and attribute)::
+
+    /                      attrs: format="snnbench-table", schema_version, created, modified, snnbench_version
+    /cells/                every cell some protocol holds a row for, sorted by space index
+        index  int32 [U]        unique index in snnbench.space.space() (canonical-key order)
+        matrix int8 [U,4,4]     canonical matrix
+        hash   |S16 [U]         snnbench cell hash (16 hex digits, ASCII)
+        kind   uint8 [U]        0 forward, 1 backward (attr labels)
+        raw_forward, raw_backward int32 [U]  raw matrices of that space mapping to the cell
+    /protocols/<id>/       attrs: id, type ("score" | "train"), settings, commands, environments, shards (JSON), created, modified
+        cell int32 [R] (row of /cells), seed int64 [R], then one dataset per result column
+
+Invariants
+----------
+* The file on disk is only ever *replaced* (write a temporary file, fsync, ``os.replace``), never edited,
+  so a reader always opens a complete table and ``kill -9`` can never corrupt it.
+* Results reach disk first through an append-only, fsync'd JSON-lines journal next to the file
+  (``<table>.journal``); :meth:`TableWriter.fold` moves them into a new file atomically. Replaying a
+  journal is idempotent: a row is keyed by (protocol, cell hash, seed) and the first value wins.
+* Rows of a protocol are sorted by (cell space index, seed), so the file content depends on which
+  results it holds, never on the order they arrived in.
+* Nothing is pickled: numbers are native HDF5 types, text is UTF-8, structured settings are JSON strings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import h5py
+import numpy as np
+
+FORMAT = "snnbench-table"
+SCHEMA_VERSION = 1
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_KIND_LABELS = ("forward", "backward")
+_KEY_COLUMNS = ("cell", "seed")
+PROTOCOL_TYPES = ("score", "train")
+
+
+class TableError(ValueError):
+    """A table file that cannot be used: the one-line message names the file and the problem."""
+
+
+def default_table_path() -> Path:
+    """``$SNNBENCH_TABLE`` if set, else ``~/.cache/snnbench/snnbench.h5``."""
+    env = os.environ.get("SNNBENCH_TABLE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "snnbench" / "snnbench.h5"
+
+
+def protocol_id(type_: str, settings: Mapping[str, Any]) -> str:
+    """Stable 12-hex-digit id of a protocol: a hash of its type and canonical-JSON settings."""
+    text = json.dumps({"type": type_, "settings": settings}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(("snnbench-protocol-v1:" + text).encode()).hexdigest()[:12]
+
+
+def now() -> str:
+    """Current UTC time, ISO 8601 with seconds."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+# --------------------------------------------------------------------------- in-memory model
+
+
+@dataclass
+class Protocol:
+    """One protocol's settings and result rows; ``columns`` excludes the keys ``hash`` and ``seed``.
+
+    ``hash`` (``|S16``) and ``seed`` (int64) identify rows; every column has ``len(self)`` rows.
+    """
+
+    id: str
+    type: str
+    settings: dict[str, Any]
+    commands: list[str] = field(default_factory=list)
+    environments: list[dict[str, Any]] = field(default_factory=list)
+    shards: dict[str, Any] | None = None
+    created: str = ""
+    modified: str = ""
+    hash: np.ndarray = field(default_factory=lambda: np.zeros(0, "S16"))
+    seed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.hash)
+
+    def done(self) -> set[tuple[str, int]]:
+        """Keys ``(cell hash, seed)`` this protocol holds a row for."""
+        return {(h.decode(), int(s)) for h, s in zip(self.hash, self.seed)}
+
+    def same_settings(self, other: "Protocol") -> bool:
+        return self.type == other.type and self.settings == other.settings
+
+
+@dataclass
+class Table:
+    """A table read fully into memory (the file is closed): cells and protocols by id."""
+
+    path: Path
+    attrs: dict[str, Any]
+    cells: dict[str, np.ndarray]
+    protocols: dict[str, Protocol]
+
+    def protocol(self, key: str) -> Protocol:
+        """The protocol whose id is ``key`` or starts with it (unique prefix)."""
+        hits = [p for pid, p in self.protocols.items() if pid.startswith(key)]
+        if len(hits) != 1:
+            known = ", ".join(self.protocols) or "none"
+            raise KeyError(f"{self.path}: {'no' if not hits else 'ambiguous'} protocol {key!r} (protocols: {known})")
+        return hits[0]
+
+    def cell_rows(self, proto: Protocol) -> np.ndarray:
+        """``int32 [R]``: row of :attr:`cells` for every row of ``proto``."""
+        order = {h: i for i, h in enumerate(self.cells["hash"])}
+        return np.array([order[h] for h in proto.hash], dtype=np.int32)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _fail(path: Path, problem: str) -> TableError:
+    return TableError(f"{path}: {problem}")
+
+
+def open_table(path: str | os.PathLike[str]) -> Table:
+    """Read and check a table file; :class:`TableError` for a missing, foreign, truncated, corrupt or newer file."""
+    path = Path(path)
+    if not path.exists():
+        raise _fail(path, "no such table file")
+    if path.is_dir():
+        raise _fail(path, "is a directory, not a table file")
+    with open(path, "rb") as fh:
+        head = fh.read(len(_HDF5_SIGNATURE))
+    if head != _HDF5_SIGNATURE:
+        raise _fail(path, "not an HDF5 file (no HDF5 signature): not an snnbench table")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise _fail(path, f"truncated or corrupt HDF5 file ({_h5_reason(err)})") from None
+    try:
+        with f:
+            return _read(path, f)
+    except TableError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
+        raise _fail(path, f"corrupt table ({_h5_reason(err)})") from None
+
+
+def _h5_reason(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text[:160] or type(err).__name__
+
+
+def _read(path: Path, f: h5py.File) -> Table:
+    fmt = f.attrs.get("format")
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode(errors="replace")
+    if fmt != FORMAT:
+        raise _fail(path, f"foreign HDF5 file, not an snnbench table (format attribute {fmt!r}, expected {FORMAT!r})")
+    version = int(f.attrs.get("schema_version", -1))
+    if version > SCHEMA_VERSION:
+        raise _fail(path, f"written by a newer snnbench (schema version {version} > {SCHEMA_VERSION}); upgrade snnbench")
+    if version < 1:
+        raise _fail(path, f"corrupt table (schema_version {version})")
+    attrs = {k: _attr(v) for k, v in f.attrs.items()}
+    cg = f["cells"]
+    cells = {name: cg[name][()] for name in ("index", "matrix", "hash", "kind", "raw_forward", "raw_backward")}
+    n = len(cells["index"])
+    if any(len(v) != n for v in cells.values()):
+        raise _fail(path, "corrupt table (/cells datasets differ in length)")
+    protocols: dict[str, Protocol] = {}
+    for pid, g in f["protocols"].items():
+        protocols[pid] = _read_protocol(path, pid, g, cells["hash"])
+    return Table(path, attrs, cells, protocols)
+
+
+def _attr(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _read_protocol(path: Path, pid: str, g: h5py.Group, cell_hash: np.ndarray) -> Protocol:
+    a = g.attrs
+    proto = Protocol(
+        id=str(a["id"]),
+        type=str(a["type"]),
+        settings=json.loads(a["settings"]),
+        commands=json.loads(a["commands"]),
+        environments=json.loads(a["environments"]),
+        shards=json.loads(a["shards"]),
+        created=str(a["created"]),
+        modified=str(a["modified"]),
+    )
+    if proto.id != pid or protocol_id(proto.type, proto.settings) != pid:
+        raise _fail(path, f"corrupt table (protocol {pid}: id does not match its settings)")
+    cell = g["cell"][()]
+    if len(cell) and (cell.min() < 0 or cell.max() >= len(cell_hash)):
+        raise _fail(path, f"corrupt table (protocol {pid}: cell index out of range)")
+    proto.hash = cell_hash[cell].astype("S16")
+    proto.seed = g["seed"][()].astype(np.int64)
+    cols: dict[str, np.ndarray] = {}
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset) and name not in _KEY_COLUMNS:
+            cols[name] = obj.asstr()[()] if h5py.check_string_dtype(obj.dtype) else obj[()]
+
+    g.visititems(visit)
+    for name, col in cols.items():
+        if len(col) != len(cell):
+            raise _fail(path, f"corrupt table (protocol {pid}: column {name!r} has {len(col)} rows, expected {len(cell)})")
+    proto.columns = dict(sorted(cols.items()))
+    return proto
+
+
+# --------------------------------------------------------------------------- records -> columns
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready Python value (numbers, strings, nested lists) from numpy/torch scalars and arrays."""
+    if isinstance(value, Mapping):
+        raise TypeError("nested mappings must be flattened into 'a/b' column names")
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _column(name: str, values: list[Any]) -> np.ndarray:
+    """One typed column from per-row values: bool, int64, float64, UTF-8 str, or a fixed-shape array per row."""
+    if all(isinstance(v, bool) for v in values):
+        return np.array(values, dtype=bool)
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return np.array(values, dtype=np.int64)
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return np.array(values, dtype=np.float64)
+    if all(isinstance(v, str) for v in values):
+        return np.array(values, dtype=object)
+    if all(isinstance(v, list) for v in values):
+        try:
+            arr = np.array(values)
+        except ValueError:
+            raise ValueError(f"column {name!r}: rows hold arrays of different shapes") from None
+        if arr.dtype.kind in "iub":
+            return arr.astype(np.int64)
+        if arr.dtype.kind == "f":
+            return arr.astype(np.float64)
+    raise ValueError(f"column {name!r}: values must all be numbers, all strings or all equal-shape numeric arrays")
+
+
+def _concat(name: str, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    if old.shape[1:] != new.shape[1:]:
+        raise ValueError(f"column {name!r}: new rows have shape {new.shape[1:]}, stored rows {old.shape[1:]}")
+    if old.dtype == object or new.dtype == object:
+        if not (old.dtype == object and new.dtype == object):
+            raise ValueError(f"column {name!r}: mixes text and numbers")
+        return np.concatenate([old, new])
+    if old.dtype != new.dtype:
+        return np.concatenate([old, new]).astype(np.result_type(old.dtype, new.dtype))
+    return np.concatenate([old, new])
+
+
+def add_rows(proto: Protocol, records: Iterable[Mapping[str, Any]]) -> int:
+    """Add records (``{"hash", "seed", "values": {column: value}}``) whose key is new; returns rows added.
+
+    Every record of a protocol must carry the same columns (a mismatch raises ``ValueError``).
+    """
+    seen = proto.done()
+    fresh = []
+    for r in records:
+        key = (str(r["hash"]), int(r["seed"]))
+        if key not in seen:
+            seen.add(key)
+            fresh.append(r)
+    if not fresh:
+        return 0
+    names = sorted(fresh[0]["values"])
+    for r in fresh:
+        if sorted(r["values"]) != names:
+            raise ValueError(f"protocol {proto.id}: record for cell {r['hash']} has columns {sorted(r['values'])}, expected {names}")
+    if len(proto) and sorted(proto.columns) != names:
+        raise ValueError(f"protocol {proto.id}: new records have columns {names}, stored rows {sorted(proto.columns)}")
+    new_cols = {n: _column(n, [_plain(r["values"][n]) for r in fresh]) for n in names}
+    proto.hash = np.concatenate([proto.hash, np.array([r["hash"] for r in fresh], dtype="S16")])
+    proto.seed = np.concatenate([proto.seed, np.array([int(r["seed"]) for r in fresh], dtype=np.int64)])
+    proto.columns = {n: (_concat(n, proto.columns[n], c) if n in proto.columns else c) for n, c in new_cols.items()}
+    return len(fresh)
+
+
+# --------------------------------------------------------------------------- writing a whole file
+
+
+_DS_OPTS = dict(compression="gzip", compression_opts=4, shuffle=True, fletcher32=True)
+
+
+def _dataset(g: h5py.Group, name: str, data: np.ndarray) -> h5py.Dataset:
+    """A chunked, compressed, checksummed dataset, resizable along its first axis."""
+    rows = max(1, min(len(data), 8192))
+    chunks = (rows, *data.shape[1:]) if data.ndim > 1 else (rows,)
+    if data.dtype == object:  # variable-length UTF-8 text: HDF5 filters do not apply to it
+        data = np.array([str(v) for v in data], dtype=object)
+        return g.create_dataset(name, data=data, dtype=h5py.string_dtype("utf-8"), maxshape=(None,), chunks=chunks)
+    return g.create_dataset(name, data=data, maxshape=(None, *data.shape[1:]), chunks=chunks, **_DS_OPTS)
+
+
+def write_table(path: str | os.PathLike[str], protocols: Iterable[Protocol], attrs: Mapping[str, Any] | None = None) -> None:
+    """Write a complete table atomically: a temporary file next to ``path``, fsync, ``os.replace``."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        _write_file(tmp, sorted(protocols, key=lambda p: p.id), str((attrs or {}).get("created", now())))
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except (OSError, ValueError, TypeError) as err:
+        raise _fail(path, f"cannot write the table ({_h5_reason(err)})") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    _fsync_dir(path.parent)
+
+
+def _write_file(tmp: Path, protocols: list[Protocol], created: str) -> None:
+    from snnbench import __version__
+    from snnbench.space import space
+
+    sp = space()
+    index_of = {h: i for i, h in enumerate(sp.hashes)}
+    hashes = sorted({h.decode() for p in protocols for h in p.hash}, key=index_of.__getitem__)
+    idx = np.array([index_of[h] for h in hashes], dtype=np.int32)
+    row_of = {h.encode(): i for i, h in enumerate(hashes)}
+    with h5py.File(tmp, "w", libver=("v110", "v110"), track_order=True) as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.attrs["created"] = created
+        f.attrs["modified"] = now()
+        f.attrs["snnbench_version"] = __version__
+        cg = f.create_group("cells")
+        _dataset(cg, "index", idx)
+        _dataset(cg, "matrix", sp.matrices[idx].astype(np.int8).reshape(len(idx), sp.n, sp.n))
+        _dataset(cg, "hash", np.array(hashes, dtype="S16"))
+        ds = _dataset(cg, "kind", sp.is_backward[idx].astype(np.uint8))
+        ds.attrs["labels"] = json.dumps(_KIND_LABELS)
+        _dataset(cg, "raw_forward", sp.raw_counts["forward"][idx].astype(np.int32))
+        _dataset(cg, "raw_backward", sp.raw_counts["backward"][idx].astype(np.int32))
+        pg = f.create_group("protocols")
+        for p in protocols:
+            _write_protocol(pg, p, row_of, index_of)
+
+
+def _write_protocol(pg: h5py.Group, p: Protocol, row_of: dict[bytes, int], index_of: dict[str, int]) -> None:
+    g = pg.create_group(p.id)
+    for key, value in (
+        ("id", p.id),
+        ("type", p.type),
+        ("settings", json.dumps(p.settings, sort_keys=True)),
+        ("commands", json.dumps(p.commands)),
+        ("environments", json.dumps(p.environments, sort_keys=True)),
+        ("shards", json.dumps(p.shards)),
+        ("created", p.created),
+        ("modified", p.modified),
+    ):
+        g.attrs[key] = value
+    order = np.lexsort((p.seed, np.array([index_of[h.decode()] for h in p.hash], dtype=np.int64)))
+    _dataset(g, "cell", np.array([row_of[h] for h in p.hash], dtype=np.int32)[order])
+    _dataset(g, "seed", p.seed[order])
+    for name, col in p.columns.items():
+        _dataset(g, name, col[order])
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- the single writer
+
+
+class TableWriter:
+    """The one process allowed to change a table: holds ``<table>.lock``, journals results, folds atomically.
+
+    Opening replays a journal left by an interrupted writer. Use as a context manager; :meth:`close`
+    folds pending results.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.journal_path = self.path.with_name(self.path.name + ".journal")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.path.with_name(self.path.name + ".lock"), "a")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise _fail(self.path, f"another process is writing this table (lock {self._lock.name})") from None
+        try:
+            if self.path.exists():
+                table = open_table(self.path)
+                self.attrs, self.protocols = table.attrs, table.protocols
+            else:
+                self.attrs, self.protocols = {}, {}
+            replayed = self._replay()
+            self._journal = open(self.journal_path, "a", encoding="utf-8")
+            self.pending = 0
+            if replayed or not self.path.exists():
+                self.fold()
+        except BaseException:
+            self._lock.close()
+            raise
+        self.replayed = replayed
+
+    def _replay(self) -> int:
+        """Fold the complete lines of a leftover journal into memory (a torn last line is dropped)."""
+        if not self.journal_path.exists():
+            return 0
+        added = 0
+        with open(self.journal_path, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().split("\n")
+        for number, line in enumerate(lines[:-1], 1):  # lines[-1] is "" or an unterminated (torn) line
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                raise _fail(self.journal_path, f"corrupt journal line {number}") from None
+            if "protocol_def" in entry:
+                d = entry["protocol_def"]
+                old = self.protocols.get(d["id"])
+                fresh = Protocol(**d)
+                if old is not None:
+                    fresh.hash, fresh.seed, fresh.columns, fresh.created = old.hash, old.seed, old.columns, old.created
+                self.protocols[d["id"]] = fresh
+                continue
+            proto = self.protocols.get(entry["protocol"])
+            if proto is None:
+                raise _fail(self.journal_path, f"journal line {number} names unknown protocol {entry['protocol']}")
+            added += add_rows(proto, [entry])
+        return added
+
+    def __enter__(self) -> "TableWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def ensure_protocol(self, type_: str, settings: dict[str, Any], *, command: str, environment: dict[str, Any],
+                        shard: tuple[int, int] | None) -> Protocol:
+        """The protocol with these settings (created if new); records the command, environment and shard (new ones appended)."""
+        if type_ not in PROTOCOL_TYPES:
+            raise ValueError(f"protocol type: expected one of {PROTOCOL_TYPES}, got {type_!r}")
+        pid = protocol_id(type_, settings)
+        stamp = now()
+        part = None if shard is None else {"count": shard[1], "indices": [shard[0]]}
+        proto = self.protocols.get(pid)
+        if proto is None:
+            proto = Protocol(pid, type_, json.loads(json.dumps(settings)), created=stamp, modified=stamp, shards=part)
+            self.protocols[pid] = proto
+        else:
+            proto.shards = merge_shards(proto.shards, part)
+        if command not in proto.commands:
+            proto.commands.append(command)
+        if environment not in proto.environments:
+            proto.environments.append(environment)
+        self._write_line({"protocol_def": _protocol_header(proto)})
+        return proto
+
+    def add(self, pid: str, records: list[dict[str, Any]]) -> None:
+        """Journal result records of protocol ``pid`` (one fsync) and add them in memory."""
+        if not records:
+            return
+        proto = self.protocols[pid]
+        proto.modified = now()
+        lines = [{"protocol": pid, "hash": r["hash"], "seed": int(r["seed"]), "values": {k: _plain(v) for k, v in r["values"].items()}} for r in records]
+        self.pending += add_rows(proto, lines)
+        self._journal.write("".join(json.dumps(line, allow_nan=True) + "\n" for line in lines))
+        self._journal.flush()
+        os.fsync(self._journal.fileno())
+
+    def _write_line(self, entry: dict[str, Any]) -> None:
+        self._journal.write(json.dumps(entry) + "\n")
+        self._journal.flush()
+        os.fsync(self._journal.fileno())
+
+    def fold(self) -> None:
+        """Write every protocol to a new file that atomically replaces the table, then empty the journal."""
+        write_table(self.path, self.protocols.values(), self.attrs)
+        self.attrs.setdefault("created", now())
+        with open(self.journal_path, "w"):
+            pass
+        self.pending = 0
+
+    def close(self) -> None:
+        if self._lock.closed:
+            return
+        try:
+            self.fold()
+            self._journal.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.journal_path)
+        finally:
+            self._lock.close()
+
+
+def _protocol_header(p: Protocol) -> dict[str, Any]:
+    return {"id": p.id, "type": p.type, "settings": p.settings, "commands": p.commands, "environments": p.environments,
+            "shards": p.shards, "created": p.created, "modified": p.modified}
+
+
+def merge_shards(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Shards covered after adding shard set ``b`` to ``a`` (``None`` = the whole cell selection)."""
+    if a is None or b is None:
+        return None
+    if a["count"] != b["count"]:
+        raise ValueError(f"shards: cannot combine a 1/{a['count']} slicing with a 1/{b['count']} slicing")
+    indices = sorted(set(a["indices"]) | set(b["indices"]))
+    return None if len(indices) == a["count"] else {"count": a["count"], "indices": indices}
+
+
+def settings_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
+    """The first setting (dotted path) where two settings dicts differ, as ``"path: a vs b"`` ("" if equal)."""
+    def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(d, Mapping):
+            return {prefix or "(value)": d}
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+
+    fa, fb = flat(a), flat(b)
+    for key in sorted(set(fa) | set(fb)):
+        if fa.get(key, "(unset)") != fb.get(key, "(unset)"):
+            return f"{key}: {fa.get(key, '(unset)')!r} vs {fb.get(key, '(unset)')!r}"
+    return ""
+
+
+def merge_tables(out: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]]) -> Table:
+    """Join tables (typically shards) into a new file ``out``; refuses inputs built with different settings.
+
+    Every input must hold the same protocols (same ids, i.e. same settings) sliced the same way; rows are
+    united (a row present in several inputs is taken from the first). ``out`` must not exist.
+    """
+    out = Path(out)
+    if not inputs:
+        raise ValueError("merge: no input table given")
+    if out.exists():
+        raise _fail(out, "already exists; merge writes a new file (remove it or choose another name)")
+    tables = [open_table(p) for p in inputs]
+    ref = tables[0]
+    for t in tables[1:]:
+        if set(t.protocols) != set(ref.protocols):
+            extra = sorted(set(t.protocols) ^ set(ref.protocols))[0]
+            mine = t.protocols.get(extra) or ref.protocols[extra]
+            other_table = ref if extra in t.protocols else t
+            twins = [p for p in other_table.protocols.values() if p.type == mine.type]
+            detail = settings_diff(mine.settings, twins[0].settings) if twins else f"no {mine.type} protocol"
+            raise _fail(t.path, f"built with different settings than {ref.path} ({detail}); refusing to merge")
+    merged: dict[str, Protocol] = {}
+    for pid, first in ref.protocols.items():
+        proto = Protocol(pid, first.type, first.settings, list(first.commands), [], first.shards,
+                         first.created, first.modified)
+        for t in tables:
+            p = t.protocols[pid]
+            if t is not ref:
+                try:
+                    proto.shards = merge_shards(proto.shards, p.shards)
+                except ValueError as err:
+                    raise _fail(t.path, f"{err}; refusing to merge") from None
+            proto.commands += [c for c in p.commands if c not in proto.commands]
+            proto.environments += [e for e in p.environments if e not in proto.environments]
+            proto.created, proto.modified = min(proto.created, p.created), max(proto.modified, p.modified)
+            add_rows(proto, iter_records(p))
+        merged[pid] = proto
+    write_table(out, merged.values(), {"created": min(str(t.attrs["created"]) for t in tables)})
+    return open_table(out)
+
+
+def iter_records(proto: Protocol) -> Iterator[dict[str, Any]]:
+    """Rows of a protocol as records ``{"hash", "seed", "values"}`` (the form :func:`add_rows` takes)."""
+    for i in range(len(proto)):
+        yield {"hash": proto.hash[i].decode(), "seed": int(proto.seed[i]),
+               "values": {name: _plain(col[i]) for name, col in proto.columns.items()}}
+
+
+def records_equal(a: Protocol, b: Protocol, *, ignore: Iterable[str] = ()) -> bool:
+    """True when two protocols hold the same keys and bit-identical columns (except ``ignore``)."""
+    skip = set(ignore)
+    if len(a) != len(b) or sorted(a.columns) != sorted(b.columns):
+        return False
+    oa = np.lexsort((a.seed, a.hash))
+    ob = np.lexsort((b.seed, b.hash))
+    if not (np.array_equal(a.hash[oa], b.hash[ob]) and np.array_equal(a.seed[oa], b.seed[ob])):
+        return False
+    for name in a.columns:
+        if name in skip:
+            continue
+        x, y = a.columns[name][oa], b.columns[name][ob]
+        if x.dtype == np.float64 and y.dtype == np.float64:
+            x, y = x.view(np.uint64), y.view(np.uint64)  # bit for bit, NaN included
+        if not np.array_equal(x, y):
+            return False
+    return True
+
+
+__all__ = [
+    "FORMAT", "SCHEMA_VERSION", "Protocol", "Table", "TableError", "TableWriter", "add_rows", "default_table_path",
+    "iter_records", "merge_shards", "merge_tables", "open_table", "protocol_id", "records_equal", "settings_diff", "write_table",
+]
