@@ -41,8 +41,15 @@ class LocalExecutor:
 
     def run(self, fn: Work, items: Iterable[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
         if self.workers == 0:
-            for item in items:
-                yield item, fn(item)
+            import torch
+
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # the same arithmetic as a pool worker, hence the same numbers
+            try:
+                for item in items:
+                    yield item, fn(item)
+            finally:
+                torch.set_num_threads(threads)
             return
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker)

@@ -327,7 +327,7 @@ def write_table(path: str | os.PathLike[str], protocols: Iterable[Protocol], att
     except (OSError, ValueError, TypeError) as err:
         raise _fail(path, f"cannot write the table ({_h5_reason(err)})") from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # gone already (replaced) or not ours to remove
             os.unlink(tmp)
     _fsync_dir(path.parent)
 

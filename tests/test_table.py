@@ -1,0 +1,258 @@
+"""The HDF5 table: round trip, layout, crash-safe journal, single writer, merge, and the promised errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from snnbench.cli import main
+from snnbench.space import Cell, canonical_batch, prune_batch, raw_matrices, space
+from snnbench.table import (
+    FORMAT, SCHEMA_VERSION, TableError, TableWriter, default_table_path, merge_tables, open_table, protocol_id,
+    records_equal,
+)
+
+CELLS = ["0302 0030 3003 0000", "0101 0010 0001 0000", "0004 0000 0000 0000", "0232 0000 0001 0000", "0302 0030 0003 0000"]
+ENV = {"python": "3.x"}
+
+
+def _records(cells: list[str], seeds: tuple[int, ...] = (0,), scale: float = 1.0) -> list[dict]:
+    """Records with every column type: float, int, bool, text and a per-row float vector."""
+    out = []
+    for text in cells:
+        c = Cell.from_text(text)
+        for s in seeds:
+            x = int(c.hash[:6], 16) / 1e6 * scale + s
+            out.append({"hash": c.hash, "seed": s, "values": {
+                "scores/sahd": x, "params": len(c.edges()) + s, "singular/sahd": bool(s % 2),
+                "note": f"cell {c.text} ü", "curves/val_acc": [x, x / 2, float("nan")]}})
+    return out
+
+
+def _write(path: Path, records: list[dict], settings: dict | None = None, shard=None) -> str:
+    with TableWriter(path) as w:
+        p = w.ensure_protocol("score", settings or {"metric": "sahd"}, command="snnbench build t", environment=ENV, shard=shard)
+        w.add(p.id, records)
+        return p.id
+
+
+def test_round_trip_layout_and_row_order(tmp_path: Path) -> None:
+    path = tmp_path / "t.h5"
+    recs = _records(CELLS, seeds=(1, 0))
+    pid = _write(path, list(reversed(recs)))
+    t = open_table(path)
+    assert t.attrs["format"] == FORMAT and t.attrs["schema_version"] == SCHEMA_VERSION
+    p = t.protocol(pid[:5])
+    assert p.settings == {"metric": "sahd"} and p.commands == ["snnbench build t"] and p.environments == [ENV]
+    # rows sorted by (space index, seed), whatever order they were added in
+    sp = space()
+    order = sorted(((sp.hashes.index(r["hash"]), r["seed"]) for r in recs))
+    got = [(sp.hashes.index(h.decode()), int(s)) for h, s in zip(p.hash, p.seed)]
+    assert got == order
+    by_key = {(r["hash"], r["seed"]): r["values"] for r in recs}
+    for i, (h, s) in enumerate(zip(p.hash, p.seed)):
+        v = by_key[(h.decode(), int(s))]
+        assert p.columns["scores/sahd"][i] == v["scores/sahd"]
+        assert p.columns["params"][i] == v["params"] and p.columns["params"].dtype == np.int64
+        assert p.columns["singular/sahd"][i] == v["singular/sahd"] and p.columns["singular/sahd"].dtype == bool
+        assert p.columns["note"][i] == v["note"]
+        np.testing.assert_array_equal(p.columns["curves/val_acc"][i], v["curves/val_acc"])
+    # /cells: canonical matrix, kind and raw counts by brute force over the raw spaces
+    cells = t.cells
+    assert sorted(cells["hash"].astype(str)) == sorted({Cell.from_text(c).hash for c in CELLS})
+    raw_canon = {k: canonical_batch(prune_batch(raw_matrices(k))) for k in ("forward", "backward")}
+    for i, h in enumerate(cells["hash"].astype(str)):
+        text = next(c for c in CELLS if Cell.from_text(c).hash == h)
+        canon = Cell.from_text(text).canonical
+        np.testing.assert_array_equal(cells["matrix"][i], canon.matrix)
+        assert cells["kind"][i] == (1 if Cell.from_text(text).kind == "backward" else 0)
+        for k in ("forward", "backward"):
+            assert cells[f"raw_{k}"][i] == (raw_canon[k] == canon.matrix).all(axis=(1, 2)).sum()
+    # raw HDF5 view: chunked, compressed, checksummed, resizable; text is UTF-8; nothing pickled (no opaque types)
+    with h5py.File(path) as f:
+        ds = f[f"protocols/{pid}/scores/sahd"]
+        assert ds.chunks and ds.compression == "gzip" and ds.fletcher32 and ds.maxshape == (None,)
+        assert h5py.check_string_dtype(f[f"protocols/{pid}/note"].dtype).encoding == "utf-8"
+        assert f["cells/hash"].dtype == np.dtype("S16")
+        assert json.loads(f[f"protocols/{pid}"].attrs["settings"]) == {"metric": "sahd"}
+
+        def no_opaque(name: str, obj: object) -> None:
+            if isinstance(obj, h5py.Dataset):
+                assert obj.dtype.kind != "V", name
+
+        f.visititems(no_opaque)
+
+
+def test_protocol_id_is_stable_and_order_free() -> None:
+    a = protocol_id("score", {"x": 1, "y": {"b": 2, "a": 3}})
+    assert a == protocol_id("score", {"y": {"a": 3, "b": 2}, "x": 1})
+    assert a != protocol_id("train", {"x": 1, "y": {"b": 2, "a": 3}}) and a != protocol_id("score", {"x": 2, "y": {"b": 2, "a": 3}})
+    assert len(a) == 12 and int(a, 16) >= 0
+
+
+def test_default_table_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SNNBENCH_TABLE", str(tmp_path / "x.h5"))
+    assert default_table_path() == tmp_path / "x.h5"
+    monkeypatch.delenv("SNNBENCH_TABLE")
+    assert default_table_path() == Path.home() / ".cache" / "snnbench" / "snnbench.h5"
+
+
+def test_journal_survives_a_crash_and_a_torn_line(tmp_path: Path) -> None:
+    """A writer that dies before folding keeps its fsync'd results; a torn last line is dropped."""
+    path = tmp_path / "t.h5"
+    recs = _records(CELLS[:3])
+    script = textwrap.dedent(f"""
+        import json, os
+        from snnbench.table import TableWriter
+        recs = json.loads({json.dumps(json.dumps(recs))})
+        w = TableWriter({str(path)!r})
+        p = w.ensure_protocol("score", {{"metric": "sahd"}}, command="c", environment={{}}, shard=None)
+        w.add(p.id, recs[:2])
+        w.add(p.id, recs[2:])
+        os._exit(0)  # dies without folding or closing
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True)
+    before = open_table(path)  # readers always see a complete file (here: the empty first fold)
+    assert all(len(p) == 0 for p in before.protocols.values())
+    with open(str(path) + ".journal", "a") as fh:
+        fh.write('{"protocol": "abc", "hash": "00')  # a torn write from the crash
+    with TableWriter(path) as w:
+        assert w.replayed == 3
+    p = next(iter(open_table(path).protocols.values()))
+    assert len(p) == 3 and not Path(str(path) + ".journal").exists()
+    ref = tmp_path / "ref.h5"
+    _write(ref, recs)
+    assert records_equal(p, next(iter(open_table(ref).protocols.values())))
+
+
+def test_single_writer_and_rows_are_keyed(tmp_path: Path) -> None:
+    path = tmp_path / "t.h5"
+    with TableWriter(path) as w:
+        with pytest.raises(TableError, match="another process is writing"):
+            TableWriter(path)
+        p = w.ensure_protocol("score", {"m": 1}, command="c", environment=ENV, shard=None)
+        w.add(p.id, _records(CELLS[:2]))
+        w.add(p.id, _records(CELLS[:3], scale=2.0))  # first value wins for keys already stored
+        with pytest.raises(ValueError, match="columns"):
+            w.add(p.id, [{"hash": Cell.from_text(CELLS[3]).hash, "seed": 0, "values": {"other": 1.0}}])
+    p = next(iter(open_table(path).protocols.values()))
+    assert len(p) == 3
+    first = {r["hash"]: r["values"]["scores/sahd"] for r in _records(CELLS[:2])}
+    for h, v in zip(p.hash, p.columns["scores/sahd"]):
+        if h.decode() in first:
+            assert v == first[h.decode()]
+
+
+def test_merge_joins_shards_and_refuses_other_settings(tmp_path: Path) -> None:
+    recs = _records(CELLS, seeds=(0, 1))
+    half = {r["hash"] for r in recs[: len(recs) // 2]}
+    _write(tmp_path / "a.h5", [r for r in recs if r["hash"] in half], shard=(0, 2))
+    _write(tmp_path / "b.h5", [r for r in recs if r["hash"] not in half], shard=(1, 2))
+    _write(tmp_path / "all.h5", recs)
+    merged = merge_tables(tmp_path / "m.h5", [tmp_path / "a.h5", tmp_path / "b.h5"])
+    whole = open_table(tmp_path / "all.h5")
+    (pid, p), = merged.protocols.items()
+    assert p.shards is None and records_equal(p, whole.protocols[pid])
+    np.testing.assert_array_equal(merged.cells["hash"], whole.cells["hash"])
+    _write(tmp_path / "c.h5", recs[:2], settings={"metric": "hd"}, shard=(1, 2))
+    with pytest.raises(TableError, match=r"c\.h5: built with different settings .*metric: 'hd' vs 'sahd'"):
+        merge_tables(tmp_path / "m2.h5", [tmp_path / "a.h5", tmp_path / "c.h5"])
+    with pytest.raises(TableError, match="already exists"):
+        merge_tables(tmp_path / "m.h5", [tmp_path / "a.h5"])
+    partial = merge_tables(tmp_path / "m3.h5", [tmp_path / "a.h5"])
+    assert next(iter(partial.protocols.values())).shards == {"count": 2, "indices": [0]}
+
+
+# --------------------------------------------------------------------------- promised errors
+
+
+@pytest.fixture()
+def good(tmp_path: Path) -> Path:
+    path = tmp_path / "good.h5"
+    _write(path, _records(CELLS))
+    return path
+
+
+def _one_line_error(path: Path, match: str) -> None:
+    with pytest.raises(TableError, match=match) as info:
+        open_table(path)
+    msg = str(info.value)
+    assert str(path) in msg and "\n" not in msg
+    result = CliRunner().invoke(main, ["info", str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("Error: ") and str(path) in result.output and result.output.count("\n") == 1
+
+
+def test_missing_and_non_hdf5_files(tmp_path: Path) -> None:
+    _one_line_error(tmp_path / "nope.h5", "no such table file")
+    text = tmp_path / "notes.h5"
+    text.write_text("hello\n")
+    _one_line_error(text, "not an HDF5 file")
+    empty = tmp_path / "empty.h5"
+    empty.write_bytes(b"")
+    _one_line_error(empty, "not an HDF5 file")
+
+
+def test_foreign_hdf5(tmp_path: Path) -> None:
+    path = tmp_path / "foreign.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = np.arange(3)
+    _one_line_error(path, "foreign HDF5 file")
+
+
+def test_newer_schema(good: Path) -> None:
+    with h5py.File(good, "r+") as f:
+        f.attrs["schema_version"] = SCHEMA_VERSION + 1
+    _one_line_error(good, "newer snnbench")
+
+
+def test_truncated(good: Path) -> None:
+    data = good.read_bytes()
+    good.write_bytes(data[: len(data) // 2])
+    _one_line_error(good, "truncated or corrupt")
+
+
+def test_corrupt_chunk_is_detected_by_checksum(good: Path) -> None:
+    with h5py.File(good) as f:
+        pid = next(iter(f["protocols"]))
+        offset = f[f"protocols/{pid}/scores/sahd"].id.get_chunk_info(0).byte_offset
+    with open(good, "r+b") as fh:
+        fh.seek(offset + 3)
+        byte = fh.read(1)
+        fh.seek(offset + 3)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    _one_line_error(good, "corrupt table")
+
+
+def test_failed_fold_keeps_results_in_the_journal(tmp_path: Path) -> None:
+    """A fold that cannot write (unwritable directory) raises, and the journalled rows survive it."""
+    d = tmp_path / "d"
+    d.mkdir()
+    path = d / "t.h5"
+    w = TableWriter(path)
+    p = w.ensure_protocol("score", {"m": 1}, command="c", environment=ENV, shard=None)
+    w.add(p.id, _records(CELLS[:2]))
+    if os.geteuid() == 0:  # root ignores directory permissions: make the temp-file name a directory instead
+        Path(f"{path}.tmp-{os.getpid()}").mkdir()
+    else:
+        d.chmod(0o500)
+    try:
+        with pytest.raises(TableError, match="cannot write the table"):
+            w.fold()
+    finally:
+        d.chmod(0o700)
+        if Path(f"{path}.tmp-{os.getpid()}").is_dir():
+            Path(f"{path}.tmp-{os.getpid()}").rmdir()
+    w._lock.close()  # the process "dies" here, its journal intact
+    with TableWriter(path) as w2:
+        assert w2.replayed == 2
+    assert len(next(iter(open_table(path).protocols.values()))) == 2
