@@ -20,9 +20,9 @@ score is ``-inf`` and the ``singular`` flag is set, never NaN.
 
 Precision: ``X X^T`` is computed in float32, which is exact because every partial sum is an integer
 below ``2**24`` (float64 is used when ``N_A >= 2**24``; TF32 rounding cannot change 0/1 inputs).
-Everything after the Gram matrix, and the accumulated kernel, is float64 on the network's device;
-the van Rossum cross term ``X H^T`` (``H`` a filtered trace) is float32. Only the final log-determinant
-reaches the host.
+Everything after the Gram matrix, and the accumulated kernel, is float64 on the network's device,
+as are the van Rossum traces ``H`` and cross term ``X H^T``. Only the final log-determinant reaches
+the host.
 
 Zero-cost proxies (NAS-Bench-Suite-Zero definitions, gradients through the LIF surrogate):
 ``grad_norm``, ``snip``, ``synflow``, ``jacob_cov``, and ``params``; see ``docs/scores.md``.
@@ -110,8 +110,9 @@ def _filtered(X: Tensor, rho: float, trace: Tensor | None) -> tuple[Tensor, Tens
     """Traces before each step, ``H_prev [T, B, N]``, and the trace after the last step.
 
     ``H_t = rho H_{t-1} + X_t`` (the exponential filter sampled just after each step's spikes);
-    ``trace`` is ``H_{-1}`` (zeros when ``None``).
+    ``trace`` is ``H_{-1}`` (zeros when ``None``). Float64.
     """
+    X = X.double()
     h = torch.zeros_like(X[0]) if trace is None else trace
     prev = []
     for x in X:
@@ -122,7 +123,7 @@ def _filtered(X: Tensor, rho: float, trace: Tensor | None) -> tuple[Tensor, Tens
 
 def _van_rossum_cross(X: Tensor, h_prev: Tensor) -> Tensor:
     """``C_t(a, b) = (x_a - x_b) . (h_a - h_b)`` for steps ``X [T, B, N]``; float64 ``[T, B, B]``."""
-    p = torch.matmul(X, h_prev.transpose(1, 2)).double()
+    p = torch.matmul(X.double(), h_prev.transpose(1, 2))
     d = torch.diagonal(p, dim1=1, dim2=2)
     return (d.unsqueeze(2) + d.unsqueeze(1)) - (p + p.transpose(1, 2))
 
@@ -386,8 +387,9 @@ def score_model(
         work()
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
+        elapsed = time.perf_counter() - start
         for name in names:
-            seconds[name] = time.perf_counter() - start
+            seconds[name] = elapsed
 
     spike = [m for m in metrics if m in SPIKE_METRICS]
     loss = [m for m in metrics if m in LOSS_METRICS]
