@@ -326,7 +326,7 @@ def test_jacob_cov_matches_finite_difference_reference() -> None:
     net = nn.Sequential(nn.Flatten(), nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 2)).double()
     x = torch.randn(4, 1, 2, 3, dtype=torch.float64)
     got = jacob_cov(net, x)
-    f = lambda z: float(net(torch.from_numpy(z)).sum())  # noqa: E731 - per-sample net: no cross-sample terms
+    f = lambda z: float(net(torch.from_numpy(z)).sum().detach())  # noqa: E731 - per-sample net
     jac = np.zeros((4, 6))
     for i in range(4):
         for k in range(6):
