@@ -7,6 +7,7 @@ the driver, which consumes the iterator, stays the only process that writes the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing import get_context
@@ -27,7 +28,9 @@ def _init_worker() -> None:
     import torch
 
     torch.set_num_threads(1)
-    torch.set_num_interop_threads(1)
+    if torch.get_num_interop_threads() != 1:
+        with contextlib.suppress(RuntimeError):  # only settable before the first parallel work of a process
+            torch.set_num_interop_threads(1)
 
 
 class LocalExecutor:

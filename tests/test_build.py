@@ -1,0 +1,246 @@
+"""``snnbench build`` / ``merge`` / ``info`` and the pipeline: kill -9 + resume, shards, Ray, plans, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from builders.build import Stage, build
+from builders.plan import cell_seed, in_shard, parse_seeds, parse_shard, select_cells
+from snnbench.cli import main
+from snnbench.space import Cell, space
+from snnbench.table import Protocol, open_table, records_equal
+
+# Tiny but real: the bench skeleton on digits narrowed to a few channels, 2 time steps.
+TINY = ["--net", "c1=2", "--net", "c2=4", "--net", "hidden=8", "--net", "timesteps=2", "--score-batch", "8",
+        "--cells", "sample:16", "--train-epochs", "1", "--train-cells", "sample:2:7", "--seeds", "0",
+        "--train", "batch_size=256", "--train", "eval_batch_size=512", "--quiet"]
+TIMES = ("seconds", "train_seconds", "curves/epoch_seconds")  # wall-clock columns: the only ones allowed to differ
+
+
+def _cli(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _same_tables(a: Path, b: Path) -> None:
+    ta, tb = open_table(a), open_table(b)
+    assert set(ta.protocols) == set(tb.protocols)
+    np.testing.assert_array_equal(ta.cells["hash"], tb.cells["hash"])
+    np.testing.assert_array_equal(ta.cells["matrix"], tb.cells["matrix"])
+    for pid, p in ta.protocols.items():
+        assert p.settings == tb.protocols[pid].settings
+        assert records_equal(p, tb.protocols[pid], ignore=TIMES), pid
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted tiny build (in this process): the table every other build must reproduce."""
+    path = tmp_path_factory.mktemp("ref") / "ref.h5"
+    _cli("build", str(path), *TINY, "--workers", "0")
+    return path
+
+
+def test_reference_holds_what_was_asked(reference: Path) -> None:
+    t = open_table(reference)
+    score = next(p for p in t.protocols.values() if p.type == "score")
+    train = next(p for p in t.protocols.values() if p.type == "train")
+    assert sorted(h.decode() for h in score.hash) == sorted(select_cells("sample:16", "forward"))
+    assert len(train) == 2 and set(train.seed.tolist()) == {0}
+    assert score.settings["network"]["config"]["c1"] == 2 and score.settings["score"]["batch_size"] == 8
+    assert np.isfinite(score.columns["scores/sahd"]).all() and np.isfinite(score.columns["scores/hd"]).all()
+    assert train.columns["curves/train_loss"].shape == (2, 1) and ((train.columns["test_acc"] >= 0) & (train.columns["test_acc"] <= 1)).all()
+    # the stored command rebuilds the protocol: same id when replayed
+    out = _cli("build", str(reference), *train.commands[0].split()[3:], "--workers", "0", "--quiet")
+    assert "added 0" in out and "found 2 already stored" in out
+
+
+def test_kill_9_at_a_random_point_then_resume_equals_uninterrupted(reference: Path, tmp_path: Path) -> None:
+    """Kill the driver and its pool worker once results are flowing, after a further random delay."""
+    path, journal = tmp_path / "killed.h5", Path(f"{tmp_path / 'killed.h5'}.journal")
+    delay = random.Random(os.getpid() ^ time.time_ns()).uniform(0.0, 1.5)
+    cmd = [sys.executable, "-c", "from snnbench.cli import main; main()", "build", str(path), *TINY,
+           "--workers", "1", "--fold-seconds", "0.2"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (path.exists() and journal.exists() and b'"values"' in journal.read_bytes()) and time.monotonic() < deadline:
+        time.sleep(0.02)  # until the first result is journalled
+    time.sleep(delay)
+    os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, f"the build ended before the kill ({delay:.2f}s after its first result)"
+    survived = open_table(path)  # whatever survived is a complete, readable table
+    assert sum(len(p) for p in survived.protocols.values()) < 18
+    out = _cli("build", str(path), *TINY, "--workers", "0")
+    assert out.count(", 0 failed") == 2
+    _same_tables(path, reference)
+    assert not Path(f"{path}.journal").exists()
+
+
+def test_shards_merged_equal_one_build(reference: Path, tmp_path: Path) -> None:
+    a, b, m = tmp_path / "a.h5", tmp_path / "b.h5", tmp_path / "m.h5"
+    _cli("build", str(a), *TINY, "--workers", "0", "--shard", "0/2")
+    _cli("build", str(b), *TINY, "--workers", "0", "--shard", "1/2")
+    ta, tb = open_table(a), open_table(b)
+    for pid, p in ta.protocols.items():
+        ha, hb = {h.decode() for h in p.hash}, {h.decode() for h in tb.protocols[pid].hash}
+        assert not ha & hb and all(int(h, 16) % 2 == 0 for h in ha) and all(int(h, 16) % 2 == 1 for h in hb)
+        assert p.shards == {"count": 2, "indices": [0]}
+    out = _cli("merge", str(m), str(a), str(b))
+    assert f"merged 2 tables into {m}" in out
+    _same_tables(m, reference)
+    assert all(p.shards is None for p in open_table(m).protocols.values())
+    # a shard built with other settings is refused with one line naming the difference
+    c, d = tmp_path / "c.h5", tmp_path / "d.h5"
+    _cli("build", str(c), *TINY, "--workers", "0", "--shard", "0/2", "--train-epochs", "0", "--cells", "sample:4")
+    _cli("build", str(d), *TINY, "--workers", "0", "--shard", "1/2", "--train-epochs", "0", "--cells", "sample:4", "--score-batch", "6")
+    result = CliRunner().invoke(main, ["merge", str(tmp_path / "x.h5"), str(c), str(d)])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "different settings" in result.output and "score.batch_size: 6 vs 8" in result.output
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_ray_build_equals_local_build(reference: Path, tmp_path: Path) -> None:
+    path = tmp_path / "ray.h5"
+    _cli("build", str(path), *TINY, "--executor", "ray", "--workers", "2")
+    _same_tables(path, reference)
+    envs = [e for p in open_table(path).protocols.values() for e in p.environments]
+    assert all(e["executor"] == "ray" and "ray" in e for e in envs)
+
+
+def test_info_reports_coverage_and_statistics(reference: Path) -> None:
+    d = json.loads(_cli("info", str(reference), "--json"))
+    t = open_table(reference)
+    assert d["cells"]["total"] == len(t.cells["hash"]) and d["schema_version"] == 1
+    for p in d["protocols"]:
+        proto = t.protocols[p["id"]]
+        assert p["rows"] == len(proto) and p["cells"] == len(set(proto.hash.tolist()))
+        for name, st in p["stats"].items():
+            col = proto.columns[name]
+            assert st["mean"] == pytest.approx(float(np.mean(col))) and st["max"] == pytest.approx(float(np.max(col)))
+        assert p["commands"] and p["commands"][0].startswith("snnbench build ")
+    text = _cli("info", str(reference))
+    assert "rebuild: snnbench build" in text and "scores/sahd" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--shard", "2/2"], "shard: expected I/N"),
+    (["--cells", "sample:x"], "cells: expected sample:N"),
+    (["--cells", "/nonexistent/cells.txt"], "is neither all"),
+    (["--scores", "sahd,nope"], "metric: unknown"),
+    (["--scores", "none", "--train-epochs", "0"], "nothing to build"),
+    (["--net", "c1"], "--net: expected KEY=VALUE"),
+    (["--train-cells", "top:2:sahd", "--scores", "none"], "needs exactly one stored score protocol"),
+])
+def test_bad_options_give_one_line_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, ["build", str(tmp_path / "t.h5"), *TINY, "--workers", "0", *args])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("Error: ") and message in result.output and result.output.count("\n") == 1
+
+
+# --------------------------------------------------------------------------- the pipeline with a cheap work function
+
+
+def fake_work(item: dict) -> list[dict]:
+    """Deterministic stand-in for scoring: a number from the row's seed; cells with hash ending in 0 fail if asked."""
+    fail = item["settings"].get("fail", False)
+    out = []
+    for h, text, s in item["rows"]:
+        if fail and h.endswith("0"):
+            out.append({"hash": h, "seed": s, "error": "RuntimeError: boom"})
+        else:
+            out.append({"hash": h, "seed": s, "values": {"v": cell_seed(h, s) / 2**31, "edges": len(Cell.from_text(text).edges())}})
+    return out
+
+
+def _stage(cells: str = "sample:40", seeds: tuple[int, ...] = (0, 1), **settings: object) -> Stage:
+    return Stage("score", {"fake": 1, **settings}, cells, "forward", seeds, batch=3)
+
+
+def test_interrupted_build_resumes_to_the_same_table(tmp_path: Path) -> None:
+    whole, part = tmp_path / "whole.h5", tmp_path / "part.h5"
+    build(whole, [_stage()], work=fake_work, progress=False)
+    calls = 0
+
+    def dying(item: dict) -> list[dict]:
+        nonlocal calls
+        calls += 1
+        if calls > 5:
+            raise KeyboardInterrupt
+        return fake_work(item)
+
+    with pytest.raises(KeyboardInterrupt):
+        build(part, [_stage()], work=dying, progress=False, fold_seconds=0.0)
+    assert len(next(iter(open_table(part).protocols.values()))) == 15  # 5 items of 3 rows were kept
+    report = build(part, [_stage()], work=fake_work, progress=False)
+    assert report.stages[0].skipped == 15 and report.stages[0].added == 65
+    _same_tables(part, whole)
+    p: Protocol = next(iter(open_table(whole).protocols.values()))
+    for h, s, v in zip(p.hash, p.seed, p.columns["v"]):
+        assert v == cell_seed(h.decode(), int(s)) / 2**31
+
+
+def test_failed_rows_are_reported_left_out_and_retried(tmp_path: Path) -> None:
+    path = tmp_path / "t.h5"
+    report = build(path, [Stage("score", {"fake": 1}, "sample:40", "forward", (0,), batch=4, command="c")],
+                   work=lambda item: fake_work({**item, "settings": {**item["settings"], "fail": True}}), progress=False)
+    expected_fail = sum(h.endswith("0") for h in select_cells("sample:40", "forward"))
+    assert expected_fail > 0 and report.failed == expected_fail and "boom" in report.stages[0].errors[0]
+    assert len(next(iter(open_table(path).protocols.values()))) == 40 - expected_fail
+    report = build(path, [Stage("score", {"fake": 1}, "sample:40", "forward", (0,), batch=4, command="c")], work=fake_work, progress=False)
+    assert report.failed == 0 and report.stages[0].added == expected_fail and report.stages[0].rows == 40
+
+
+# --------------------------------------------------------------------------- plans
+
+
+def test_shards_partition_any_selection() -> None:
+    cells = select_cells("sample:300:3", "backward")
+    parts = [[h for h in cells if in_shard(h, (i, 3))] for i in range(3)]
+    assert sorted(sum(parts, [])) == sorted(cells) and all(parts)
+    assert not set(parts[0]) & set(parts[1])
+    assert parse_shard("1/3") == (1, 3) and parse_shard(None) is None
+
+
+def test_cell_selections() -> None:
+    sp = space()
+    fwd = set(sp.indices("forward").tolist())
+    every = select_cells("all", "forward")
+    assert len(every) == 7012 and len(select_cells("all", "backward")) == 102596
+    s = select_cells("sample:50", "forward")
+    assert s == select_cells("sample:50:0", "forward") and s != select_cells("sample:50:1", "forward")
+    assert len(set(s)) == 50 and all(sp.hashes.index(h) in fwd for h in s[:10])
+    assert s == sorted(s, key=sp.hashes.index)
+    assert parse_seeds("0-2,5,1") == (0, 1, 2, 5)
+    assert cell_seed("00aa", 0) != cell_seed("00aa", 1) and cell_seed("00aa", 0) == cell_seed("00aa", 0)
+
+
+def test_top_and_file_selections(tmp_path: Path) -> None:
+    proto = Protocol("p", "score", {})
+    cells = select_cells("sample:30:5", "forward")
+    rng = np.random.default_rng(0)
+    vals = rng.normal(size=(30, 2))
+    proto.hash = np.array([h for h in cells for _ in range(2)], dtype="S16")
+    proto.seed = np.array([0, 1] * 30)
+    proto.columns = {"scores/sahd": vals.reshape(-1)}
+    brute = [cells[i] for i in np.argsort(-vals.mean(axis=1))[:5]]
+    assert sorted(select_cells("top:5:sahd", "forward", {"p": proto})) == sorted(brute)
+    with pytest.raises(ValueError, match="metric 'hd'"):
+        select_cells("top:5:hd", "forward", {"p": proto})
+    f = tmp_path / "cells.txt"
+    c1, c2 = Cell.from_text("0302 0030 0003 0000"), Cell.from_text("0011 0000 0001 0000")
+    f.write_text(f"# my cells\n{c1.text}\n\n{c2.hash}  # by hash\n[[0,3,0,2],[0,0,3,0],[0,0,0,3],[0,0,0,0]]\n")
+    assert select_cells(str(f), "forward") == sorted({c1.hash, c2.hash}, key=space().hashes.index)
+    f.write_text("0302 0030 3003 0000\n")
+    with pytest.raises(ValueError, match="backward cell"):
+        select_cells(str(f), "forward")
