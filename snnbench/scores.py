@@ -64,21 +64,22 @@ def _as_steps(X: Tensor) -> Tensor:
     return X.to(dtype)
 
 
-def _counts(X: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``(d_H, s, n)`` for codes ``X [T, B, N]``: Hamming distances ``[T, B, B]``, ``n_i + n_j`` and
-    ones per row ``n [T, B]``, all float64 and exact integers."""
-    gram = torch.matmul(X, X.transpose(1, 2)).double()
-    n = X.sum(dim=2, dtype=torch.float64)
-    s = n.unsqueeze(2) + n.unsqueeze(1)
-    return s - 2.0 * gram, s, n
+def _counts(X: Tensor) -> tuple[Tensor, Tensor]:
+    """Hamming distances ``d_H [T, B, B]`` (``X``'s dtype, exact integers) and ones per row ``n [T, B]``
+    (float64) of codes ``X [T, B, N]``: ``d_H = n_i + n_j - 2 X X^T`` in one batched GEMM."""
+    n = X.sum(dim=2)
+    d_h = torch.baddbmm(n.unsqueeze(2) + n.unsqueeze(1), X, X.transpose(1, 2), alpha=-2.0)
+    return d_h, n.double()
 
 
-def _sahd_distance(d_h: Tensor, s: Tensor, n: Tensor, num: int, release: bool) -> Tensor:
-    """``0.5 d_H / (e + 0.001)`` with ``e = s - 2 n_i n_j / N`` (``e / N`` when ``release``)."""
-    e = s - (2.0 / num) * (n.unsqueeze(2) * n.unsqueeze(1))
+def _sahd_ratio(d_h: Tensor, n: Tensor, num: int, release: bool) -> Tensor:
+    """``d_H / (e + 0.001)`` (float64) with ``e = n_i + n_j - 2 n_i n_j / N`` (``e / N`` when ``release``);
+    ``d_SAH`` is half of it."""
+    n_i, n_j = n.unsqueeze(2), n.unsqueeze(1)
+    e = torch.baddbmm(n_i + n_j, n_i, n_j, alpha=-2.0 / num)
     if release:
-        e = e / num
-    return 0.5 * d_h / (e + SAHD_EPS)
+        e.div_(num)
+    return d_h / e.add_(SAHD_EPS)
 
 
 def hamming_kernel(X: Tensor) -> Tensor:
@@ -88,8 +89,8 @@ def hamming_kernel(X: Tensor) -> Tensor:
     """
     steps = X.dim() == 3
     X = _as_steps(X)
-    d_h, _, _ = _counts(X)
-    out = X.shape[2] - d_h
+    d_h, _ = _counts(X)
+    out = X.shape[2] - d_h.double()
     return out if steps else out[0]
 
 
@@ -101,8 +102,8 @@ def sahd_kernel(X: Tensor, *, release: bool = False) -> Tensor:
     """
     steps = X.dim() == 3
     X = _as_steps(X)
-    d_h, s, n = _counts(X)
-    out = X.shape[2] - _sahd_distance(d_h, s, n, X.shape[2], release)
+    d_h, n = _counts(X)
+    out = X.shape[2] - 0.5 * _sahd_ratio(d_h, n, X.shape[2], release)
     return out if steps else out[0]
 
 
@@ -140,9 +141,9 @@ def van_rossum_sq_distances(S: Tensor, tau: float = VAN_ROSSUM_TAU) -> Tensor:
     """
     X = _as_steps(S)
     h_prev, _ = _filtered(X, math.exp(-1.0 / tau), None)
-    d_h, _, _ = _counts(X)
+    d_h, _ = _counts(X)
     cross = _van_rossum_cross(X, h_prev)
-    return 0.5 * (d_h + 2.0 * math.exp(-1.0 / tau) * cross).sum(dim=0)
+    return 0.5 * (d_h.double() + 2.0 * math.exp(-1.0 / tau) * cross).sum(dim=0)
 
 
 def van_rossum_kernel(S: Tensor, tau: float = VAN_ROSSUM_TAU) -> Tensor:
@@ -202,16 +203,16 @@ class SpikeKernels:
         steps, batch = out.shape[0], out.shape[1]
         X = _as_steps(out.detach().reshape(steps, batch, -1))
         num = X.shape[2]
-        d_h, s, n = _counts(X)
+        d_h, n = _counts(X)
         for metric in self.metrics:
             if metric == "hd":
-                dist = d_h
+                kernel = (steps * num) - d_h.sum(dim=0, dtype=torch.float64)
             elif metric in ("sahd", "sahd_release"):
-                dist = _sahd_distance(d_h, s, n, num, metric == "sahd_release")
+                kernel = (steps * num) - 0.5 * _sahd_ratio(d_h, n, num, metric == "sahd_release").sum(dim=0)
             else:
                 h_prev, self._traces[module] = _filtered(X, self.rho, self._traces.get(module))
-                dist = d_h + (2.0 * self.rho) * _van_rossum_cross(X, h_prev)
-            kernel = (steps * num) - dist.sum(dim=0)
+                cross = _van_rossum_cross(X, h_prev).sum(dim=0)
+                kernel = (steps * num) - d_h.sum(dim=0, dtype=torch.float64) - (2.0 * self.rho) * cross
             self.sums[metric] = kernel if metric not in self.sums else self.sums[metric] + kernel
         self.calls += steps
 
@@ -315,6 +316,11 @@ def synflow(model: nn.Module, input_shape: Sequence[int], device: torch.device |
 # --------------------------------------------------------------------------- scoring a cell
 
 
+def _checked(value: float) -> LogDet:
+    """A proxy value; a non-finite one is reported as ``-inf`` with the ``singular`` flag, never NaN."""
+    return LogDet(value, False) if math.isfinite(value) else LogDet(-math.inf, True)
+
+
 def check_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
     """The metrics as a tuple without duplicates; ``ValueError`` for an unknown or empty list."""
     out = tuple(dict.fromkeys(metrics))
@@ -402,14 +408,15 @@ def score_model(
     def losses() -> None:
         for x, y in batches:
             for name, value in loss_proxies(model, x, y).items():
-                per_batch[name].append(LogDet(value, False) if math.isfinite(value) else LogDet(-math.inf, True))
+                if name in per_batch:
+                    per_batch[name].append(_checked(value))
 
     def jacobian() -> None:
         per_batch["jacob_cov"] = [jacob_cov(model, x) for x, _ in batches]
 
     def flow() -> None:
         value = synflow(model, tuple(batches[0][0].shape[1:]), dev)
-        per_batch["synflow"] = [LogDet(value, False) if math.isfinite(value) else LogDet(-math.inf, True)]
+        per_batch["synflow"] = [_checked(value)]
 
     def params() -> None:
         per_batch["params"] = [LogDet(float(count_params(model)), False)]

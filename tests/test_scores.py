@@ -387,8 +387,22 @@ def test_score_cell_equals_manual_pipeline(digits) -> None:
     assert got["scores"]["sahd"] == pytest.approx(np.linalg.slogdet(K / n)[1], rel=1e-9)
 
 
+def tiny_data(n: int = 5) -> SimpleNamespace:
+    images = torch.randint(0, 256, (n, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    return SimpleNamespace(train=SimpleNamespace(images=images, labels=torch.arange(n) % 10), normalize=lambda b: b.float() / 64)
+
+
+def test_score_model_single_proxy_metrics() -> None:
+    torch.manual_seed(0)
+    model = TinySNN()
+    for metric in ("snip", "grad_norm", "jacob_cov", "synflow", "params"):
+        result = score_model(model, tiny_data(), (metric,), batch_size=4, repeats=2)
+        assert set(result["scores"]) == {metric} and math.isfinite(result["scores"][metric])
+    assert result["scores"]["params"] == sum(p.numel() for p in model.parameters())
+
+
 def test_score_model_rejects_bad_settings() -> None:
-    data = SimpleNamespace(train=SimpleNamespace(images=torch.zeros(5, 1, 8, 8, dtype=torch.uint8), labels=torch.zeros(5, dtype=torch.int64)), normalize=lambda b: b.float())
+    data = tiny_data()
     with pytest.raises(ValueError, match="exceeds"):
         score_model(TinySNN(), data, ("sahd",), batch_size=6)
     with pytest.raises(ValueError, match="metric"):

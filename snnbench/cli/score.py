@@ -5,9 +5,17 @@ from __future__ import annotations
 import click
 
 from snnbench.cli.common import echo_json, matrix_argument, parse_matrix
-from snnbench.data import load_dataset
-from snnbench.network import DATASETS, PRESETS, network_config
+from snnbench.data import Dataset, load_dataset
+from snnbench.network import DATASETS, PRESETS, NetworkConfig, network_config
 from snnbench.scores import METRICS, score_cell
+
+
+def config_for(dataset: str, data: Dataset, preset: str) -> NetworkConfig:
+    """The skeleton for a dataset argument: its own for a named set, else CIFAR-10's with the data's
+    channels, image size and classes (a ``.npz`` path)."""
+    if dataset in DATASETS:
+        return network_config(dataset, preset)
+    return network_config("cifar10", preset, in_channels=data.channels, image_size=data.image_size, num_classes=data.num_classes)
 
 
 @click.command()
@@ -39,10 +47,7 @@ def score(
     """
     cell = parse_matrix(matrix)
     data = load_dataset(dataset, data_dir)
-    if dataset in DATASETS:
-        config = network_config(dataset, preset)
-    else:
-        config = network_config("cifar10", preset, in_channels=data.channels, image_size=data.image_size, num_classes=data.num_classes)
+    config = config_for(dataset, data, preset)
     result = score_cell(cell, data, config, (metric,), batch_size, repeats, seed, device)
     record = {
         "metric": metric,
