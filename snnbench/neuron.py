@@ -43,22 +43,24 @@ def _state_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _charge(v: Tensor, x: Tensor, tau: float, k: Tensor | None) -> Tensor:
-    return v + (x - v) * k if k is not None else v + (x - v) / tau
+def _empty_sequence(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """Uninitialised ``[T, ...]`` tensor whose step slices have ``x[0]``'s memory layout (also when
+    ``x`` is a step-broadcast view)."""
+    step = torch.empty_like(x[0], dtype=dtype)
+    return torch.empty_strided(x.shape, (step.numel(), *step.stride()), dtype=dtype, device=x.device)
 
 
 def _forward_loop(x: Tensor, v: Tensor, tau: float, k: Tensor | None, save: bool) -> tuple[Tensor, Tensor, Tensor]:
     """Run all steps. Returns spikes (state dtype), the pre-reset membranes ``h`` (empty unless
-    ``save``) and the final membrane."""
-    spikes = torch.empty(x.shape, dtype=v.dtype, device=x.device)
-    hs = torch.empty(x.shape if save else (0,), dtype=v.dtype, device=x.device)
+    ``save``) and the final membrane. ``h = v + (x - v) / tau`` (PLIF: ``* k``) in that float order."""
+    spikes = _empty_sequence(x, v.dtype)
+    hs = _empty_sequence(x, v.dtype) if save else x.new_empty(0, dtype=v.dtype)
     for t in range(x.shape[0]):
-        h = _charge(v, x[t].to(v.dtype), tau, k)
-        fired = h >= THRESHOLD
-        spikes[t] = fired
-        if save:
-            hs[t] = h
-        v = h.masked_fill(fired, 0.0)
+        h = torch.sub(x[t], v, out=hs[t]) if save else x[t] - v
+        h = h.mul_(k) if k is not None else h.div_(tau)
+        h = h.add_(v)
+        fired = torch.ge(h, THRESHOLD, out=spikes[t])
+        v = h * (1.0 - fired) if save else h.mul_(1.0 - fired)
     return spikes, hs, v
 
 
@@ -74,17 +76,16 @@ def _backward_loop(
     gk = torch.zeros((), dtype=hs.dtype, device=hs.device) if k is not None else None
     for t in range(hs.shape[0] - 1, -1, -1):
         h = hs[t]
-        fired = h >= THRESHOLD
-        gh = 1.0 / (1 + (math.pi * (h - THRESHOLD)).pow(2)) * grad_s[t].to(h.dtype)
-        gh = gh + grad_v.masked_fill(fired, 0.0)
+        silent = h < THRESHOLD
+        gh = (h - THRESHOLD).mul_(math.pi).pow_(2).add_(1).reciprocal_().mul_(grad_s[t])
+        gh = gh.addcmul_(grad_v, silent)
         if k is None:
-            gxt = gh / tau
+            gxt = torch.div(gh, tau, out=gx[t])
         else:
-            gxt = gh * k
-            v_prev = hs[t - 1].masked_fill(hs[t - 1] >= THRESHOLD, 0.0) if t > 0 else v0
-            gk = gk + (gh * (x[t].to(h.dtype) - v_prev)).sum()
-        gx[t] = gxt
-        grad_v = gh - gxt
+            gxt = torch.mul(gh, k, out=gx[t])
+            v_prev = hs[t - 1] * (hs[t - 1] < THRESHOLD) if t > 0 else v0
+            gk = gk + (gh * (x[t] - v_prev)).sum()
+        grad_v = gh.sub_(gxt)
     return gx, grad_v, gk
 
 
@@ -109,7 +110,7 @@ class _LIFFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, v0: Tensor | None, w: Tensor | None, tau: float):  # type: ignore[override]
         dtype = _state_dtype(x.dtype)
-        v = torch.zeros(x.shape[1:], dtype=dtype, device=x.device) if v0 is None else v0.to(dtype)
+        v = torch.zeros_like(x[0], dtype=dtype) if v0 is None else v0.to(dtype)
         k = torch.sigmoid(w.to(dtype)) if w is not None else None
         save = any(ctx.needs_input_grad[:3])
         fwd, _ = _loops()
@@ -147,11 +148,18 @@ class LIF(nn.Module):
         self.w = nn.Parameter(torch.tensor(-math.log(tau - 1.0))) if learnable_tau else None
         self._carry = False
         self._v: Tensor | None = None
+        self._memo: _Memo | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() < 2:
             raise ValueError(f"LIF input must be [T, B, ...], got shape {tuple(x.shape)}")
-        spikes, v = _LIFFunction.apply(x, self._v if self._carry else None, self.w, self.tau)
+        memo = self._memo
+        if memo is not None and memo.input is x:
+            spikes, v = memo.output  # type: ignore[misc]
+        else:
+            spikes, v = _LIFFunction.apply(x, self._v if self._carry else None, self.w, self.tau)
+            if memo is not None:
+                memo.input, memo.output = x, (spikes, v)
         if self._carry:
             self._v = v
         return spikes
@@ -162,6 +170,40 @@ class LIF(nn.Module):
 
     def extra_repr(self) -> str:
         return f"tau={self.current_tau():.4f}, threshold={THRESHOLD}, learnable_tau={self.learnable_tau}"
+
+
+class _Memo:
+    """The last input and result of a group of LIF layers that see identical inputs."""
+
+    __slots__ = ("input", "output")
+
+    def __init__(self) -> None:
+        self.input: Tensor | None = None
+        self.output: tuple[Tensor, Tensor] | None = None
+
+
+@contextmanager
+def share_spikes(groups: Iterable[Iterable[LIF]]) -> Iterator[None]:
+    """Within this context, the LIF layers of a group that are called with the very same input tensor
+    object compute it once and all return that result (hooks still fire on every layer).
+
+    Valid only for layers whose input histories are identical (the cell's edges leaving one node)
+    and whose time constants are equal and fixed; layers with a learnable tau are never shared.
+    The result equals separate evaluation: each layer's state is a function of its inputs alone.
+    """
+    members = []
+    for group in groups:
+        fixed = [n for n in group if n.w is None]
+        if len(fixed) > 1 and len({n.tau for n in fixed}) == 1:
+            memo = _Memo()
+            for n in fixed:
+                n._memo = memo
+            members += fixed
+    try:
+        yield
+    finally:
+        for n in members:
+            n._memo = None
 
 
 @contextmanager
