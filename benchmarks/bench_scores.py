@@ -40,10 +40,10 @@ def release_style_sahd(model: torch.nn.Module, x: torch.Tensor) -> float:
         for t in range(out.shape[0]):
             codes = (out[t].reshape(batch, -1) > 0).float()
             neurons = codes.shape[1]
-            full = torch.ones((batch, batch), device=codes.device) * neurons
+            full = torch.ones((batch, batch)).to(codes.device) * neurons  # as the release's .cuda()
             rate = (codes.sum(1) / neurons).unsqueeze(1)
             expected = neurons * (rate @ (1 - rate).t() + (1 - rate) @ rate.t())
-            rescale = torch.div(0.5 * torch.ones((batch, batch), device=codes.device), expected + 1e-3)
+            rescale = torch.div(0.5 * torch.ones((batch, batch)).to(codes.device), expected + 1e-3)
             k10 = codes @ (1 - codes.t())
             k01 = (1 - codes) @ codes.t()
             acc["K"] = acc["K"] + (full - rescale * (k01 + k10)).cpu().numpy()

@@ -19,7 +19,8 @@ eigenvalue is at most ``B * eps64`` times its largest (numpy's ``matrix_rank`` t
 score is ``-inf`` and the ``singular`` flag is set, never NaN.
 
 Precision: ``X X^T`` is computed in float32, which is exact because every partial sum is an integer
-below ``2**24`` (float64 is used when ``N_A >= 2**24``; TF32 rounding cannot change 0/1 inputs).
+below ``2**24`` (float64 is used when ``N_A >= 2**24``). On CUDA it runs in TF32, which is exact too:
+TF32 rounding cannot change 0/1 inputs and the accumulation is float32.
 Everything after the Gram matrix, and the accumulated kernel, is float64 on the network's device,
 as are the van Rossum traces ``H`` and cross term ``X H^T``. Only the final log-determinant reaches
 the host.
@@ -66,9 +67,19 @@ def _as_steps(X: Tensor) -> Tensor:
 
 def _counts(X: Tensor) -> tuple[Tensor, Tensor]:
     """Hamming distances ``d_H [T, B, B]`` (``X``'s dtype, exact integers) and ones per row ``n [T, B]``
-    (float64) of codes ``X [T, B, N]``: ``d_H = n_i + n_j - 2 X X^T`` in one batched GEMM."""
+    (float64) of codes ``X [T, B, N]``: ``d_H = n_i + n_j - 2 X X^T`` in one batched GEMM.
+
+    On CUDA the float32 GEMM runs on TF32 tensor cores: 0/1 inputs are exact in TF32 and the
+    accumulation is float32, so the result is the same exact integers.
+    """
     n = X.sum(dim=2)
-    d_h = torch.baddbmm(n.unsqueeze(2) + n.unsqueeze(1), X, X.transpose(1, 2), alpha=-2.0)
+    fast = X.is_cuda and X.dtype == torch.float32
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = before or fast
+    try:
+        d_h = torch.baddbmm(n.unsqueeze(2) + n.unsqueeze(1), X, X.transpose(1, 2), alpha=-2.0)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
     return d_h, n.double()
 
 
