@@ -9,10 +9,11 @@ Column names and units are documented in ``docs/table.md``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from functools import lru_cache
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -65,7 +66,34 @@ def train_values(result: dict[str, Any], epochs: int) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def _count_spikes() -> Iterator[dict[str, Any]]:
+    """Count, while active, the spikes of every LIF call and the images entering every SNASNet (read-only hooks)."""
+    import torch
+    from torch.nn.modules.module import register_module_forward_hook
+
+    from snnbench.network import SNASNet
+    from snnbench.neuron import LIF
+
+    tally: dict[str, Any] = {"spikes": [], "slots": 0, "images": 0}
+
+    def hook(module: Any, inputs: tuple[Any, ...], out: Any) -> None:
+        if isinstance(module, LIF):
+            tally["spikes"].append(out.detach().sum(dtype=torch.float64))
+            tally["slots"] += out.numel()
+        elif isinstance(module, SNASNet):
+            tally["images"] += inputs[0].shape[0]
+
+    handle = register_module_forward_hook(hook)
+    try:
+        yield tally
+    finally:
+        handle.remove()
+
+
 def _score_row(cell: Any, settings: dict[str, Any], seed: int) -> dict[str, Any]:
+    import torch
+
     from snnbench.network import NetworkConfig
     from snnbench.scores import score_cell
 
@@ -73,8 +101,13 @@ def _score_row(cell: Any, settings: dict[str, Any], seed: int) -> dict[str, Any]
     device = _device(settings)
     dataset = _dataset(json.dumps(settings["dataset"], sort_keys=True), device)
     config = NetworkConfig(**settings["network"]["config"])
-    result = score_cell(cell, dataset, config, s["metrics"], s["batch_size"], s["repeats"], seed, device, s["tau"])
-    return score_values(result)
+    with _count_spikes() as tally:
+        result = score_cell(cell, dataset, config, s["metrics"], s["batch_size"], s["repeats"], seed, device, s["tau"])
+    spikes = float(torch.stack(tally["spikes"]).sum()) if tally["spikes"] else 0.0
+    values = score_values(result)
+    values["spikes_per_image"] = spikes / tally["images"] if tally["images"] else float("nan")
+    values["spike_rate"] = spikes / tally["slots"] if tally["slots"] else float("nan")
+    return values
 
 
 def _train_row(cell: Any, settings: dict[str, Any], seed: int) -> dict[str, Any]:

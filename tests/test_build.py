@@ -148,6 +148,33 @@ def test_bad_options_give_one_line_errors(tmp_path: Path, args: list[str], messa
     assert result.output.startswith("Error: ") and message in result.output and result.output.count("\n") == 1
 
 
+def test_score_rows_match_an_independent_recomputation() -> None:
+    """A score row's spikes equal network.spike_stats on the same weights and batches; its scores equal score_cell's."""
+    import torch
+
+    from builders.stages import run_item
+    from snnbench.data import load_dataset
+    from snnbench.network import build_network, network_config, spike_stats
+    from snnbench.scores import draw_batches, score_cell
+
+    cfg = network_config("digits", "bench", c1=2, c2=4, hidden=8, timesteps=3)
+    settings = {"dataset": {"name": "digits", "val_fraction": 0.1, "split_seed": 0}, "device": "cpu",
+                "network": {"preset": "bench", "config": cfg.to_dict()},
+                "score": {"metrics": ["sahd", "hd"], "batch_size": 16, "repeats": 2, "tau": 1.0}}
+    ds = load_dataset("digits")
+    for text in ("0302 0030 3003 0000", "0302 0030 0003 0000"):
+        c = Cell.from_text(text)
+        (rec,) = run_item({"stage": "score", "protocol": "p", "settings": settings, "rows": [(c.hash, c.text, 3)]})
+        seed = cell_seed(c.hash, 3)
+        torch.manual_seed(seed)
+        model = build_network(c, cfg).train()
+        stats = [spike_stats(model, x) for x, _ in draw_batches(ds, 16, 2, seed, torch.device("cpu"))]
+        assert rec["values"]["spikes_per_image"] == pytest.approx(np.mean([s["spikes_per_image"] for s in stats]), rel=1e-12)
+        assert rec["values"]["spike_rate"] == pytest.approx(np.mean([s["rate"] for s in stats]), rel=1e-12)
+        direct = score_cell(c, ds, cfg, ["sahd", "hd"], 16, 2, seed, "cpu")
+        assert rec["values"]["scores/sahd"] == direct["scores"]["sahd"] and rec["values"]["batch_scores/hd"] == direct["batch_scores"]["hd"]
+
+
 # --------------------------------------------------------------------------- the pipeline with a cheap work function
 
 
