@@ -38,6 +38,7 @@ KINDS = ("forward", "backward")
 Kind = Literal["forward", "backward"]
 Distribution = Literal["paper", "uniform"]
 _HASH_PREFIX = "snnbench-cell-v1:"
+_HASH_PREFIX_BYTES = _HASH_PREFIX.encode()
 
 
 # --------------------------------------------------------------------------- parsing and validation
@@ -70,9 +71,9 @@ def _to_array(obj: object) -> np.ndarray:
     try:
         arr = np.asarray(obj)
     except (ValueError, TypeError) as err:
-        raise ValueError(f"shape: cannot read a matrix from {type(obj).__name__}: {err}") from None
+        raise ValueError(f"shape: cannot read a matrix from {type(obj).__name__}: {' '.join(str(err).split())}") from None
     if arr.dtype.kind not in "biuf":
-        raise ValueError(f"codes: cannot read integer operation codes from {type(obj).__name__} of dtype {arr.dtype}")
+        raise ValueError(f"format: cannot read a matrix of integer operation codes from {type(obj).__name__} (dtype {arr.dtype})")
     return arr
 
 
@@ -91,11 +92,11 @@ def validate(matrix: object, nodes: int | None = NUM_NODES) -> np.ndarray:
         bad = ~np.isfinite(arr) | (arr != np.round(arr))
         if bad.any():
             i, j = map(int, np.argwhere(bad)[0])
-            raise ValueError(f"codes: entry [{i}][{j}] = {arr[i, j]!r} is not a whole number")
+            raise ValueError(f"codes: entry [{i}][{j}] = {arr[i, j].item()!r} is not a whole number")
     bad = (arr < 0) | (arr >= NUM_OPS)
     if bad.any():
         i, j = map(int, np.argwhere(bad)[0])
-        raise ValueError(f"codes: entry [{i}][{j}] = {arr[i, j]} is not an operation code 0-{NUM_OPS - 1}")
+        raise ValueError(f"codes: entry [{i}][{j}] = {arr[i, j].item()} is not an operation code 0-{NUM_OPS - 1}")
     arr = arr.astype(np.int8)
     diag = np.flatnonzero(np.diagonal(arr))
     if diag.size:
@@ -226,7 +227,10 @@ class Space:
         }
         self._raw_codes = self._pair_codes(raw)
         self._raw_to_unique = inverse.astype(np.int32)
-        self._lookup: dict[int, int] | np.ndarray | None = None
+        self._pairs = list(itertools.combinations(range(n), 2))
+        self._lookup: np.ndarray | None = None
+        self._lookup_list_cache: list[int] | None = None
+        self._texts: np.ndarray | None = None
         self._hashes: list[str] | None = None
 
     # ---- raw-matrix codes: one base-9 digit per pair (0 none, 1-4 forward op, 5-8 backward op)
@@ -245,14 +249,68 @@ class Space:
             table = np.full(9 ** (self.n * (self.n - 1) // 2), -1, dtype=np.int32)
             table[self._raw_codes] = self._raw_to_unique
             self._lookup = table
-        return self._lookup  # type: ignore[return-value]
+        return self._lookup
+
+    @property
+    def _lookup_list(self) -> list[int]:
+        if self._lookup_list_cache is None:
+            self._lookup_list_cache = self.lookup.tolist()
+        return self._lookup_list_cache
+
+    @property
+    def texts(self) -> np.ndarray:
+        """Text form of every unique cell as ASCII bytes (``S``-dtype array), index-aligned."""
+        if self._texts is None:
+            n = self.n
+            digits = (self.matrices.reshape(-1, n, n) + ord("0")).astype(np.uint8)
+            spaced = np.full((len(digits), n, n + 1), ord(" "), dtype=np.uint8)
+            spaced[:, :, :n] = digits
+            self._texts = spaced.reshape(len(digits), -1)[:, :-1].copy().view(f"S{n * (n + 1) - 1}").ravel()
+        return self._texts
+
+    def hash_of(self, u: int) -> str:
+        """Hash of unique cell ``u`` (see module docstring)."""
+        return hashlib.sha256(_HASH_PREFIX_BYTES + self.texts[u]).hexdigest()[:16]
 
     @property
     def hashes(self) -> list[str]:
         """Hash string of every unique cell, index-aligned with :attr:`matrices`."""
         if self._hashes is None:
-            self._hashes = [_hash_text(to_text(m)) for m in self.matrices]
+            self._hashes = [hashlib.sha256(_HASH_PREFIX_BYTES + t).hexdigest()[:16] for t in self.texts]
         return self._hashes
+
+    def fast_index(self, obj: object) -> int | None:
+        """Unique index of a plain nested list/tuple of ``int`` or a text form, in pure Python.
+
+        Returns ``None`` when ``obj`` is not of that simple shape or is invalid, so the caller can
+        fall back to :func:`validate` (which raises the precise error). Used by hot query paths.
+        """
+        n = self.n
+        if type(obj) is str:
+            rows = obj.split()
+            if len(rows) != n or any(len(r) != n or not r.isdigit() for r in rows):
+                return None
+            rows = [[ord(c) - 48 for c in r] for r in rows]
+        elif hasattr(obj, "tolist") and getattr(obj, "shape", None) == (n, n):  # numpy array, torch tensor
+            rows = obj.tolist()  # float entries come back as float and fall back to validate()
+        elif type(obj) in (list, tuple) and len(obj) == n:
+            rows = obj  # type: ignore[assignment]
+            for r in rows:
+                if type(r) not in (list, tuple) or len(r) != n:
+                    return None
+        else:
+            return None
+        code = 0
+        for i, j in self._pairs:
+            a, b = rows[i][j], rows[j][i]
+            if type(a) is not int or type(b) is not int or not (0 <= a < NUM_OPS and 0 <= b < NUM_OPS) or (a and b):
+                return None
+            code = code * 9 + (a or (b + 4 if b else 0))
+        for i in range(n):
+            if rows[i][i] != 0:
+                return None
+        u = self._lookup_list[code]
+        return None if u < 0 else u
 
     def indices(self, kind: Kind) -> np.ndarray:
         """Indices of the unique cells of a kind's space (backward includes forward)."""
@@ -260,8 +318,23 @@ class Space:
         return np.flatnonzero(self.raw_counts[kind] > 0)
 
     def index_of(self, matrix: np.ndarray) -> int:
-        """Unique index of a validated ``int8`` matrix (any member of the class, pruned or not)."""
+        """Unique index of a validated matrix (any member of the class, pruned or not)."""
         return int(self.lookup[int(self._pair_codes(matrix[None])[0])])
+
+    def probabilities(self, kind: Kind, dist: Distribution = "paper") -> np.ndarray:
+        """``float64 [U]``: probability that :meth:`sample_indices` draws each unique cell (sums to 1)."""
+        _check_kind(kind)
+        if dist == "uniform":
+            return (self.raw_counts[kind] > 0) / np.count_nonzero(self.raw_counts[kind])
+        if dist != "paper":
+            raise ValueError(f"distribution: expected 'paper' or 'uniform', got {dist!r}")
+        raw = raw_matrices(kind, self.n)
+        weight = np.ones(raw.shape[0])
+        if kind == "backward":  # a non-io pair is zero w.p. 1/5, each of its 8 edge states w.p. 1/10
+            zero_pairs = sum((raw[:, i, j] == 0) & (raw[:, j, i] == 0) for i, j in itertools.combinations(range(self.n), 2))
+            weight = 2.0**zero_pairs
+        prob = np.bincount(self.lookup[self._pair_codes(raw)], weights=weight, minlength=len(self.keys))
+        return prob / prob.sum()
 
     def sample_indices(self, count: int, kind: Kind, seed: int | np.random.Generator, dist: Distribution = "paper") -> np.ndarray:
         """Draw ``count`` unique-cell indices (with replacement), seeded.
@@ -349,7 +422,7 @@ class Cell:
         if self._canonical is None:
             if self.n == NUM_NODES:
                 sp = space(self.n)
-                self._canonical = Cell(sp.matrices[sp.index_of(self.matrix)], nodes=None)
+                self._canonical = Cell(sp.matrices[cell_index(self.matrix)], nodes=None)
             else:
                 self._canonical = Cell(canonical_batch(prune_batch(self.matrix[None]))[0], nodes=None)
         return self._canonical
@@ -383,11 +456,16 @@ class Cell:
         return hash(self.matrix.tobytes())
 
 
+def cell_index(matrix: object) -> int:
+    """Unique index (into ``space()``) of any accepted 4-node matrix form; ``ValueError`` if invalid."""
+    sp = space(NUM_NODES)
+    u = sp.fast_index(matrix)
+    return sp.index_of(validate(matrix)) if u is None else u
+
+
 def cell_hash(matrix: object) -> str:
     """Hash of any accepted matrix form (validated; isomorphic and unpruned variants agree)."""
-    m = validate(matrix)
-    sp = space(NUM_NODES)
-    return sp.hashes[sp.index_of(m)]
+    return space(NUM_NODES).hash_of(cell_index(matrix))
 
 
 def is_isomorphic(a: object, b: object) -> bool:

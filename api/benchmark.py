@@ -1,0 +1,387 @@
+"""The query layer: a table read once into per-cell numpy columns, then queried in microseconds.
+
+A :class:`Benchmark` is a *view* of one table through at most one ``score`` protocol and one
+``train`` protocol (chosen by id prefix, else the one with the most rows of each type). Its cells
+are the table's cells that either protocol holds a row for; every per-cell column is indexed by the
+view's cell index ``u`` (``0 .. len - 1``, in space-index order) and holds NaN where a protocol lacks
+the cell. Means are over the seeds a protocol holds for the cell.
+
+Invariants
+----------
+* The file is read once, when the view is opened; queries never touch it again.
+* A query maps any accepted matrix form (unpruned, isomorphic, whole-number floats) to the canonical
+  cell, so every member of a class returns the same record. An invalid matrix raises the cell
+  type's ``ValueError``; a valid cell without results raises :class:`CellNotFound` (a ``KeyError``).
+* Records are fresh JSON-ready dicts (``docs/api.md`` lists every field); mutating one changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import numpy as np
+
+from api.lookup import Key, cell_key
+from snnbench.space import Cell, to_text
+from snnbench.table import Protocol, Table, default_table_path, open_table
+
+SPLITS = ("train", "val", "test")
+_KINDS = ("forward", "backward")
+
+
+def _num(v: float) -> float | None:
+    """NaN (no result) -> ``None``."""
+    return None if v != v else v
+
+
+def _texts(matrices: np.ndarray) -> np.ndarray:
+    """``|S19 [U]`` text forms (``"0302 0030 3003 0000"``) of ``int8 [U, 4, 4]`` matrices, vectorised."""
+    u, n = matrices.shape[0], matrices.shape[-1]
+    chars = np.full((u, n, n + 1), ord(" "), dtype=np.uint8)
+    chars[:, :, :n] = matrices.astype(np.uint8) + ord("0")
+    return chars.reshape(u, n * (n + 1))[:, :-1].copy().view(f"S{n * (n + 1) - 1}").ravel()
+Split = Literal["train", "val", "test"]
+
+
+class CellNotFound(KeyError):
+    """A valid cell that the table (or one of the view's protocols) holds no result for."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "cell not found"
+
+
+def resolve_table(path: str | os.PathLike[str] | None = None) -> Path:
+    """The table to open: ``path``, else ``$SNNBENCH_TABLE``, else the default build output.
+
+    Raises ``FileNotFoundError`` saying how to build a table when none exists.
+    """
+    chosen = Path(path).expanduser() if path is not None else default_table_path()
+    if not chosen.exists():
+        how = "pass a table path, set SNNBENCH_TABLE, or build one with `snnbench build` (its default output is this path)"
+        origin = "given path" if path is not None else ("$SNNBENCH_TABLE" if os.environ.get("SNNBENCH_TABLE") else "default table")
+        raise FileNotFoundError(f"no snnbench table at {chosen} ({origin}): {how}")
+    return chosen
+
+
+@dataclass
+class _Columns:
+    """One protocol's results aggregated per view cell (NaN where absent) and its rows per cell."""
+
+    proto: Protocol
+    has: np.ndarray  # bool [U]
+    start: np.ndarray  # int64 [U]: first protocol row of the cell (rows of a cell are contiguous)
+    count: np.ndarray  # int64 [U]
+    mean: dict[str, np.ndarray] = field(default_factory=dict)  # numeric columns, mean over seeds, [U] or [U, ...]
+    lists: dict[str, list[Any]] = field(default_factory=dict)  # scalar means as Python lists (fast records)
+    has_list: list[bool] = field(default_factory=list)
+    start_list: list[int] = field(default_factory=list)
+    end_list: list[int] = field(default_factory=list)
+    seed_list: list[int] = field(default_factory=list)
+    curves: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (name, mean curve [U, E])
+
+    @property
+    def id(self) -> str:
+        return self.proto.id
+
+
+def _aggregate(proto: Protocol, cell_of_row: np.ndarray, u_count: int) -> _Columns:
+    """Mean over seeds of every numeric column, per view cell (rows are sorted by cell, then seed)."""
+    order = np.argsort(cell_of_row, kind="stable")
+    if not np.array_equal(order, np.arange(len(order))):  # tables keep rows sorted; tolerate other inputs
+        proto = Protocol(proto.id, proto.type, proto.settings, proto.commands, proto.environments, proto.shards,
+                         proto.created, proto.modified, proto.hash[order], proto.seed[order],
+                         {k: v[order] for k, v in proto.columns.items()})
+        cell_of_row = cell_of_row[order]
+    count = np.bincount(cell_of_row, minlength=u_count).astype(np.int64)
+    start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+    has = count > 0
+    cols = _Columns(proto, has, start, count)
+    nonempty = start[has]
+    for name, col in proto.columns.items():
+        if col.dtype.kind not in "biuf" or not len(col):
+            continue
+        values = col.astype(np.float64)
+        sums = np.add.reduceat(values, nonempty, axis=0) if len(nonempty) else values[:0]
+        out = np.full((u_count, *col.shape[1:]), np.nan)
+        div = count[has].reshape(-1, *([1] * (col.ndim - 1)))
+        if col.dtype.kind == "b":  # a flag: set if any seed set it
+            out[has] = np.maximum.reduceat(col, nonempty, axis=0) if len(nonempty) else out[has]
+        else:
+            out[has] = sums / div
+        cols.mean[name] = out
+        if col.ndim == 1:
+            cols.lists[name] = out.tolist()
+    return cols
+
+
+def _pick(table: Table, type_: str, key: str | None, dataset: str | None) -> Protocol | None:
+    if key is not None:
+        proto = table.protocol(key)
+        if proto.type != type_:
+            raise ValueError(f"{table.path}: protocol {proto.id} is a {proto.type} protocol, not a {type_} protocol")
+        return proto
+    found = [p for p in table.protocols.values() if p.type == type_
+             and (dataset is None or str(p.settings.get("dataset", {}).get("name")) == dataset)]
+    return max(found, key=lambda p: (len(p), p.id), default=None)
+
+
+class Benchmark:
+    """A table opened for queries (see the module docstring for the view and its invariants)."""
+
+    def __init__(self, path: str | os.PathLike[str] | Table | None = None, *, score: str | None = None,
+                 train: str | None = None, dataset: str | None = None) -> None:
+        table = path if isinstance(path, Table) else open_table(resolve_table(path))
+        self.path = table.path
+        self.table = table
+        picked = [p for p in (_pick(table, "score", score, dataset), _pick(table, "train", train, dataset)) if p is not None]
+        if not picked:
+            raise ValueError(f"{table.path}: no score or train protocol" + (f" on dataset {dataset!r}" if dataset else ""))
+        cells = table.cells
+        order = np.argsort(cells["hash"])
+        sorted_hash = cells["hash"][order]
+        rows_of = [order[np.searchsorted(sorted_hash, p.hash)] for p in picked]
+        mask = np.zeros(len(cells["hash"]), dtype=bool)
+        for r in rows_of:
+            mask[r] = True
+        used = np.flatnonzero(mask)
+        view_of_row = np.full(len(mask), -1, dtype=np.int64)
+        view_of_row[used] = np.arange(len(used))
+        #: canonical matrices ``int8 [U, 4, 4]``, hashes ``|S16 [U]``, space indices of the view's cells
+        self.matrices: np.ndarray = np.ascontiguousarray(cells["matrix"][used], dtype=np.int8)
+        self.hash_array: np.ndarray = cells["hash"][used]
+        self.kind_array: np.ndarray = cells["kind"][used].astype(np.uint8)  # 0 forward, 1 backward
+        self.space_index: np.ndarray = cells["index"][used].astype(np.int64)
+        self.raw_counts = {"forward": cells["raw_forward"][used].astype(np.int64),
+                           "backward": cells["raw_backward"][used].astype(np.int64)}
+        self._texts = _texts(self.matrices)
+        flat = self.matrices.tobytes()
+        width = self.matrices[0].size if len(used) else 16
+        self._rows = {flat[i:i + width]: u for u, i in enumerate(range(0, len(flat), width))}
+        self._by_hash: dict[bytes, int] | None = None
+        n = len(used)
+        cols = {p.type: _aggregate(p, view_of_row[r], n) for p, r in zip(picked, rows_of)}
+        self._score: _Columns | None = cols.get("score")
+        self._train: _Columns | None = cols.get("train")
+        self._columns = [c for c in (self._score, self._train) if c is not None]
+        self._derive()
+
+    # ------------------------------------------------------------------ per-cell arrays for replay and search
+    def _derive(self) -> None:
+        n = len(self.hash_array)
+        nan = np.full(n, np.nan)
+        s, t = self._score, self._train
+        #: ``{metric: float64 [U]}`` mean score over seeds (NaN: absent or not computed)
+        self.scores: dict[str, np.ndarray] = (
+            {k.split("/", 1)[1]: v for k, v in s.mean.items() if k.startswith("scores/")} if s else {})
+        #: seconds the score protocol spent per cell (all its metrics), mean over seeds
+        self.score_seconds: np.ndarray = s.mean.get("seconds", nan) if s else nan
+        curves = t.mean if t else {}
+        last_train = curves["curves/train_acc"][:, -1] if "curves/train_acc" in curves else nan
+        #: ``{split: float64 [U]}`` final accuracy, mean over seeds
+        self.accuracy: dict[str, np.ndarray] = {
+            "train": last_train, "val": curves.get("val_acc", nan), "test": curves.get("test_acc", nan)}
+        #: seconds training one seed of the cell took, mean over seeds
+        self.train_seconds: np.ndarray = curves.get("train_seconds", nan)
+        params = [c.mean["params"] for c in self._columns if "params" in c.mean]
+        self.params: np.ndarray = np.fmax.reduce(params) if params else nan
+        if t is not None:
+            t.lists["_train_acc"] = last_train.tolist()
+        # plain-Python copies for fast records
+        for c in self._columns:
+            c.has_list = c.has.tolist()
+            c.start_list = c.start.tolist()
+            c.end_list = (c.start + c.count).tolist()
+            c.seed_list = c.proto.seed.tolist()
+            c.curves = [(k.split("/", 1)[1], v) for k, v in c.mean.items() if k.startswith("curves/")]
+        self._metrics = list(s.proto.settings.get("score", {}).get("metrics", self.scores)) if s else []
+        self._raw_lists = (self.raw_counts["forward"].tolist(), self.raw_counts["backward"].tolist())
+        self._protocol_types = {c.proto.type: c.id for c in self._columns}
+
+    @property
+    def hashes(self) -> list[str]:
+        """Hash of every view cell, in view order."""
+        return [h.decode() for h in self.hash_array]
+
+    @property
+    def kinds(self) -> list[str]:
+        """Kind of every view cell, in view order."""
+        return [_KINDS[k] for k in self.kind_array.tolist()]
+
+    def _row(self, key: Key) -> int | None:
+        try:
+            return self._rows.get(bytes(key))
+        except TypeError:  # whole-number floats given in a list
+            return self._rows.get(bytes(map(int, key)))
+
+    # ------------------------------------------------------------------ lookups
+    def __len__(self) -> int:
+        return len(self.hash_array)
+
+    def __contains__(self, matrix: object) -> bool:
+        try:
+            return self._row(cell_key(matrix)) is not None
+        except ValueError:
+            return False
+
+    def index(self, matrix: object) -> int:
+        """View index of a cell (any accepted form); ``ValueError`` if invalid, :class:`CellNotFound` if absent."""
+        key = cell_key(matrix)
+        u = self._row(key)
+        if u is None:
+            raise self._not_found(key, self.protocol_ids)
+        return u
+
+    def index_of_hash(self, cell_hash: str) -> int:
+        if self._by_hash is None:
+            self._by_hash = {h: u for u, h in enumerate(self.hash_array.tolist())}
+        u = self._by_hash.get(cell_hash.encode() if isinstance(cell_hash, str) else cell_hash)
+        if u is None:
+            raise CellNotFound(f"no cell with hash {cell_hash!r} in {self.path} (protocols {', '.join(self.protocol_ids)})")
+        return u
+
+    def _not_found(self, key: Key, lacking: list[str]) -> CellNotFound:
+        text = to_text(np.array(key, dtype=np.int64).reshape(4, 4))
+        what = ", ".join(f"{pid} ({self.table.protocols[pid].type})" for pid in lacking)
+        return CellNotFound(f"cell {Cell(text).hash} ({text}) is not in {self.path}: protocol {what} lacks it")
+
+    @property
+    def protocol_ids(self) -> list[str]:
+        return [c.id for c in self._columns]
+
+    # ------------------------------------------------------------------ records
+    def query(self, matrix: object, seed: int | None = None) -> dict[str, Any]:
+        """The record of a cell given in any accepted matrix form (see the module docstring)."""
+        key = cell_key(matrix)
+        u = self._row(key)
+        if u is None:
+            raise self._not_found(key, self.protocol_ids)
+        return self.record(u, seed)
+
+    def query_hash(self, cell_hash: str, seed: int | None = None) -> dict[str, Any]:
+        """The record of the cell with this hash."""
+        return self.record(self.index_of_hash(cell_hash), seed)
+
+    def record(self, u: int, seed: int | None = None) -> dict[str, Any]:
+        """The record of view cell ``u``: means over seeds, or one seed's values when ``seed`` is given."""
+        s, t = self._score, self._train
+        missing = [c.id for c in self._columns if not c.has_list[u]]
+        rec: dict[str, Any] = {
+            "hash": self.hash_array[u].decode(), "matrix": self.matrices[u].tolist(), "text": self._texts[u].decode(),
+            "kind": _KINDS[self.kind_array[u]],
+            "raw_matrices": {"forward": self._raw_lists[0][u], "backward": self._raw_lists[1][u]},
+            "seed": seed,
+        }
+        curves: list[tuple[str, np.ndarray]] = []
+        if seed is None:
+            sv = {k: _num(v[u]) for k, v in s.lists.items()} if s else {}
+            tv = {k: _num(v[u]) for k, v in t.lists.items()} if t else {}
+            if t is not None and t.has_list[u]:
+                curves, row = t.curves, u
+        else:
+            sv = self._seed_values(s, u, seed, missing)
+            tv = self._seed_values(t, u, seed, missing)
+            if t is not None and tv:
+                row = tv["_row"]
+                curves = [(k.split("/", 1)[1], v) for k, v in t.proto.columns.items() if k.startswith("curves/")]
+                tv["_train_acc"] = tv["curves/train_acc"][-1] if "curves/train_acc" in tv else None
+            if len(missing) == len(self._columns):
+                raise CellNotFound(f"cell {rec['hash']} ({rec['text']}) has no row for seed {seed} in {self.path}: "
+                                   f"protocol {', '.join(missing)} lacks it")
+        get = sv.get
+        rec["scores"] = {m: get("scores/" + m) for m in self._metrics}
+        rec["singular"] = {m: (None if get("singular/" + m) is None else bool(sv["singular/" + m])) for m in self._metrics}
+        rec["accuracy"] = {"train": tv.get("_train_acc"), "val": tv.get("val_acc"), "test": tv.get("test_acc")}
+        rec["curves"] = {k: [None if x != x else x for x in v[row].tolist()] for k, v in curves} if curves else None
+        params = tv.get("params")
+        params = get("params") if params is None else params
+        rec["params"] = None if params is None else int(params)
+        rec["spikes"] = ({"per_image": tv["spikes_per_image"], "rate": tv.get("spike_rate")}
+                         if tv.get("spikes_per_image") is not None else None)
+        rec["train_seconds"] = tv.get("train_seconds")
+        rec["score_seconds"] = get("seconds")
+        rec["seeds"] = {c.proto.type: c.seed_list[c.start_list[u]:c.end_list[u]] for c in self._columns}
+        rec["protocols"] = dict(self._protocol_types)
+        rec["missing"] = missing
+        return rec
+
+    def _seed_values(self, c: _Columns | None, u: int, seed: int, missing: list[str]) -> dict[str, Any]:
+        """One seed's values of cell ``u`` in a protocol (empty, and the protocol listed missing, if absent)."""
+        if c is None:
+            return {}
+        lo, hi = int(c.start[u]), int(c.start[u] + c.count[u])
+        hits = np.flatnonzero(c.proto.seed[lo:hi] == seed) if hi > lo else []
+        if not len(hits):
+            if c.id not in missing:
+                missing.append(c.id)
+            return {}
+        row = lo + int(hits[0])
+        out: dict[str, Any] = {"_row": row}
+        for name, col in c.proto.columns.items():
+            v = col[row]
+            out[name] = v.tolist() if isinstance(v, np.ndarray) else (v.item() if isinstance(v, np.generic) else v)
+        if "spike_layers" in out:
+            out["spike_layers"] = json.loads(out["spike_layers"])
+        return out
+
+    # ------------------------------------------------------------------ collections
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """Records of every cell of the view, in space-index order."""
+        return (self.record(u) for u in range(len(self)))
+
+    def sample(self, count: int, seed: int, *, replace: bool = False) -> list[dict[str, Any]]:
+        """``count`` records drawn uniformly over the view's cells, reproducible by ``seed``."""
+        if not replace and count > len(self):
+            raise ValueError(f"sample: {count} cells asked, the view holds {len(self)} (use replace=True)")
+        picks = np.random.default_rng(seed).choice(len(self), size=count, replace=replace)
+        return [self.record(int(u)) for u in picks]
+
+    @property
+    def metadata(self) -> dict[str, dict[str, Any]]:
+        """Per protocol of the view: type, settings, commands, environments, shards, times, rows, cells, seeds."""
+        return {c.id: {"type": c.proto.type, "settings": c.proto.settings, "commands": c.proto.commands,
+                       "environments": c.proto.environments, "shards": c.proto.shards, "created": c.proto.created,
+                       "modified": c.proto.modified, "rows": len(c.proto), "cells": int(c.has.sum()),
+                       "seeds": sorted(set(c.proto.seed.tolist()))} for c in self._columns}
+
+    def to_dataframe(self) -> Any:
+        """One row per cell: hash, text, kind, scores, accuracies, params, times (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("to_dataframe needs pandas: pip install 'snnbench[plot]'") from None
+        data: dict[str, Any] = {"hash": self.hashes, "text": [t.decode() for t in self._texts], "kind": self.kinds}
+        data.update({f"score_{m}": v for m, v in self.scores.items()})
+        data.update({f"{split}_acc": v for split, v in self.accuracy.items()})
+        data.update({"params": self.params, "train_seconds": self.train_seconds, "score_seconds": self.score_seconds})
+        if self._train is not None:
+            for name in ("spikes_per_image", "spike_rate"):
+                if name in self._train.mean:
+                    data[name] = self._train.mean[name]
+        return pd.DataFrame(data)
+
+    def __repr__(self) -> str:
+        return f"Benchmark({str(self.path)!r}, cells={len(self)}, protocols={self.protocol_ids})"
+
+
+_OPEN: dict[tuple[str, float, str | None, str | None, str | None], Benchmark] = {}
+
+
+def load(table: str | os.PathLike[str] | None = None, *, score: str | None = None, train: str | None = None,
+         dataset: str | None = None) -> Benchmark:
+    """The :class:`Benchmark` of a table, opened once per process (reopened if the file changed)."""
+    path = resolve_table(table).resolve()
+    key = (str(path), path.stat().st_mtime, score, train, dataset)
+    bench = _OPEN.get(key)
+    if bench is None:
+        bench = _OPEN[key] = Benchmark(path, score=score, train=train, dataset=dataset)
+    return bench
+
+
+def query(matrix: object, table: str | os.PathLike[str] | None = None, *, seed: int | None = None,
+          score: str | None = None, train: str | None = None, dataset: str | None = None) -> dict[str, Any]:
+    """Record of a cell in the table at ``table`` / ``$SNNBENCH_TABLE`` / the default build output."""
+    return load(table, score=score, train=train, dataset=dataset).query(matrix, seed)

@@ -1,0 +1,126 @@
+"""Replay of the paper's training-free search on a table: draw N cells, keep the best-scored one.
+
+Invariants
+----------
+* The pool is the view's cells of the kind that hold the accuracy and every score asked for; draws
+  follow :meth:`snnbench.space.Space.probabilities` (``"paper"``: the paper's raw sampler, or
+  ``"uniform"`` over unique cells) restricted to the pool and renormalised. With a table that covers
+  the kind's whole space this is exactly the paper's sampler.
+* One trial draws ``N`` cells with replacement; a score's pick is the first draw with the highest
+  score; "random" is the first draw; "oracle" is the best accuracy among the draws.
+* Everything is seeded: same seed, same draws, same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Sequence
+
+import numpy as np
+
+from api.benchmark import Benchmark
+from snnbench.space import Distribution, Kind, space
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Cells a replay draws from: view indices and their sampling probabilities (sum 1)."""
+
+    cells: np.ndarray  # int64 [P] view indices
+    prob: np.ndarray  # float64 [P]
+    kind: str
+    dist: str
+
+
+def default_kind(bench: Benchmark) -> Kind:
+    """``"backward"`` when the view holds a backward cell, else ``"forward"``."""
+    return "backward" if "backward" in bench.kinds else "forward"
+
+
+def make_pool(bench: Benchmark, scores: Sequence[str], split: str = "test", kind: Kind | None = None,
+              dist: Distribution = "paper") -> Pool:
+    """The replay pool (see the module docstring); ``ValueError`` naming what is missing when empty."""
+    kind = kind or default_kind(bench)
+    for m in scores:
+        if m not in bench.scores:
+            raise ValueError(f"score: {m!r} is not in the view's score protocol (scores: {', '.join(bench.scores) or 'none'})")
+    if split not in bench.accuracy:
+        raise ValueError(f"split: expected one of {', '.join(bench.accuracy)}, got {split!r}")
+    ok = np.isfinite(bench.accuracy[split])
+    for m in scores:
+        ok &= np.isfinite(bench.scores[m])
+    if kind == "forward":
+        ok &= np.array([k == "forward" for k in bench.kinds], dtype=bool)
+    weight = space().probabilities(kind, dist)[bench.space_index] * ok
+    cells = np.flatnonzero(weight > 0)
+    if not len(cells):
+        need = ", ".join([f"{split} accuracy", *scores])
+        raise ValueError(f"replay: no {kind} cell of {bench.path} holds {need}")
+    prob = weight[cells] / weight[cells].sum()
+    return Pool(cells.astype(np.int64), prob, kind, dist)
+
+
+@lru_cache(maxsize=8)
+def _alias(prob_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Walker/Vose alias table (acceptance probability, alias) of a probability vector."""
+    prob = np.frombuffer(prob_bytes, dtype=np.float64)
+    k = len(prob)
+    scaled = prob * k
+    accept = np.ones(k)
+    alias = np.arange(k)
+    small = [i for i in range(k) if scaled[i] < 1.0]
+    large = [i for i in range(k) if scaled[i] >= 1.0]
+    scaled = scaled.tolist()
+    while small and large:
+        s, g = small.pop(), large.pop()
+        accept[s], alias[s] = scaled[s], g
+        scaled[g] -= 1.0 - scaled[s]
+        (small if scaled[g] < 1.0 else large).append(g)
+    return accept, alias  # leftovers keep accept 1 (rounding)
+
+
+def draw(pool: Pool, samples: int, trials: int, seed: int | np.random.Generator) -> np.ndarray:
+    """``int64 [trials, samples]`` view indices drawn i.i.d. from the pool (alias method, seeded)."""
+    if samples < 1 or trials < 1:
+        raise ValueError(f"replay: samples and trials must be >= 1, got {samples} and {trials}")
+    rng = np.random.default_rng(seed)
+    size = (trials, samples)
+    slot = rng.integers(0, len(pool.cells), size=size)
+    if pool.dist != "uniform" or np.ptp(pool.prob) > 0:
+        accept, alias = _alias(pool.prob.tobytes())
+        slot = np.where(rng.random(size) < accept[slot], slot, alias[slot])
+    return pool.cells[slot]
+
+
+def pick(draws: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Per trial, the first draw with the highest score (``[trials]`` view indices)."""
+    s = score[draws]
+    return draws[np.arange(len(draws)), np.argmax(s, axis=1)]
+
+
+def replay(bench: Benchmark, samples: int, trials: int, scores: Sequence[str] = ("sahd",), *, split: str = "test",
+           kind: Kind | None = None, dist: Distribution = "paper", seed: int = 0) -> dict[str, Any]:
+    """Picked-cell accuracy (mean, std over trials) for each score, random choice and the oracle best of N."""
+    pool = make_pool(bench, scores, split, kind, dist)
+    draws = draw(pool, samples, trials, seed)
+    acc = bench.accuracy[split]
+    picked = {m: acc[pick(draws, bench.scores[m])] for m in scores}
+    picked["random"] = acc[draws[:, 0]]
+    picked["oracle"] = acc[draws].max(axis=1)
+    return {
+        "samples": samples, "trials": trials, "split": split, "kind": pool.kind, "dist": dist, "seed": seed,
+        "pool": len(pool.cells), "table": str(bench.path), "protocols": bench.protocol_ids,
+        "methods": {k: {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()), "max": float(v.max())}
+                    for k, v in picked.items()},
+    }
+
+
+def replay_curve(bench: Benchmark, sizes: Sequence[int], trials: int, scores: Sequence[str] = ("sahd",), *,
+                 split: str = "test", kind: Kind | None = None, dist: Distribution = "paper", seed: int = 0) -> dict[str, Any]:
+    """Accuracy against N (supplementary Fig. 3): :func:`replay` at each size, seeds ``seed + i``."""
+    runs = [replay(bench, n, trials, scores, split=split, kind=kind, dist=dist, seed=seed + i) for i, n in enumerate(sizes)]
+    methods = list(runs[0]["methods"])
+    return {"sizes": list(sizes), "trials": trials, "split": split, "kind": runs[0]["kind"], "dist": dist, "seed": seed,
+            "methods": {m: {"mean": [r["methods"][m]["mean"] for r in runs], "std": [r["methods"][m]["std"] for r in runs]}
+                        for m in methods}}

@@ -1,0 +1,116 @@
+"""Query-layer speed on a synthetic table of the whole backward space (102,596 cells).
+
+Writes the table through ``snnbench.table.write_table`` (a score protocol on every cell, a 1-seed
+train protocol with 4-epoch curves on every cell, values synthetic), then measures side by side:
+open time, ``query`` p50/p99 (fresh cells, repeated cells, other matrix forms, against building
+``snnbench.space.Cell`` + ``.hash``), and replay time (1,000 trials at N = 5,000).
+
+    python benchmarks/bench_api.py [--keep PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from snnbench.space import Cell, space
+from snnbench.table import Protocol, protocol_id, write_table
+
+
+def synthetic_table(path: Path, seed: int = 0) -> None:
+    sp = space()
+    u = len(sp.matrices)
+    rng = np.random.default_rng(seed)
+    quality = rng.normal(size=u) + 0.3 * (sp.matrices != 0).sum(axis=(1, 2))
+    hashes = np.array(sp.hashes, dtype="S16")
+    s_settings = {"synthetic": True, "score": {"metrics": ["sahd", "hd"]}, "dataset": {"name": "synthetic"}}
+    score = Protocol(protocol_id("score", s_settings), "score", s_settings, hash=hashes, seed=np.zeros(u, np.int64), columns={
+        "scores/sahd": quality + rng.normal(size=u), "scores/hd": quality + 2 * rng.normal(size=u),
+        "singular/sahd": np.zeros(u, bool), "singular/hd": np.zeros(u, bool),
+        "params": rng.integers(1000, 5000, size=u), "seconds": rng.uniform(0.5, 1.5, size=u)})
+    t_settings = {"synthetic": True, "train": {"epochs": 4}, "dataset": {"name": "synthetic"}}
+    final = 1 / (1 + np.exp(-quality))
+    curves = final[:, None] * np.linspace(0.4, 1.0, 4)[None]
+    train = Protocol(protocol_id("train", t_settings), "train", t_settings, hash=hashes, seed=np.zeros(u, np.int64), columns={
+        "val_acc": final + 0.01 * rng.normal(size=u), "test_acc": final, "train_seconds": rng.uniform(20, 60, size=u),
+        "params": score.columns["params"], "spikes_per_image": rng.uniform(1e3, 1e4, size=u), "spike_rate": rng.uniform(0, 0.2, size=u),
+        "curves/train_acc": curves, "curves/val_acc": curves, "curves/test_acc": curves, "curves/lr": np.tile([0.1, 0.07, 0.03, 0.0], (u, 1)),
+        "seconds": rng.uniform(20, 60, size=u)})
+    write_table(path, [score, train])
+
+
+def pct(samples: list[float], q: float) -> float:
+    return float(np.percentile(samples, q)) * 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--keep", type=Path, help="write (or reuse) the synthetic table here")
+    args = ap.parse_args()
+    path = args.keep or Path(tempfile.mkdtemp()) / "whole-backward.h5"
+    if not path.exists():
+        t = time.perf_counter()
+        synthetic_table(path)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t:.1f} s")
+
+    from api.benchmark import Benchmark  # imported after writing, so the writer's space() is not counted
+    from api.replay import replay
+    from snnbench.table import open_table
+
+    t = time.perf_counter()
+    open_table(path)
+    read = time.perf_counter() - t
+    opens = []
+    for _ in range(3):
+        t = time.perf_counter()
+        bench = Benchmark(path)
+        opens.append(time.perf_counter() - t)
+    print(f"open: {min(opens):.3f} s (best of 3; of which snnbench.table.open_table {read:.3f} s), {len(bench):,} cells")
+
+    rng = np.random.default_rng(1)
+    sp = space()
+    order = rng.permutation(len(sp.matrices))[:20000]
+    forms = {
+        "fresh cells, nested list": [sp.matrices[i].tolist() for i in order],
+        "fresh cells, text form": [Cell(sp.matrices[i], nodes=None).text for i in order[:5000]],
+        "fresh cells, int64 array": [sp.matrices[i].astype(np.int64) for i in order[:5000]],
+        "fresh cells, float array": [sp.matrices[i].astype(np.float64) for i in order[:5000]],
+    }
+    for name, items in forms.items():
+        times = []
+        for m in items:
+            t = time.perf_counter()
+            bench.query(m)
+            times.append(time.perf_counter() - t)
+        print(f"query ({name}): p50 {pct(times, 50):.1f} us, p99 {pct(times, 99):.1f} us")
+    items = forms["fresh cells, nested list"][:2000]
+    times = []
+    for m in items * 5:
+        t = time.perf_counter()
+        bench.query(m)
+        times.append(time.perf_counter() - t)
+    print(f"query (repeated cells, nested list): p50 {pct(times, 50):.1f} us, p99 {pct(times, 99):.1f} us")
+    cells_t = []
+    for m in items:
+        t = time.perf_counter()
+        Cell(m).hash
+        cells_t.append(time.perf_counter() - t)
+    q50 = pct(times, 50)
+    print(f"reference Cell(m).hash alone: p50 {pct(cells_t, 50):.1f} us -> query is {pct(cells_t, 50) / q50:.1f}x faster")
+
+    replay(bench, 10, 10, ("sahd",))  # warm: space() enumeration and the alias table, once per process
+    for n in (100, 1000, 5000):
+        t = time.perf_counter()
+        out = replay(bench, n, 1000, ("sahd", "hd"))
+        dt = time.perf_counter() - t
+        m = out["methods"]
+        print(f"replay 1,000 trials at N = {n:,} (sahd, hd, random, oracle): {dt:.3f} s  "
+              f"[sahd {m['sahd']['mean']:.4f}, random {m['random']['mean']:.4f}, oracle {m['oracle']['mean']:.4f}]")
+
+
+if __name__ == "__main__":
+    main()
