@@ -22,6 +22,7 @@ Invariants
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -312,12 +313,34 @@ class SNASNet(nn.Module):
         """Every LIF layer with its module name, in forward order."""
         return [(name, m) for name, m in self.named_modules() if isinstance(m, LIF)]
 
+    def _output_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-image, per-step output shape of each top-level block (analytic, no forward pass)."""
+        c = self.config
+        s1, s2, s3 = (c.c1, c.stem_size, c.stem_size), (c.c2, c.cell2_size, c.cell2_size), (c.c2, c.final_size, c.final_size)
+        wide = (c.c2, c.stem_size, c.stem_size)
+        return {"stem": s1, "cell1": s1, "bn1": s1, "lif1": s1, "conv": wide, "bn2": wide, "pool1": s2, "cell2": s2,
+                "bn3": s2, "lif2": s2, "pool2": s3, "fc1": (c.hidden,), "lif3": (c.hidden,), "fc2": (c.num_classes * c.group,)}
+
     def lif_neurons(self) -> dict[str, int]:
         """Neurons per image per time step of each LIF layer (name -> count), in forward order."""
-        c = self.config
-        size = {"cell1": c.c1 * c.stem_size**2, "lif1": c.c1 * c.stem_size**2, "cell2": c.c2 * c.cell2_size**2,
-                "lif2": c.c2 * c.cell2_size**2, "lif3": c.hidden}
-        return {name: size[name.split(".")[0]] for name, _ in self.lif_layers()}
+        shapes = self._output_shapes()
+        return {name: math.prod(shapes[name.split(".")[0]]) for name, _ in self.lif_layers()}
+
+    def describe(self) -> list[dict[str, Any]]:
+        """One row per layer in forward order: ``name, type, output`` (per image and step), ``params``
+        and, for LIF layers, ``neurons``. Works on a ``meta``-device model."""
+        shapes = self._output_shapes()
+        rows = []
+        for name, m in self.named_modules():
+            if not name or (list(m.children()) and not isinstance(m, LIF)) or isinstance(m, nn.ModuleDict):
+                continue
+            kind = m.op if isinstance(m, Edge) else type(m).__name__
+            row: dict[str, Any] = {"name": name, "type": kind, "output": list(shapes[name.split(".")[0]]),
+                                   "params": sum(p.numel() for p in m.parameters())}
+            if isinstance(m, LIF):
+                row["neurons"] = math.prod(row["output"])
+            rows.append(row)
+        return rows
 
 
 def init_weights(model: nn.Module) -> None:

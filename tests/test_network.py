@@ -26,6 +26,15 @@ PUBLISHED = "0302 0030 3003 0000"  # the authors' CIFAR-100 backward cell
 ALL_BACKWARD = "0303 0020 3003 0200"  # conv edges everywhere, two of them backward (2->0, 3->1)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP spin-waits on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # --------------------------------------------------------------------------- hand-derived parameter counts
 
 
@@ -392,3 +401,58 @@ def test_digits_bench_runs_every_cell_kind_sampled():
         model = build_network(cell, cfg)
         out = model(x)
         assert out.shape == (4, 10) and torch.isfinite(out).all()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from snnbench.cli import main
+
+    return CliRunner().invoke(main, ["model", "summary", *args])
+
+
+def test_cli_summary_json_paper_cifar100():
+    import json
+
+    result = _cli(*PUBLISHED.split(), "--dataset", "cifar100", "--json")
+    assert result.exit_code == 0, result.output
+    rec = json.loads(result.output)
+    assert rec["params"] == 20_624_500 == sum(r["params"] for r in rec["layers"])
+    assert rec["lif_layers"] == 13 == sum(r["type"] == "LIF" for r in rec["layers"])
+    # per step and image: 5 edge LIFs + lif1 at 128x32x32, 5 + lif2 at 256x16x16, lif3 with 1024
+    assert rec["neurons"] == 6 * 128 * 32 * 32 + 6 * 256 * 16 * 16 + 1024
+    assert rec["kind"] == "backward" and rec["config"]["c1"] == 128
+
+
+def test_cli_summary_overrides_spikes_and_text():
+    import json
+
+    result = _cli(PUBLISHED, "--dataset", "digits", "--preset", "bench", "--set", "timesteps=3", "--spikes", "--batch", "4", "--json")
+    assert result.exit_code == 0, result.output
+    rec = json.loads(result.output)
+    assert rec["config"]["timesteps"] == 3
+    assert len(rec["spikes"]["layers"]) == rec["lif_layers"]
+    assert all(r["steps"] == 3 for r in rec["spikes"]["layers"])
+    text = _cli(PUBLISHED, "--dataset", "cifar10", "--set", "pool=4")
+    assert text.exit_code == 0 and "params" in text.output and "lif3" in text.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["0302 0030 3003"],  # not 4x4
+        ["0302 0030 3003 0001"],  # M[3][3] on the diagonal
+        [PUBLISHED, "--dataset", "mnist"],
+        [PUBLISHED, "--set", "pool=x"],
+        [PUBLISHED, "--set", "colour=3"],
+        [PUBLISHED, "--dataset", "digits", "--set", "pool=8"],  # 8x8 input cannot be pooled that far
+    ],
+)
+def test_cli_bad_input_exits_2_with_one_line(args):
+    result = _cli(*args)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert "Error" in result.output

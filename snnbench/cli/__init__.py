@@ -6,6 +6,7 @@ import click
 
 from snnbench.cli.common import SnnbenchGroup
 from snnbench.cli.cells import cells
+from snnbench.cli.model import model
 from snnbench.cli.score import score
 from snnbench.cli.build import build, info, merge
 
@@ -17,6 +18,7 @@ def main() -> None:
 
 
 main.add_command(cells)
+main.add_command(model)
 main.add_command(score)
 for _command in (build, merge, info):
     main.add_command(_command)
