@@ -206,6 +206,14 @@ class SNASCell(nn.Module):
 
     Edge modules are named ``e{i}{j}`` and registered in evaluation order: forward edges by target
     node then source node, then backward edges by target then source.
+
+    Evaluation plan: the alive nodes are split into the strongly connected components of the graph
+    of all edges (a cycle needs a backward edge), visited in topological order. A node outside any
+    cycle is computed for all T steps at once from the finished sequences of its sources (a backward
+    edge's output is shifted one step later). The nodes of a cycle step through time together, with
+    each in-cycle edge's LIF state carried from step to step; edges entering or leaving the cycle
+    still run over all steps at once. A forward cell is therefore evaluated layer by layer.
+    ``step_through_time = True`` steps every alive node instead (same numbers; for tests and benchmarks).
     """
 
     def __init__(self, cell: Cell | object, channels: int, learnable_tau: bool = False) -> None:
@@ -222,46 +230,84 @@ class SNASCell(nn.Module):
         for j in range(self.n):
             for i in self.backward_in[j]:
                 self.edges[f"e{i}{j}"] = Edge(OPS[m[i, j]], channels, learnable_tau)
-        self.recurrent = any(self.backward_in)
         self.alive = [bool(a) for a in self.cell.pruned.alive]
         out_lifs: list[list[LIF]] = [[] for _ in range(self.n)]
         for name, edge in self.edges.items():
             if hasattr(edge, "lif"):
                 out_lifs[int(name[1])].append(edge.lif)
         self.sibling_lifs = out_lifs
+        self.groups = self._components(m)
+        self.step_through_time = False
+
+    def _components(self, m: np.ndarray) -> list[tuple[list[int], bool]]:
+        """Alive nodes grouped into strongly connected components, in topological order; each with
+        a flag saying whether it holds a cycle."""
+        reach = (m != 0) | np.eye(self.n, dtype=bool)
+        for k in range(self.n):  # transitive closure (Floyd-Warshall)
+            reach = reach | (reach[:, k : k + 1] & reach[k : k + 1, :])
+        groups: list[tuple[list[int], bool]] = []
+        done: set[int] = set()
+        for j in range(self.n):
+            if self.alive[j] and j not in done:
+                comp = [k for k in range(self.n) if self.alive[k] and reach[j, k] and reach[k, j]]
+                done.update(comp)
+                groups.append((comp, len(comp) > 1))
+        # topological order: if A feeds B, every node reaching A also reaches B, and A's nodes do too
+        groups.sort(key=lambda g: sum(bool(reach[k, g[0][0]]) for k in range(self.n) if self.alive[k]))
+        return groups
+
+    @property
+    def recurrent(self) -> bool:
+        """True when some nodes step through time (a cycle, or ``step_through_time``)."""
+        return self.step_through_time or any(cyclic for _, cyclic in self.groups)
 
     def forward(self, x: Tensor) -> Tensor:
+        groups = [([k for k in range(self.n) if self.alive[k]], True)] if self.step_through_time else self.groups
+        seq: list[Tensor | None] = [None] * self.n
         with share_spikes(self.sibling_lifs):
-            return self._step_through_time(x) if self.recurrent else self._layer_by_layer(x)
+            for nodes, cyclic in groups:
+                if cyclic:
+                    self._step_group(nodes, x, seq)
+                else:
+                    j = nodes[0]
+                    seq[j] = _sum(self._inputs(j, x, seq, set()))  # alive: has an input
+        return seq[-1]  # type: ignore[return-value]
 
-    def _layer_by_layer(self, x: Tensor) -> Tensor:
-        y: list[Tensor | None] = [x] + [None] * (self.n - 1)
-        for j in range(1, self.n):
-            if self.forward_in[j]:
-                y[j] = _sum([self.edges[f"e{i}{j}"](y[i]) for i in self.forward_in[j]])
-        return y[-1]  # type: ignore[return-value]
+    def _inputs(self, j: int, x: Tensor, seq: list[Tensor | None], inside: set[int]) -> list[Tensor]:
+        """Whole-sequence contributions into node ``j`` from finished nodes outside ``inside``."""
+        terms = [x] if j == 0 else []
+        terms += [self.edges[f"e{i}{j}"](seq[i]) for i in self.forward_in[j] if i not in inside]
+        for i in self.backward_in[j]:
+            if i not in inside:
+                out = self.edges[f"e{i}{j}"](seq[i])
+                terms.append(torch.cat([torch.zeros_like(out[:1]), out[:-1]]))  # y_i(t-1); 0 at t = 0
+        return terms
 
-    def _step_through_time(self, x: Tensor) -> Tensor:
-        lifs = [m for m in self.modules() if isinstance(m, LIF)]
-        delayed: list[Tensor | None] = [None] * self.n
-        outs = []
+    def _step_group(self, nodes: list[int], x: Tensor, seq: list[Tensor | None]) -> None:
+        """Step the nodes of one cycle through time (in index order within a step)."""
+        inside = set(nodes)
+        external = {j: self._inputs(j, x, seq, inside) for j in nodes}
+        ext = {j: _sum(terms) if terms else None for j, terms in external.items()}
+        lifs = [m for name, edge in self.edges.items() if int(name[1]) in inside and int(name[2]) in inside
+                for m in edge.modules() if isinstance(m, LIF)]
+        delayed: dict[int, Tensor | None] = {j: None for j in nodes}
+        steps: dict[int, list[Tensor]] = {j: [] for j in nodes}
         with carry_state(lifs):
             for t in range(x.shape[0]):
-                y: list[Tensor | None] = []
-                for j in range(self.n):
-                    terms = [x[t : t + 1]] if j == 0 else [self.edges[f"e{i}{j}"](y[i]) for i in self.forward_in[j]]
+                y: dict[int, Tensor] = {}
+                for j in nodes:
+                    terms = [self.edges[f"e{i}{j}"](y[i]) for i in self.forward_in[j] if i in inside]
+                    if ext[j] is not None:
+                        terms.insert(0, ext[j][t : t + 1])  # type: ignore[index]
                     if delayed[j] is not None:
                         terms.append(delayed[j])  # type: ignore[arg-type]
-                    if not self.alive[j]:
-                        y.append(None)  # pruned: no edge reads it
-                    else:  # an alive node fed only by backward edges is 0 at t = 0
-                        y.append(_sum(terms) if terms else torch.zeros_like(x[t : t + 1]))
-                delayed = [
-                    _sum([self.edges[f"e{i}{j}"](y[i]) for i in self.backward_in[j]]) if self.backward_in[j] else None
-                    for j in range(self.n)
-                ]
-                outs.append(y[-1])
-        return torch.cat(outs)
+                    y[j] = _sum(terms) if terms else torch.zeros_like(x[t : t + 1])  # only backward inputs, t = 0
+                    steps[j].append(y[j])
+                # backward edges inside the cycle run at every step, the last included (as in the release)
+                delayed = {j: _sum(back) if (back := [self.edges[f"e{i}{j}"](y[i]) for i in self.backward_in[j] if i in inside]) else None
+                           for j in nodes}
+        for j in nodes:
+            seq[j] = torch.cat(steps[j])
 
 
 class SNASNet(nn.Module):

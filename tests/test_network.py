@@ -239,7 +239,8 @@ CELLS = [
     "0111 0011 0001 0000",  # forward, skips only
     "0423 0034 0002 0000",  # forward, every op
     "0303 0000 0000 0000",  # forward, dead node
-    "0003 3000 0100 0000",  # backward: node 1 is fed only by a backward edge (0 at t = 0)
+    "0033 0002 0103 0000",  # backward without a cycle: node 1 is fed only by 2 -> 1 (0 at t = 0)
+    "0302 0030 0001 0400",  # backward: the cycle 1 -> 2 -> 3 -> 1 stepped, node 0 layer by layer
 ]
 
 
@@ -259,7 +260,6 @@ def _boosted(model):
 def test_network_equals_naive_step_by_step(matrix, grad):
     torch.manual_seed(1)
     model = _boosted(build_network(Cell(matrix), _tiny(), channels_last=False).double().train())
-    assert model.cell1.recurrent == (Cell(matrix).kind == "backward")
     x = _input()
     ref, ref_spikes = naive_network(model, x)
     with torch.set_grad_enabled(grad):
@@ -291,15 +291,27 @@ def test_gradients_equal_naive_step_by_step(matrix):
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12, msg=name)
 
 
-def test_both_cell_paths_agree_on_a_forward_cell():
-    """The step-through-time path (used for backward cells) also computes forward cells exactly."""
+@pytest.mark.parametrize("matrix", CELLS)
+def test_evaluation_plan_equals_stepping_every_node(matrix):
+    """Layer-by-layer nodes, stepped cycles and shifted backward edges equal stepping all nodes."""
     torch.manual_seed(3)
-    model = _boosted(build_network(Cell("0423 0034 0002 0000"), _tiny(), channels_last=False).double().train())
+    model = _boosted(build_network(Cell(matrix), _tiny(), channels_last=False).double().train())
     x = torch.randn(4, 6, 3, 8, 8, dtype=torch.float64) * 2
     a = model.cell1(x)
-    model.cell1.recurrent = True
+    model.cell1.step_through_time = True
+    assert model.cell1.recurrent
     b = model.cell1(x)
     torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_evaluation_plan_components():
+    plan = lambda m: SNASCell(Cell(m), 2).groups  # noqa: E731
+    assert plan("0423 0034 0002 0000") == [([0], False), ([1], False), ([2], False), ([3], False)]
+    assert plan(PUBLISHED) == [([0, 1, 2], True), ([3], False)]
+    assert plan("0033 0002 0103 0000") == [([0], False), ([2], False), ([1], False), ([3], False)]
+    assert plan("0303 0000 0000 0000") == [([0], False), ([3], False)]  # dead node 1 left out
+    assert plan(ALL_BACKWARD) == [([0, 1, 2, 3], True)]
+    assert plan("0302 0030 0001 0400") == [([0], False), ([1, 2, 3], True)]
 
 
 @pytest.mark.parametrize("matrix", [ALL_BACKWARD, PUBLISHED, "0423 0034 0002 0000"])
@@ -456,3 +468,46 @@ def test_cli_bad_input_exits_2_with_one_line(args):
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     assert "Error" in result.output
+
+
+# --------------------------------------------------------------------------- CUDA (run where a GPU is present)
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@needs_cuda
+@pytest.mark.parametrize("matrix", [PUBLISHED, "0423 0034 0002 0000"])
+def test_cuda_equals_cpu(matrix):
+    torch.manual_seed(12)
+    cpu = _boosted(build_network(Cell(matrix), _tiny(), channels_last=False).double().train())
+    gpu = _boosted(build_network(Cell(matrix), _tiny()).double().train()).cuda()
+    gpu.load_state_dict(cpu.state_dict())
+    x = _input()
+    a = cpu(x)
+    b = gpu(x.cuda())
+    torch.testing.assert_close(b.cpu(), a, rtol=1e-10, atol=1e-12)
+    a.square().sum().backward()
+    b.square().sum().backward()
+    for (name, p), q in zip(cpu.named_parameters(), gpu.parameters()):
+        torch.testing.assert_close(q.grad.cpu(), p.grad, rtol=1e-8, atol=1e-10, msg=name)
+
+
+@needs_cuda
+def test_cuda_bf16_autocast_spikes_are_float32_lif_of_rounded_inputs():
+    """Under autocast every LIF layer fires exactly as a float32 LIF fed the same (bf16) input."""
+    torch.manual_seed(13)
+    model = _boosted(build_network(Cell(PUBLISHED), network_config("cifar10", "bench", c1=8, c2=16, hidden=64))).cuda().train()
+    calls: dict[str, list] = {}
+    for name, lif in model.lif_layers():
+        lif.register_forward_hook(lambda m, i, o, name=name: calls.setdefault(name, []).append((i[0].detach(), o.detach())))
+    x = torch.randn(16, 3, 32, 32, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = model(x)
+    out.float().sum().backward()
+    assert torch.isfinite(out).all()
+    assert any(i.dtype == torch.bfloat16 for seq in calls.values() for i, _ in seq)
+    for name, seq in calls.items():  # a backward cell's layers are called once per step: join the steps
+        inp, spikes = torch.cat([i for i, _ in seq]), torch.cat([o for _, o in seq])
+        assert spikes.dtype == inp.dtype, name
+        assert torch.equal(spikes.float(), LIF()(inp.float())), name
+    assert sum(float(o.sum()) for seq in calls.values() for _, o in seq) > 0
