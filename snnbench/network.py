@@ -147,6 +147,8 @@ class TimeBatchNorm2d(nn.BatchNorm2d):
     def _train_no_grad(self, x: Tensor) -> Tensor:
         t, b, c, h, w = x.shape
         flat = x.permute(0, 1, 3, 4, 2).reshape(t, b * h * w, c)  # a view when x is channels-last
+        if flat.dtype in (torch.float16, torch.bfloat16):  # statistics in float32, as the native kernel
+            flat = flat.float()
         mean = flat.mean(1, keepdim=True)
         out = flat - mean
         var = out.square().mean(1, keepdim=True)
@@ -158,7 +160,7 @@ class TimeBatchNorm2d(nn.BatchNorm2d):
                 self.running_mean.lerp_(mean[step, 0].to(self.running_mean.dtype), self.momentum)
                 self.running_var.lerp_(unbiased[step, 0].to(self.running_var.dtype), self.momentum)
             self.num_batches_tracked.add_(t)
-        return out.view(t, b, h, w, c).permute(0, 1, 4, 2, 3)
+        return out.to(x.dtype).view(t, b, h, w, c).permute(0, 1, 4, 2, 3)
 
 
 def _merged(module: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:

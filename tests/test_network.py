@@ -493,7 +493,8 @@ def test_cuda_equals_cpu(matrix):
 
 
 @needs_cuda
-def test_cuda_bf16_autocast_spikes_are_float32_lif_of_rounded_inputs():
+@pytest.mark.parametrize("grad", [True, False])
+def test_cuda_bf16_autocast_spikes_are_float32_lif_of_rounded_inputs(grad):
     """Under autocast every LIF layer fires exactly as a float32 LIF fed the same (bf16) input."""
     torch.manual_seed(13)
     model = _boosted(build_network(Cell(PUBLISHED), network_config("cifar10", "bench", c1=8, c2=16, hidden=64))).cuda().train()
@@ -501,9 +502,10 @@ def test_cuda_bf16_autocast_spikes_are_float32_lif_of_rounded_inputs():
     for name, lif in model.lif_layers():
         lif.register_forward_hook(lambda m, i, o, name=name: calls.setdefault(name, []).append((i[0].detach(), o.detach())))
     x = torch.randn(16, 3, 32, 32, device="cuda")
-    with torch.autocast("cuda", dtype=torch.bfloat16):
+    with torch.autocast("cuda", dtype=torch.bfloat16), torch.set_grad_enabled(grad):
         out = model(x)
-    out.float().sum().backward()
+    if grad:
+        out.float().sum().backward()
     assert torch.isfinite(out).all()
     assert any(i.dtype == torch.bfloat16 for seq in calls.values() for i, _ in seq)
     for name, seq in calls.items():  # a backward cell's layers are called once per step: join the steps
