@@ -61,9 +61,9 @@ def resolve_table(path: str | os.PathLike[str] | None = None) -> Path:
     """
     chosen = Path(path).expanduser() if path is not None else default_table_path()
     if not chosen.exists():
-        how = "pass a table path, set SNNBENCH_TABLE, or build one with `snnbench build` (its default output is this path)"
         origin = "given path" if path is not None else ("$SNNBENCH_TABLE" if os.environ.get("SNNBENCH_TABLE") else "default table")
-        raise FileNotFoundError(f"no snnbench table at {chosen} ({origin}): {how}")
+        raise FileNotFoundError(f"no snnbench table at {chosen} ({origin}): build one with `snnbench build {chosen}` "
+                                "(no path: the default table), or pass --table / set SNNBENCH_TABLE")
     return chosen
 
 
@@ -246,7 +246,8 @@ class Benchmark:
     def _not_found(self, key: Key, lacking: list[str]) -> CellNotFound:
         text = to_text(np.array(key, dtype=np.int64).reshape(4, 4))
         what = ", ".join(f"{pid} ({self.table.protocols[pid].type})" for pid in lacking)
-        return CellNotFound(f"cell {Cell(text).hash} ({text}) is not in {self.path}: protocol {what} lacks it")
+        verb = "protocols {} lack it" if len(lacking) > 1 else "protocol {} lacks it"
+        return CellNotFound(f"cell {Cell(text).hash} ({text}) is not in {self.path}: " + verb.format(what))
 
     @property
     def protocol_ids(self) -> list[str]:

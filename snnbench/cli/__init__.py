@@ -9,6 +9,7 @@ from snnbench.cli.cells import cells
 from snnbench.cli.model import model
 from snnbench.cli.score import score
 from snnbench.cli.build import build, info, merge
+from snnbench.cli.query import compare, correlate, query, replay
 
 
 @click.group(cls=SnnbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,5 +21,7 @@ def main() -> None:
 main.add_command(cells)
 main.add_command(model)
 main.add_command(score)
+for _command in (query, replay, compare, correlate):
+    main.add_command(_command)
 for _command in (build, merge, info):
     main.add_command(_command)

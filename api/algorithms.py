@@ -1,0 +1,293 @@
+"""Offline NAS algorithms on a table, with simulated cost (the stored training and scoring times).
+
+Invariants
+----------
+* The search space is the view's cells of the kind that hold the observed accuracy (and, for
+  score-based search, the score). Proposals are matrices; each is mapped to its unique cell, so an
+  unpruned or isomorphic proposal of a cell already trained (or scored) costs nothing the second time.
+* The clock only advances by stored times: training a cell costs its mean stored ``train_seconds``,
+  scoring it its mean stored score ``seconds``. A run stops before the evaluation that would pass
+  the budget, or when the whole space has been trained.
+* The observed value of a trained cell is its accuracy on ``split`` (mean over seeds); the reported
+  result is the best observed so far, as a step function of simulated time.
+* A run depends only on its seed: same seed, same trajectory.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from api.benchmark import Benchmark
+from api.replay import default_kind as _default_kind
+from snnbench.space import NUM_OPS
+
+# A pair's state: 0 none, 1-4 forward op on i -> j, 5-8 backward op (code - 4) on j -> i.
+_N = 4
+_PAIRS = tuple(itertools.combinations(range(_N), 2))
+_IO = _PAIRS.index((0, _N - 1))
+
+
+class BudgetExhausted(Exception):
+    """The next evaluation would pass the budget (or nothing is left to evaluate)."""
+
+
+def states_to_matrix(states: Sequence[int]) -> list[list[int]]:
+    """Pair states (one per ``i < j`` pair, row-major) -> matrix as nested lists."""
+    m = [[0] * _N for _ in range(_N)]
+    for (i, j), s in zip(_PAIRS, states):
+        if 1 <= s < NUM_OPS:
+            m[i][j] = s
+        elif s >= NUM_OPS:
+            m[j][i] = s - NUM_OPS + 1
+    return m
+
+
+def matrix_to_states(matrix: np.ndarray) -> list[int]:
+    """Matrix -> pair states (inverse of :func:`states_to_matrix` on valid matrices)."""
+    m = np.asarray(matrix)
+    return [int(m[i, j]) if m[i, j] else (int(m[j, i]) + NUM_OPS - 1 if m[j, i] else 0) for i, j in _PAIRS]
+
+
+@dataclass
+class Oracle:
+    """Answers training and scoring queries from a table, charging simulated time, caching by unique cell."""
+
+    bench: Benchmark
+    budget: float
+    split: str = "val"
+    score: str | None = None
+    kind: str = "forward"
+    clock: float = 0.0
+    trained: dict[int, float] = field(default_factory=dict)
+    scored: dict[int, float] = field(default_factory=dict)
+    history: list[tuple[float, int, float]] = field(default_factory=list)  # (time, cell, observed) per new training
+    proposals: int = 0
+
+    def __post_init__(self) -> None:
+        b = self.bench
+        acc = b.accuracy[self.split]
+        ok = np.isfinite(acc) & np.isfinite(b.train_seconds)
+        if self.kind == "forward":
+            ok &= b.kind_array == 0
+        if self.score is not None:
+            if self.score not in b.scores:
+                raise ValueError(f"score: {self.score!r} not in the view (scores: {', '.join(b.scores) or 'none'})")
+            ok &= np.isfinite(b.scores[self.score]) & np.isfinite(b.score_seconds)
+        self.space = np.flatnonzero(ok)
+        if not len(self.space):
+            raise ValueError(f"search: no {self.kind} cell of {b.path} holds {self.split} accuracy and training time")
+        self.allowed = ok
+        self._acc, self._cost = acc.tolist(), b.train_seconds.tolist()
+
+    def cell(self, matrix: object) -> int | None:
+        """Unique cell of a proposal, or ``None`` when it is outside the search space."""
+        self.proposals += 1
+        try:
+            u = self.bench.index(matrix)
+        except (KeyError, ValueError):
+            return None
+        return u if self.allowed[u] else None
+
+    def train(self, u: int) -> float:
+        """Observed accuracy of cell ``u``; charges its training time the first time only."""
+        if len(self.trained) == len(self.space):
+            raise BudgetExhausted  # nothing left to learn
+        if u in self.trained:
+            return self.trained[u]
+        cost = self._cost[u]
+        if self.clock + cost > self.budget:
+            raise BudgetExhausted
+        self.clock += cost
+        value = self._acc[u]
+        self.trained[u] = value
+        self.history.append((self.clock, u, value))
+        return value
+
+    def score_of(self, u: int) -> float:
+        """Stored score of cell ``u``; charges its scoring time the first time only."""
+        if u in self.scored:
+            return self.scored[u]
+        cost = float(self.bench.score_seconds[u])
+        if self.clock + cost > self.budget:
+            raise BudgetExhausted
+        self.clock += cost
+        value = float(self.bench.scores[self.score][u])  # type: ignore[index]
+        self.scored[u] = value
+        return value
+
+    def random_cell(self, rng: np.random.Generator) -> int:
+        return int(self.space[rng.integers(len(self.space))])
+
+    def states(self, u: int) -> list[int]:
+        return matrix_to_states(self.bench.matrices[u])
+
+    def neighbours(self, u: int) -> list[int]:
+        """Distinct cells of the space one pair change away from ``u``'s canonical matrix."""
+        base = self.states(u)
+        out: dict[int, None] = {}
+        for p in range(len(_PAIRS)):
+            options = range(1, NUM_OPS) if p == _IO else range(2 * NUM_OPS - 1 if self.kind == "backward" else NUM_OPS)
+            for s in options:
+                if s != base[p]:
+                    v = self.cell(states_to_matrix(base[:p] + [s] + base[p + 1:]))
+                    if v is not None and v != u:
+                        out[v] = None
+        return list(out)
+
+
+def random_search(o: Oracle, rng: np.random.Generator, **_: Any) -> None:
+    """Train uniformly drawn cells of the space until the budget runs out."""
+    while True:
+        o.train(o.random_cell(rng))
+
+
+def regularized_evolution(o: Oracle, rng: np.random.Generator, population: int = 20, sample: int = 5, **_: Any) -> None:
+    """Real et al. (2019): tournament of ``sample`` from a population of ``population``; mutate; drop the oldest."""
+    pop: list[tuple[int, float]] = []
+    for _ in range(population):
+        u = o.random_cell(rng)
+        pop.append((u, o.train(u)))
+    while True:
+        picks = rng.choice(len(pop), size=min(sample, len(pop)), replace=False)
+        parent = max((pop[i] for i in picks), key=lambda t: t[1])[0]
+        child = _mutate(o, parent, rng)
+        pop.append((child, o.train(child)))
+        pop.pop(0)
+
+
+def _mutate(o: Oracle, u: int, rng: np.random.Generator) -> int:
+    """A random neighbour of ``u`` in the space (a random cell when ``u`` has none)."""
+    near = o.neighbours(u)
+    return near[rng.integers(len(near))] if near else o.random_cell(rng)
+
+
+def local_search(o: Oracle, rng: np.random.Generator, **_: Any) -> None:
+    """Hill climbing (White et al. 2021): train every neighbour, move to the best if it improves, else restart."""
+    while True:
+        u = o.random_cell(rng)
+        best = o.train(u)
+        while True:
+            near = o.neighbours(u)
+            rng.shuffle(near)
+            values = [(o.train(v), v) for v in near]
+            top = max(values, default=(-np.inf, u))
+            if top[0] <= best:
+                break
+            best, u = top
+
+
+def reinforce(o: Oracle, rng: np.random.Generator, lr: float = 0.5, momentum: float = 0.9, **_: Any) -> None:
+    """REINFORCE with one softmax per pair (Williams 1992), reward = observed accuracy, moving-average baseline.
+
+    A sampled matrix outside the space is redrawn (up to 100 times, then a uniform cell of the space
+    stands in, with its own pair states as the action).
+    """
+    sizes = [NUM_OPS - 1 if p == _IO else (2 * NUM_OPS - 1 if o.kind == "backward" else NUM_OPS) for p in range(len(_PAIRS))]
+    logits = [np.zeros(k) for k in sizes]
+    baseline: float | None = None
+    while True:
+        probs = [np.exp(lg - lg.max()) / np.exp(lg - lg.max()).sum() for lg in logits]
+        cdfs = [np.cumsum(p) for p in probs]
+        for _ in range(100):
+            action = [min(int(np.searchsorted(c, x, side="right")), len(c) - 1) for c, x in zip(cdfs, rng.random(len(cdfs)))]
+            states = [a + 1 if p == _IO else a for p, a in enumerate(action)]
+            u = o.cell(states_to_matrix(states))
+            if u is not None:
+                break
+        else:
+            u = o.random_cell(rng)
+            states = o.states(u)
+            action = [s - 1 if p == _IO else s for p, s in enumerate(states)]
+        reward = o.train(u)
+        baseline = reward if baseline is None else momentum * baseline + (1 - momentum) * reward
+        for p, a in enumerate(action):
+            grad = -probs[p]
+            grad[a] += 1.0
+            logits[p] += lr * (reward - baseline) * grad
+
+
+def score_then_train(o: Oracle, rng: np.random.Generator, candidates: int = 100, top: int = 5, **_: Any) -> None:
+    """The paper's search, generalised: score ``candidates`` distinct cells, train the ``top`` best-scored."""
+    if o.score is None:
+        raise ValueError("score_then_train needs a score (e.g. score='sahd')")
+    pool = rng.permutation(o.space)[:candidates]
+    scored = []
+    for u in pool:
+        scored.append((-o.score_of(int(u)), int(u)))
+    for _, u in sorted(scored)[:top]:
+        o.train(u)
+    raise BudgetExhausted
+
+
+ALGORITHMS: dict[str, Callable[..., None]] = {
+    "random": random_search, "evolution": regularized_evolution, "local": local_search,
+    "reinforce": reinforce, "score_train": score_then_train,
+}
+
+
+def run(bench: Benchmark, algorithm: str, budget: float, seed: int, *, split: str = "val", score: str | None = None,
+        kind: str | None = None, **options: Any) -> Oracle:
+    """One run of ``algorithm`` until its simulated ``budget`` (seconds) is spent; returns the oracle (history)."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm: expected one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    if budget <= 0:
+        raise ValueError(f"budget: expected a positive number of seconds, got {budget}")
+    if algorithm == "score_train" and score is None:
+        score = "sahd"
+    oracle = Oracle(bench, budget, split, score if algorithm == "score_train" else None, kind or _default_kind(bench))
+    try:
+        ALGORITHMS[algorithm](oracle, np.random.default_rng(seed), **options)
+    except BudgetExhausted:
+        pass
+    return oracle
+
+
+def trajectory(oracle: Oracle, times: np.ndarray, report: str = "test") -> np.ndarray:
+    """Best-so-far value at each time: the ``report`` accuracy of the cell with the best observed value (NaN before any)."""
+    out = np.full(len(times), np.nan)
+    acc = oracle.bench.accuracy[report]
+    best, best_cell = -np.inf, -1
+    marks: list[tuple[float, float]] = []
+    for t, u, v in oracle.history:
+        if v > best:
+            best, best_cell = v, u
+            marks.append((t, float(acc[best_cell])))
+    for t, value in marks:
+        out[times >= t] = value
+    return out
+
+
+def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: int, *, split: str = "val",
+            report: str = "test", score: str = "sahd", kind: str | None = None, points: int = 50,
+            seed: int = 0) -> dict[str, Any]:
+    """Every algorithm over ``runs`` seeds: final best accuracy (mean, std), and mean trajectory over time."""
+    times = np.linspace(0, budget, points + 1)[1:]
+    out: dict[str, Any] = {"budget": budget, "runs": runs, "split": split, "report": report, "times": times.tolist(),
+                           "table": str(bench.path), "algorithms": {}}
+    for name in algorithms:
+        finals, curves, trained, spent = [], [], [], []
+        for r in range(runs):
+            o = run(bench, name, budget, seed + r, split=split, score=score, kind=kind)
+            curve = trajectory(o, times, report)
+            curves.append(curve)
+            finals.append(curve[-1])
+            trained.append(len(o.trained))
+            spent.append(o.clock)
+        finals_a = np.array(finals)
+        ok = np.isfinite(finals_a)
+        out["algorithms"][name] = {
+            "final_mean": float(finals_a[ok].mean()) if ok.any() else None,
+            "final_std": float(finals_a[ok].std()) if ok.any() else None,
+            "runs_with_result": int(ok.sum()),
+            "trained_mean": float(np.mean(trained)), "seconds_mean": float(np.mean(spent)),
+            "curve_mean": [None if not np.isfinite(c).any() else float(np.nanmean(c)) for c in np.array(curves).T],
+        }
+    space = Oracle(bench, budget, split, None, kind or _default_kind(bench)).space
+    best = int(space[np.argmax(bench.accuracy[split][space])])
+    out["table_best"] = {"hash": bench.hash_array[best].decode(), split: float(bench.accuracy[split][best]),
+                         report: float(bench.accuracy[report][best])}
+    return out

@@ -1,0 +1,106 @@
+"""Figures written to files (matplotlib, Agg backend): replay curve, algorithm comparison, kernel matrices.
+
+Every function takes results as the JSON-ready dicts the rest of ``api`` returns, writes one image
+(format from the file suffix) and returns its path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def plot_replay_curve(curve: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Picked-cell accuracy (mean ± std over trials) against the number of sampled cells N (supp. Fig. 3)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sizes = np.array(curve["sizes"])
+    for name, m in curve["methods"].items():
+        mean, std = np.array(m["mean"]), np.array(m["std"])
+        style = {"oracle": ":", "random": "--"}.get(name, "-")
+        ax.plot(sizes, mean, style, marker="o", ms=3, label=name)
+        ax.fill_between(sizes, mean - std, mean + std, alpha=0.15)
+    ax.set_xscale("log")
+    ax.set_xlabel("cells sampled (N)")
+    ax.set_ylabel(f"{curve['split']} accuracy of the picked cell")
+    ax.set_title(f"{curve['kind']} space, {curve['dist']} sampling, {curve['trials']} trials")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_compare(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Mean best accuracy so far against simulated time, one line per algorithm."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    times = np.array(result["times"])
+    for name, r in result["algorithms"].items():
+        ax.plot(times, np.array([np.nan if v is None else v for v in r["curve_mean"]], dtype=float), label=name)
+    best = result.get("table_best", {}).get(result["report"])
+    if best is not None:
+        ax.axhline(best, color="k", lw=0.8, ls=":", label="best in table")
+    ax.set_xlabel("simulated time (s)")
+    ax.set_ylabel(f"{result['report']} accuracy of the incumbent")
+    ax.set_title(f"mean over {result['runs']} runs")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def kernel_matrix(cell: Any, dataset: Any, net_config: Any, metric: str = "sahd", batch_size: int = 64,
+                  seed: int = 0, device: str = "cpu") -> np.ndarray:
+    """The ``[B, B]`` spike kernel of an untrained network on one training batch (as the score computes it).
+
+    Weights and batch come from ``seed`` (as :func:`snnbench.scores.score_cell` seeds them); training
+    mode, no gradients, every LIF layer at every step (``snnbench.scores.SpikeKernels``).
+    """
+    import torch
+
+    from snnbench.network import build_network
+    from snnbench.scores import SpikeKernels, draw_batches, resolve_device, spiking_layers
+    from snnbench.space import Cell
+
+    dev = resolve_device(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_network(Cell(cell), net_config).to(dev)
+        (x, _), = draw_batches(dataset, batch_size, 1, seed, dev)
+        model.train()
+        with torch.no_grad(), SpikeKernels(spiking_layers(model), [metric]) as acc:
+            model(x)
+    return acc.kernels()[metric].cpu().numpy()
+
+
+def plot_kernels(kernels: Sequence[np.ndarray], titles: Sequence[str], path: str | os.PathLike[str],
+                 columns: int = 4) -> Path:
+    """Kernel matrices side by side (supplementary Fig. 2), each normalised by its diagonal mean."""
+    plt = _pyplot()
+    rows = max(1, -(-len(kernels) // columns))
+    cols = min(columns, max(1, len(kernels)))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, k, title in zip(axes.ravel(), kernels, titles):
+        ax.imshow(k / np.mean(np.diag(k)), cmap="viridis", vmin=0, vmax=1)
+        ax.set_title(title, fontsize=8)
+    return _save(fig, path)

@@ -1,0 +1,159 @@
+"""``snnbench query | replay | compare | correlate``: read a built table (see ``docs/api.md``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import click
+
+from snnbench.cli.common import echo_json, matrix_argument
+
+table_option = click.option("--table", "table", type=click.Path(dir_okay=False), default=None,
+                            help="Table file (default: $SNNBENCH_TABLE, else the default build output).")
+view_options = [
+    click.option("--score-protocol", default=None, help="Score protocol id (prefix) when the table holds several."),
+    click.option("--train-protocol", default=None, help="Train protocol id (prefix) when the table holds several."),
+    click.option("--dataset", default=None, help="Only protocols of this dataset."),
+]
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+split_option = click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
+                            help="Accuracy reported.")
+
+
+def _view(func: Any) -> Any:
+    for option in reversed(view_options):
+        func = option(func)
+    return table_option(func)
+
+
+def _open(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None) -> Any:
+    from api.benchmark import load
+
+    return load(table, score=score_protocol, train=train_protocol, dataset=dataset)
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+@click.command()
+@matrix_argument
+@_view
+@click.option("--seed", type=int, default=None, help="One seed's results instead of the mean over seeds.")
+@json_option
+def query(matrix: tuple[str, ...], table: str | None, score_protocol: str | None, train_protocol: str | None,
+          dataset: str | None, seed: int | None, as_json: bool) -> None:
+    """The record of MATRIX ("0302 0030 3003 0000", four rows, or JSON; any isomorphic or unpruned form)."""
+    bench = _open(table, score_protocol, train_protocol, dataset)
+    rec = bench.query(" ".join(matrix), seed)
+    if as_json:
+        echo_json(rec)
+        return
+    click.echo(f"{rec['hash']}  {rec['text']}  {rec['kind']}  params {_fmt(rec['params'])}")
+    for m, v in rec["scores"].items():
+        click.echo(f"  score {m:<12} {_fmt(v)}" + ("  (singular)" if rec["singular"].get(m) else ""))
+    acc = rec["accuracy"]
+    click.echo(f"  accuracy       train {_fmt(acc['train'])}  val {_fmt(acc['val'])}  test {_fmt(acc['test'])}"
+               f"  (seeds {rec['seeds'].get('train', []) if seed is None else seed})")
+    if rec["spikes"]:
+        click.echo(f"  spikes/image   {_fmt(rec['spikes']['per_image'], 1)}  rate {_fmt(rec['spikes']['rate'])}")
+    click.echo(f"  seconds        train {_fmt(rec['train_seconds'], 2)}  score {_fmt(rec['score_seconds'], 3)}")
+    if rec["missing"]:
+        click.echo(f"  no results in protocol {', '.join(rec['missing'])}")
+
+
+@click.command()
+@_view
+@click.option("--samples", "-n", type=click.IntRange(min=1), multiple=True, default=(5000,), show_default=True,
+              help="Cells drawn per trial (N); repeat for a curve.")
+@click.option("--trials", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--score", "scores", default="sahd", show_default=True, help="Comma-separated scores to pick by.")
+@split_option
+@click.option("--kind", type=click.Choice(["forward", "backward"]), default=None, help="Default: the table's.")
+@click.option("--dist", type=click.Choice(["paper", "uniform"]), default="paper", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write the accuracy-vs-N plot here.")
+@json_option
+def replay(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None,
+           samples: tuple[int, ...], trials: int, scores: str, split: str, kind: str | None, dist: str, seed: int,
+           plot: str | None, as_json: bool) -> None:
+    """Replay "draw N cells, train the best-scored": picked accuracy vs random choice and the oracle best of N."""
+    from api.plots import plot_replay_curve
+    from api.replay import replay_curve
+
+    bench = _open(table, score_protocol, train_protocol, dataset)
+    names = [s.strip() for s in scores.split(",") if s.strip()]
+    curve = replay_curve(bench, sorted(set(samples)), trials, names, split=split, kind=kind, dist=dist, seed=seed)  # type: ignore[arg-type]
+    if plot:
+        plot_replay_curve(curve, plot)
+    if as_json:
+        echo_json(curve)
+        return
+    click.echo(f"{curve['kind']} space, {dist} sampling, {trials} trials, {split} accuracy of the picked cell (mean ± std)")
+    click.echo(f"{'N':>8}  " + "  ".join(f"{m:>17}" for m in curve["methods"]))
+    for i, n in enumerate(curve["sizes"]):
+        cells = [f"{r['mean'][i]:8.4f} ± {r['std'][i]:6.4f}" for r in curve["methods"].values()]
+        click.echo(f"{n:>8}  " + "  ".join(cells))
+    if plot:
+        click.echo(f"plot: {plot}")
+
+
+@click.command()
+@_view
+@click.option("--algorithms", default="random,evolution,local,reinforce,score_train", show_default=True,
+              help="Comma-separated: random, evolution, local, reinforce, score_train.")
+@click.option("--budget", type=click.FloatRange(min=0, min_open=True), required=True, help="Simulated seconds per run.")
+@click.option("--runs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--score", default="sahd", show_default=True, help="Score used by score_train.")
+@click.option("--observe", type=click.Choice(["train", "val", "test"]), default="val", show_default=True,
+              help="Accuracy the algorithms see.")
+@split_option
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write best accuracy vs time here.")
+@json_option
+def compare(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None,
+            algorithms: str, budget: float, runs: int, score: str, observe: str, split: str, seed: int,
+            plot: str | None, as_json: bool) -> None:
+    """Offline NAS algorithms with simulated cost (stored training and scoring times)."""
+    from api.algorithms import compare as run_compare
+    from api.plots import plot_compare
+
+    bench = _open(table, score_protocol, train_protocol, dataset)
+    names = [a.strip() for a in algorithms.split(",") if a.strip()]
+    result = run_compare(bench, names, budget, runs, split=observe, report=split, score=score, seed=seed)
+    if plot:
+        plot_compare(result, plot)
+    if as_json:
+        echo_json(result)
+        return
+    best = result["table_best"]
+    click.echo(f"budget {budget:g} s, {runs} runs; table best: {best['hash']} ({split} {best[split]:.4f})")
+    click.echo(f"{'algorithm':<12} {'final ' + split:>16} {'trained':>8} {'seconds':>10}")
+    for name, r in result["algorithms"].items():
+        final = "-" if r["final_mean"] is None else f"{r['final_mean']:.4f} ± {r['final_std']:.4f}"
+        click.echo(f"{name:<12} {final:>16} {r['trained_mean']:8.1f} {r['seconds_mean']:10.1f}")
+    if plot:
+        click.echo(f"plot: {plot}")
+
+
+@click.command()
+@_view
+@split_option
+@json_option
+def correlate(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None,
+              split: str, as_json: bool) -> None:
+    """Kendall tau, Spearman rho and top-k precision of every stored score against accuracy."""
+    from api.correlate import correlate as run_correlate
+
+    result = run_correlate(_open(table, score_protocol, train_protocol, dataset), split)
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(f"{split} accuracy; protocols {', '.join(result['protocols'])}")
+    click.echo(f"{'score':<12} {'cells':>7} {'tau':>8} {'rho':>8}  top-k precision")
+    for m, r in result["scores"].items():
+        topk = ", ".join(f"{k}: {v:.2f}" for k, v in r["top_k_precision"].items())
+        click.echo(f"{m:<12} {r['cells']:>7} {_fmt(r['kendall_tau'], 3):>8} {_fmt(r['spearman_rho'], 3):>8}  {topk}")

@@ -1,0 +1,30 @@
+"""Tables the builder makes for the API tests: built once per test process, in a temporary folder."""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from snnbench.cli import main
+
+# The bench skeleton on digits narrowed to a few channels, 2 steps; 8 cells scored and trained (2 seeds, 1 epoch).
+TINY_BUILD = ["--net", "c1=2", "--net", "c2=4", "--net", "hidden=8", "--net", "timesteps=2", "--score-batch", "8",
+              "--cells", "sample:8:3", "--train-cells", "sample:8:3", "--train-epochs", "1", "--seeds", "0,1",
+              "--train", "batch_size=512", "--train", "eval_batch_size=1024", "--train", "augment=false",
+              "--quiet", "--workers", "0"]
+
+
+@lru_cache(maxsize=1)
+def tiny_table() -> Path:
+    """Path of a tiny real table (score + train protocols on the same 8 forward cells)."""
+    folder = Path(tempfile.mkdtemp(prefix="snnbench-api-"))
+    atexit.register(shutil.rmtree, folder, True)
+    path = folder / "tiny.h5"
+    result = CliRunner().invoke(main, ["build", str(path), *TINY_BUILD], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return path

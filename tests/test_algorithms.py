@@ -1,0 +1,111 @@
+"""Offline NAS algorithms with simulated cost, on a table the builder makes (8 trained cells)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from api_tables import tiny_table
+
+from api.algorithms import ALGORITHMS, Oracle, compare, matrix_to_states, run, states_to_matrix, trajectory
+from api.benchmark import Benchmark
+from snnbench.space import Cell, canonical_batch, prune_batch, raw_matrices
+
+OBSERVE = "train"  # the tiny table's final train accuracies are distinct, so "the best cell" is one cell
+
+
+@pytest.fixture(scope="module")
+def bench() -> Benchmark:
+    return Benchmark(tiny_table())
+
+
+def _enough(bench: Benchmark) -> float:
+    return float(np.nansum(bench.train_seconds) + np.nansum(bench.score_seconds)) * 1.01
+
+
+def _options(name: str, bench: Benchmark) -> dict:
+    return {"candidates": len(bench), "top": len(bench)} if name == "score_train" else {}
+
+
+def test_state_encoding_round_trips() -> None:
+    for m in raw_matrices("backward")[::997]:
+        states = matrix_to_states(m)
+        assert states_to_matrix(states) == m.tolist()
+
+
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_each_algorithm_finds_the_best_cell_with_enough_budget(bench: Benchmark, name: str) -> None:
+    acc = bench.accuracy[OBSERVE]
+    best = int(np.nanargmax(acc))
+    assert np.sum(acc == acc[best]) == 1
+    for seed in range(3):
+        o = run(bench, name, _enough(bench), seed, split=OBSERVE, score="sahd", **_options(name, bench))
+        found = max(o.history, key=lambda h: h[2])[1]
+        assert found == best, (name, seed)
+        assert o.clock <= _enough(bench)
+
+
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_no_cell_is_paid_for_twice_and_runs_are_reproducible(bench: Benchmark, name: str) -> None:
+    budget = 0.6 * _enough(bench)
+    histories = []
+    for seed in (0, 0, 1, 2, 3):
+        o = run(bench, name, budget, seed, split=OBSERVE, score="sahd", **_options(name, bench))
+        cells = [u for _, u, _ in o.history]
+        assert len(cells) == len(set(cells)) == len(o.trained)
+        paid = sum(bench.train_seconds[u] for u in cells) + sum(bench.score_seconds[u] for u in o.scored)
+        assert o.clock == pytest.approx(paid, rel=1e-12) and o.clock <= budget
+        times = [t for t, _, _ in o.history]
+        assert times == sorted(times)
+        histories.append(o.history)
+    assert histories[0] == histories[1]
+    if name != "score_train":  # score_train trains the same top cells whatever the seed once all are scored
+        assert any(h != histories[0] for h in histories[2:])
+
+
+def test_isomorphic_and_unpruned_proposals_map_to_one_paid_cell(bench: Benchmark) -> None:
+    o = Oracle(bench, budget=1e9, split=OBSERVE)
+    u = 0
+    canonical = bench.matrices[u]
+    raw = raw_matrices("forward")
+    variants = raw[(canonical_batch(prune_batch(raw)) == canonical).all(axis=(1, 2))]
+    assert len(variants) == bench.raw_counts["forward"][u] and Cell(variants[-1]).hash == bench.hashes[u]
+    for m in variants:
+        assert o.cell(m) == u
+        assert o.train(o.cell(m)) == bench.accuracy[OBSERVE][u]
+    assert o.clock == bench.train_seconds[u] and len(o.history) == 1
+    assert o.cell("0302 0030 3003 0000") is None  # valid, not in the table: outside the search space
+
+
+def test_budget_stops_a_run_before_it_is_passed(bench: Benchmark) -> None:
+    cheapest = float(np.nanmin(bench.train_seconds))
+    o = run(bench, "random", cheapest * 0.99, 0, split=OBSERVE)
+    assert o.clock == 0 and not o.history
+    with pytest.raises(ValueError, match="budget"):
+        run(bench, "random", 0, 0)
+    with pytest.raises(ValueError, match="algorithm"):
+        run(bench, "magic", 10, 0)
+
+
+def test_trajectory_and_compare_equal_a_naive_best_so_far(bench: Benchmark, tmp_path: Path) -> None:
+    budget = 0.5 * _enough(bench)
+    o = run(bench, "evolution", budget, 4, split=OBSERVE)
+    times = np.linspace(0, budget, 30)
+    got = trajectory(o, times, "test")
+    for t, value in zip(times, got):
+        seen = [(v, u) for tt, u, v in o.history if tt <= t]
+        if not seen:
+            assert np.isnan(value)
+        else:
+            best_u = max(seen, key=lambda s: s[0])[1]  # first of equal observed values wins
+            first = next(u for tt, u, v in o.history if tt <= t and v == max(s[0] for s in seen))
+            assert value == bench.accuracy["test"][first] and best_u == first
+    result = compare(bench, ["random", "local"], budget, 3, split=OBSERVE, report="test", points=10)
+    finals = [trajectory(run(bench, "random", budget, s, split=OBSERVE), np.array([budget]), "test")[0] for s in range(3)]
+    assert result["algorithms"]["random"]["final_mean"] == pytest.approx(np.mean(finals))
+    best = int(np.nanargmax(bench.accuracy[OBSERVE]))
+    assert result["table_best"]["hash"] == bench.hashes[best]
+    from api.plots import plot_compare
+
+    assert plot_compare(result, tmp_path / "c.png").stat().st_size > 0

@@ -1,0 +1,313 @@
+"""Query API, replay and correlation, on a table the builder makes (checked against naive re-computations)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from api_tables import tiny_table
+from click.testing import CliRunner
+
+from api.benchmark import Benchmark, CellNotFound, load, query, resolve_table
+from api.correlate import correlate, top_k_precision
+from api.lookup import cell_key
+from api.replay import draw, make_pool, pick, replay, replay_curve
+from snnbench.cli import main
+from snnbench.space import Cell, canonical_batch, prune_batch, raw_matrices, space
+from snnbench.table import open_table
+
+
+@pytest.fixture(scope="module")
+def table() -> Path:
+    return tiny_table()
+
+
+@pytest.fixture(scope="module")
+def bench(table: Path) -> Benchmark:
+    return Benchmark(table)
+
+
+def _naive_rows(table: Path) -> dict[str, dict[str, list[tuple[int, dict]]]]:
+    """{protocol type: {cell hash: [(seed, {column: value})]}} read row by row from the file."""
+    out: dict[str, dict[str, list[tuple[int, dict]]]] = {}
+    for p in open_table(table).protocols.values():
+        rows = out.setdefault(p.type, {})
+        for i in range(len(p)):
+            rows.setdefault(p.hash[i].decode(), []).append((int(p.seed[i]), {k: v[i] for k, v in p.columns.items()}))
+    return out
+
+
+# --------------------------------------------------------------------------- matrix -> cell
+
+
+def test_lookup_equals_the_space_canonical_form_on_every_raw_matrix() -> None:
+    raw = raw_matrices("backward")
+    expected = canonical_batch(prune_batch(raw)).reshape(len(raw), 16).tolist()
+    got = [list(cell_key(m)) for m in raw.reshape(len(raw), 4, 4).tolist()]
+    assert got == expected
+
+
+def test_lookup_accepts_every_form_the_cell_type_accepts() -> None:
+    rng = np.random.default_rng(0)
+    raw = raw_matrices("backward")
+    for m in raw[rng.choice(len(raw), 200, replace=False)]:
+        want = tuple(Cell(m).canonical.matrix.ravel().tolist())
+        text = Cell(m).text
+        forms = [m, m.astype(np.int64), m.astype(np.float32), m.tolist(), tuple(map(tuple, m.tolist())),
+                 [[float(x) for x in r] for r in m.tolist()], text, " ".join(text.split()).replace(" ", ","),
+                 json.dumps(m.tolist()), Cell(m), np.asfortranarray(m)]
+        for f in forms:
+            assert cell_key(f) == want, f
+    import torch
+
+    assert cell_key(torch.tensor(raw[5].astype(np.int64))) == tuple(Cell(raw[5]).canonical.matrix.ravel().tolist())
+
+
+@pytest.mark.parametrize("bad", [
+    [[0, 3, 0, 2], [0, 0, 3, 0], [3, 0, 0, 3], [0, 0, 0, 5]],  # code out of range
+    [[0, 3, 0, 0], [0, 0, 3, 0], [0, 0, 0, 3], [0, 0, 0, 0]],  # no input-output edge
+    [[1, 3, 0, 2], [0, 0, 3, 0], [0, 0, 0, 3], [0, 0, 0, 0]],  # diagonal
+    [[0, 3, 0, 2], [3, 0, 3, 0], [0, 0, 0, 3], [0, 0, 0, 0]],  # both directions of a pair
+    [[0, 3, 0, 2.5], [0, 0, 3, 0], [0, 0, 0, 3], [0, 0, 0, 0]],  # not a whole number
+    [[0, 3, 0, math.nan], [0, 0, 3, 0], [0, 0, 0, 3], [0, 0, 0, 0]],
+    [[0, 3, 2], [0, 0, 3], [0, 0, 0]],  # shape
+    "0302 0030 3003 000", "0302 0030 3003 00a0", "hello", [[0, -1, 0, 2], [0, 0, 3, 0], [0, 0, 0, 3], [0, 0, 0, 0]],
+])
+def test_invalid_matrices_raise_the_cell_types_error(bench: Benchmark, bad: object) -> None:
+    with pytest.raises(ValueError) as want:
+        Cell(bad)
+    with pytest.raises(ValueError) as got:
+        bench.query(bad)
+    assert str(got.value) == str(want.value)
+
+
+# --------------------------------------------------------------------------- records
+
+
+def test_every_member_of_a_class_returns_one_record(bench: Benchmark) -> None:
+    """All raw forward matrices (unpruned, isomorphic) of the table's cells map to the cell's one record."""
+    raw = raw_matrices("forward")
+    canon = canonical_batch(prune_batch(raw))  # the space's numpy canonical form, one batch
+    for u, h in enumerate(bench.hashes):
+        rec = bench.query_hash(h)
+        members = raw[(canon == bench.matrices[u]).all(axis=(1, 2))]
+        assert len(members) == rec["raw_matrices"]["forward"] == bench.raw_counts["forward"][u]
+        for m in members:
+            assert bench.query(m) == rec
+            assert bench.query(m.astype(float)) == rec and bench.query(Cell(m).text) == rec
+        assert rec["hash"] == Cell(members[-1]).hash == h and rec["matrix"] == Cell(members[-1]).canonical.to_list()
+    stored = {tuple(m) for m in bench.matrices.reshape(-1, 16).tolist()}
+    absent_matrix = next(m for m, c in zip(raw, canon.reshape(-1, 16).tolist()) if tuple(c) not in stored)
+    absent = Cell(absent_matrix).hash
+    assert absent not in bench.hashes
+    with pytest.raises(CellNotFound) as err:
+        bench.query(absent_matrix)
+    assert isinstance(err.value, KeyError)
+    assert all(pid in str(err.value) for pid in bench.protocol_ids) and absent in str(err.value)
+
+
+def test_record_values_equal_a_naive_read_of_the_file(table: Path, bench: Benchmark) -> None:
+    rows = _naive_rows(table)
+    for rec in bench:
+        score = rows["score"][rec["hash"]]
+        train = rows["train"][rec["hash"]]
+        for m in ("sahd", "hd"):
+            assert rec["scores"][m] == pytest.approx(sum(v[f"scores/{m}"] for _, v in score) / len(score), rel=1e-12)
+        assert rec["score_seconds"] == pytest.approx(np.mean([v["seconds"] for _, v in score]), rel=1e-12)
+        for split, col in (("val", "val_acc"), ("test", "test_acc")):
+            assert rec["accuracy"][split] == pytest.approx(np.mean([v[col] for _, v in train]), rel=1e-12)
+        assert rec["accuracy"]["train"] == pytest.approx(np.mean([v["curves/train_acc"][-1] for _, v in train]), rel=1e-12)
+        assert rec["curves"]["val_acc"] == pytest.approx(np.mean([v["curves/val_acc"] for _, v in train], axis=0).tolist())
+        assert rec["train_seconds"] == pytest.approx(np.mean([v["train_seconds"] for _, v in train]), rel=1e-12)
+        assert rec["params"] == int(train[0][1]["params"])
+        assert rec["spikes"]["per_image"] == pytest.approx(np.mean([v["spikes_per_image"] for _, v in train]))
+        assert rec["seeds"] == {"score": [s for s, _ in score], "train": [s for s, _ in train]}
+        assert rec["missing"] == []
+        for seed, values in train:  # one seed on request: that row's values, kept apart per split
+            one = bench.query(rec["matrix"], seed=seed)
+            assert one["seed"] == seed
+            assert one["accuracy"] == {"train": values["curves/train_acc"][-1], "val": values["val_acc"], "test": values["test_acc"]}
+            assert one["curves"]["train_loss"] == [None if x != x else x for x in values["curves/train_loss"].tolist()]
+        json.dumps(rec, allow_nan=False)  # JSON-ready: no NaN, no numpy types
+    with pytest.raises(CellNotFound, match="seed 99"):
+        bench.query(bench.matrices[0], seed=99)
+
+
+def test_records_are_fresh_and_queries_deterministic(bench: Benchmark) -> None:
+    a = bench.query(bench.matrices[1])
+    a["scores"]["sahd"] = 123.0
+    a["curves"]["val_acc"].append(1.0)
+    assert bench.query(bench.matrices[1]) != a
+    assert bench.query(bench.matrices[1]) == Benchmark(bench.path).query(bench.matrices[1])
+
+
+def test_collections_sample_dataframe_and_metadata(table: Path, bench: Benchmark) -> None:
+    t = open_table(table)
+    every = {h.decode() for p in t.protocols.values() for h in p.hash}
+    assert len(bench) == len(every) == len(list(bench)) and set(bench.hashes) == every
+    assert [r["hash"] for r in bench] == bench.hashes
+    assert bench.sample(5, seed=3) == bench.sample(5, seed=3)
+    assert len({r["hash"] for r in bench.sample(len(bench), seed=1)}) == len(bench)
+    with pytest.raises(ValueError):
+        bench.sample(len(bench) + 1, seed=0)
+    df = bench.to_dataframe()
+    assert list(df["hash"]) == bench.hashes
+    assert np.allclose(df["test_acc"], [r["accuracy"]["test"] for r in bench])
+    assert np.allclose(df["score_sahd"], [r["scores"]["sahd"] for r in bench])
+    meta = bench.metadata
+    assert set(meta) == set(t.protocols)
+    for pid, m in meta.items():
+        assert m["settings"] == t.protocols[pid].settings and m["rows"] == len(t.protocols[pid])
+    assert Cell(bench.matrices[2]).text in bench and "0302 0030 3003 0000" not in bench and "junk" not in bench
+
+
+def test_table_resolution(table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SNNBENCH_TABLE", str(table))
+    m = Benchmark(table).matrices[0]
+    assert query(m) == query(m, table) == Benchmark(None).query(m)
+    assert load() is load(table)
+    monkeypatch.setenv("SNNBENCH_TABLE", str(tmp_path / "none.h5"))
+    with pytest.raises(FileNotFoundError, match="snnbench build"):
+        resolve_table()
+    with pytest.raises(FileNotFoundError, match="snnbench build"):
+        query(m, tmp_path / "other.h5")
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not a table")
+    with pytest.raises(ValueError, match="not an snnbench table"):
+        Benchmark(bad)
+
+
+# --------------------------------------------------------------------------- replay
+
+
+def test_paper_probabilities_equal_a_brute_force_enumeration() -> None:
+    """Weight of a raw draw: 1/4 for the io op; per other pair 1/5 (forward) or 1/5 empty, 1/10 per edge state (backward)."""
+    sp = space()
+    for kind in ("forward", "backward"):
+        raw = raw_matrices(kind)
+        empty = sum((raw[:, i, j] == 0) & (raw[:, j, i] == 0) for i, j in itertools.combinations(range(4), 2) if (i, j) != (0, 3))
+        weight = 0.25 * (np.full(len(raw), 0.2**5) if kind == "forward" else 0.2**empty * 0.1 ** (5 - empty))
+        assert weight.sum() == pytest.approx(1.0)
+        canon = canonical_batch(prune_batch(raw)).reshape(len(raw), 16)
+        keys, inverse = np.unique(canon, axis=0, return_inverse=True)
+        want = dict(zip(map(tuple, keys.tolist()), np.bincount(inverse.ravel(), weights=weight)))
+        prob = sp.probabilities(kind)
+        got = {tuple(sp.matrices[u].ravel().tolist()): prob[u] for u in np.flatnonzero(prob)}
+        assert got.keys() == want.keys()
+        assert max(abs(got[k] - want[k]) for k in got) < 1e-12
+
+
+def test_draws_follow_the_pool_distribution(bench: Benchmark) -> None:
+    pool = make_pool(bench, ["sahd"], "test", "forward", "paper")
+    weight = np.array([space().probabilities("forward")[bench.space_index[u]] for u in pool.cells])
+    assert np.allclose(pool.prob, weight / weight.sum())
+    draws = draw(pool, 1000, 200, seed=5)
+    freq = np.array([(draws == u).mean() for u in pool.cells])
+    sd = np.sqrt(pool.prob * (1 - pool.prob) / draws.size)
+    assert np.all(np.abs(freq - pool.prob) < 6 * sd)
+    assert np.array_equal(draw(pool, 1000, 200, seed=5), draws)
+
+
+def test_replay_equals_a_brute_force_loop(bench: Benchmark) -> None:
+    for samples, dist in ((1, "paper"), (3, "paper"), (7, "uniform"), (20, "paper")):
+        out = replay(bench, samples, 300, ("sahd", "hd"), split="test", dist=dist, seed=11)
+        draws = draw(make_pool(bench, ("sahd", "hd"), "test", None, dist), samples, 300, 11)
+        acc = bench.accuracy["test"]
+        naive: dict[str, list[float]] = {"sahd": [], "hd": [], "random": [], "oracle": []}
+        for trial in draws.tolist():
+            for m in ("sahd", "hd"):
+                best = trial[0]
+                for u in trial[1:]:
+                    if bench.scores[m][u] > bench.scores[m][best]:
+                        best = u
+                naive[m].append(acc[best])
+            naive["random"].append(acc[trial[0]])
+            naive["oracle"].append(max(acc[u] for u in trial))
+        for m, values in naive.items():
+            assert out["methods"][m]["mean"] == pytest.approx(sum(values) / len(values), rel=1e-12)
+            assert out["methods"][m]["std"] == pytest.approx(float(np.std(values)), abs=1e-12)
+        assert np.array_equal(pick(draws, bench.scores["sahd"])[:5],
+                              [max(t, key=lambda u: (bench.scores["sahd"][u], -t.index(u))) for t in draws[:5].tolist()])
+    curve = replay_curve(bench, [1, 5], 50, ("sahd",))
+    assert curve["methods"]["sahd"]["mean"][0] == replay(bench, 1, 50, ("sahd",), seed=0)["methods"]["sahd"]["mean"]
+    with pytest.raises(ValueError, match="nope"):
+        replay(bench, 5, 5, ("nope",))
+
+
+def test_correlation_equals_naive_formulas(bench: Benchmark) -> None:
+    out = correlate(bench, "train")
+    acc = bench.accuracy["train"]
+    for m, r in out["scores"].items():
+        s = bench.scores[m]
+        n = len(s)
+        conc = sum(np.sign(s[i] - s[j]) * np.sign(acc[i] - acc[j]) for i in range(n) for j in range(i))
+        ties_s = sum(s[i] == s[j] for i in range(n) for j in range(i))
+        ties_a = sum(acc[i] == acc[j] for i in range(n) for j in range(i))
+        pairs = n * (n - 1) / 2
+        assert r["kendall_tau"] == pytest.approx(conc / math.sqrt((pairs - ties_s) * (pairs - ties_a)))
+        rank = lambda x: np.array([sum(y < v for y in x) + (sum(y == v for y in x) + 1) / 2 for v in x])  # noqa: E731
+        assert r["spearman_rho"] == pytest.approx(np.corrcoef(rank(s), rank(acc))[0, 1])
+        for k, v in r["top_k_precision"].items():
+            k = int(k)
+            top_s = sorted(range(n), key=lambda i: (-s[i], i))[:k]
+            top_a = sorted(range(n), key=lambda i: (-acc[i], i))[:k]
+            assert v == len(set(top_s) & set(top_a)) / k
+    assert top_k_precision(np.array([3.0, 2, 1]), np.array([1.0, 2, 3]), 1) == 0.0
+
+
+# --------------------------------------------------------------------------- CLI and figures
+
+
+def test_cli(table: Path, bench: Benchmark, tmp_path: Path) -> None:
+    run = CliRunner().invoke
+    text = Cell(bench.matrices[0]).text
+    r = run(main, ["query", *text.split(), "--table", str(table), "--json"])
+    assert r.exit_code == 0 and json.loads(r.output) == bench.query(text)
+    r = run(main, ["query", text, "--table", str(table)])
+    assert r.exit_code == 0 and bench.hashes[0] in r.output
+    for args, message in ((["query", "0302", "0030", "3003", "0005"], "operation code"),
+                          (["query", "0302 0030 3003 0000"], "lack it"),
+                          (["query", "0302 0030 3003 0000", "--table", str(tmp_path / "x.h5")], "snnbench build"),
+                          (["replay", "--score", "nope"], "nope"),
+                          (["compare", "--budget", "10", "--algorithms", "magic"], "magic")):
+        if "--table" not in args:
+            args = [*args, "--table", str(table)]
+        r = run(main, args)
+        assert r.exit_code == 2 and message in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    plot = tmp_path / "replay.png"
+    r = run(main, ["replay", "--table", str(table), "-n", "2", "-n", "4", "--trials", "30", "--json", "--plot", str(plot)])
+    assert r.exit_code == 0 and json.loads(r.output)["sizes"] == [2, 4] and plot.stat().st_size > 0
+    r = run(main, ["compare", "--table", str(table), "--budget", "3", "--runs", "2", "--plot", str(tmp_path / "c.png")])
+    assert r.exit_code == 0 and "evolution" in r.output and (tmp_path / "c.png").exists()
+    r = run(main, ["correlate", "--table", str(table), "--json"])
+    assert r.exit_code == 0 and set(json.loads(r.output)["scores"]) == {"sahd", "hd"}
+
+
+def test_kernel_figure(bench: Benchmark, tmp_path: Path) -> None:
+    """The figure's kernel: symmetric, diagonal = mean neurons per LIF call (d_H(i, i) = 0)."""
+    from api.plots import kernel_matrix, plot_kernels
+    from snnbench.data import load_dataset
+    from snnbench.network import NetworkConfig, build_network
+    from snnbench.neuron import LIF
+
+    settings = bench.metadata[bench.protocol_ids[0]]["settings"]
+    config = NetworkConfig(**settings["network"]["config"])
+    data = load_dataset("digits")
+    k = kernel_matrix(bench.matrices[0], data, config, "sahd", batch_size=16, seed=0)
+    assert k.shape == (16, 16) and np.allclose(k, k.T)
+    sizes: list[tuple[int, int]] = []
+    model = build_network(Cell(bench.matrices[0]), config)
+    for layer in model.modules():
+        if isinstance(layer, LIF):
+            layer.register_forward_hook(lambda mod, a, out: sizes.append((out.shape[0], out[0, 0].numel())))
+    import torch
+
+    with torch.no_grad():
+        model.train()(data.normalize(data.train.images[:16]))
+    assert np.allclose(np.diag(k), sum(t * n for t, n in sizes) / sum(t for t, _ in sizes))
+    out = plot_kernels([k, k], ["a", "b"], tmp_path / "k.png")
+    assert out.stat().st_size > 0
