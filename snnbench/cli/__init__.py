@@ -10,6 +10,7 @@ from snnbench.cli.model import model
 from snnbench.cli.score import score
 from snnbench.cli.build import build, info, merge
 from snnbench.cli.query import compare, correlate, query, replay
+from snnbench.cli.train import train
 
 
 @click.group(cls=SnnbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,6 +22,7 @@ def main() -> None:
 main.add_command(cells)
 main.add_command(model)
 main.add_command(score)
+main.add_command(train)
 for _command in (query, replay, compare, correlate):
     main.add_command(_command)
 for _command in (build, merge, info):

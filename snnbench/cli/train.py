@@ -1,0 +1,53 @@
+"""``snnbench train``: train one cell on a dataset and report per-epoch records and final metrics."""
+
+from __future__ import annotations
+
+import click
+
+from snnbench.cli.common import echo_json, matrix_argument, parse_matrix
+from snnbench.data import load_dataset
+from snnbench.training import PRESETS, network_config_for, train_cell, train_config
+
+
+@click.command()
+@matrix_argument
+@click.option("--dataset", default="digits", show_default=True, help="digits, cifar10, cifar100, tinyimagenet or PATH.npz.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder holding the datasets.")
+@click.option("--download", is_flag=True, help="Download a missing CIFAR / Tiny-ImageNet folder into --data-dir.")
+@click.option("--preset", type=click.Choice(PRESETS), default="bench", show_default=True, help="Skeleton and budget.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the preset's epochs.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default=None, help="Override the preset's optimiser.")
+@click.option("--timesteps", type=click.IntRange(min=1), default=None, help="Override T.")
+@click.option("--learnable-tau", is_flag=True, help="PLIF neurons (learnable membrane time constant).")
+@click.option("--train-images", type=click.IntRange(min=1), default=None, help="Train on a seeded subset of N images.")
+@click.option("--test-images", type=click.IntRange(min=1), default=None, help="Test on a seeded subset of N images.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="Resume from / save to this file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+def train(
+    matrix: tuple[str, ...], dataset: str, data_dir: str | None, download: bool, preset: str, epochs: int | None,
+    batch_size: int | None, lr: float | None, optimizer: str | None, timesteps: int | None, learnable_tau: bool,
+    train_images: int | None, test_images: int | None, seed: int, device: str, checkpoint: str | None,
+    as_json: bool,
+) -> None:
+    """Train MATRIX (e.g. "0302 0030 3003 0000") with surrogate gradients; a progress bar goes to stderr."""
+    cell = parse_matrix(matrix)
+    data = load_dataset(dataset, data_dir, download=download, seed=seed)
+    if train_images or test_images:
+        data = data.subset(train=train_images, test=test_images, seed=seed)
+    net = network_config_for(data, preset, **({"timesteps": timesteps} if timesteps else {}), learnable_tau=learnable_tau)
+    cfg = train_config(preset, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer)
+    result = train_cell(cell, data, net, cfg, seed=seed, device=device, progress=True, checkpoint=checkpoint)
+    if as_json:
+        echo_json(result)
+        return
+    for r in result["epochs"]:
+        test = f"  test {r['test_acc']:.4f}" if "test_acc" in r else ""
+        click.echo(f"epoch {r['epoch']:3d}  loss {r['train_loss']:.4f}  train {r['train_acc']:.4f}  "
+                   f"val {r['val_acc']:.4f}{test}  {r['seconds']:.1f}s")
+    click.echo(f"{cell.text} on {data.name}: test accuracy {result['test_acc']:.4f}, "
+               f"{result['spikes']['spikes_per_image']:.0f} spikes/image, {result['params']:,} params, "
+               f"{result['seconds']:.1f}s")

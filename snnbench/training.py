@@ -1,0 +1,296 @@
+"""Surrogate-gradient (STBP) training of one cell: SGD + momentum, cosine schedule, on-device data pipeline.
+
+Invariants
+----------
+* The protocol defaults are SPEC section 4: SGD lr 0.1, momentum 0.9, weight decay 5e-4, cosine annealing
+  per epoch from ``lr`` to ``lr * lr_min_factor`` (0.01) over ``epochs``, batch 64, random crop + flip.
+* The whole dataset sits on the training device as uint8; every epoch draws one index permutation and the
+  augmentation on the device from one seeded generator; no DataLoader, no per-image Python, and no host
+  synchronisation inside an epoch (loss and correct counts accumulate on the device).
+* ``seed`` fixes initial weights and dropout masks (``torch.manual_seed``) and the shuffling / augmentation
+  stream (a separate generator): two CPU runs with the same arguments give bit-identical results.
+* On CUDA the forward pass runs under bf16 autocast (``amp``); the loss is computed in float32.
+* With ``checkpoint`` set, the state after every epoch is written atomically (``torch.save`` of tensors,
+  lists and numbers; read back with ``weights_only=True``); a rerun resumes from it and ends with exactly
+  the result of an uninterrupted run (bit for bit on CPU).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from snnbench.data import NAMES, Dataset, Split
+from snnbench.network import NetworkConfig, build_network, count_params, network_config, spike_stats
+from snnbench.space import Cell
+
+PRESETS = ("paper", "bench")
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training budget and optimiser. ``test_epochs`` are 1-based; the test split is also scored at the end."""
+
+    epochs: int = 300
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    lr_min_factor: float = 0.01
+    augment: bool = True
+    test_epochs: tuple[int, ...] = ()
+    eval_batch_size: int = 500
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError(f"epochs, batch_size and eval_batch_size must be >= 1, got {self.epochs}, {self.batch_size}, {self.eval_batch_size}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if not (self.lr > 0 and 0 <= self.lr_min_factor <= 1 and 0 <= self.momentum < 1 and self.weight_decay >= 0):
+            raise ValueError("need lr > 0, 0 <= lr_min_factor <= 1, 0 <= momentum < 1, weight_decay >= 0")
+        object.__setattr__(self, "test_epochs", tuple(sorted({int(e) for e in self.test_epochs})))
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of 0-based ``epoch``: ``lr_min + (lr - lr_min) * (1 + cos(pi * epoch / epochs)) / 2``."""
+        lr_min = self.lr * self.lr_min_factor
+        return lr_min + (self.lr - lr_min) * (1 + math.cos(math.pi * epoch / self.epochs)) / 2
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["test_epochs"] = list(self.test_epochs)
+        return d
+
+
+_TRAIN_PRESETS = {
+    "paper": TrainConfig(),
+    # bench: a short budget for building tables. From the SPEC initialisation (linear weights N(0, 0.01))
+    # the narrow bench skeletons start with a silent classifier LIF layer; SGD stays on that plateau for
+    # hundreds of steps on `digits`; Adam (lr 1e-3, betas (0.9, 0.999)) leaves it within the first epoch.
+    "bench": TrainConfig(epochs=12, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.0),
+}
+
+
+def train_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
+    """The ``paper`` protocol (SPEC section 4) or the short ``bench`` budget, with field overrides."""
+    if preset not in _TRAIN_PRESETS:
+        raise ValueError(f"unknown training preset {preset!r}: use one of {', '.join(PRESETS)}")
+    unknown = set(overrides) - set(TrainConfig.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
+    return replace(_TRAIN_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+
+
+def network_config_for(dataset: Dataset, preset: str = "bench", **overrides: Any) -> NetworkConfig:
+    """The skeleton for ``dataset``: its named preset, or for another (``.npz``) set the CIFAR-10 skeleton
+    (Tiny-ImageNet's for images of 64 pixels or more) with the set's classes, channels and size."""
+    name = dataset.name if dataset.name in NAMES else ("tinyimagenet" if dataset.image_size >= 64 else "cifar10")
+    shape = {"num_classes": dataset.num_classes, "in_channels": dataset.channels, "image_size": dataset.image_size}
+    return network_config(name, preset, **{**shape, **overrides})
+
+
+@dataclass
+class _State:
+    """Everything that changes during training (what a checkpoint holds besides the weights)."""
+
+    epoch: int = 0
+    records: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, dataset: Dataset, split: Split, batch_size: int, amp: bool) -> float:
+    """Top-1 accuracy of ``model`` (eval mode) on ``split``; one host synchronisation at the end."""
+    if len(split) == 0:
+        return float("nan")
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=split.labels.device)
+    for start in range(0, len(split), batch_size):
+        x = dataset.normalize(split.images[start : start + batch_size])
+        with _autocast(x.device, amp):
+            out = model(x)
+        correct += (out.argmax(1) == split.labels[start : start + batch_size]).sum()
+    return correct.item() / len(split)
+
+
+def _autocast(device: torch.device, amp: bool) -> torch.autocast:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+
+
+def _test_spikes(model: torch.nn.Module, dataset: Dataset, split: Split, batch_size: int) -> dict[str, Any]:
+    """``spike_stats`` over the whole split (eval mode): batch results averaged with weights = batch sizes."""
+    model.eval()
+    total: dict[str, Any] = {}
+    with torch.inference_mode():
+        for start in range(0, len(split), batch_size):
+            x = dataset.normalize(split.images[start : start + batch_size])
+            stats = spike_stats(model, x)
+            w = len(x) / len(split)
+            total = _weighted_add(total, stats, w)
+    return total
+
+
+def _weighted_add(acc: Any, new: Any, w: float) -> Any:
+    """``acc + w * new`` over nested dicts/lists of numbers (non-numbers are taken from ``new``)."""
+    if isinstance(new, dict):
+        acc = acc if isinstance(acc, dict) else {}
+        return {k: _weighted_add(acc.get(k), v, w) for k, v in new.items()}
+    if isinstance(new, (list, tuple)):
+        acc = acc if isinstance(acc, list) else [None] * len(new)
+        return [_weighted_add(a, v, w) for a, v in zip(acc, new)]
+    if isinstance(new, torch.Tensor):
+        new = new.item() if new.numel() == 1 else new.tolist()
+        return _weighted_add(acc, new, w)
+    if isinstance(new, bool) or not isinstance(new, (int, float)):
+        return new
+    return (acc or 0.0) + w * float(new)
+
+
+def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (momentum, weight decay, nesterov) or Adam (``betas = (momentum, 0.999)``, L2 weight decay)."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                           nesterov=cfg.nesterov)
+
+
+def train_cell(
+    cell: Cell | str,
+    dataset: Dataset,
+    net_config: NetworkConfig,
+    train_config: TrainConfig,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``cell`` in the skeleton ``net_config`` on ``dataset`` and return a JSON-ready result.
+
+    Result keys: ``cell``, ``hash``, ``seed``, ``device``, ``train_config``, ``net_config``, ``dataset``,
+    ``params``, ``epochs`` (one record per epoch: ``epoch``, ``lr``, ``train_loss``, ``train_acc``,
+    ``val_acc``, ``seconds``, and ``test_acc`` at ``test_epochs``), ``test_acc`` and ``val_acc`` (final),
+    ``spikes`` (``spike_stats`` averaged over the test split), ``seconds`` (training and evaluation time).
+    ``on_epoch`` is called with each new record (after the checkpoint is written).
+    """
+    cell = cell if isinstance(cell, Cell) else Cell(cell)
+    device = torch.device(device)
+    cfg = train_config
+    identity = {"cell": cell.text, "seed": seed, "train_config": cfg.to_dict(), "net_config": net_config.to_dict(),
+                "dataset": dataset.summary()}
+
+    torch.manual_seed(seed)
+    model = build_network(cell, net_config).to(device)
+    data = dataset.to(device)
+    gen = torch.Generator(device).manual_seed(seed)
+    opt = _optimizer(model, cfg)
+    state = _State()
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and ckpt.is_file():
+        state = _load_checkpoint(ckpt, identity, model, opt, gen, device)
+
+    n = len(data.train)
+    bar = tqdm(total=cfg.epochs, initial=state.epoch, desc=f"train {cell.text}", unit="epoch", disable=not progress,
+               leave=False)
+    try:
+        while state.epoch < cfg.epochs:
+            t0 = time.perf_counter()
+            lr = cfg.lr_at(state.epoch)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            model.train()
+            loss_sum = torch.zeros((), dtype=torch.float32, device=device)
+            correct = torch.zeros((), dtype=torch.int64, device=device)
+            for idx in torch.randperm(n, device=device, generator=gen).split(cfg.batch_size):
+                x, y = data.train.images[idx], data.train.labels[idx]
+                if cfg.augment:
+                    x = data.augment(x, gen)
+                x = data.normalize(x)
+                with _autocast(device, cfg.amp):
+                    out = model(x)
+                loss = F.cross_entropy(out.float(), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += loss.detach() * len(idx)
+                correct += (out.detach().argmax(1) == y).sum()
+            state.epoch += 1
+            record = {"epoch": state.epoch, "lr": lr, "train_loss": loss_sum.item() / n, "train_acc": correct.item() / n,
+                      "val_acc": evaluate(model, data, data.val, cfg.eval_batch_size, cfg.amp)}
+            if state.epoch in cfg.test_epochs or state.epoch == cfg.epochs:
+                record["test_acc"] = evaluate(model, data, data.test, cfg.eval_batch_size, cfg.amp)
+            record["seconds"] = time.perf_counter() - t0
+            state.seconds += record["seconds"]
+            state.records.append(record)
+            if ckpt is not None:
+                _save_checkpoint(ckpt, identity, model, opt, gen, state)
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{record['train_acc']:.3f}",
+                            val=f"{record['val_acc']:.3f}")
+            if on_epoch is not None:
+                on_epoch(record)
+    finally:
+        bar.close()
+
+    t0 = time.perf_counter()
+    spikes = _test_spikes(model, data, data.test, cfg.eval_batch_size)
+    final = state.records[-1]
+    return {
+        **identity,
+        "hash": cell.hash,
+        "kind": cell.kind,
+        "device": str(device),
+        "params": count_params(model),
+        "epochs": state.records,
+        "val_acc": final["val_acc"],
+        "test_acc": final["test_acc"],
+        "spikes": spikes,
+        "seconds": state.seconds + time.perf_counter() - t0,
+    }
+
+
+def _save_checkpoint(path: Path, identity: dict, model: torch.nn.Module, opt: torch.optim.Optimizer,
+                     gen: torch.Generator, state: _State) -> None:
+    payload = {
+        "identity": identity,
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "generator": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "epoch": state.epoch,
+        "records": state.records,
+        "seconds": state.seconds,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, identity: dict, model: torch.nn.Module, opt: torch.optim.Optimizer,
+                     gen: torch.Generator, device: torch.device) -> _State:
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure means the file is not our checkpoint
+        raise ValueError(f"{path}: not a readable training checkpoint ({type(err).__name__})") from None
+    if payload.get("identity") != identity:
+        raise ValueError(f"{path}: checkpoint of a different run (cell, seed, settings or data differ); delete it or pick another path")
+    model.load_state_dict(payload["model"])
+    opt.load_state_dict(payload["optimizer"])
+    gen.set_state(payload["generator"].cpu())
+    torch.set_rng_state(payload["torch_rng"].cpu())
+    if payload["cuda_rng"]:
+        torch.cuda.set_rng_state_all([s.cpu() for s in payload["cuda_rng"]])
+    return _State(epoch=payload["epoch"], records=payload["records"], seconds=payload["seconds"])
