@@ -38,6 +38,18 @@ def _num(v: float) -> float | None:
     return None if v != v else v
 
 
+_HEX = np.full(256, 255, dtype=np.uint8)
+_HEX[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
+
+
+def _hash_ints(hashes: np.ndarray) -> np.ndarray:
+    """``uint64 [R]`` value of ``|S16`` hex hashes (fast sorting and matching, vectorised)."""
+    nibbles = _HEX[np.ascontiguousarray(hashes, dtype="S16").view(np.uint8).reshape(-1, 16)].astype(np.uint64)
+    if (nibbles == 255).any():
+        raise ValueError("table: a cell hash is not 16 lowercase hex digits")
+    return (nibbles << (np.arange(60, -1, -4, dtype=np.uint64))).sum(axis=1, dtype=np.uint64)
+
+
 def _texts(matrices: np.ndarray) -> np.ndarray:
     """``|S19 [U]`` text forms (``"0302 0030 3003 0000"``) of ``int8 [U, 4, 4]`` matrices, vectorised."""
     u, n = matrices.shape[0], matrices.shape[-1]
@@ -81,7 +93,7 @@ class _Columns:
     start_list: list[int] = field(default_factory=list)
     end_list: list[int] = field(default_factory=list)
     seed_list: list[int] = field(default_factory=list)
-    curves: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (name, mean curve [U, E])
+    curves: list[tuple[str, np.ndarray, list[bool]]] = field(default_factory=list)  # (name, mean [U, E], row has NaN)
 
     @property
     def id(self) -> str:
@@ -101,14 +113,18 @@ def _aggregate(proto: Protocol, cell_of_row: np.ndarray, u_count: int) -> _Colum
     has = count > 0
     cols = _Columns(proto, has, start, count)
     nonempty = start[has]
+    single = bool(np.all(count[has] == 1))  # one seed per cell: the mean is the row
     for name, col in proto.columns.items():
         if col.dtype.kind not in "biuf" or not len(col):
             continue
         values = col.astype(np.float64)
-        sums = np.add.reduceat(values, nonempty, axis=0) if len(nonempty) else values[:0]
+        if single:
+            sums = values
+        else:
+            sums = np.add.reduceat(values, nonempty, axis=0) if len(nonempty) else values[:0]
         out = np.full((u_count, *col.shape[1:]), np.nan)
         div = count[has].reshape(-1, *([1] * (col.ndim - 1)))
-        if col.dtype.kind == "b":  # a flag: set if any seed set it
+        if col.dtype.kind == "b" and not single:  # a flag: set if any seed set it
             out[has] = np.maximum.reduceat(col, nonempty, axis=0) if len(nonempty) else out[has]
         else:
             out[has] = sums / div
@@ -141,9 +157,10 @@ class Benchmark:
         if not picked:
             raise ValueError(f"{table.path}: no score or train protocol" + (f" on dataset {dataset!r}" if dataset else ""))
         cells = table.cells
-        order = np.argsort(cells["hash"])
-        sorted_hash = cells["hash"][order]
-        rows_of = [order[np.searchsorted(sorted_hash, p.hash)] for p in picked]
+        cell_ids = _hash_ints(cells["hash"])
+        order = np.argsort(cell_ids)
+        sorted_ids = cell_ids[order]
+        rows_of = [order[np.searchsorted(sorted_ids, _hash_ints(p.hash))] for p in picked]
         mask = np.zeros(len(cells["hash"]), dtype=bool)
         for r in rows_of:
             mask[r] = True
@@ -158,9 +175,8 @@ class Benchmark:
         self.raw_counts = {"forward": cells["raw_forward"][used].astype(np.int64),
                            "backward": cells["raw_backward"][used].astype(np.int64)}
         self._texts = _texts(self.matrices)
-        flat = self.matrices.tobytes()
-        width = self.matrices[0].size if len(used) else 16
-        self._rows = {flat[i:i + width]: u for u, i in enumerate(range(0, len(flat), width))}
+        keys = self.matrices.reshape(len(used), -1).view(f"V{self.matrices[0].size if len(used) else 16}").ravel()
+        self._rows = dict(zip(keys.tolist(), range(len(used))))  # canonical entries as bytes -> view index
         self._by_hash: dict[bytes, int] | None = None
         n = len(used)
         cols = {p.type: _aggregate(p, view_of_row[r], n) for p, r in zip(picked, rows_of)}
@@ -196,7 +212,8 @@ class Benchmark:
             c.start_list = c.start.tolist()
             c.end_list = (c.start + c.count).tolist()
             c.seed_list = c.proto.seed.tolist()
-            c.curves = [(k.split("/", 1)[1], v) for k, v in c.mean.items() if k.startswith("curves/")]
+            c.curves = [(k.split("/", 1)[1], v, np.isnan(v).any(axis=1).tolist()) for k, v in c.mean.items()
+                        if k.startswith("curves/")]
         self._metrics = list(s.proto.settings.get("score", {}).get("metrics", self.scores)) if s else []
         self._raw_lists = (self.raw_counts["forward"].tolist(), self.raw_counts["backward"].tolist())
         self._protocol_types = {c.proto.type: c.id for c in self._columns}
@@ -276,7 +293,7 @@ class Benchmark:
             "raw_matrices": {"forward": self._raw_lists[0][u], "backward": self._raw_lists[1][u]},
             "seed": seed,
         }
-        curves: list[tuple[str, np.ndarray]] = []
+        curves: list[tuple[str, np.ndarray, list[bool] | None]] = []
         if seed is None:
             sv = {k: _num(v[u]) for k, v in s.lists.items()} if s else {}
             tv = {k: _num(v[u]) for k, v in t.lists.items()} if t else {}
@@ -287,7 +304,7 @@ class Benchmark:
             tv = self._seed_values(t, u, seed, missing)
             if t is not None and tv:
                 row = tv["_row"]
-                curves = [(k.split("/", 1)[1], v) for k, v in t.proto.columns.items() if k.startswith("curves/")]
+                curves = [(k.split("/", 1)[1], v, None) for k, v in t.proto.columns.items() if k.startswith("curves/")]
                 tv["_train_acc"] = tv["curves/train_acc"][-1] if "curves/train_acc" in tv else None
             if len(missing) == len(self._columns):
                 raise CellNotFound(f"cell {rec['hash']} ({rec['text']}) has no row for seed {seed} in {self.path}: "
@@ -296,7 +313,8 @@ class Benchmark:
         rec["scores"] = {m: get("scores/" + m) for m in self._metrics}
         rec["singular"] = {m: (None if get("singular/" + m) is None else bool(sv["singular/" + m])) for m in self._metrics}
         rec["accuracy"] = {"train": tv.get("_train_acc"), "val": tv.get("val_acc"), "test": tv.get("test_acc")}
-        rec["curves"] = {k: [None if x != x else x for x in v[row].tolist()] for k, v in curves} if curves else None
+        rec["curves"] = {k: [None if x != x else x for x in v[row].tolist()] if nan is None or nan[row] else v[row].tolist()
+                         for k, v, nan in curves} if curves else None
         params = tv.get("params")
         params = get("params") if params is None else params
         rec["params"] = None if params is None else int(params)

@@ -27,7 +27,7 @@ from snnbench.space import Distribution, Kind, space
 class Pool:
     """Cells a replay draws from: view indices and their sampling probabilities (sum 1)."""
 
-    cells: np.ndarray  # int64 [P] view indices
+    cells: np.ndarray  # int32 [P] view indices
     prob: np.ndarray  # float64 [P]
     kind: str
     dist: str
@@ -58,7 +58,7 @@ def make_pool(bench: Benchmark, scores: Sequence[str], split: str = "test", kind
         need = ", ".join([f"{split} accuracy", *scores])
         raise ValueError(f"replay: no {kind} cell of {bench.path} holds {need}")
     prob = weight[cells] / weight[cells].sum()
-    return Pool(cells.astype(np.int64), prob, kind, dist)
+    return Pool(cells.astype(np.int32), prob, kind, dist)
 
 
 @lru_cache(maxsize=8)
@@ -68,7 +68,7 @@ def _alias(prob_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
     k = len(prob)
     scaled = prob * k
     accept = np.ones(k)
-    alias = np.arange(k)
+    alias = np.arange(k, dtype=np.int32)
     small = [i for i in range(k) if scaled[i] < 1.0]
     large = [i for i in range(k) if scaled[i] >= 1.0]
     scaled = scaled.tolist()
@@ -81,15 +81,18 @@ def _alias(prob_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
 
 
 def draw(pool: Pool, samples: int, trials: int, seed: int | np.random.Generator) -> np.ndarray:
-    """``int64 [trials, samples]`` view indices drawn i.i.d. from the pool (alias method, seeded)."""
+    """``int32 [trials, samples]`` view indices drawn i.i.d. from the pool (alias method, seeded)."""
     if samples < 1 or trials < 1:
         raise ValueError(f"replay: samples and trials must be >= 1, got {samples} and {trials}")
     rng = np.random.default_rng(seed)
-    size = (trials, samples)
-    slot = rng.integers(0, len(pool.cells), size=size)
+    k = len(pool.cells)
+    u = rng.random((trials, samples)) * k  # one uniform gives the slot (integer part) and the coin (fraction)
+    slot = u.astype(np.int32)
+    np.minimum(slot, k - 1, out=slot)
     if pool.dist != "uniform" or np.ptp(pool.prob) > 0:
         accept, alias = _alias(pool.prob.tobytes())
-        slot = np.where(rng.random(size) < accept[slot], slot, alias[slot])
+        u -= slot
+        slot = np.where(u < accept[slot], slot, alias[slot])
     return pool.cells[slot]
 
 

@@ -57,6 +57,10 @@ def main() -> None:
         synthetic_table(path)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t:.1f} s")
 
+    import timeit
+
+    calib = min(timeit.repeat(lambda: sum(range(1000)), number=2000, repeat=7)) / 2000 * 1e6
+    print(f"machine load reference: sum(range(1000)) takes {calib:.1f} us here (about 6-8 us on an idle modern core)")
     from api.benchmark import Benchmark  # imported after writing, so the writer's space() is not counted
     from api.replay import replay
     from snnbench.table import open_table
