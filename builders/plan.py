@@ -96,6 +96,8 @@ def _top(spec: str, pool: np.ndarray, protocols: Mapping[str, Protocol], scored_
         raise ValueError(f"cells: expected top:K:METRIC (e.g. top:20:sahd), got {spec!r}")
     k, metric = int(m[1]), m[2]
     column = metric if metric.startswith("scores/") else f"scores/{metric}"
+    for p in protocols.values():
+        p.settle()
     holders = [p for p in protocols.values() if p.type == "score" and column in p.columns]
     preferred = [p for p in holders if p.id in scored_by]
     if preferred:

@@ -89,13 +89,29 @@ class Protocol:
     hash: np.ndarray = field(default_factory=lambda: np.zeros(0, "S16"))
     seed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     columns: dict[str, np.ndarray] = field(default_factory=dict)
+    _pending: list[Mapping[str, Any]] = field(default_factory=list, repr=False, compare=False)
+    _keys: set[tuple[str, int]] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
-        return len(self.hash)
+        return len(self.hash) + len(self._pending)
 
     def done(self) -> set[tuple[str, int]]:
-        """Keys ``(cell hash, seed)`` this protocol holds a row for."""
-        return {(h.decode(), int(s)) for h, s in zip(self.hash, self.seed)}
+        """Keys ``(cell hash, seed)`` this protocol holds a row for (rows change only through :func:`add_rows`)."""
+        if self._keys is None:
+            self._keys = {(h.decode(), int(s)) for h, s in zip(self.hash, self.seed)}
+            self._keys.update((str(r["hash"]), int(r["seed"])) for r in self._pending)
+        return self._keys
+
+    def settle(self) -> None:
+        """Move rows added by :func:`add_rows` into the column arrays (done before any write)."""
+        fresh, self._pending = self._pending, []
+        if not fresh:
+            return
+        names = sorted(fresh[0]["values"])
+        new_cols = {n: _column(n, [r["values"][n] for r in fresh]) for n in names}
+        self.hash = np.concatenate([self.hash, np.array([r["hash"] for r in fresh], dtype="S16")])
+        self.seed = np.concatenate([self.seed, np.array([int(r["seed"]) for r in fresh], dtype=np.int64)])
+        self.columns = {n: (_concat(n, self.columns[n], c) if n in self.columns else c) for n, c in new_cols.items()}
 
     def same_settings(self, other: "Protocol") -> bool:
         return self.type == other.type and self.settings == other.settings
@@ -275,27 +291,26 @@ def _concat(name: str, old: np.ndarray, new: np.ndarray) -> np.ndarray:
 def add_rows(proto: Protocol, records: Iterable[Mapping[str, Any]]) -> int:
     """Add records (``{"hash", "seed", "values": {column: value}}``) whose key is new; returns rows added.
 
-    Every record of a protocol must carry the same columns (a mismatch raises ``ValueError``).
+    Every record of a protocol must carry the same columns (a mismatch raises ``ValueError`` and adds
+    nothing). Rows are buffered; :meth:`Protocol.settle` turns them into columns.
     """
     seen = proto.done()
-    fresh = []
+    fresh, keys = [], set()
     for r in records:
         key = (str(r["hash"]), int(r["seed"]))
-        if key not in seen:
-            seen.add(key)
-            fresh.append(r)
+        if key not in seen and key not in keys:
+            keys.add(key)
+            fresh.append({"hash": key[0], "seed": key[1], "values": {k: _plain(v) for k, v in r["values"].items()}})
     if not fresh:
         return 0
-    names = sorted(fresh[0]["values"])
+    stored = proto._pending[0]["values"] if proto._pending else (proto.columns if len(proto.hash) else fresh[0]["values"])
+    names = sorted(stored)
     for r in fresh:
         if sorted(r["values"]) != names:
-            raise ValueError(f"protocol {proto.id}: record for cell {r['hash']} has columns {sorted(r['values'])}, expected {names}")
-    if len(proto) and sorted(proto.columns) != names:
-        raise ValueError(f"protocol {proto.id}: new records have columns {names}, stored rows {sorted(proto.columns)}")
-    new_cols = {n: _column(n, [_plain(r["values"][n]) for r in fresh]) for n in names}
-    proto.hash = np.concatenate([proto.hash, np.array([r["hash"] for r in fresh], dtype="S16")])
-    proto.seed = np.concatenate([proto.seed, np.array([int(r["seed"]) for r in fresh], dtype=np.int64)])
-    proto.columns = {n: (_concat(n, proto.columns[n], c) if n in proto.columns else c) for n, c in new_cols.items()}
+            raise ValueError(f"protocol {proto.id}: record for cell {r['hash']} has columns {sorted(r['values'])}, "
+                             f"stored rows have {names}")
+    proto._pending.extend(fresh)
+    seen.update(keys)
     return len(fresh)
 
 
@@ -336,6 +351,8 @@ def _write_file(tmp: Path, protocols: list[Protocol], created: str) -> None:
     from snnbench import __version__
     from snnbench.space import space
 
+    for p in protocols:
+        p.settle()
     sp = space()
     index_of = {h: i for i, h in enumerate(sp.hashes)}
     hashes = sorted({h.decode() for p in protocols for h in p.hash}, key=index_of.__getitem__)
