@@ -180,16 +180,14 @@ class Edge(nn.Module):
             self.lif = LIF(learnable_tau=learnable_tau)
             self.conv = nn.Conv2d(channels, channels, k, padding=k // 2, bias=False)
             self.bn = TimeBatchNorm2d(channels)
-        elif op == "avgpool3x3":
-            self.pool = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=True)
-        elif op != "skip":
+        elif op not in ("avgpool3x3", "skip"):
             raise ValueError(f"op: {op!r} is not an edge operation")
 
     def forward(self, x: Tensor) -> Tensor:
         if self.op == "skip":
             return x
-        if self.op == "avgpool3x3":
-            return _merged(self.pool, x)
+        if self.op == "avgpool3x3":  # zero-padded 3x3 mean, zeros counted: a depthwise sum (faster on CPU) / 9
+            return _merged(lambda v: F.conv2d(v, v.new_ones(v.shape[1], 1, 3, 3), padding=1, groups=v.shape[1]).div_(9.0), x)
         return self.bn(_merged(self.conv, self.lif(x)))
 
     def extra_repr(self) -> str:
