@@ -76,7 +76,7 @@ class Oracle:
         if self.score is not None:
             if self.score not in b.scores:
                 raise ValueError(f"score: {self.score!r} not in the view (scores: {', '.join(b.scores) or 'none'})")
-            ok &= np.isfinite(b.scores[self.score]) & np.isfinite(b.score_seconds)
+            ok &= ~np.isnan(b.scores[self.score]) & np.isfinite(b.score_seconds)
         self.space = np.flatnonzero(ok)
         if not len(self.space):
             raise ValueError(f"search: no {self.kind} cell of {b.path} holds {self.split} accuracy and training time")

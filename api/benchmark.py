@@ -34,8 +34,8 @@ _KINDS = ("forward", "backward")
 
 
 def _num(v: float) -> float | None:
-    """NaN (no result) -> ``None``."""
-    return None if v != v else v
+    """NaN (no result) and +-inf (a singular kernel's score) -> ``None``, so records stay valid JSON."""
+    return None if v - v != 0 else v  # inf - inf and nan - nan are nan
 
 
 _HEX = np.full(256, 255, dtype=np.uint8)

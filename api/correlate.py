@@ -1,6 +1,7 @@
 """How well each stored score ranks cells by accuracy: Kendall tau, Spearman rho, top-k precision.
 
-Invariants: for each score, only cells holding a finite score and a finite accuracy enter; top-k
+Invariants: for each score, only cells holding a score (``-inf``, a singular kernel, ranks lowest) and a
+finite accuracy enter; top-k
 precision is ``|top-k by score  ∩  top-k by accuracy| / k`` (ties broken by view index, so it is
 deterministic); ``k`` values larger than the number of cells are skipped.
 """
@@ -37,7 +38,7 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
     acc = bench.accuracy[split]
     out: dict[str, Any] = {"table": str(bench.path), "protocols": bench.protocol_ids, "split": split, "scores": {}}
     for m in names:
-        ok = np.isfinite(acc) & np.isfinite(bench.scores[m])
+        ok = np.isfinite(acc) & ~np.isnan(bench.scores[m])  # -inf (singular kernel) ranks lowest
         s, a = bench.scores[m][ok], acc[ok]
         row: dict[str, Any] = {"cells": int(ok.sum()), "seconds_per_cell": _mean(bench.score_seconds[ok])}
         if len(s) >= 2:

@@ -2,7 +2,8 @@
 
 Invariants
 ----------
-* The pool is the view's cells of the kind that hold the accuracy and every score asked for; draws
+* The pool is the view's cells of the kind that hold the accuracy and every score asked for (a
+  singular kernel's ``-inf`` counts as a score); draws
   follow :meth:`snnbench.space.Space.probabilities` (``"paper"``: the paper's raw sampler, or
   ``"uniform"`` over unique cells) restricted to the pool and renormalised. With a table that covers
   the kind's whole space this is exactly the paper's sampler.
@@ -49,7 +50,7 @@ def make_pool(bench: Benchmark, scores: Sequence[str], split: str = "test", kind
         raise ValueError(f"split: expected one of {', '.join(bench.accuracy)}, got {split!r}")
     ok = np.isfinite(bench.accuracy[split])
     for m in scores:
-        ok &= np.isfinite(bench.scores[m])
+        ok &= ~np.isnan(bench.scores[m])  # -inf (singular kernel) is a valid, lowest score
     if kind == "forward":
         ok &= np.array([k == "forward" for k in bench.kinds], dtype=bool)
     weight = space().probabilities(kind, dist)[bench.space_index] * ok
