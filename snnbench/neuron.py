@@ -60,7 +60,7 @@ def _forward_loop(x: Tensor, v: Tensor, tau: float, k: Tensor | None, save: bool
         h = h.mul_(k) if k is not None else h.div_(tau)
         h = h.add_(v)
         fired = torch.ge(h, THRESHOLD, out=spikes[t])
-        v = h * (1.0 - fired) if save else h.mul_(1.0 - fired)
+        v = torch.addcmul(h, h, fired, value=-1.0) if save else h.addcmul_(h, fired, value=-1.0)  # h - h*s: exact
     return spikes, hs, v
 
 
