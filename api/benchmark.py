@@ -1,7 +1,7 @@
 """The query layer: a table read once into per-cell numpy columns, then queried in microseconds.
 
 A :class:`Benchmark` is a *view* of one table through at most one ``score`` protocol and one
-``train`` protocol (chosen by id prefix, else the one with the most rows of each type). Its cells
+``train`` protocol (chosen by id prefix, else the largest pair on the same dataset and network). Its cells
 are the table's cells that either protocol holds a row for; every per-cell column is indexed by the
 view's cell index ``u`` (``0 .. len - 1``, in space-index order) and holds NaN where a protocol lacks
 the cell. Means are over the seeds a protocol holds for the cell.
@@ -134,15 +134,41 @@ def _aggregate(proto: Protocol, cell_of_row: np.ndarray, u_count: int) -> _Colum
     return cols
 
 
-def _pick(table: Table, type_: str, key: str | None, dataset: str | None) -> Protocol | None:
+def _candidates(table: Table, type_: str, key: str | None, dataset: str | None) -> list[Protocol]:
+    """Protocols of a type that may serve the view, most rows first (ties: larger id)."""
     if key is not None:
         proto = table.protocol(key)
         if proto.type != type_:
             raise ValueError(f"{table.path}: protocol {proto.id} is a {proto.type} protocol, not a {type_} protocol")
-        return proto
+        return [proto]
     found = [p for p in table.protocols.values() if p.type == type_
              and (dataset is None or str(p.settings.get("dataset", {}).get("name")) == dataset)]
-    return max(found, key=lambda p: (len(p), p.id), default=None)
+    return sorted(found, key=lambda p: (len(p), p.id), reverse=True)
+
+
+def _setup(p: Protocol) -> tuple[str, str]:
+    """What makes a score and a train protocol comparable: the same dataset (and split) and network."""
+    return (json.dumps(p.settings.get("dataset"), sort_keys=True), json.dumps(p.settings.get("network"), sort_keys=True))
+
+
+def _pick_pair(table: Table, score: str | None, train: str | None, dataset: str | None) -> list[Protocol]:
+    """The view's protocols: the largest score/train pair on the same dataset and network.
+
+    Protocols named by id are taken as given. When both types exist but no pair matches, the caller
+    must choose (a ``ValueError`` says how) rather than mix, say, CIFAR-10 scores with digits accuracies.
+    """
+    scores, trains = _candidates(table, "score", score, dataset), _candidates(table, "train", train, dataset)
+    if not scores or not trains:
+        return scores[:1] + trains[:1]
+    if score is not None and train is not None:
+        return [scores[0], trains[0]]
+    for t in trains:
+        for s in scores:
+            if _setup(s) == _setup(t):
+                return [s, t]
+    raise ValueError(f"{table.path}: its score and train protocols differ in dataset or network; choose with "
+                     f"--dataset / --score-protocol / --train-protocol (score: {', '.join(p.id for p in scores)}; "
+                     f"train: {', '.join(p.id for p in trains)})")
 
 
 class Benchmark:
@@ -153,7 +179,7 @@ class Benchmark:
         table = path if isinstance(path, Table) else open_table(resolve_table(path))
         self.path = table.path
         self.table = table
-        picked = [p for p in (_pick(table, "score", score, dataset), _pick(table, "train", train, dataset)) if p is not None]
+        picked = _pick_pair(table, score, train, dataset)
         if not picked:
             raise ValueError(f"{table.path}: no score or train protocol" + (f" on dataset {dataset!r}" if dataset else ""))
         cells = table.cells

@@ -31,10 +31,12 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
 
     if split not in bench.accuracy:
         raise ValueError(f"split: expected one of {', '.join(bench.accuracy)}, got {split!r}")
+    if not bench.scores:
+        raise ValueError(f"correlate: {bench.path} has no score protocol in this view")
     names = list(scores) if scores is not None else list(bench.scores)
     missing = [m for m in names if m not in bench.scores]
-    if missing or not names:
-        raise ValueError(f"score: {', '.join(missing) or 'none'} not in the view (scores: {', '.join(bench.scores) or 'none'})")
+    if missing:
+        raise ValueError(f"score: {', '.join(missing)} not in the view (scores: {', '.join(bench.scores)})")
     acc = bench.accuracy[split]
     out: dict[str, Any] = {"table": str(bench.path), "protocols": bench.protocol_ids, "split": split, "scores": {}}
     for m in names:

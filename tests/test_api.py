@@ -322,3 +322,28 @@ def test_kernel_figure(bench: Benchmark, tmp_path: Path) -> None:
     assert np.allclose(np.diag(k), sum(t * n for t, n in sizes) / sum(t for t, _ in sizes))
     out = plot_kernels([k, k], ["a", "b"], tmp_path / "k.png")
     assert out.stat().st_size > 0
+
+
+def test_view_pairs_score_and_train_protocols_of_one_setup(table: Path, tmp_path: Path) -> None:
+    """A view never mixes protocols of different datasets unless asked to by id."""
+    import copy
+
+    from snnbench.table import Protocol, protocol_id, write_table
+
+    t = open_table(table)
+    score = next(p for p in t.protocols.values() if p.type == "score")
+    train = next(p for p in t.protocols.values() if p.type == "train")
+    settings = copy.deepcopy(score.settings)
+    settings["dataset"]["name"] = "cifar10"
+    other = Protocol(protocol_id("score", settings), "score", settings, hash=score.hash, seed=score.seed,
+                     columns={k: v * 2 for k, v in score.columns.items()})
+    write_table(tmp_path / "three.h5", [other, train, score])
+    assert Benchmark(tmp_path / "three.h5").protocol_ids == [score.id, train.id]
+    write_table(tmp_path / "mixed.h5", [other, train])
+    with pytest.raises(ValueError, match="differ in dataset"):
+        Benchmark(tmp_path / "mixed.h5")
+    assert Benchmark(tmp_path / "mixed.h5", dataset="digits").protocol_ids == [train.id]
+    both = Benchmark(tmp_path / "mixed.h5", score=other.id[:6], train=train.id)
+    assert both.query(both.matrices[0])["scores"]["sahd"] == 2 * Benchmark(table).query(both.matrices[0])["scores"]["sahd"]
+    r = CliRunner().invoke(main, ["correlate", "--table", str(tmp_path / "mixed.h5")])
+    assert r.exit_code == 2 and "--dataset" in r.output
