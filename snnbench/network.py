@@ -356,7 +356,9 @@ class SNASNet(nn.Module):
         return y.view(c.timesteps, b, c.num_classes, c.group).mean(-1).mean(0)
 
     def lif_layers(self) -> list[tuple[str, LIF]]:
-        """Every LIF layer with its module name, in forward order."""
+        """Every LIF layer with its module name, in registration order: the forward order of the skeleton;
+        inside a cell, edges by target node then source node, backward edges last (for a forward cell
+        that is the order in which they run)."""
         return [(name, m) for name, m in self.named_modules() if isinstance(m, LIF)]
 
     def _output_shapes(self) -> dict[str, tuple[int, ...]]:
