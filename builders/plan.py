@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from snnbench.space import KINDS, Cell, space
+from snnbench.space import KINDS, Cell, space, to_text
 from snnbench.table import Protocol
 
 CELL_SPECS = "all | sample:N[:SEED] | top:K:METRIC | FILE"
@@ -168,6 +168,6 @@ def plan_items(stage: str, proto: Protocol, hashes: Sequence[str], seeds: Sequen
             if (h, s) in done:
                 skipped += 1
             else:
-                todo.append((h, Cell(sp.matrices[index_of[h]], nodes=None).text, int(s)))
+                todo.append((h, to_text(sp.matrices[index_of[h]]), int(s)))
     items = [WorkItem(stage, proto.id, proto.settings, todo[i:i + batch]) for i in range(0, len(todo), max(1, batch))]
     return items, skipped

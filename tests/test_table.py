@@ -207,6 +207,10 @@ def test_foreign_hdf5(tmp_path: Path) -> None:
     with h5py.File(path, "w") as f:
         f["x"] = np.arange(3)
     _one_line_error(path, "foreign HDF5 file")
+    before = path.read_bytes()
+    result = CliRunner().invoke(main, ["build", str(path), "--cells", "sample:2", "--train-epochs", "0", "--workers", "0", "--quiet"])
+    assert result.exit_code == 2 and "foreign HDF5 file" in result.output and result.output.count("\n") == 1
+    assert path.read_bytes() == before  # a build never overwrites a file it cannot read
 
 
 def test_newer_schema(good: Path) -> None:
