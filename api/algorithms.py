@@ -263,15 +263,19 @@ def trajectory(oracle: Oracle, times: np.ndarray, report: str = "test") -> np.nd
 
 def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: int, *, split: str = "val",
             report: str = "test", score: str = "sahd", kind: str | None = None, points: int = 50,
-            seed: int = 0) -> dict[str, Any]:
-    """Every algorithm over ``runs`` seeds: final best accuracy (mean, std), and mean trajectory over time."""
+            seed: int = 0, options: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Every algorithm over ``runs`` seeds (``seed``, ``seed + 1``, ...): final best accuracy (mean, std) and
+    the mean trajectory over time; ``options[name]`` are keyword options of that algorithm."""
+    for name in algorithms:
+        if name not in ALGORITHMS:
+            raise ValueError(f"algorithm: expected one of {', '.join(ALGORITHMS)}, got {name!r}")
     times = np.linspace(0, budget, points + 1)[1:]
     out: dict[str, Any] = {"budget": budget, "runs": runs, "split": split, "report": report, "times": times.tolist(),
                            "table": str(bench.path), "algorithms": {}}
     for name in algorithms:
         finals, curves, trained, spent = [], [], [], []
         for r in range(runs):
-            o = run(bench, name, budget, seed + r, split=split, score=score, kind=kind)
+            o = run(bench, name, budget, seed + r, split=split, score=score, kind=kind, **(options or {}).get(name, {}))
             curve = trajectory(o, times, report)
             curves.append(curve)
             finals.append(curve[-1])

@@ -104,3 +104,24 @@ def plot_kernels(kernels: Sequence[np.ndarray], titles: Sequence[str], path: str
         ax.imshow(k / np.mean(np.diag(k)), cmap="viridis", vmin=0, vmax=1)
         ax.set_title(title, fontsize=8)
     return _save(fig, path)
+
+
+def kernel_figure(bench: Any, matrices: Sequence[Any], path: str | os.PathLike[str], metric: str = "sahd",
+                  batch_size: int = 64, seed: int = 0, split: str = "test", data_dir: str | None = None) -> Path:
+    """Supplementary Fig. 2 for cells of a table: each cell's kernel (the view's score protocol's dataset
+    and network), titled with its hash and stored ``split`` accuracy."""
+    from snnbench.data import load_dataset
+    from snnbench.network import NetworkConfig
+
+    meta = bench.metadata
+    settings = next((m["settings"] for m in meta.values() if m["type"] == "score"), next(iter(meta.values()))["settings"])
+    d = settings["dataset"]
+    data = load_dataset(d["name"], data_dir, val_fraction=d["val_fraction"], seed=d["split_seed"])
+    config = NetworkConfig(**settings["network"]["config"])
+    kernels, titles = [], []
+    for m in matrices:
+        rec = bench.query(m)
+        kernels.append(kernel_matrix(rec["matrix"], data, config, metric, batch_size, seed))
+        acc = rec["accuracy"][split]
+        titles.append(f"{rec['hash'][:8]}  {split} " + ("-" if acc is None else f"{acc:.3f}"))
+    return plot_kernels(kernels, titles, path)

@@ -322,6 +322,9 @@ def test_kernel_figure(bench: Benchmark, tmp_path: Path) -> None:
     assert np.allclose(np.diag(k), sum(t * n for t, n in sizes) / sum(t for t, _ in sizes))
     out = plot_kernels([k, k], ["a", "b"], tmp_path / "k.png")
     assert out.stat().st_size > 0
+    from api.plots import kernel_figure
+
+    assert kernel_figure(bench, bench.matrices[:2], tmp_path / "fig2.png", batch_size=8).stat().st_size > 0
 
 
 def test_view_pairs_score_and_train_protocols_of_one_setup(table: Path, tmp_path: Path) -> None:

@@ -108,6 +108,8 @@ def replay(table: str | None, score_protocol: str | None, train_protocol: str | 
 @click.option("--budget", type=click.FloatRange(min=0, min_open=True), required=True, help="Simulated seconds per run.")
 @click.option("--runs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--score", default="sahd", show_default=True, help="Score used by score_train.")
+@click.option("--candidates", type=click.IntRange(min=1), default=100, show_default=True, help="score_train: cells scored.")
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="score_train: best-scored cells trained.")
 @click.option("--observe", type=click.Choice(["train", "val", "test"]), default="val", show_default=True,
               help="Accuracy the algorithms see.")
 @split_option
@@ -115,15 +117,16 @@ def replay(table: str | None, score_protocol: str | None, train_protocol: str | 
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write best accuracy vs time here.")
 @json_option
 def compare(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None,
-            algorithms: str, budget: float, runs: int, score: str, observe: str, split: str, seed: int,
-            plot: str | None, as_json: bool) -> None:
+            algorithms: str, budget: float, runs: int, score: str, candidates: int, top: int, observe: str, split: str,
+            seed: int, plot: str | None, as_json: bool) -> None:
     """Offline NAS algorithms with simulated cost (stored training and scoring times)."""
     from api.algorithms import compare as run_compare
     from api.plots import plot_compare
 
     bench = _open(table, score_protocol, train_protocol, dataset)
     names = [a.strip() for a in algorithms.split(",") if a.strip()]
-    result = run_compare(bench, names, budget, runs, split=observe, report=split, score=score, seed=seed)
+    result = run_compare(bench, names, budget, runs, split=observe, report=split, score=score, seed=seed,
+                         options={"score_train": {"candidates": candidates, "top": top}})
     if plot:
         plot_compare(result, plot)
     if as_json:
