@@ -1,0 +1,198 @@
+"""Training images per second: snnbench's trainer against a conventional training loop, side by side.
+
+Both train the same cell in the same skeleton on the same images with SGD (SPEC section 4 optimiser):
+
+* ours: :func:`snnbench.training.train_cell` (uint8 data on the device, batched on-device crop/flip,
+  multi-step LIF layers, bf16 autocast on CUDA, no host synchronisation inside an epoch);
+* conventional: a ``torch.utils.data.DataLoader`` over a per-image ``Dataset`` with torchvision transforms
+  (ToTensor, RandomCrop with padding, RandomHorizontalFlip, Normalize), float32, and the network run step by
+  step in time with a single-step LIF written in autograd (as SpikingJelly's ``step_mode='s'`` and the
+  authors' release do), reusing the very modules (weights, BatchNorm) of the snnbench network.
+
+The step-by-step forward is checked against the snnbench forward before timing. Images/second counts
+training images of the timed epochs (the first epoch of each is a warm-up and is not timed).
+
+    python benchmarks/bench_training.py                       # digits, CPU
+    python benchmarks/bench_training.py --data /work/shared/data/cifar10/train.npz --images 4096 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision import transforms
+
+from snnbench.data import Dataset, load_dataset
+from snnbench.network import SNASNet, build_network
+from snnbench.training import network_config_for, train_cell, train_config
+
+
+class _ATanSpike(torch.autograd.Function):
+    """Heaviside(u) with the ATan surrogate ``1 / (1 + (pi u)^2)``."""
+
+    @staticmethod
+    def forward(ctx, u):  # type: ignore[override]
+        ctx.save_for_backward(u)
+        return (u >= 0).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (u,) = ctx.saved_tensors
+        return grad / (1 + (math.pi * u) ** 2)
+
+
+def step_forward(model: SNASNet, x: torch.Tensor) -> torch.Tensor:
+    """The SNASNet forward computed one time step at a time with single-step autograd LIF neurons."""
+    c = model.config
+    tau = 4.0 / 3.0
+    v: dict[int, torch.Tensor] = {}
+
+    def lif(module: torch.nn.Module, inp: torch.Tensor) -> torch.Tensor:
+        h = v.get(id(module), torch.zeros_like(inp))
+        h = h + (inp - h) / tau
+        s = _ATanSpike.apply(h - 1.0)
+        v[id(module)] = h * (1 - s.detach())
+        return s
+
+    def bn(m: torch.nn.BatchNorm2d, inp: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(inp, m.running_mean, m.running_var, m.weight, m.bias, m.training, m.momentum, m.eps)
+
+    def edge(e: torch.nn.Module, inp: torch.Tensor) -> torch.Tensor:
+        if e.op == "skip":
+            return inp
+        if e.op == "avgpool3x3":
+            return F.avg_pool2d(inp, 3, 1, 1, count_include_pad=True)
+        return bn(e.bn, e.conv(lif(e.lif, inp)))
+
+    def cell_step(cell: torch.nn.Module, x_t: torch.Tensor, delayed: list) -> tuple[torch.Tensor, list]:
+        y: list[torch.Tensor] = []
+        for j in range(cell.n):
+            terms = [x_t] if j == 0 else [edge(cell.edges[f"e{i}{j}"], y[i]) for i in cell.forward_in[j]]
+            if delayed[j] is not None:
+                terms.append(delayed[j])
+            y.append(sum(terms[1:], terms[0]) if terms else torch.zeros_like(x_t))
+        new = [sum(edge(cell.edges[f"e{i}{j}"], y[i]) for i in cell.backward_in[j]) if cell.backward_in[j] else None
+               for j in range(cell.n)]
+        return y[-1], new
+
+    b = x.shape[0]
+    static = model.stem(x)
+    mask = F.dropout(torch.ones(b, model.fc1.in_features, device=x.device), c.dropout, training=model.training)
+    d1: list = [None] * model.cell1.n
+    d2: list = [None] * model.cell2.n
+    out = 0.0
+    for _ in range(c.timesteps):
+        y, d1 = cell_step(model.cell1, static, d1)
+        y = lif(model.lif1, bn(model.bn1, y))
+        y = model.pool1(bn(model.bn2, model.conv(y)))
+        y, d2 = cell_step(model.cell2, y, d2)
+        y = lif(model.lif2, bn(model.bn3, y))
+        y = model.pool2(y).flatten(1) * mask
+        y = model.fc2(lif(model.lif3, model.fc1(y)))
+        out = out + y.view(b, c.num_classes, c.group).mean(-1)
+    return out / c.timesteps
+
+
+class _ImageSet(torch.utils.data.Dataset):
+    """Per-image access to uint8 HWC images with a torchvision transform (the conventional pipeline)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.transform(self.images[i]), int(self.labels[i])
+
+
+def conventional(cell: str, data: Dataset, net, cfg, epochs: int, device: torch.device, workers: int) -> float:
+    """Images/second of the DataLoader + torchvision + step-by-step loop over the timed epochs."""
+    size = data.image_size
+    ops = [transforms.ToTensor(), transforms.RandomCrop(size, padding=data.crop_padding)]
+    if data.hflip:
+        ops.append(transforms.RandomHorizontalFlip())
+    ops.append(transforms.Normalize(data.mean, data.std))
+    images = data.train.images.permute(0, 2, 3, 1).numpy()
+    images = images[..., 0] if images.shape[-1] == 1 else images  # ToTensor wants HxW for one channel
+    loader = torch.utils.data.DataLoader(
+        _ImageSet(images, data.train.labels.numpy(), transforms.Compose(ops)), batch_size=cfg.batch_size,
+        shuffle=True, num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+    )
+    torch.manual_seed(0)
+    model = build_network(cell, net).to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    timed, seen = 0.0, 0
+    for epoch in range(epochs):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            loss = F.cross_entropy(step_forward(model, x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            loss.item()  # the usual per-step logging sync
+            if epoch:
+                seen += len(y)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if epoch:
+            timed += time.perf_counter() - t0
+    return seen / timed
+
+
+def ours(cell: str, data: Dataset, net, cfg, device: torch.device) -> float:
+    """Images/second of :func:`train_cell` over the timed epochs (per-epoch wall times, first epoch skipped)."""
+    res = train_cell(cell, data, net, cfg, seed=0, device=device)
+    timed = res["epochs"][1:]
+    return len(data.train) * len(timed) / sum(r["seconds"] for r in timed)
+
+
+def check_step_forward(cell: str, data: Dataset, net) -> float:
+    """Max |difference| of class scores between the step-by-step and snnbench forwards (dropout off)."""
+    torch.manual_seed(0)
+    model = build_network(cell, net.__class__(**{**net.to_dict(), "dropout": 0.0})).train()
+    x = data.normalize(data.train.images[:16])
+    with torch.no_grad():
+        return float((step_forward(model, x) - model(x)).abs().max())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", default="digits", help="digits, cifar10, ... or a train .npz path")
+    p.add_argument("--images", type=int, default=1024, help="training images (a seeded subset)")
+    p.add_argument("--cell", default="0302 0030 3003 0000")
+    p.add_argument("--preset", default="bench", choices=["bench", "paper"])
+    p.add_argument("--timesteps", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=3, help="epochs per trainer; the first is warm-up")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: 2 CPU, 4 CUDA)")
+    a = p.parse_args()
+    device = torch.device(a.device)
+    data = load_dataset(a.data, val_fraction=0.0).subset(train=a.images, test=a.batch_size)
+    net = network_config_for(data, a.preset, **({"timesteps": a.timesteps} if a.timesteps else {}))
+    cfg = train_config("paper", epochs=a.epochs, batch_size=a.batch_size)  # SGD for both loops
+    workers = a.workers if a.workers is not None else (4 if device.type == "cuda" else 2)
+    print(f"# {a.cell} on {data.name} ({len(data.train)} images {data.channels}x{data.image_size}x{data.image_size}), "
+          f"{a.preset} skeleton T={net.timesteps}, batch {a.batch_size}, device {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f" ({torch.get_num_threads()} threads)"))
+    print(f"step-by-step forward vs snnbench forward: max |diff| = {check_step_forward(a.cell, data, net):.2e}")
+    rows = [("snnbench trainer" + (" (bf16 autocast)" if device.type == "cuda" else ""), ours(a.cell, data, net, cfg, device))]
+    if device.type == "cuda":
+        rows.append(("snnbench trainer (float32)", ours(a.cell, data, net, train_config("paper", epochs=a.epochs, batch_size=a.batch_size, amp=False), device)))
+    base = conventional(a.cell, data, net, cfg, a.epochs, device, workers)
+    rows.append((f"conventional (DataLoader x{workers} workers, step-by-step, float32)", base))
+    for name, ips in rows:
+        print(f"{name:60s} {ips:10.1f} images/s   {ips / base:6.2f}x")
+
+
+if __name__ == "__main__":
+    main()
