@@ -150,9 +150,9 @@ class TimeBatchNorm2d(nn.BatchNorm2d):
         if flat.dtype in (torch.float16, torch.bfloat16):  # statistics in float32, as the native kernel
             flat = flat.float()
         mean = flat.mean(1, keepdim=True)
-        out = flat - mean
-        var = out.square().mean(1, keepdim=True)
-        out.mul_(self.weight * torch.rsqrt(var + self.eps)).add_(self.bias)
+        var = (flat - mean).square_().mean(1, keepdim=True)  # two-pass variance
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        out = torch.addcmul(self.bias - mean * scale, flat, scale)  # x * scale + shift, as the native CPU kernel
         if self.track_running_stats and self.momentum is not None:
             n = b * h * w
             unbiased = var * (n / max(n - 1, 1))

@@ -391,6 +391,23 @@ def test_eval_mode_uses_running_statistics():
     torch.testing.assert_close(a[:3], b)  # no batch statistics in eval mode
 
 
+def test_time_batchnorm_no_grad_path_equals_per_step_native():
+    from snnbench.network import TimeBatchNorm2d
+
+    x = torch.randn(4, 10, 3, 5, 5, dtype=torch.float64) * 3 + 1
+    fast, ref = TimeBatchNorm2d(3).double(), TimeBatchNorm2d(3).double()
+    with torch.no_grad():
+        fast.weight.uniform_(0.5, 1.5), fast.bias.uniform_(-1, 1)
+        ref.load_state_dict(fast.state_dict())
+        out = fast(x)  # vectorised statistics
+    expected = torch.stack([F.batch_norm(x[t], ref.running_mean, ref.running_var, ref.weight, ref.bias, True, 0.1, ref.eps)
+                            for t in range(4)])  # native kernel, one step at a time, running stats in step order
+    torch.testing.assert_close(out, expected.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fast.running_mean, ref.running_mean, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(fast.running_var, ref.running_var, rtol=1e-12, atol=1e-14)
+    assert int(fast.num_batches_tracked) == 4
+
+
 def test_bf16_autocast_keeps_spike_semantics():
     torch.manual_seed(11)
     model = _boosted(build_network(Cell(PUBLISHED), network_config("digits", "bench"))).train()
