@@ -21,7 +21,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -29,7 +29,6 @@ from api.lookup import Key, cell_key
 from snnbench.space import Cell, to_text
 from snnbench.table import Protocol, Table, default_table_path, open_table
 
-SPLITS = ("train", "val", "test")
 _KINDS = ("forward", "backward")
 
 
@@ -56,7 +55,6 @@ def _texts(matrices: np.ndarray) -> np.ndarray:
     chars = np.full((u, n, n + 1), ord(" "), dtype=np.uint8)
     chars[:, :, :n] = matrices.astype(np.uint8) + ord("0")
     return chars.reshape(u, n * (n + 1))[:, :-1].copy().view(f"S{n * (n + 1) - 1}").ravel()
-Split = Literal["train", "val", "test"]
 
 
 class CellNotFound(KeyError):
@@ -368,8 +366,6 @@ class Benchmark:
         for name, col in c.proto.columns.items():
             v = col[row]
             out[name] = v.tolist() if isinstance(v, np.ndarray) else (v.item() if isinstance(v, np.generic) else v)
-        if "spike_layers" in out:
-            out["spike_layers"] = json.loads(out["spike_layers"])
         return out
 
     # ------------------------------------------------------------------ collections

@@ -17,7 +17,7 @@ from api.correlate import correlate, top_k_precision
 from api.lookup import cell_key
 from api.replay import draw, make_pool, pick, replay, replay_curve
 from snnbench.cli import main
-from snnbench.space import Cell, canonical_batch, prune_batch, raw_matrices, space
+from snnbench.space import Cell, canonical_batch, prune_batch, raw_matrices, space, validate
 from snnbench.table import open_table
 
 
@@ -49,6 +49,18 @@ def test_lookup_equals_the_space_canonical_form_on_every_raw_matrix() -> None:
     expected = canonical_batch(prune_batch(raw)).reshape(len(raw), 16).tolist()
     got = [list(cell_key(m)) for m in raw.reshape(len(raw), 4, 4).tolist()]
     assert got == expected
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_lookup_equals_the_space_canonical_form_for_other_node_counts(n: int) -> None:
+    rng = np.random.default_rng(n)
+    for _ in range(400):
+        m = np.zeros((n, n), dtype=np.int64)
+        for i, j in itertools.combinations(range(n), 2):
+            op, back = int(rng.integers(0, 5)), rng.random() < 0.5
+            m[(j, i) if back and (i, j) != (0, n - 1) else (i, j)] = op if (i, j) != (0, n - 1) else max(op, 1)
+        expected = canonical_batch(prune_batch(validate(m, nodes=n)[None]))[0]
+        assert cell_key(m.tolist(), n) == tuple(expected.ravel().tolist())
 
 
 def test_lookup_accepts_every_form_the_cell_type_accepts() -> None:
