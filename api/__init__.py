@@ -1,8 +1,13 @@
 """snnbench's query API: ``query(matrix)``, ``Benchmark(path)``, replay, correlation and offline NAS comparison.
 
-Records and fields are documented in ``docs/api.md``.
+Records and fields are documented in ``docs/api.md``. Importing ``api`` loads numpy and h5py only
+(scipy and matplotlib are imported by the functions that need them).
 """
 
+from api.algorithms import compare, run
 from api.benchmark import Benchmark, CellNotFound, load, query, resolve_table
+from api.correlate import correlate
+from api.replay import replay, replay_curve
 
-__all__ = ["Benchmark", "CellNotFound", "load", "query", "resolve_table"]
+__all__ = ["Benchmark", "CellNotFound", "compare", "correlate", "load", "query", "replay", "replay_curve",
+           "resolve_table", "run"]
