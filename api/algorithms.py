@@ -87,10 +87,10 @@ class Oracle:
         """Unique cell of a proposal, or ``None`` when it is outside the search space."""
         self.proposals += 1
         try:
-            u = self.bench.index(matrix)
-        except (KeyError, ValueError):
+            u = self.bench.find(matrix)
+        except ValueError:
             return None
-        return u if self.allowed[u] else None
+        return u if u is not None and self.allowed[u] else None
 
     def train(self, u: int) -> float:
         """Observed accuracy of cell ``u``; charges its training time the first time only."""

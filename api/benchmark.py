@@ -268,6 +268,10 @@ class Benchmark:
         except ValueError:
             return False
 
+    def find(self, matrix: object) -> int | None:
+        """View index of a cell (any accepted form), ``None`` if absent; ``ValueError`` if invalid."""
+        return self._row(cell_key(matrix))
+
     def index(self, matrix: object) -> int:
         """View index of a cell (any accepted form); ``ValueError`` if invalid, :class:`CellNotFound` if absent."""
         key = cell_key(matrix)

@@ -175,6 +175,9 @@ def test_collections_sample_dataframe_and_metadata(table: Path, bench: Benchmark
     for pid, m in meta.items():
         assert m["settings"] == t.protocols[pid].settings and m["rows"] == len(t.protocols[pid])
     assert Cell(bench.matrices[2]).text in bench and "0302 0030 3003 0000" not in bench and "junk" not in bench
+    assert bench.find(bench.matrices[3]) == bench.index(bench.matrices[3]) == 3 and bench.find("0302 0030 3003 0000") is None
+    with pytest.raises(ValueError):
+        bench.find("junk")
 
 
 def test_table_resolution(table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
