@@ -104,17 +104,15 @@ class Protocol:
 
     def settle(self) -> None:
         """Move rows added by :func:`add_rows` into the column arrays (done before any write)."""
-        fresh, self._pending = self._pending, []
+        fresh = self._pending
         if not fresh:
             return
         names = sorted(fresh[0]["values"])
         new_cols = {n: _column(n, [r["values"][n] for r in fresh]) for n in names}
+        columns = {n: (_concat(n, self.columns[n], c) if n in self.columns else c) for n, c in new_cols.items()}
         self.hash = np.concatenate([self.hash, np.array([r["hash"] for r in fresh], dtype="S16")])
         self.seed = np.concatenate([self.seed, np.array([int(r["seed"]) for r in fresh], dtype=np.int64)])
-        self.columns = {n: (_concat(n, self.columns[n], c) if n in self.columns else c) for n, c in new_cols.items()}
-
-    def same_settings(self, other: "Protocol") -> bool:
-        return self.type == other.type and self.settings == other.settings
+        self.columns, self._pending = columns, []
 
 
 @dataclass
@@ -133,11 +131,6 @@ class Table:
             known = ", ".join(self.protocols) or "none"
             raise KeyError(f"{self.path}: {'no' if not hits else 'ambiguous'} protocol {key!r} (protocols: {known})")
         return hits[0]
-
-    def cell_rows(self, proto: Protocol) -> np.ndarray:
-        """``int32 [R]``: row of :attr:`cells` for every row of ``proto``."""
-        order = {h: i for i, h in enumerate(self.cells["hash"])}
-        return np.array([order[h] for h in proto.hash], dtype=np.int32)
 
 
 # --------------------------------------------------------------------------- reading
