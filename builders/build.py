@@ -76,8 +76,19 @@ def build(path: str | os.PathLike[str], stages: Sequence[Stage], *, work: Work, 
     shard = parse_shard(shard) if isinstance(shard, str) else shard
     executor = executor or LocalExecutor(0)
     reports: list[StageReport] = []
+    try:
+        replayed = _run_stages(path, stages, work, executor, shard, environment(), progress, fold_seconds, reports)
+    finally:
+        executor.close()
+    size = Path(path).stat().st_size
+    return BuildReport(Path(path), reports, time.perf_counter() - start, size, replayed)
+
+
+def _run_stages(path: str | os.PathLike[str], stages: Sequence[Stage], work: Work, executor: Executor,
+                shard: tuple[int, int] | None, env: dict[str, Any], progress: bool, fold_seconds: float,
+                reports: list[StageReport]) -> int:
+    """Run the stages in order under one writer (its exit folds whatever finished); returns rows replayed."""
     with TableWriter(path) as writer:
-        env = environment()
         for stage in stages:
             proto = writer.ensure_protocol(stage.type, stage.settings, command=stage.command, environment=env, shard=shard)
             scored_by = [r.protocol for r in reports]
@@ -89,10 +100,8 @@ def build(path: str | os.PathLike[str], stages: Sequence[Stage], *, work: Work, 
             _run_stage(writer, proto, [i.to_dict() for i in items], report, work, executor, progress, fold_seconds)
             report.seconds = time.perf_counter() - t0
             report.rows = len(proto)
-        replayed = writer.replayed
-    executor.close()
-    size = Path(path).stat().st_size
-    return BuildReport(Path(path), reports, time.perf_counter() - start, size, replayed)
+            writer.fold()  # a stage boundary: readers see the finished stage
+        return writer.replayed
 
 
 def _run_stage(writer: TableWriter, proto: Protocol, items: list[dict[str, Any]], report: StageReport, work: Work,
