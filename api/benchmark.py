@@ -86,12 +86,12 @@ class _Columns:
     start: np.ndarray  # int64 [U]: first protocol row of the cell (rows of a cell are contiguous)
     count: np.ndarray  # int64 [U]
     mean: dict[str, np.ndarray] = field(default_factory=dict)  # numeric columns, mean over seeds, [U] or [U, ...]
-    lists: dict[str, list[Any]] = field(default_factory=dict)  # scalar means as Python lists (fast records)
-    has_list: list[bool] = field(default_factory=list)
-    start_list: list[int] = field(default_factory=list)
-    end_list: list[int] = field(default_factory=list)
+    # Row-packed copies for fast records: one row fetch per protocol (random queries miss the cache once).
+    names: list[str] = field(default_factory=list)  # scalar columns of ``packed`` (then _has, _start, _end, _nan)
+    packed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # float64 [U, F]
+    curve_names: list[str] = field(default_factory=list)
+    curves: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))  # float64 [U, C, E] mean curves
     seed_list: list[int] = field(default_factory=list)
-    curves: list[tuple[str, np.ndarray, list[bool]]] = field(default_factory=list)  # (name, mean [U, E], row has NaN)
 
     @property
     def id(self) -> str:
@@ -127,8 +127,6 @@ def _aggregate(proto: Protocol, cell_of_row: np.ndarray, u_count: int) -> _Colum
         else:
             out[has] = sums / div
         cols.mean[name] = out
-        if col.ndim == 1:
-            cols.lists[name] = out.tolist()
     return cols
 
 
@@ -228,16 +226,17 @@ class Benchmark:
         self.train_seconds: np.ndarray = curves.get("train_seconds", nan)
         params = [c.mean["params"] for c in self._columns if "params" in c.mean]
         self.params: np.ndarray = np.fmax.reduce(params) if params else nan
-        if t is not None:
-            t.lists["_train_acc"] = last_train.tolist()
-        # plain-Python copies for fast records
         for c in self._columns:
-            c.has_list = c.has.tolist()
-            c.start_list = c.start.tolist()
-            c.end_list = (c.start + c.count).tolist()
+            scalars = {k: v for k, v in c.mean.items() if v.ndim == 1}
+            if c is t:
+                scalars["_train_acc"] = last_train
+            curve_keys = [k for k, v in c.mean.items() if k.startswith("curves/") and v.ndim == 2]
+            c.curve_names = [k.split("/", 1)[1] for k in curve_keys]
+            c.curves = np.stack([c.mean[k] for k in curve_keys], axis=1) if curve_keys else np.zeros((n, 0, 0))
+            nan_rows = np.isnan(c.curves).any(axis=(1, 2)) if curve_keys else np.zeros(n, bool)
+            c.names = [*scalars, "_has", "_start", "_end", "_nan"]
+            c.packed = np.column_stack([*scalars.values(), c.has, c.start, c.start + c.count, nan_rows]).astype(np.float64)
             c.seed_list = c.proto.seed.tolist()
-            c.curves = [(k.split("/", 1)[1], v, np.isnan(v).any(axis=1).tolist()) for k, v in c.mean.items()
-                        if k.startswith("curves/")]
         self._metrics = list(s.proto.settings.get("score", {}).get("metrics", self.scores)) if s else []
         self._raw_lists = (self.raw_counts["forward"].tolist(), self.raw_counts["backward"].tolist())
         self._protocol_types = {c.proto.type: c.id for c in self._columns}
@@ -314,25 +313,29 @@ class Benchmark:
     def record(self, u: int, seed: int | None = None) -> dict[str, Any]:
         """The record of view cell ``u``: means over seeds, or one seed's values when ``seed`` is given."""
         s, t = self._score, self._train
-        missing = [c.id for c in self._columns if not c.has_list[u]]
+        rows = {c.proto.type: dict(zip(c.names, c.packed[u].tolist())) for c in self._columns}
+        missing = [c.id for c in self._columns if not rows[c.proto.type]["_has"]]
         rec: dict[str, Any] = {
             "hash": self.hash_array[u].decode(), "matrix": self.matrices[u].tolist(), "text": self._texts[u].decode(),
             "kind": _KINDS[self.kind_array[u]],
             "raw_matrices": {"forward": self._raw_lists[0][u], "backward": self._raw_lists[1][u]},
             "seed": seed,
         }
-        curves: list[tuple[str, np.ndarray, list[bool] | None]] = []
+        curves: dict[str, list[Any]] | None = None
         if seed is None:
-            sv = {k: _num(v[u]) for k, v in s.lists.items()} if s else {}
-            tv = {k: _num(v[u]) for k, v in t.lists.items()} if t else {}
-            if t is not None and t.has_list[u]:
-                curves, row = t.curves, u
+            sv = {k: _num(v) for k, v in rows["score"].items()} if s else {}
+            tv = {k: _num(v) for k, v in rows["train"].items()} if t else {}
+            if t is not None and tv["_has"] and t.curve_names:
+                values = t.curves[u].tolist()
+                if tv["_nan"]:
+                    values = [[None if x != x else x for x in v] for v in values]
+                curves = dict(zip(t.curve_names, values))
         else:
             sv = self._seed_values(s, u, seed, missing)
             tv = self._seed_values(t, u, seed, missing)
             if t is not None and tv:
-                row = tv["_row"]
-                curves = [(k.split("/", 1)[1], v, None) for k, v in t.proto.columns.items() if k.startswith("curves/")]
+                curves = {k.split("/", 1)[1]: [None if x != x else x for x in v]
+                          for k, v in tv.items() if k.startswith("curves/")}
                 tv["_train_acc"] = tv["curves/train_acc"][-1] if "curves/train_acc" in tv else None
             if len(missing) == len(self._columns):
                 raise CellNotFound(f"cell {rec['hash']} ({rec['text']}) has no row for seed {seed} in {self.path}: "
@@ -341,8 +344,7 @@ class Benchmark:
         rec["scores"] = {m: get("scores/" + m) for m in self._metrics}
         rec["singular"] = {m: (None if get("singular/" + m) is None else bool(sv["singular/" + m])) for m in self._metrics}
         rec["accuracy"] = {"train": tv.get("_train_acc"), "val": tv.get("val_acc"), "test": tv.get("test_acc")}
-        rec["curves"] = {k: [None if x != x else x for x in v[row].tolist()] if nan is None or nan[row] else v[row].tolist()
-                         for k, v, nan in curves} if curves else None
+        rec["curves"] = curves
         params = tv.get("params")
         params = get("params") if params is None else params
         rec["params"] = None if params is None else int(params)
@@ -350,7 +352,8 @@ class Benchmark:
                          if tv.get("spikes_per_image") is not None else None)
         rec["train_seconds"] = tv.get("train_seconds")
         rec["score_seconds"] = get("seconds")
-        rec["seeds"] = {c.proto.type: c.seed_list[c.start_list[u]:c.end_list[u]] for c in self._columns}
+        rec["seeds"] = {c.proto.type: c.seed_list[int(rows[c.proto.type]["_start"]):int(rows[c.proto.type]["_end"])]
+                        for c in self._columns}
         rec["protocols"] = dict(self._protocol_types)
         rec["missing"] = missing
         return rec
@@ -366,10 +369,11 @@ class Benchmark:
                 missing.append(c.id)
             return {}
         row = lo + int(hits[0])
-        out: dict[str, Any] = {"_row": row}
+        out: dict[str, Any] = {}
         for name, col in c.proto.columns.items():
             v = col[row]
-            out[name] = v.tolist() if isinstance(v, np.ndarray) else (v.item() if isinstance(v, np.generic) else v)
+            out[name] = v.tolist() if isinstance(v, np.ndarray) else (_num(v.item()) if isinstance(v, np.floating) else
+                                                                     v.item() if isinstance(v, np.generic) else v)
         return out
 
     # ------------------------------------------------------------------ collections
