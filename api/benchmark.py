@@ -49,6 +49,23 @@ def _hash_ints(hashes: np.ndarray) -> np.ndarray:
     return (nibbles << (np.arange(60, -1, -4, dtype=np.uint64))).sum(axis=1, dtype=np.uint64)
 
 
+def _rows_in_cells(cell_hash: np.ndarray, proto_hashes: list[np.ndarray]) -> list[np.ndarray]:
+    """Row of ``/cells`` of every protocol row, matched by hash (a protocol with one row per cell, in
+    cell order, is recognised by one comparison)."""
+    out: list[np.ndarray] = []
+    order = sorted_ids = None
+    for h in proto_hashes:
+        if len(h) == len(cell_hash) and np.array_equal(h, cell_hash):
+            out.append(np.arange(len(h)))
+            continue
+        if order is None:
+            cell_ids = _hash_ints(cell_hash)
+            order = np.argsort(cell_ids)
+            sorted_ids = cell_ids[order]
+        out.append(order[np.searchsorted(sorted_ids, _hash_ints(h))])
+    return out
+
+
 def _texts(matrices: np.ndarray) -> np.ndarray:
     """``|S19 [U]`` text forms (``"0302 0030 3003 0000"``) of ``int8 [U, 4, 4]`` matrices, vectorised."""
     u, n = matrices.shape[0], matrices.shape[-1]
@@ -179,10 +196,7 @@ class Benchmark:
         if not picked:
             raise ValueError(f"{table.path}: no score or train protocol" + (f" on dataset {dataset!r}" if dataset else ""))
         cells = table.cells
-        cell_ids = _hash_ints(cells["hash"])
-        order = np.argsort(cell_ids)
-        sorted_ids = cell_ids[order]
-        rows_of = [order[np.searchsorted(sorted_ids, _hash_ints(p.hash))] for p in picked]
+        rows_of = _rows_in_cells(cells["hash"], [p.hash for p in picked])
         mask = np.zeros(len(cells["hash"]), dtype=bool)
         for r in rows_of:
             mask[r] = True
