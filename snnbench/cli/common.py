@@ -27,8 +27,8 @@ class SnnbenchGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except click.exceptions.Exit:
-            raise
+        except (click.exceptions.Exit, BrokenPipeError):
+            raise  # a closed pipe (``snnbench info | head``) is not the user's input error
         except _USER_ERRORS as err:
             message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
             raise InputError(" ".join(str(message).split())) from None
