@@ -25,14 +25,6 @@ PUBLISHED = "0302 0030 3003 0000"  # the authors' CIFAR-100 backward cell
 ALL_BACKWARD = "0303 0020 3003 0200"  # conv edges everywhere, two of them backward (2->0, 3->1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin-waits on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 # --------------------------------------------------------------------------- hand-derived parameter counts
 

@@ -10,14 +10,6 @@ import torch
 from snnbench.neuron import LIF, carry_state
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin-waits on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 class _ATanSpike(torch.autograd.Function):
     """Heaviside forward, SPEC surrogate 1 / (1 + (pi u)^2) backward (written independently here)."""
