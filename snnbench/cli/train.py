@@ -20,6 +20,7 @@ from snnbench.training import PRESETS, network_config_for, train_cell, train_con
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default=None, help="Override the preset's optimiser.")
 @click.option("--timesteps", type=click.IntRange(min=1), default=None, help="Override T.")
+@click.option("--pool", type=click.IntRange(min=1), default=None, help="Override the final p x p pool (AP4: 4).")
 @click.option("--learnable-tau", is_flag=True, help="PLIF neurons (learnable membrane time constant).")
 @click.option("--train-images", type=click.IntRange(min=1), default=None, help="Train on a seeded subset of N images.")
 @click.option("--test-images", type=click.IntRange(min=1), default=None, help="Test on a seeded subset of N images.")
@@ -29,7 +30,7 @@ from snnbench.training import PRESETS, network_config_for, train_cell, train_con
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 def train(
     matrix: tuple[str, ...], dataset: str, data_dir: str | None, download: bool, preset: str, epochs: int | None,
-    batch_size: int | None, lr: float | None, optimizer: str | None, timesteps: int | None, learnable_tau: bool,
+    batch_size: int | None, lr: float | None, optimizer: str | None, timesteps: int | None, pool: int | None, learnable_tau: bool,
     train_images: int | None, test_images: int | None, seed: int, device: str, checkpoint: str | None,
     as_json: bool,
 ) -> None:
@@ -38,7 +39,8 @@ def train(
     data = load_dataset(dataset, data_dir, download=download, seed=seed)
     if train_images or test_images:
         data = data.subset(train=train_images, test=test_images, seed=seed)
-    net = network_config_for(data, preset, **({"timesteps": timesteps} if timesteps else {}), learnable_tau=learnable_tau)
+    overrides = {k: v for k, v in {"timesteps": timesteps, "pool": pool}.items() if v is not None}
+    net = network_config_for(data, preset, **overrides, learnable_tau=learnable_tau)
     cfg = train_config(preset, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer)
     result = train_cell(cell, data, net, cfg, seed=seed, device=device, progress=True, checkpoint=checkpoint)
     if as_json:
