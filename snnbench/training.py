@@ -110,10 +110,10 @@ class _State:
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, dataset: Dataset, split: Split, batch_size: int, amp: bool) -> float:
-    """Top-1 accuracy of ``model`` (eval mode) on ``split``; one host synchronisation at the end."""
+def evaluate(model: torch.nn.Module, dataset: Dataset, split: Split, batch_size: int, amp: bool) -> float | None:
+    """Top-1 accuracy of ``model`` (eval mode) on ``split`` (``None`` if empty); one host sync at the end."""
     if len(split) == 0:
-        return float("nan")
+        return None
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=split.labels.device)
     for start in range(0, len(split), batch_size):
@@ -142,7 +142,7 @@ def _test_spikes(model: torch.nn.Module, dataset: Dataset, split: Split, batch_s
 
 
 def _weighted_add(acc: Any, new: Any, w: float) -> Any:
-    """``acc + w * new`` over nested dicts/lists of numbers (non-numbers are taken from ``new``)."""
+    """``acc + w * new`` over nested dicts/lists of floats (ints, strings and flags are taken from ``new``)."""
     if isinstance(new, dict):
         acc = acc if isinstance(acc, dict) else {}
         return {k: _weighted_add(acc.get(k), v, w) for k, v in new.items()}
@@ -152,7 +152,7 @@ def _weighted_add(acc: Any, new: Any, w: float) -> Any:
     if isinstance(new, torch.Tensor):
         new = new.item() if new.numel() == 1 else new.tolist()
         return _weighted_add(acc, new, w)
-    if isinstance(new, bool) or not isinstance(new, (int, float)):
+    if not isinstance(new, float):
         return new
     return (acc or 0.0) + w * float(new)
 
@@ -238,7 +238,7 @@ def train_cell(
                 _save_checkpoint(ckpt, identity, model, opt, gen, state)
             bar.update(1)
             bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{record['train_acc']:.3f}",
-                            val=f"{record['val_acc']:.3f}")
+                            val="-" if record["val_acc"] is None else f"{record['val_acc']:.3f}")
             if on_epoch is not None:
                 on_epoch(record)
     finally:

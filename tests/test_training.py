@@ -178,3 +178,18 @@ def test_cli_bad_input_one_line_exit_2(args, message, tmp_path):
     assert result.exit_code == 2
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("Error")]
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.output
+
+
+def test_test_split_spikes_are_the_whole_split_statistics(tiny):
+    """Spikes averaged over eval batches of 7 equal ``spike_stats`` of the whole split in one batch."""
+    from snnbench.network import spike_stats
+
+    torch.manual_seed(0)
+    model = build_network(BACKWARD, tiny_net(tiny))
+    batched = training._test_spikes(model, tiny, tiny.test, 7)
+    whole = spike_stats(model.eval(), tiny.normalize(tiny.test.images))
+    assert batched["spikes_per_image"] == pytest.approx(whole["spikes_per_image"], rel=1e-9)
+    assert batched["rate"] == pytest.approx(whole["rate"], rel=1e-9)
+    for a, b in zip(batched["layers"], whole["layers"]):
+        assert (a["name"], a["neurons"], a["steps"]) == (b["name"], b["neurons"], b["steps"])
+        assert a["spikes_per_image"] == pytest.approx(b["spikes_per_image"], rel=1e-9, abs=1e-12)

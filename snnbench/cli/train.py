@@ -48,8 +48,9 @@ def train(
         return
     for r in result["epochs"]:
         test = f"  test {r['test_acc']:.4f}" if "test_acc" in r else ""
+        val = "-" if r["val_acc"] is None else f"{r['val_acc']:.4f}"
         click.echo(f"epoch {r['epoch']:3d}  loss {r['train_loss']:.4f}  train {r['train_acc']:.4f}  "
-                   f"val {r['val_acc']:.4f}{test}  {r['seconds']:.1f}s")
+                   f"val {val}{test}  {r['seconds']:.1f}s")
     click.echo(f"{cell.text} on {data.name}: test accuracy {result['test_acc']:.4f}, "
                f"{result['spikes']['spikes_per_image']:.0f} spikes/image, {result['params']:,} params, "
                f"{result['seconds']:.1f}s")
