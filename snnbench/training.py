@@ -202,8 +202,9 @@ def train_cell(
         state = _load_checkpoint(ckpt, identity, model, opt, gen, device)
 
     n = len(data.train)
-    bar = tqdm(total=cfg.epochs, initial=state.epoch, desc=f"train {cell.text}", unit="epoch", disable=not progress,
-               leave=False)
+    steps = math.ceil(n / cfg.batch_size)
+    bar = tqdm(total=cfg.epochs * steps, initial=state.epoch * steps, desc=f"train {cell.text}", unit="batch",
+               disable=not progress, leave=False)
     try:
         while state.epoch < cfg.epochs:
             t0 = time.perf_counter()
@@ -226,6 +227,7 @@ def train_cell(
                 opt.step()
                 loss_sum += loss.detach() * len(idx)
                 correct += (out.detach().argmax(1) == y).sum()
+                bar.update(1)  # host-side counter only: no synchronisation
             state.epoch += 1
             record = {"epoch": state.epoch, "lr": lr, "train_loss": loss_sum.item() / n, "train_acc": correct.item() / n,
                       "val_acc": evaluate(model, data, data.val, cfg.eval_batch_size, cfg.amp)}
@@ -236,8 +238,7 @@ def train_cell(
             state.records.append(record)
             if ckpt is not None:
                 _save_checkpoint(ckpt, identity, model, opt, gen, state)
-            bar.update(1)
-            bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{record['train_acc']:.3f}",
+            bar.set_postfix(epoch=state.epoch, loss=f"{record['train_loss']:.3f}", acc=f"{record['train_acc']:.3f}",
                             val="-" if record["val_acc"] is None else f"{record['val_acc']:.3f}")
             if on_epoch is not None:
                 on_epoch(record)
