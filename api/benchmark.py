@@ -27,7 +27,7 @@ import numpy as np
 
 from api.lookup import Key, cell_key
 from snnbench.space import Cell, to_text
-from snnbench.table import Protocol, Table, default_table_path, open_table
+from snnbench.table import SHIPPED, Protocol, Table, default_table_path, open_table, table_datasets
 
 _KINDS = ("forward", "backward")
 
@@ -81,14 +81,23 @@ class CellNotFound(KeyError):
         return str(self.args[0]) if self.args else "cell not found"
 
 
-def resolve_table(path: str | os.PathLike[str] | None = None) -> Path:
-    """The table to open: ``path``, else ``$SNNBENCH_TABLE``, else the default build output.
+def resolve_table(path: str | os.PathLike[str] | None = None, dataset: str | None = None) -> Path:
+    """The table to open: ``path``, else ``$SNNBENCH_TABLE``, else the default build output, else the
+    table shipped with the package (``SHIPPED[dataset or "digits"]``, see ``docs/results.md``). The
+    default build output is passed over for the shipped table when it holds no protocol on ``dataset``.
 
     Raises ``FileNotFoundError`` saying how to build a table when none exists.
     """
-    chosen = Path(path).expanduser() if path is not None else default_table_path()
+    if path is not None or os.environ.get("SNNBENCH_TABLE"):
+        chosen = Path(path).expanduser() if path is not None else default_table_path()
+        origin = "given path" if path is not None else "$SNNBENCH_TABLE"
+    else:
+        chosen, origin = default_table_path(), "default table"
+        shipped = SHIPPED.get(dataset or "digits")
+        if shipped is not None and shipped.exists() and (
+                not chosen.exists() or (dataset is not None and dataset not in table_datasets(chosen))):
+            return shipped
     if not chosen.exists():
-        origin = "given path" if path is not None else ("$SNNBENCH_TABLE" if os.environ.get("SNNBENCH_TABLE") else "default table")
         raise FileNotFoundError(f"no snnbench table at {chosen} ({origin}): build one with `snnbench build {chosen}` "
                                 "(no path: the default table), or pass --table / set SNNBENCH_TABLE")
     return chosen
@@ -189,7 +198,7 @@ class Benchmark:
 
     def __init__(self, path: str | os.PathLike[str] | Table | None = None, *, score: str | None = None,
                  train: str | None = None, dataset: str | None = None) -> None:
-        table = path if isinstance(path, Table) else open_table(resolve_table(path))
+        table = path if isinstance(path, Table) else open_table(resolve_table(path, dataset))
         self.path = table.path
         self.table = table
         picked = _pick_pair(table, score, train, dataset)
@@ -436,7 +445,7 @@ _OPEN: dict[tuple[str, float, str | None, str | None, str | None], Benchmark] = 
 def load(table: str | os.PathLike[str] | None = None, *, score: str | None = None, train: str | None = None,
          dataset: str | None = None) -> Benchmark:
     """The :class:`Benchmark` of a table, opened once per process (reopened if the file changed)."""
-    path = resolve_table(table).resolve()
+    path = resolve_table(table, dataset).resolve()
     key = (str(path), path.stat().st_mtime, score, train, dataset)
     bench = _OPEN.get(key)
     if bench is None:

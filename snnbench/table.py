@@ -57,6 +57,22 @@ def default_table_path() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "snnbench" / "snnbench.h5"
 
 
+#: The tables shipped inside the package (``docs/results.md``), by dataset.
+SHIPPED_DIR = Path(__file__).resolve().parent / "tables"
+SHIPPED = {"digits": SHIPPED_DIR / "digits.h5", "cifar10": SHIPPED_DIR / "cifar10.h5"}
+
+
+def table_datasets(path: str | os.PathLike[str]) -> set[str]:
+    """Dataset names of a table's protocols, read from their attributes only; empty for an unreadable file
+    (:func:`open_table` says what is wrong with it)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return {str(json.loads(g.attrs["settings"]).get("dataset", {}).get("name"))
+                    for g in f["protocols"].values()}
+    except (OSError, KeyError, ValueError, TypeError, AttributeError):
+        return set()
+
+
 def protocol_id(type_: str, settings: Mapping[str, Any]) -> str:
     """Stable 12-hex-digit id of a protocol: a hash of its type and canonical-JSON settings."""
     text = json.dumps({"type": type_, "settings": settings}, sort_keys=True, separators=(",", ":"))
@@ -626,5 +642,6 @@ def records_equal(a: Protocol, b: Protocol, *, ignore: Iterable[str] = ()) -> bo
 
 __all__ = [
     "FORMAT", "SCHEMA_VERSION", "Protocol", "Table", "TableError", "TableWriter", "add_rows", "default_table_path",
+    "SHIPPED", "table_datasets",
     "iter_records", "merge_shards", "merge_tables", "open_table", "protocol_id", "records_equal", "settings_diff", "write_table",
 ]

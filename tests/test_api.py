@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from api.lookup import cell_key
 from api.replay import draw, make_pool, pick, replay, replay_curve
 from snnbench.cli import main
 from snnbench.space import Cell, canonical_batch, prune_batch, raw_matrices, space, validate
-from snnbench.table import open_table
+from snnbench.table import SHIPPED, default_table_path, open_table, table_datasets
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,13 @@ def test_record_values_equal_a_naive_read_of_the_file(table: Path, bench: Benchm
         score = rows["score"][rec["hash"]]
         train = rows["train"][rec["hash"]]
         for m in ("sahd", "hd"):
-            assert rec["scores"][m] == pytest.approx(sum(v[f"scores/{m}"] for _, v in score) / len(score), rel=1e-12)
+            naive = sum(v[f"scores/{m}"] for _, v in score) / len(score)
+            singular = any(v[f"singular/{m}"] for _, v in score)
+            assert rec["singular"][m] is singular
+            if np.isfinite(naive):
+                assert rec["scores"][m] == pytest.approx(naive, rel=1e-12)
+            else:  # a singular kernel's -inf is reported as None (documented in docs/api.md), never as a number
+                assert rec["scores"][m] is None and singular
         assert rec["score_seconds"] == pytest.approx(np.mean([v["seconds"] for _, v in score]), rel=1e-12)
         for split, col in (("val", "val_acc"), ("test", "test_acc")):
             assert rec["accuracy"][split] == pytest.approx(np.mean([v[col] for _, v in train]), rel=1e-12)
@@ -169,7 +176,10 @@ def test_collections_sample_dataframe_and_metadata(table: Path, bench: Benchmark
     df = bench.to_dataframe()
     assert list(df["hash"]) == bench.hashes
     assert np.allclose(df["test_acc"], [r["accuracy"]["test"] for r in bench])
-    assert np.allclose(df["score_sahd"], [r["scores"]["sahd"] for r in bench])
+    # the frame keeps a singular kernel's -inf (a record says None and singular=True); NaN: not scored
+    want = [r["scores"]["sahd"] if r["scores"]["sahd"] is not None else (-np.inf if r["singular"]["sahd"] else np.nan)
+            for r in bench]
+    assert np.allclose(df["score_sahd"], want, equal_nan=True)
     meta = bench.metadata
     assert set(meta) == set(t.protocols)
     for pid, m in meta.items():
@@ -194,6 +204,28 @@ def test_table_resolution(table: Path, tmp_path: Path, monkeypatch: pytest.Monke
     bad.write_bytes(b"not a table")
     with pytest.raises(ValueError, match="not an snnbench table"):
         Benchmark(bad)
+
+
+def test_shipped_tables_are_the_last_resort(table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No path, no $SNNBENCH_TABLE: the default build output if it exists (and holds the dataset asked
+    for), else the table shipped for the dataset (digits when none is named)."""
+    monkeypatch.delenv("SNNBENCH_TABLE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cifar = tmp_path / "cifar.h5"
+    shutil.copy(table, cifar)
+    monkeypatch.setitem(SHIPPED, "digits", table)
+    monkeypatch.setitem(SHIPPED, "cifar10", cifar)
+    assert default_table_path() == tmp_path / ".cache" / "snnbench" / "snnbench.h5"
+    assert resolve_table() == table and resolve_table(dataset="cifar10") == cifar
+    m = Benchmark(table).matrices[0]
+    assert query(m) == Benchmark(table).query(m)
+    built = default_table_path()
+    built.parent.mkdir(parents=True)
+    shutil.copy(table, built)  # a digits table: the user's own build now wins for digits, not for cifar10
+    assert resolve_table() == resolve_table(dataset="digits") == built and resolve_table(dataset="cifar10") == cifar
+    assert table_datasets(built) == {"digits"} and table_datasets(tmp_path / "missing.h5") == set()
+    monkeypatch.setitem(SHIPPED, "cifar10", tmp_path / "not-shipped.h5")
+    assert resolve_table(dataset="cifar10") == built  # whose view then says it has no cifar10 protocol
 
 
 # --------------------------------------------------------------------------- replay
@@ -270,7 +302,10 @@ def test_correlation_equals_naive_formulas(singular_bench: Benchmark) -> None:
     for m, r in out["scores"].items():
         s = bench.scores[m]
         n = len(s)
-        conc = sum(np.sign(s[i] - s[j]) * np.sign(acc[i] - acc[j]) for i in range(n) for j in range(i))
+        def sign(a: float, b: float) -> int:  # by comparison: two -inf scores (singular kernels) tie
+            return int(a > b) - int(a < b)
+
+        conc = sum(sign(s[i], s[j]) * sign(acc[i], acc[j]) for i in range(n) for j in range(i))
         ties_s = sum(s[i] == s[j] for i in range(n) for j in range(i))
         ties_a = sum(acc[i] == acc[j] for i in range(n) for j in range(i))
         pairs = n * (n - 1) / 2
