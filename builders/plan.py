@@ -66,7 +66,7 @@ def select_cells(spec: str, kind: str, protocols: Mapping[str, Protocol] | None 
     """Hashes of the cells ``spec`` names within ``kind``'s space, in space-index order.
 
     ``all``: every unique cell; ``sample:N[:SEED]``: N distinct cells drawn uniformly (seed 0 by
-    default); ``top:K:METRIC``: the K best cells by the mean of METRIC over seeds in a score protocol
+    default; the first N of one seeded permutation, so a larger N keeps the smaller sample's cells); ``top:K:METRIC``: the K best cells by the mean of METRIC over seeds in a score protocol
     (those of ``scored_by`` first, else the only stored one holding METRIC; ties by space index);
     a FILE: one cell per line (text form, JSON list or 16-hex hash; ``#`` comments).
     """
@@ -82,7 +82,7 @@ def select_cells(spec: str, kind: str, protocols: Mapping[str, Protocol] | None 
         if not m or int(m[1]) < 1:
             raise ValueError(f"cells: expected sample:N or sample:N:SEED with N >= 1, got {spec!r}")
         n = min(int(m[1]), len(pool))
-        chosen = np.sort(np.random.default_rng(int(m[2] or 0)).choice(pool, size=n, replace=False))
+        chosen = np.sort(np.random.default_rng(int(m[2] or 0)).permutation(pool)[:n])  # samples nest as N grows
     elif spec.startswith("top:"):
         chosen = _top(spec, pool, protocols or {}, scored_by)
     else:
@@ -156,12 +156,16 @@ class WorkItem:
 
 def plan_items(stage: str, proto: Protocol, hashes: Sequence[str], seeds: Sequence[int],
                shard: tuple[int, int] | None, batch: int) -> tuple[list[WorkItem], int]:
-    """Work items for the rows of ``hashes x seeds`` in ``shard`` that ``proto`` lacks; also the rows skipped."""
+    """Work items for the rows of ``hashes x seeds`` in ``shard`` that ``proto`` lacks; also the rows skipped.
+
+    Rows run in hash order (a cell's seeds together): hashes are uniform pseudo-random, so the rows an
+    interrupted build holds are a uniform random subset of its selection, the same one on every rerun.
+    """
     done = proto.done()
     sp = space()
     index_of = {h: i for i, h in enumerate(sp.hashes)}
     todo, skipped = [], 0
-    for h in hashes:
+    for h in sorted(hashes):
         if not in_shard(h, shard):
             continue
         for s in seeds:

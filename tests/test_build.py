@@ -179,11 +179,11 @@ def test_score_rows_match_an_independent_recomputation() -> None:
 
 
 def fake_work(item: dict) -> list[dict]:
-    """Deterministic stand-in for scoring: a number from the row's seed; cells with hash ending in 0 fail if asked."""
+    """Deterministic stand-in for scoring: a number from the row's seed; cells with hash ending in 0 or 1 fail if asked."""
     fail = item["settings"].get("fail", False)
     out = []
     for h, text, s in item["rows"]:
-        if fail and h.endswith("0"):
+        if fail and h[-1] in "01":
             out.append({"hash": h, "seed": s, "error": "RuntimeError: boom"})
         else:
             out.append({"hash": h, "seed": s, "values": {"v": cell_seed(h, s) / 2**31, "edges": len(Cell.from_text(text).edges())}})
@@ -208,7 +208,10 @@ def test_interrupted_build_resumes_to_the_same_table(tmp_path: Path) -> None:
 
     with pytest.raises(KeyboardInterrupt):
         build(part, [_stage()], work=dying, progress=False, fold_seconds=0.0)
-    assert len(next(iter(open_table(part).protocols.values()))) == 15  # 5 items of 3 rows were kept
+    kept = next(iter(open_table(part).protocols.values()))
+    assert len(kept) == 15  # 5 items of 3 rows were kept: the first 15 rows in (hash, seed) order
+    rows = sorted((h, s) for h in select_cells("sample:40", "forward") for s in (0, 1))
+    assert sorted(zip((h.decode() for h in kept.hash), kept.seed.tolist())) == rows[:15]
     report = build(part, [_stage()], work=fake_work, progress=False)
     assert report.stages[0].skipped == 15 and report.stages[0].added == 65
     _same_tables(part, whole)
@@ -221,7 +224,7 @@ def test_failed_rows_are_reported_left_out_and_retried(tmp_path: Path) -> None:
     path = tmp_path / "t.h5"
     report = build(path, [Stage("score", {"fake": 1}, "sample:40", "forward", (0,), batch=4, command="c")],
                    work=lambda item: fake_work({**item, "settings": {**item["settings"], "fail": True}}), progress=False)
-    expected_fail = sum(h.endswith("0") for h in select_cells("sample:40", "forward"))
+    expected_fail = sum(h[-1] in "01" for h in select_cells("sample:40", "forward"))
     assert expected_fail > 0 and report.failed == expected_fail and "boom" in report.stages[0].errors[0]
     assert len(next(iter(open_table(path).protocols.values()))) == 40 - expected_fail
     report = build(path, [Stage("score", {"fake": 1}, "sample:40", "forward", (0,), batch=4, command="c")], work=fake_work, progress=False)
@@ -248,6 +251,9 @@ def test_cell_selections() -> None:
     assert s == select_cells("sample:50:0", "forward") and s != select_cells("sample:50:1", "forward")
     assert len(set(s)) == 50 and all(sp.hashes.index(h) in fwd for h in s[:10])
     assert s == sorted(s, key=sp.hashes.index)
+    assert set(s) < set(select_cells("sample:400", "forward")) < set(select_cells("sample:4000", "forward"))  # nested
+    perm = np.random.default_rng(0).permutation(sp.indices("forward"))  # the documented draw, done directly
+    assert set(s) == {sp.hashes[u] for u in perm[:50]}
     assert parse_seeds("0-2,5,1") == (0, 1, 2, 5)
     assert cell_seed("00aa", 0) != cell_seed("00aa", 1) and cell_seed("00aa", 0) == cell_seed("00aa", 0)
 
