@@ -155,7 +155,7 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, data_dir: str | 
         "device": device,
     }
     net_args = "".join(f" --net {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in sorted(net.items()))
-    base = (f"snnbench build {shlex.quote(str(Path(table).resolve()))} --dataset {shlex.quote(dataset)} --val-fraction {val_fraction} "
+    base = (f"snnbench build {shlex.quote(str(table))} --dataset {shlex.quote(dataset)} --val-fraction {val_fraction} "
             f"--split-seed {split_seed} --kind {kind} --preset {preset}{net_args} --device {device}"
             + (f" --shard {shard}" if shard else ""))
     stages: list[Stage] = []
