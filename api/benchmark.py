@@ -118,6 +118,7 @@ class _Columns:
     curve_names: list[str] = field(default_factory=list)
     curves: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))  # float64 [U, C, E] mean curves
     seed_list: list[int] = field(default_factory=list)
+    fast: tuple = ()  # column positions in ``packed`` for ``Benchmark._mean_record``
 
     @property
     def id(self) -> str:
@@ -126,8 +127,8 @@ class _Columns:
 
 def _aggregate(proto: Protocol, cell_of_row: np.ndarray, u_count: int) -> _Columns:
     """Mean over seeds of every numeric column, per view cell (rows are sorted by cell, then seed)."""
-    order = np.argsort(cell_of_row, kind="stable")
-    if not np.array_equal(order, np.arange(len(order))):  # tables keep rows sorted; tolerate other inputs
+    if len(cell_of_row) > 1 and (cell_of_row[1:] < cell_of_row[:-1]).any():  # tables keep rows sorted; tolerate others
+        order = np.argsort(cell_of_row, kind="stable")
         proto = Protocol(proto.id, proto.type, proto.settings, proto.commands, proto.environments, proto.shards,
                          proto.created, proto.modified, proto.hash[order], proto.seed[order],
                          {k: v[order] for k, v in proto.columns.items()})
@@ -138,10 +139,14 @@ def _aggregate(proto: Protocol, cell_of_row: np.ndarray, u_count: int) -> _Colum
     cols = _Columns(proto, has, start, count)
     nonempty = start[has]
     single = bool(np.all(count[has] == 1))  # one seed per cell: the mean is the row
+    every = single and len(cell_of_row) == u_count  # ... and every view cell has its row
     for name, col in proto.columns.items():
         if col.dtype.kind not in "biuf" or not len(col):
             continue
         values = col.astype(np.float64)
+        if every:
+            cols.mean[name] = values
+            continue
         if single:
             sums = values
         else:
@@ -257,9 +262,23 @@ class Benchmark:
             c.curve_names = [k.split("/", 1)[1] for k in curve_keys]
             c.curves = np.stack([c.mean[k] for k in curve_keys], axis=1) if curve_keys else np.zeros((n, 0, 0))
             nan_rows = np.isnan(c.curves).any(axis=(1, 2)) if curve_keys else np.zeros(n, bool)
-            c.names = [*scalars, "_has", "_start", "_end", "_nan"]
-            c.packed = np.column_stack([*scalars.values(), c.has, c.start, c.start + c.count, nan_rows]).astype(np.float64)
+            packed = np.empty((n, len(scalars) + 5))
+            for j, v in enumerate(scalars.values()):
+                packed[:, j] = v
+            bad = ~np.isfinite(packed[:, :len(scalars)]).all(axis=1) if scalars else np.zeros(n, bool)
+            for j, v in enumerate((c.has, c.start, c.start + c.count, nan_rows, bad), start=len(scalars)):
+                packed[:, j] = v
+            c.names = [*scalars, "_has", "_start", "_end", "_nan", "_bad"]
+            c.packed = packed
             c.seed_list = c.proto.seed.tolist()
+            pos = {name: j for j, name in enumerate(c.names)}.get
+            at = lambda name: pos(name, -1)  # noqa: E731  (-1: the None appended to a row)
+            if c is s:
+                metrics = list(s.proto.settings.get("score", {}).get("metrics", self.scores))
+                extra: Any = [(m, at("scores/" + m), at("singular/" + m)) for m in metrics]
+            else:
+                extra = tuple(at(k) for k in ("_train_acc", "val_acc", "test_acc", "spikes_per_image", "spike_rate"))
+            c.fast = (at("_has"), at("_start"), at("_end"), at("seconds" if c is s else "train_seconds"), at("params"), extra)
         self._metrics = list(s.proto.settings.get("score", {}).get("metrics", self.scores)) if s else []
         self._raw_lists = (self.raw_counts["forward"].tolist(), self.raw_counts["backward"].tolist())
         self._protocol_types = {c.proto.type: c.id for c in self._columns}
@@ -335,34 +354,22 @@ class Benchmark:
 
     def record(self, u: int, seed: int | None = None) -> dict[str, Any]:
         """The record of view cell ``u``: means over seeds, or one seed's values when ``seed`` is given."""
+        if seed is None:
+            return self._mean_record(u)
         s, t = self._score, self._train
         rows = {c.proto.type: dict(zip(c.names, c.packed[u].tolist())) for c in self._columns}
         missing = [c.id for c in self._columns if not rows[c.proto.type]["_has"]]
-        rec: dict[str, Any] = {
-            "hash": self.hash_array[u].decode(), "matrix": self.matrices[u].tolist(), "text": self._texts[u].decode(),
-            "kind": _KINDS[self.kind_array[u]],
-            "raw_matrices": {"forward": self._raw_lists[0][u], "backward": self._raw_lists[1][u]},
-            "seed": seed,
-        }
+        rec = self._header(u, seed)
         curves: dict[str, list[Any]] | None = None
-        if seed is None:
-            sv = {k: _num(v) for k, v in rows["score"].items()} if s else {}
-            tv = {k: _num(v) for k, v in rows["train"].items()} if t else {}
-            if t is not None and tv["_has"] and t.curve_names:
-                values = t.curves[u].tolist()
-                if tv["_nan"]:
-                    values = [[None if x != x else x for x in v] for v in values]
-                curves = dict(zip(t.curve_names, values))
-        else:
-            sv = self._seed_values(s, u, seed, missing)
-            tv = self._seed_values(t, u, seed, missing)
-            if t is not None and tv:
-                curves = {k.split("/", 1)[1]: [None if x != x else x for x in v]
-                          for k, v in tv.items() if k.startswith("curves/")}
-                tv["_train_acc"] = tv["curves/train_acc"][-1] if "curves/train_acc" in tv else None
-            if len(missing) == len(self._columns):
-                raise CellNotFound(f"cell {rec['hash']} ({rec['text']}) has no row for seed {seed} in {self.path}: "
-                                   f"protocol {', '.join(missing)} lacks it")
+        sv = self._seed_values(s, u, seed, missing)
+        tv = self._seed_values(t, u, seed, missing)
+        if t is not None and tv:
+            curves = {k.split("/", 1)[1]: [None if x != x else x for x in v]
+                      for k, v in tv.items() if k.startswith("curves/")}
+            tv["_train_acc"] = tv["curves/train_acc"][-1] if "curves/train_acc" in tv else None
+        if len(missing) == len(self._columns):
+            raise CellNotFound(f"cell {rec['hash']} ({rec['text']}) has no row for seed {seed} in {self.path}: "
+                               f"protocol {', '.join(missing)} lacks it")
         get = sv.get
         rec["scores"] = {m: get("scores/" + m) for m in self._metrics}
         rec["singular"] = {m: (None if get("singular/" + m) is None else bool(sv["singular/" + m])) for m in self._metrics}
@@ -377,6 +384,65 @@ class Benchmark:
         rec["score_seconds"] = get("seconds")
         rec["seeds"] = {c.proto.type: c.seed_list[int(rows[c.proto.type]["_start"]):int(rows[c.proto.type]["_end"])]
                         for c in self._columns}
+        rec["protocols"] = dict(self._protocol_types)
+        rec["missing"] = missing
+        return rec
+
+    def _header(self, u: int, seed: int | None) -> dict[str, Any]:
+        return {"hash": self.hash_array[u].decode(), "matrix": self.matrices[u].tolist(), "text": self._texts[u].decode(),
+                "kind": _KINDS[self.kind_array[u]],
+                "raw_matrices": {"forward": self._raw_lists[0][u], "backward": self._raw_lists[1][u]}, "seed": seed}
+
+    def _mean_record(self, u: int) -> dict[str, Any]:
+        """``record(u)`` for means over seeds, by precomputed column positions (the hot path of ``query``).
+
+        Each packed row gets a trailing ``None``, so position -1 reads a column the protocol lacks as None.
+        """
+        s, t = self._score, self._train
+        rec = self._header(u, None)
+        missing, seeds = [], {}
+        scores = dict.fromkeys(self._metrics)
+        singular = dict.fromkeys(self._metrics)
+        curves = params = spikes = train_seconds = score_seconds = None
+        accuracy = {"train": None, "val": None, "test": None}
+        if s is not None:
+            r = s.packed[u].tolist()
+            if r[-1]:  # _bad
+                r = [_num(x) for x in r]
+            r.append(None)
+            has, start, end, seconds, param, metric_pos = s.fast
+            if not r[has]:
+                missing.append(s.id)
+            for m, j, k in metric_pos:
+                scores[m] = r[j]
+                singular[m] = None if r[k] is None else r[k] != 0.0
+            score_seconds, params = r[seconds], r[param]
+            seeds["score"] = s.seed_list[int(r[start]):int(r[end])]
+        if t is not None:
+            r = t.packed[u].tolist()
+            has_nan = r[-2]
+            if r[-1]:
+                r = [_num(x) for x in r]
+            r.append(None)
+            has, start, end, seconds, param, (train, val, test, per_image, rate) = t.fast
+            if not r[has]:
+                missing.append(t.id)
+            elif t.curve_names:
+                values = t.curves[u].tolist()
+                if has_nan:
+                    values = [[None if x != x else x for x in v] for v in values]
+                curves = dict(zip(t.curve_names, values))
+            accuracy = {"train": r[train], "val": r[val], "test": r[test]}
+            train_seconds = r[seconds]
+            if r[param] is not None:
+                params = r[param]
+            if r[per_image] is not None:
+                spikes = {"per_image": r[per_image], "rate": r[rate]}
+            seeds["train"] = t.seed_list[int(r[start]):int(r[end])]
+        rec["scores"], rec["singular"], rec["accuracy"], rec["curves"] = scores, singular, accuracy, curves
+        rec["params"] = None if params is None else int(params)
+        rec["spikes"], rec["train_seconds"], rec["score_seconds"] = spikes, train_seconds, score_seconds
+        rec["seeds"] = {c.proto.type: seeds[c.proto.type] for c in self._columns}
         rec["protocols"] = dict(self._protocol_types)
         rec["missing"] = missing
         return rec
