@@ -13,38 +13,12 @@ from __future__ import annotations
 import itertools
 from functools import lru_cache
 
-import numpy as np
-
-from snnbench.space import NUM_NODES, NUM_OPS, Cell, validate
+from snnbench.space import NUM_NODES, NUM_OPS, flat_entries, validate
 
 Key = tuple[int, ...]
 
 
 _CODES = frozenset(range(NUM_OPS))
-
-
-def _flat_fast(matrix: object, n: int) -> list | None:
-    """Row-major entries (numbers, not yet checked), or ``None`` when the fast reader does not apply."""
-    t = type(matrix)
-    if t is list or t is tuple:
-        if len(matrix) != n:
-            return None
-        flat = []
-        for row in matrix:
-            if (type(row) is not list and type(row) is not tuple) or len(row) != n:
-                return None
-            flat += row
-        return flat
-    if t is str:
-        rows = matrix.replace(",", " ").split()
-        if list(map(len, rows)) != [n] * n:
-            return None
-        return [ord(c) - 48 for c in "".join(rows)]  # a non-digit falls outside 0-4 and is rejected
-    if t is Cell:
-        return matrix.matrix.ravel().tolist()
-    if t is np.ndarray and matrix.shape == (n, n) and matrix.dtype.kind in "biuf":
-        return matrix.ravel().tolist()
-    return None
 
 
 def _is_valid(v: list, n: int) -> bool:
@@ -137,7 +111,7 @@ def cell_key(matrix: object, n: int = NUM_NODES) -> Key:
     Entries are ints, except that whole-number floats given in a list stay floats: the key still
     compares and hashes equal to the int key, which is all a dictionary lookup needs.
     """
-    v = _flat_fast(matrix, n)
+    v = flat_entries(matrix, n)
     if v is None or not _is_valid(v, n):
         v = validate(matrix, n).ravel().tolist()  # raises the cell type's ValueError
     return _canonical4(v) if n == 4 else canonical_flat(v, n)

@@ -199,6 +199,32 @@ def _check_kind(kind: str) -> None:
 # --------------------------------------------------------------------------- the enumerated space
 
 
+def flat_entries(matrix: object, n: int) -> list | None:
+    """Row-major entries of the common matrix forms (text, nested lists/tuples, a numpy array, a
+    :class:`Cell`), read without numpy work and not yet checked; ``None`` for any other form."""
+    t = type(matrix)
+    if t is list or t is tuple:
+        if len(matrix) != n:
+            return None
+        flat = []
+        for row in matrix:
+            if (type(row) is not list and type(row) is not tuple) or len(row) != n:
+                return None
+            flat += row
+        return flat
+    if t is str:
+        rows = matrix.replace(",", " ").split()
+        if list(map(len, rows)) != [n] * n:
+            return None
+        return [ord(c) - 48 for c in "".join(rows)]  # a non-digit falls outside 0-4 and is rejected
+    if t is Cell:
+        return matrix.matrix.ravel().tolist()
+    if t is np.ndarray and matrix.shape == (n, n) and matrix.dtype.kind in "biuf":
+        return matrix.ravel().tolist()
+    return None
+
+
+
 class Space:
     """Every unique cell of the ``N``-node space, enumerated once (vectorised) and indexed.
 
@@ -280,35 +306,23 @@ class Space:
         return self._hashes
 
     def fast_index(self, obj: object) -> int | None:
-        """Unique index of a plain nested list/tuple of ``int`` or a text form, in pure Python.
+        """Unique index of a matrix in a form :func:`flat_entries` reads, with ``int`` entries, in pure Python.
 
         Returns ``None`` when ``obj`` is not of that simple shape or is invalid, so the caller can
         fall back to :func:`validate` (which raises the precise error). Used by hot query paths.
         """
         n = self.n
-        if type(obj) is str:
-            rows = obj.split()
-            if len(rows) != n or any(len(r) != n or not r.isdigit() for r in rows):
-                return None
-            rows = [[ord(c) - 48 for c in r] for r in rows]
-        elif hasattr(obj, "tolist") and getattr(obj, "shape", None) == (n, n):  # numpy array, torch tensor
-            rows = obj.tolist()  # float entries come back as float and fall back to validate()
-        elif type(obj) in (list, tuple) and len(obj) == n:
-            rows = obj  # type: ignore[assignment]
-            for r in rows:
-                if type(r) not in (list, tuple) or len(r) != n:
-                    return None
-        else:
+        v = flat_entries(obj, n)
+        if v is None:
             return None
         code = 0
         for i, j in self._pairs:
-            a, b = rows[i][j], rows[j][i]
+            a, b = v[i * n + j], v[j * n + i]
             if type(a) is not int or type(b) is not int or not (0 <= a < NUM_OPS and 0 <= b < NUM_OPS) or (a and b):
                 return None
             code = code * 9 + (a or (b + 4 if b else 0))
-        for i in range(n):
-            if rows[i][i] != 0:
-                return None
+        if any(v[i * n + i] for i in range(n)):
+            return None
         u = self._lookup_list[code]
         return None if u < 0 else u
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from naive import ATanSpike
 from snnbench.network import (
     NetworkConfig,
     SNASCell,
@@ -135,18 +136,6 @@ def test_zero_edges_and_dead_nodes_cost_nothing():
 # --------------------------------------------------------------------------- naive SPEC evaluation
 
 
-class _ATanSpike(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, u):
-        ctx.save_for_backward(u)
-        return (u >= 0).to(u.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (u,) = ctx.saved_tensors
-        return grad / (1 + (math.pi * u) ** 2)
-
-
 class NaiveLIF:
     def __init__(self):
         self.v = 0.0
@@ -154,7 +143,7 @@ class NaiveLIF:
 
     def step(self, x):
         h = self.v + (x - self.v) / TAU
-        s = _ATanSpike.apply(h - 1.0)
+        s = ATanSpike.apply(h - 1.0)
         self.v = h * (1 - s.detach())
         self.spikes += float(s.detach().sum())
         return s

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
+from naive import ATanSpike
 from snnbench.neuron import LIF, carry_state
-
-
-
-class _ATanSpike(torch.autograd.Function):
-    """Heaviside forward, SPEC surrogate 1 / (1 + (pi u)^2) backward (written independently here)."""
-
-    @staticmethod
-    def forward(ctx, u):
-        ctx.save_for_backward(u)
-        return (u >= 0).to(u.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (u,) = ctx.saved_tensors
-        return 1.0 / (1 + (math.pi * u).pow(2)) * grad
 
 
 def naive_lif(x: torch.Tensor, tau: float | torch.Tensor = 4 / 3, v: torch.Tensor | None = None):
@@ -32,7 +16,7 @@ def naive_lif(x: torch.Tensor, tau: float | torch.Tensor = 4 / 3, v: torch.Tenso
     out = []
     for t in range(x.shape[0]):
         h = v + (x[t] - v) * tau if isinstance(tau, torch.Tensor) else v + (x[t] - v) / tau
-        s = _ATanSpike.apply(h - 1.0)
+        s = ATanSpike.apply(h - 1.0)
         out.append(s)
         v = h * (1.0 - s.detach())
     return torch.stack(out), v
