@@ -67,6 +67,26 @@ def plot_compare(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     return _save(fig, path)
 
 
+def plot_scatter(bench: Any, scores: Sequence[str], split: str, path: str | os.PathLike[str]) -> Path:
+    """One panel per score: the score of every cell against its ``split`` accuracy (cells holding both)."""
+    plt = _pyplot()
+    cols = min(3, max(1, len(scores)))
+    rows = -(-len(scores) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    acc = bench.accuracy[split]
+    for ax, name in zip(axes.ravel(), scores):
+        s = bench.scores[name]
+        ok = np.isfinite(s) & np.isfinite(acc)
+        ax.scatter(s[ok], acc[ok], s=4, alpha=0.5)
+        ax.set_title(f"{name} ({int(ok.sum())} cells)", fontsize=9)
+        ax.set_ylabel(f"{split} accuracy", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes.ravel()[len(scores):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def kernel_matrix(cell: Any, dataset: Any, net_config: Any, metric: str = "sahd", batch_size: int = 64,
                   seed: int = 0, device: str = "cpu") -> np.ndarray:
     """The ``[B, B]`` spike kernel of an untrained network on one training batch (as the score computes it).

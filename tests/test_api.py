@@ -14,7 +14,9 @@ from api_tables import tiny_table
 from click.testing import CliRunner
 
 from api.benchmark import Benchmark, CellNotFound, load, query, resolve_table
+from api.algorithms import compare
 from api.correlate import correlate, top_k_precision
+from api.report import report
 from api.lookup import cell_key
 from api.replay import draw, make_pool, pick, replay, replay_curve
 from snnbench.cli import main
@@ -400,3 +402,31 @@ def test_view_pairs_score_and_train_protocols_of_one_setup(table: Path, tmp_path
     assert both.query(both.matrices[0])["scores"]["sahd"] == 2 * Benchmark(table).query(both.matrices[0])["scores"]["sahd"]
     r = CliRunner().invoke(main, ["correlate", "--table", str(tmp_path / "mixed.h5")])
     assert r.exit_code == 2 and "--dataset" in r.output
+
+
+def test_report_page_holds_the_functions_numbers(bench: Benchmark, tmp_path: Path) -> None:
+    budget = float(np.nansum(bench.train_seconds))  # enough to train every cell
+    page = report(bench, tmp_path / "r", title="tiny", sizes=(2, 4, 1000), trials=50, runs=3, budget=budget, seed=5)
+    text = page.read_text()
+    assert {p.name for p in page.parent.iterdir()} == {"report.md", "scores.png", "replay.png", "compare.png"}
+    for m, r in correlate(bench, "test")["scores"].items():
+        assert f"| {m} | {r['cells']:,} | {r['kendall_tau']:.3f} | {r['spearman_rho']:.3f} |" in text
+    curve = replay_curve(bench, [2, 4], 50, list(bench.scores), split="test", seed=5)
+    for m, r in curve["methods"].items():
+        assert f"| {m} | {r['mean'][0]:.4f} ± {r['std'][0]:.4f} | {r['mean'][1]:.4f} ± {r['std'][1]:.4f} |" in text
+    assert "Sizes above the pool (1000) are left out." in text and "N = 1,000" not in text
+    result = compare(bench, ["random", "evolution", "local", "reinforce", "score_train"], budget, 3, split="val",
+                     report="test", score="sahd", seed=5)
+    for name, r in result["algorithms"].items():
+        assert f"| {name} | {r['final_mean']:.4f} ± {r['final_std']:.4f} | {r['trained_mean']:.1f} |" in text
+    assert text == report(bench, tmp_path / "again", title="tiny", sizes=(2, 4, 1000), trials=50, runs=3, budget=budget,
+                          seed=5).read_text()  # seeded
+
+
+def test_report_cli(table: Path, tmp_path: Path) -> None:
+    run = CliRunner().invoke
+    r = run(main, ["report", "--table", str(table), "--out", str(tmp_path / "c"), "-n", "4", "--trials", "5", "--runs", "1"])
+    assert r.exit_code == 0 and Path(r.output.strip()) == tmp_path / "c" / "report.md"
+    assert "| N = 4 |" in (tmp_path / "c" / "report.md").read_text()
+    r = run(main, ["report", "--table", str(table), "--out", str(tmp_path / "d"), "-n", "0"])
+    assert r.exit_code == 2 and "Traceback" not in r.output and not (tmp_path / "d").exists()

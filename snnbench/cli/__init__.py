@@ -9,7 +9,7 @@ from snnbench.cli.cells import cells
 from snnbench.cli.model import model
 from snnbench.cli.score import score
 from snnbench.cli.build import build, info, merge
-from snnbench.cli.query import compare, correlate, query, replay
+from snnbench.cli.query import compare, correlate, query, replay, report
 from snnbench.cli.train import train
 
 
@@ -23,7 +23,7 @@ main.add_command(cells)
 main.add_command(model)
 main.add_command(score)
 main.add_command(train)
-for _command in (query, replay, compare, correlate):
+for _command in (query, replay, compare, correlate, report):
     main.add_command(_command)
 for _command in (build, merge, info):
     main.add_command(_command)

@@ -1,4 +1,4 @@
-"""``snnbench query | replay | compare | correlate``: read a built table (see ``docs/api.md``)."""
+"""``snnbench query | replay | compare | correlate | report``: read a built table (see ``docs/api.md``)."""
 
 from __future__ import annotations
 
@@ -160,3 +160,35 @@ def correlate(table: str | None, score_protocol: str | None, train_protocol: str
     for m, r in result["scores"].items():
         topk = ", ".join(f"{k}: {v:.2f}" for k, v in r["top_k_precision"].items())
         click.echo(f"{m:<12} {r['cells']:>7} {_fmt(r['kendall_tau'], 3):>8} {_fmt(r['spearman_rho'], 3):>8}  {topk}")
+
+
+@click.command()
+@_view
+@click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Folder for report.md and its figures.")
+@click.option("--title", default=None, help="Heading of the page (default: the table's file name).")
+@split_option
+@click.option("--observe", type=click.Choice(["train", "val", "test"]), default="val", show_default=True,
+              help="Accuracy the search algorithms see.")
+@click.option("--samples", "-n", type=click.IntRange(min=1), multiple=True, default=(10, 100, 1000, 5000), show_default=True,
+              help="Replay sizes N (repeatable).")
+@click.option("--trials", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--replay-scores", default=None, help="Comma-separated scores for the replay (default: every score).")
+@click.option("--algorithms", default="random,evolution,local,reinforce,score_train", show_default=True)
+@click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Simulated seconds per search run (default: training 10% of the searchable cells).")
+@click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--score", default="sahd", show_default=True, help="Score used by score_train.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def report(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None, out: str,
+           title: str | None, split: str, observe: str, samples: tuple[int, ...], trials: int, replay_scores: str | None,
+           algorithms: str, budget: float | None, runs: int, score: str, seed: int) -> None:
+    """Write a results page (correlations, replay table and curve, algorithm comparison) with its figures."""
+    from api.report import report as write_report
+
+    bench = _open(table, score_protocol, train_protocol, dataset)
+    page = write_report(bench, out, title=title or bench.path.name, split=split, observe=observe,
+                        sizes=sorted(set(samples)), trials=trials,
+                        replay_scores=None if replay_scores is None else [s.strip() for s in replay_scores.split(",") if s.strip()],
+                        algorithms=[a.strip() for a in algorithms.split(",") if a.strip()], budget=budget, runs=runs,
+                        score=score, seed=seed)
+    click.echo(str(page))

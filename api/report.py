@@ -1,0 +1,114 @@
+"""A results page for one table view: correlations, the replay table and curve, the algorithm comparison.
+
+:func:`report` runs :func:`api.correlate.correlate`, :func:`api.replay.replay_curve` and
+:func:`api.algorithms.compare` on a :class:`~api.benchmark.Benchmark` and writes a Markdown page
+(``report.md``, numbers exactly as those functions return them) with its figures next to it. Every
+setting that shapes a number (split, sizes, trials, seeds, budget, runs) is printed on the page.
+
+Invariants
+----------
+* Replay sizes larger than the pool of cells holding every score and the accuracy are left out (a
+  draw with replacement from a smaller pool says nothing about the paper's N); the page says so.
+* Seeded: the same table and settings give the same page.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from api.algorithms import compare
+from api.benchmark import Benchmark
+from api.correlate import correlate
+from api.plots import plot_compare, plot_replay_curve, plot_scatter
+from api.replay import make_pool, replay_curve
+
+DEFAULT_SIZES = (10, 100, 1000, 5000)
+DEFAULT_ALGORITHMS = ("random", "evolution", "local", "reinforce", "score_train")
+
+
+def _f(x: float | None, digits: int = 4) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _protocol_lines(bench: Benchmark) -> list[str]:
+    lines = []
+    for pid, meta in bench.metadata.items():
+        s = meta["settings"]
+        what = (f"scores {', '.join(s['score']['metrics'])}; batch {s['score']['batch_size']}, "
+                f"{s['score']['repeats']} batches" if meta["type"] == "score" else
+                f"{s['train']['epochs']} epochs, {s['train']['optimizer']} lr {s['train']['lr']}, batch {s['train']['batch_size']}")
+        env = meta["environments"][0] if meta["environments"] else {}
+        lines.append(f"- `{pid}` ({meta['type']}): {meta['cells']:,} cells, {meta['rows']:,} rows, seeds "
+                     f"{meta['seeds']}; {what}; dataset `{s['dataset']['name']}`, network {s['network']['preset']} "
+                     f"{s['network']['config']['c1']}/{s['network']['config']['c2']}/{s['network']['config']['hidden']}, "
+                     f"pool {s['network']['config']['pool']}, T {s['network']['config']['timesteps']}; {s['device']} "
+                     f"({env.get('device_name', '?')}), {env.get('workers', '?')} workers")
+    return lines
+
+
+def report(bench: Benchmark, out: str | os.PathLike[str], *, title: str, split: str = "test", observe: str = "val",
+           sizes: Sequence[int] = DEFAULT_SIZES, trials: int = 1000, replay_scores: Sequence[str] | None = None,
+           algorithms: Sequence[str] = DEFAULT_ALGORITHMS, budget: float | None = None, runs: int = 100,
+           score: str = "sahd", seed: int = 0) -> Path:
+    """Write ``out/report.md`` and its figures for ``bench``; returns the page's path.
+
+    ``budget`` defaults to the time of training 10% of the searchable cells (mean training time).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = list(bench.scores)
+    lines = [f"## {title}", "", f"Table `{bench.path.name}`; view protocols:", "", *_protocol_lines(bench), ""]
+
+    corr = correlate(bench, split)
+    lines += [f"### Scores against {split} accuracy", "",
+              "| score | cells | Kendall tau | Spearman rho | top-10% precision | seconds per cell (all scores) |",
+              "|---|---|---|---|---|---|"]
+    for m, r in corr["scores"].items():
+        tenth = max(1, int(round(0.1 * r["cells"])))
+        top = r["top_k_precision"].get(str(tenth))
+        lines.append(f"| {m} | {r['cells']:,} | {_f(r['kendall_tau'], 3)} | {_f(r['spearman_rho'], 3)} | "
+                     f"{_f(top, 3)} | {_f(r['seconds_per_cell'], 3)} |")
+    plot_scatter(bench, names, split, out / "scores.png")
+    lines += ["", "![scores against accuracy](scores.png)", ""]
+
+    chosen = list(replay_scores) if replay_scores is not None else names
+    pool = make_pool(bench, chosen, split)
+    kept = [n for n in sizes if n <= len(pool.cells)]
+    lines += [f"### Replay: draw N cells ({pool.kind} space, paper sampling restricted to the {len(pool.cells):,} cells "
+              f"with every score and the {split} accuracy), pick the best-scored", ""]
+    if len(kept) < len(sizes):
+        lines += [f"Sizes above the pool ({', '.join(str(n) for n in sizes if n not in kept)}) are left out.", ""]
+    if kept:
+        curve = replay_curve(bench, kept, trials, chosen, split=split, seed=seed)
+        lines += [f"{trials:,} trials per N (seeds {seed}..{seed + len(kept) - 1}); {split} accuracy of the picked cell, "
+                  "mean ± std.", "", "| method | " + " | ".join(f"N = {n:,}" for n in kept) + " |",
+                  "|---|" + "---|" * len(kept)]
+        for m, r in curve["methods"].items():
+            lines.append(f"| {m} | " + " | ".join(f"{a:.4f} ± {s:.4f}" for a, s in zip(r["mean"], r["std"])) + " |")
+        plot_replay_curve(curve, out / "replay.png")
+        lines += ["", "![accuracy against N](replay.png)", ""]
+
+    cost = bench.train_seconds[np.isfinite(bench.accuracy[observe]) & np.isfinite(bench.train_seconds)]
+    if budget is None:
+        budget = float(0.1 * len(cost) * cost.mean()) if len(cost) else 0.0
+    if budget > 0:
+        result = compare(bench, algorithms, budget, runs, split=observe, report=split, score=score, seed=seed)
+        best = result["table_best"]
+        lines += [f"### NAS algorithms with simulated cost ({runs} runs, budget {budget:,.6g} s)", "",
+                  f"The algorithms observe {observe} accuracy and pay the stored training time (and scoring time for "
+                  f"`score_train`, by {score}); the incumbent's {split} accuracy is reported. Best cell in the view: "
+                  f"`{best['hash']}` ({split} {best[split]:.4f}).", "",
+                  f"| algorithm | final {split} accuracy (mean ± std) | cells trained | simulated seconds |", "|---|---|---|---|"]
+        for name, r in result["algorithms"].items():
+            final = "–" if r["final_mean"] is None else f"{r['final_mean']:.4f} ± {r['final_std']:.4f}"
+            lines.append(f"| {name} | {final} | {r['trained_mean']:.1f} | {r['seconds_mean']:,.6g} |")
+        plot_compare(result, out / "compare.png")
+        lines += ["", "![best accuracy against simulated time](compare.png)", ""]
+    page = out / "report.md"
+    page.write_text("\n".join(lines) + "\n")
+    return page
+
