@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
@@ -33,14 +34,29 @@ def _init_worker() -> None:
             torch.set_num_interop_threads(1)
 
 
-class LocalExecutor:
-    """A pool of ``workers`` processes (``spawn``; torch threads = 1 each); ``workers=0`` runs in this process."""
+class WorkerDied(RuntimeError):
+    """A worker process died more often than retries allow on the same work."""
 
-    def __init__(self, workers: int | None = None) -> None:
+
+class LocalExecutor:
+    """A pool of ``workers`` processes (``spawn``; torch threads = 1 each); ``workers=0`` runs in this process.
+
+    A worker process that dies (killed, out of memory) breaks the pool: a fresh pool takes over and the
+    items in flight are submitted again, each at most ``max_retries`` times (then :class:`WorkerDied`).
+    """
+
+    def __init__(self, workers: int | None = None, max_retries: int = 3) -> None:
         self.workers = (os.cpu_count() or 1) if workers is None else workers
         if self.workers < 0:
             raise ValueError(f"workers: expected >= 0, got {self.workers}")
+        self.max_retries = max_retries
         self._pool: ProcessPoolExecutor | None = None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker)
+        return self._pool
 
     def run(self, fn: Work, items: Iterable[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
         if self.workers == 0:
@@ -54,22 +70,39 @@ class LocalExecutor:
             finally:
                 torch.set_num_threads(threads)
             return
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker)
+        pool = self._pool or self._new_pool()
         pending: dict[Future[list[dict[str, Any]]], dict[str, Any]] = {}
+        tries: dict[int, int] = {}  # id(item) -> resubmissions after a worker death
         queue = iter(items)
         limit = 4 * self.workers  # bounded in flight: a kill loses at most these, memory stays flat
         try:
             while True:
                 for item in queue:
-                    pending[self._pool.submit(fn, item)] = item
+                    pending[pool.submit(fn, item)] = item
                     if len(pending) >= limit:
                         break
                 if not pending:
                     return
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                broken = False
                 for fut in finished:
-                    yield pending.pop(fut), fut.result()
+                    try:
+                        result = fut.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        continue
+                    item = pending.pop(fut)
+                    tries.pop(id(item), None)
+                    yield item, result
+                if broken:  # every future of the broken pool fails: run them all again on a fresh pool
+                    lost = list(pending.values())
+                    for item in lost:
+                        tries[id(item)] = tries.get(id(item), 0) + 1
+                        if tries[id(item)] > self.max_retries:
+                            raise WorkerDied(f"a worker process died {self.max_retries + 1} times running the same work "
+                                               "(out of memory?); the rows stored so far are kept")
+                    pool = self._new_pool()
+                    pending = {pool.submit(fn, item): item for item in lost}
         finally:
             for fut in pending:
                 fut.cancel()

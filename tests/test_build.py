@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from builders.build import Stage, build
+from builders.executors import LocalExecutor, WorkerDied
 from builders.plan import cell_seed, in_shard, parse_seeds, parse_shard, select_cells
 from snnbench.cli import main
 from snnbench.space import Cell, space
@@ -277,3 +278,38 @@ def test_top_and_file_selections(tmp_path: Path) -> None:
     f.write_text("0302 0030 3003 0000\n")
     with pytest.raises(ValueError, match="backward cell"):
         select_cells(str(f), "forward")
+
+
+def die_once(item: dict) -> list[dict]:
+    """fake_work, except that the worker process running the victim's item dies, once (or always)."""
+    cfg = item["settings"]
+    marker = Path(cfg["marker"])
+    if any(h == cfg["victim"] for h, _, _ in item["rows"]) and (cfg["always"] or not marker.exists()):
+        marker.write_text("died")
+        os._exit(1)
+    return fake_work(item)
+
+
+def test_a_dead_worker_process_is_replaced_and_its_items_rerun(tmp_path: Path) -> None:
+    victim = select_cells("sample:40", "forward")[17]
+    cfg = {"fake": 1, "marker": str(tmp_path / "marker"), "victim": victim, "always": False}
+    ex = LocalExecutor(2)
+    try:
+        report = build(tmp_path / "t.h5", [Stage("score", cfg, "sample:40", "forward", (0,), batch=4, command="c")],
+                       work=die_once, executor=ex, progress=False)
+    finally:
+        ex.close()
+    assert (tmp_path / "marker").exists() and report.failed == 0
+    p = next(iter(open_table(tmp_path / "t.h5").protocols.values()))
+    assert sorted(h.decode() for h in p.hash) == sorted(select_cells("sample:40", "forward"))
+    assert all(v == cell_seed(h.decode(), 0) / 2**31 for h, v in zip(p.hash, p.columns["v"]))
+
+    ex = LocalExecutor(2, max_retries=1)
+    try:
+        with pytest.raises(WorkerDied, match="died 2 times"):
+            build(tmp_path / "u.h5", [Stage("score", {**cfg, "always": True}, "sample:40", "forward", (0,), batch=4,
+                                            command="c")], work=die_once, executor=ex, progress=False, fold_seconds=0.0)
+    finally:
+        ex.close()
+    kept = open_table(tmp_path / "u.h5").protocols
+    assert all(victim.encode() not in p.hash for p in kept.values())  # rows finished before the failure are kept

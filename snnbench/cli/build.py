@@ -85,7 +85,7 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
     """
     from builders.build import build as run_build
     from builders.build import environment, make_stages
-    from builders.executors import make_executor
+    from builders.executors import WorkerDied, make_executor
     from builders.plan import parse_shard
     from builders.stages import run_item
 
@@ -105,9 +105,12 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
                    "about 8.5 CPU-minutes: 5 minutes on 2 idle cores, 1 minute on 16.", err=True)
     gpus = opts["gpus_per_task"] if opts["gpus_per_task"] is not None else (1.0 if opts["device"] == "cuda" else 0.0)
     executor = make_executor(opts["executor"], workers=opts["workers"], address=opts["ray_address"], gpus=gpus)
-    report = run_build(path, stages, work=run_item, executor=executor, shard=shard, progress=not quiet,
-                       environment=lambda: environment(opts["device"], opts["executor"], opts["workers"]),
-                       fold_seconds=fold_seconds)
+    try:
+        report = run_build(path, stages, work=run_item, executor=executor, shard=shard, progress=not quiet,
+                           environment=lambda: environment(opts["device"], opts["executor"], opts["workers"]),
+                           fold_seconds=fold_seconds)
+    except WorkerDied as err:
+        raise click.ClickException(f"{err}; rerun the same command to resume") from None
     summary = {
         "table": str(report.path.resolve()), "size_bytes": report.size, "seconds": round(report.seconds, 3),
         "replayed_from_journal": report.replayed,
