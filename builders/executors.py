@@ -72,37 +72,45 @@ class LocalExecutor:
             return
         pool = self._pool or self._new_pool()
         pending: dict[Future[list[dict[str, Any]]], dict[str, Any]] = {}
+        backlog: list[dict[str, Any]] = []  # items to (re)submit before new ones
         tries: dict[int, int] = {}  # id(item) -> resubmissions after a worker death
         queue = iter(items)
         limit = 4 * self.workers  # bounded in flight: a kill loses at most these, memory stays flat
         try:
             while True:
-                for item in queue:
-                    pending[pool.submit(fn, item)] = item
-                    if len(pending) >= limit:
-                        break
-                if not pending:
-                    return
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 broken = False
-                for fut in finished:
+                while len(pending) < limit:
+                    item = backlog.pop() if backlog else next(queue, None)
+                    if item is None:
+                        break
                     try:
-                        result = fut.result()
+                        pending[pool.submit(fn, item)] = item
                     except BrokenProcessPool:
+                        backlog.append(item)
                         broken = True
-                        continue
-                    item = pending.pop(fut)
-                    tries.pop(id(item), None)
-                    yield item, result
-                if broken:  # every future of the broken pool fails: run them all again on a fresh pool
-                    lost = list(pending.values())
-                    for item in lost:
+                        break
+                if not pending and not backlog:
+                    return
+                if not broken:
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        try:
+                            result = fut.result()
+                        except BrokenProcessPool:
+                            broken = True
+                            continue
+                        item = pending.pop(fut)
+                        tries.pop(id(item), None)
+                        yield item, result
+                if broken:  # every future of a broken pool fails: run them all again on a fresh pool
+                    backlog += pending.values()
+                    pending = {}
+                    for item in backlog:
                         tries[id(item)] = tries.get(id(item), 0) + 1
                         if tries[id(item)] > self.max_retries:
                             raise WorkerDied(f"a worker process died {self.max_retries + 1} times running the same work "
-                                               "(out of memory?); the rows stored so far are kept")
+                                             "(out of memory?); the rows stored so far are kept")
                     pool = self._new_pool()
-                    pending = {pool.submit(fn, item): item for item in lost}
         finally:
             for fut in pending:
                 fut.cancel()
