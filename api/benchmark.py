@@ -240,9 +240,10 @@ class Benchmark:
         n = len(self.hash_array)
         nan = np.full(n, np.nan)
         s, t = self._score, self._train
-        #: ``{metric: float64 [U]}`` mean score over seeds (NaN: absent or not computed)
-        self.scores: dict[str, np.ndarray] = (
-            {k.split("/", 1)[1]: v for k, v in s.mean.items() if k.startswith("scores/")} if s else {})
+        stored = {k.split("/", 1)[1]: v for k, v in s.mean.items() if k.startswith("scores/")} if s else {}
+        order = list(s.proto.settings.get("score", {}).get("metrics", [])) if s else []
+        #: ``{metric: float64 [U]}`` mean score over seeds (NaN: absent), in the protocol's metric order
+        self.scores: dict[str, np.ndarray] = {m: stored[m] for m in [*order, *sorted(set(stored) - set(order))] if m in stored}
         #: seconds the score protocol spent per cell (all its metrics), mean over seeds
         self.score_seconds: np.ndarray = s.mean.get("seconds", nan) if s else nan
         curves = t.mean if t else {}
