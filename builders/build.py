@@ -13,6 +13,7 @@ Invariants
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -40,6 +41,7 @@ class Stage:
     seeds: tuple[int, ...]
     batch: int = 16
     command: str = ""
+    source: str | None = None  # the dataset file workers load, when the settings name it otherwise (.npz)
 
 
 @dataclass
@@ -93,7 +95,7 @@ def _run_stages(path: str | os.PathLike[str], stages: Sequence[Stage], work: Wor
             proto = writer.ensure_protocol(stage.type, stage.settings, command=stage.command, environment=env, shard=shard)
             scored_by = [r.protocol for r in reports]
             hashes = select_cells(stage.cells, stage.kind, writer.protocols, scored_by)
-            items, skipped = plan_items(stage.type, proto, hashes, stage.seeds, shard, stage.batch)
+            items, skipped = plan_items(stage.type, proto, hashes, stage.seeds, shard, stage.batch, stage.source)
             report = StageReport(proto.id, stage.type, skipped=skipped, wanted=skipped + sum(len(i.rows) for i in items))
             reports.append(report)
             t0 = time.perf_counter()
@@ -126,7 +128,19 @@ def _run_stage(writer: TableWriter, proto: Protocol, items: list[dict[str, Any]]
                 last_fold = time.monotonic()
 
 
-def make_stages(*, table: str | os.PathLike[str], dataset: str, data_dir: str | None, val_fraction: float, split_seed: int,
+def npz_digest(train_path: str) -> str:
+    """First 16 hex digits of the sha256 of an .npz dataset's files (``train.npz``, then its ``test.npz``)."""
+    h = hashlib.sha256()
+    for path in (Path(train_path), Path(train_path).with_name("test.npz")):
+        if path.exists():
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()[:16]
+
+
+def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: str | None = None, data_dir: str | None,
+                val_fraction: float, split_seed: int,
                 kind: str, preset: str, net: dict[str, Any], scores: str, score_batch: int, score_repeats: int,
                 score_seeds: str, cells: str, train_epochs: int, train: dict[str, Any], seeds: str, train_cells: str,
                 device: str, shard: str | None) -> list[Stage]:
@@ -135,6 +149,8 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, data_dir: str | 
     A stage's settings (hence its protocol id) hold what fixes the numbers: dataset and split, the full
     network config, score settings or training budget, device type. Cells, kind, seeds and shard say
     which rows to fill, so other selections with the same settings resume into the same protocol.
+    An ``.npz`` dataset is named by ``dataset_name`` (else its absolute path) and identified by the
+    sha256 of its files, so the same files give the same protocol wherever they lie.
     """
     from builders.plan import parse_seeds
     from snnbench.data import NAMES, load_dataset
@@ -144,19 +160,25 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, data_dir: str | 
 
     if data_dir:
         os.environ["SNNBENCH_DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
+    source = None
+    data_settings: dict[str, Any] = {"name": dataset, "val_fraction": val_fraction, "split_seed": split_seed}
     if dataset in NAMES:
+        if dataset_name:
+            raise ValueError("--dataset-name: only for an .npz dataset (a named dataset keeps its name)")
         config = network_config(dataset, preset, **net)
     else:
-        dataset = str(Path(dataset).expanduser().resolve())
-        config = network_config_for(load_dataset(dataset, val_fraction=val_fraction, seed=split_seed), preset, **net)
+        source = str(Path(dataset).expanduser().resolve())
+        config = network_config_for(load_dataset(source, val_fraction=val_fraction, seed=split_seed), preset, **net)
+        data_settings.update(name=dataset_name or source, sha256=npz_digest(source))
     common = {
-        "dataset": {"name": dataset, "val_fraction": val_fraction, "split_seed": split_seed},
+        "dataset": data_settings,
         "network": {"preset": preset, "config": config.to_dict()},
         "device": device,
     }
     net_args = "".join(f" --net {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in sorted(net.items()))
-    base = (f"snnbench build {shlex.quote(str(table))} --dataset {shlex.quote(dataset)} --val-fraction {val_fraction} "
-            f"--split-seed {split_seed} --kind {kind} --preset {preset}{net_args} --device {device}"
+    base = (f"snnbench build {shlex.quote(str(table))} --dataset {shlex.quote(source or dataset)} --val-fraction {val_fraction} "
+            f"--split-seed {split_seed}" + (f" --dataset-name {shlex.quote(dataset_name)}" if dataset_name else "")
+            + f" --kind {kind} --preset {preset}{net_args} --device {device}"
             + (f" --shard {shard}" if shard else ""))
     stages: list[Stage] = []
     metrics = [] if scores.strip().lower() == "none" else list(check_metrics(m.strip() for m in scores.split(",") if m.strip()))
@@ -166,7 +188,7 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, data_dir: str | 
         settings = {**common, "score": {"metrics": metrics, "batch_size": score_batch, "repeats": score_repeats,
                                         "tau": VAN_ROSSUM_TAU}}
         stages.append(Stage("score", settings, cells, kind, parse_seeds(score_seeds), batch=16,
-                            command=base + score_args + " --train-epochs 0"))
+                            command=base + score_args + " --train-epochs 0", source=source))
     if train_epochs:
         tcfg = train_config("bench", **{**train, "epochs": train_epochs})
         settings = {**common, "train": tcfg.to_dict()}
@@ -174,7 +196,7 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, data_dir: str | 
         needs_scores = train_cells.startswith("top:")
         command = (base + (score_args if needs_scores else " --scores none") + f" --train-epochs {train_epochs}"
                    + train_args + f" --seeds {','.join(map(str, parse_seeds(seeds)))} --train-cells {shlex.quote(train_cells)}")
-        stages.append(Stage("train", settings, train_cells, kind, parse_seeds(seeds), batch=1, command=command))
+        stages.append(Stage("train", settings, train_cells, kind, parse_seeds(seeds), batch=1, command=command, source=source))
     return stages
 
 

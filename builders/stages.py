@@ -21,12 +21,13 @@ from builders.plan import cell_seed
 
 
 @lru_cache(maxsize=2)
-def _dataset(data_json: str, device: str) -> Any:
-    """The dataset of a protocol, loaded once per worker process and kept on ``device``."""
+def _dataset(data_json: str, device: str, source: str | None = None) -> Any:
+    """The dataset of a protocol (from ``source``, an .npz path, when given), loaded once per worker
+    process and kept on ``device``."""
     from snnbench.data import load_dataset
 
     d = json.loads(data_json)
-    return load_dataset(d["name"], d.get("data_dir"), val_fraction=d["val_fraction"], seed=d["split_seed"]).to(device)
+    return load_dataset(source or d["name"], d.get("data_dir"), val_fraction=d["val_fraction"], seed=d["split_seed"]).to(device)
 
 
 def _device(settings: dict[str, Any]) -> str:
@@ -91,7 +92,7 @@ def _count_spikes() -> Iterator[dict[str, Any]]:
         handle.remove()
 
 
-def _score_row(cell: Any, settings: dict[str, Any], seed: int) -> dict[str, Any]:
+def _score_row(cell: Any, settings: dict[str, Any], seed: int, source: str | None) -> dict[str, Any]:
     import torch
 
     from snnbench.network import NetworkConfig
@@ -99,7 +100,7 @@ def _score_row(cell: Any, settings: dict[str, Any], seed: int) -> dict[str, Any]
 
     s = settings["score"]
     device = _device(settings)
-    dataset = _dataset(json.dumps(settings["dataset"], sort_keys=True), device)
+    dataset = _dataset(json.dumps(settings["dataset"], sort_keys=True), device, source)
     config = NetworkConfig(**settings["network"]["config"])
     with _count_spikes() as tally:
         result = score_cell(cell, dataset, config, s["metrics"], s["batch_size"], s["repeats"], seed, device, s["tau"])
@@ -110,14 +111,14 @@ def _score_row(cell: Any, settings: dict[str, Any], seed: int) -> dict[str, Any]
     return values
 
 
-def _train_row(cell: Any, settings: dict[str, Any], seed: int) -> dict[str, Any]:
+def _train_row(cell: Any, settings: dict[str, Any], seed: int, source: str | None) -> dict[str, Any]:
     from snnbench.network import NetworkConfig
     from snnbench.training import TrainConfig, train_cell
 
     t = dict(settings["train"])
     t["test_epochs"] = tuple(t["test_epochs"])
     device = _device(settings)
-    dataset = _dataset(json.dumps(settings["dataset"], sort_keys=True), device)
+    dataset = _dataset(json.dumps(settings["dataset"], sort_keys=True), device, source)
     result = train_cell(cell, dataset, NetworkConfig(**settings["network"]["config"]), TrainConfig(**t), seed, device)
     return train_values(result, t["epochs"])
 
@@ -131,12 +132,13 @@ def run_item(item: dict[str, Any]) -> list[dict[str, Any]]:
 
     row_fn = _ROWS[item["stage"]]
     settings = item["settings"]
-    _dataset(json.dumps(settings["dataset"], sort_keys=True), _device(settings))  # loaded before any row's clock starts
+    source = item.get("source")
+    _dataset(json.dumps(settings["dataset"], sort_keys=True), _device(settings), source)  # loaded before any row's clock starts
     records = []
     for cell_hash, text, seed in item["rows"]:
         start = time.perf_counter()
         try:
-            values = row_fn(Cell.from_text(text), item["settings"], cell_seed(cell_hash, seed))
+            values = row_fn(Cell.from_text(text), item["settings"], cell_seed(cell_hash, seed), source)
         except Exception as err:  # noqa: BLE001 - reported per row, the build goes on
             records.append({"hash": cell_hash, "seed": seed, "error": f"{type(err).__name__}: {err}"})
             continue

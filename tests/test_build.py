@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -313,3 +314,29 @@ def test_a_dead_worker_process_is_replaced_and_its_items_rerun(tmp_path: Path) -
         ex.close()
     kept = open_table(tmp_path / "u.h5").protocols
     assert all(victim.encode() not in p.hash for p in kept.values())  # rows finished before the failure are kept
+
+
+def _npz_pair(folder: Path, seed: int) -> Path:
+    """A small 3-channel 8x8 image set in the .npz pair format (train.npz + test.npz)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n in (("train", 120), ("test", 40)):
+        np.savez(folder / f"{name}.npz", images=rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8),
+                 labels=rng.integers(0, 10, n))
+    return folder / "train.npz"
+
+
+def test_npz_datasets_are_named_and_identified_by_content(tmp_path: Path) -> None:
+    a, b = _npz_pair(tmp_path / "a", 0), _npz_pair(tmp_path / "elsewhere" / "b", 0)  # same files, two places
+    c = _npz_pair(tmp_path / "c", 1)  # other content
+    args = ["--net", "c1=2", "--net", "c2=4", "--net", "hidden=8", "--net", "timesteps=2", "--score-batch", "8",
+            "--cells", "sample:3", "--train-epochs", "0", "--quiet", "--workers", "0", "--dataset-name", "tiny-rgb"]
+    for name, data in (("a", a), ("b", b), ("c", c)):
+        _cli("build", str(tmp_path / f"{name}.h5"), "--dataset", str(data), *args)
+    (pa,), (pb,), (pc,) = (list(open_table(tmp_path / f"{n}.h5").protocols.values()) for n in "abc")
+    digest = hashlib.sha256(a.read_bytes() + a.with_name("test.npz").read_bytes()).hexdigest()[:16]
+    assert pa.settings["dataset"] == {"name": "tiny-rgb", "sha256": digest, "val_fraction": 0.1, "split_seed": 0}
+    assert pa.id == pb.id != pc.id and records_equal(pa, pb, ignore=TIMES)
+    assert "--dataset-name tiny-rgb" in pa.commands[0] and str(a) in pa.commands[0]
+    result = CliRunner().invoke(main, ["build", str(tmp_path / "d.h5"), "--dataset", "digits", "--dataset-name", "x"])
+    assert result.exit_code == 2 and "--dataset-name" in result.output

@@ -51,6 +51,8 @@ def _duration(s: float) -> str:
 @click.command()
 @click.argument("table", required=False)
 @click.option("--dataset", default=DEFAULTS["dataset"], show_default=True, help="digits, cifar10, cifar100, tinyimagenet or a train .npz path.")
+@click.option("--dataset-name", default=None, help="Name an .npz dataset in the table (default: its absolute path); "
+              "the table also records the sha256 of its files.")
 @click.option("--data-dir", default=None, help="Folder holding the dataset files (default: $SNNBENCH_DATA_DIR or ~/.cache/snnbench/data).")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Share of training images held out for validation.")
 @click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the validation split.")
