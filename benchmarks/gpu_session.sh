@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# One prepared call for a lent GPU machine (docs/results.md, "Next runs"). Everything it makes goes to $OUT:
+#   (a) SAHD and van Rossum seconds per cell on the paper skeleton at batch 256 (supplementary: 6.12 s, 44.52 s),
+#       and the on-device scorer against the release-style one;
+#   (b) CIFAR-10 SAHD + Hamming of forward cells (bench skeleton), in hash order, until its share of the time;
+#   (c) CIFAR-10 training of a uniform sample of forward cells, until its share of the time.
+# Builds stopped by `timeout` keep a journal next to their table; fold it here with
+#   python -c "from snnbench.table import TableWriter as W; W('T.h5').close()"
+# then `snnbench merge` into the shipped table. Data: an .npz pair small enough to carry (the 12k/2k subset of
+# ../shared/data/cifar10 in .devdata/cifar10: decoded from JPEG copies), named cifar10-jpeg-12k in the table.
+#
+#   bash benchmarks/gpu_session.sh [DATA_DIR] [SECONDS]      (run from the repository root)
+set -u
+DATA=${1:-.devdata/cifar10}
+TOTAL=${2:-480}
+OUT=${OUT:-out}
+mkdir -p "$OUT"
+pip install -q --no-deps -e . >/dev/null 2>&1
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+COMMON=(--dataset "$DATA/train.npz" --dataset-name cifar10-jpeg-12k --kind forward --preset bench --device cuda --quiet)
+
+timeout $((TOTAL / 6)) python benchmarks/bench_scores.py --device cuda --preset paper --dataset "$DATA/train.npz" \
+  --batch-size 256 --repeats 2 --cells 3 --metrics sahd,vanrossum --timing-runs 2 > "$OUT/sahd_paper.txt" 2>&1
+
+timeout $((TOTAL * 2 / 6)) snnbench build "$OUT/cifar10-scores.h5" "${COMMON[@]}" --scores sahd,hd --score-batch 256 \
+  --score-repeats 2 --cells all --train-epochs 0 --workers 4 > "$OUT/scores.log" 2>&1
+
+timeout $((TOTAL * 3 / 6)) snnbench build "$OUT/cifar10-train.h5" "${COMMON[@]}" --scores none --train-epochs 10 \
+  --train batch_size=128 --seeds 0 --train-cells all --workers 4 > "$OUT/train.log" 2>&1
+ls -la "$OUT"
