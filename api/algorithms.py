@@ -66,6 +66,8 @@ class Oracle:
     scored: dict[int, float] = field(default_factory=dict)
     history: list[tuple[float, int, float]] = field(default_factory=list)  # (time, cell, observed) per new training
     proposals: int = 0
+    max_stall: int = 1000  # repeat trainings in a row (free) after which a run ends: it is cycling
+    stall: int = 0
 
     def __post_init__(self) -> None:
         b = self.bench
@@ -97,7 +99,11 @@ class Oracle:
         if len(self.trained) == len(self.space):
             raise BudgetExhausted  # nothing left to learn
         if u in self.trained:
+            self.stall += 1
+            if self.stall > self.max_stall:  # e.g. evolution in a sparse space, cycling among paid cells
+                raise BudgetExhausted
             return self.trained[u]
+        self.stall = 0
         cost = self._cost[u]
         if self.clock + cost > self.budget:
             raise BudgetExhausted

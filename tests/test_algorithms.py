@@ -109,3 +109,18 @@ def test_trajectory_and_compare_equal_a_naive_best_so_far(bench: Benchmark, tmp_
     from api.plots import plot_compare
 
     assert plot_compare(result, tmp_path / "c.png").stat().st_size > 0
+
+
+def test_a_run_cycling_among_paid_cells_ends(bench: Benchmark) -> None:
+    """Free repeats (an evolution cycling in a sparse space) end a run after max_stall, at no cost."""
+    from api.algorithms import BudgetExhausted
+
+    o = Oracle(bench, budget=1e12, max_stall=50)
+    u = int(o.space[0])
+    first = o.train(u)
+    paid = o.clock
+    for _ in range(50):
+        assert o.train(u) == first
+    with pytest.raises(BudgetExhausted):
+        o.train(u)
+    assert o.clock == paid and len(o.trained) == 1
