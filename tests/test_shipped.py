@@ -1,0 +1,88 @@
+"""The table shipped in the package: complete where docs/results.md says so, and reproducible row by row."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from api.benchmark import Benchmark
+from builders.plan import cell_seed
+from snnbench.data import load_dataset
+from snnbench.network import NetworkConfig
+from snnbench.scores import score_cell
+from snnbench.space import Cell, canonical_batch, prune_batch, raw_matrices, space
+from snnbench.table import SHIPPED, open_table
+
+pytestmark = pytest.mark.skipif(not SHIPPED["digits"].exists(), reason="no shipped digits table in this checkout")
+
+
+@pytest.fixture(scope="module")
+def table():
+    return open_table(SHIPPED["digits"])
+
+
+def _protocol(table, type_):
+    (p,) = [p for p in table.protocols.values() if p.type == type_]
+    return p
+
+
+def test_scores_cover_the_whole_forward_space(table) -> None:
+    p = _protocol(table, "score")
+    fwd = {space().hashes[u] for u in space().indices("forward")}
+    assert len(fwd) == 7012 and {h.decode() for h in p.hash} == fwd and len(p) == 7012
+    assert p.settings["dataset"]["name"] == "digits" and p.settings["network"]["preset"] == "bench"
+    for m in p.settings["score"]["metrics"]:
+        col = p.columns[f"scores/{m}"]
+        singular = p.columns[f"singular/{m}"]
+        assert np.array_equal(np.isneginf(col), singular) and np.isfinite(col[~singular]).all()  # no silent NaN
+
+
+def test_trained_rows_have_both_seeds_and_full_curves(table) -> None:
+    p = _protocol(table, "train")
+    epochs = p.settings["train"]["epochs"]
+    hashes = [h.decode() for h in p.hash]
+    assert len(set(hashes)) * 2 == len(p) and sorted(set(p.seed.tolist())) == [0, 1]
+    assert p.columns["curves/val_acc"].shape == (len(p), epochs) and np.isfinite(p.columns["curves/val_acc"]).all()
+    assert np.allclose(p.columns["curves/val_acc"][:, -1], p.columns["val_acc"])
+    # an interrupted `--train-cells all` build holds the first cells in hash order, up to the work in flight
+    # when it stopped (at most 4 items per worker process)
+    every = sorted(space().hashes[u] for u in space().indices("forward"))
+    workers = max(int(e.get("workers") or 1) for e in p.environments)
+    assert set(hashes) <= set(every[:len(set(hashes)) + 4 * workers])
+
+
+def test_query_without_a_path_finds_it(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("SNNBENCH_TABLE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no default build output
+    import api
+
+    api.benchmark._OPEN.clear()
+    raw = raw_matrices("forward")
+    canon = canonical_batch(prune_batch(raw))
+    rng = np.random.default_rng(0)
+    for i in rng.choice(len(raw), 20, replace=False):
+        rec = api.query(raw[i])
+        assert rec["hash"] == Cell(raw[i]).hash and rec["matrix"] == canon[i].tolist()
+        assert rec["scores"]["sahd"] is not None or rec["singular"]["sahd"]
+    assert Benchmark(SHIPPED["digits"]).path == api.load().path
+
+
+def test_stored_scores_are_reproduced_bit_for_bit(table) -> None:
+    """Recompute two cells' rows with score_cell and the documented per-cell seed, on the CPU."""
+    p = _protocol(table, "score")
+    s = p.settings
+    data = load_dataset("digits", val_fraction=s["dataset"]["val_fraction"], seed=s["dataset"]["split_seed"])
+    config = NetworkConfig(**s["network"]["config"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the build's workers
+    try:
+        for row in (0, 4321):
+            h = p.hash[row].decode()
+            cell = Cell(space().matrices[space().hashes.index(h)])
+            got = score_cell(cell, data, config, s["score"]["metrics"], s["score"]["batch_size"], s["score"]["repeats"],
+                             cell_seed(h, int(p.seed[row])), "cpu", s["score"]["tau"])
+            for m in s["score"]["metrics"]:
+                assert got["scores"][m] == p.columns[f"scores/{m}"][row], (h, m)
+    finally:
+        torch.set_num_threads(threads)
