@@ -244,6 +244,7 @@ class Benchmark:
         order = list(s.proto.settings.get("score", {}).get("metrics", [])) if s else []
         #: ``{metric: float64 [U]}`` mean score over seeds (NaN: absent), in the protocol's metric order
         self.scores: dict[str, np.ndarray] = {m: stored[m] for m in [*order, *sorted(set(stored) - set(order))] if m in stored}
+        self._metrics = list(s.proto.settings.get("score", {}).get("metrics", self.scores)) if s else []
         #: seconds the score protocol spent per cell (all its metrics), mean over seeds
         self.score_seconds: np.ndarray = s.mean.get("seconds", nan) if s else nan
         curves = t.mean if t else {}
@@ -275,12 +276,10 @@ class Benchmark:
             pos = {name: j for j, name in enumerate(c.names)}.get
             at = lambda name: pos(name, -1)  # noqa: E731  (-1: the None appended to a row)
             if c is s:
-                metrics = list(s.proto.settings.get("score", {}).get("metrics", self.scores))
-                extra: Any = [(m, at("scores/" + m), at("singular/" + m)) for m in metrics]
+                extra: Any = [(m, at("scores/" + m), at("singular/" + m)) for m in self._metrics]
             else:
                 extra = tuple(at(k) for k in ("_train_acc", "val_acc", "test_acc", "spikes_per_image", "spike_rate"))
             c.fast = (at("_has"), at("_start"), at("_end"), at("seconds" if c is s else "train_seconds"), at("params"), extra)
-        self._metrics = list(s.proto.settings.get("score", {}).get("metrics", self.scores)) if s else []
         self._raw_lists = (self.raw_counts["forward"].tolist(), self.raw_counts["backward"].tolist())
         self._protocol_types = {c.proto.type: c.id for c in self._columns}
 
