@@ -16,6 +16,7 @@ Invariants
 from __future__ import annotations
 
 import itertools
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -29,6 +30,9 @@ from snnbench.space import NUM_OPS
 _N = 4
 _PAIRS = tuple(itertools.combinations(range(_N), 2))
 _IO = _PAIRS.index((0, _N - 1))
+_RADIX = 2 * NUM_OPS - 1  # pair states 0 .. 2 * NUM_OPS - 2
+_WEIGHTS = _RADIX ** np.arange(len(_PAIRS))  # code of a state vector: sum of state * weight
+_INDEX: "weakref.WeakKeyDictionary[Benchmark, dict[str, np.ndarray]]" = weakref.WeakKeyDictionary()
 
 
 class BudgetExhausted(Exception):
@@ -52,6 +56,33 @@ def matrix_to_states(matrix: np.ndarray) -> list[int]:
     return [int(m[i, j]) if m[i, j] else (int(m[j, i]) + NUM_OPS - 1 if m[j, i] else 0) for i, j in _PAIRS]
 
 
+def pair_options(kind: str) -> list[range]:
+    """The states each pair may take in ``kind``'s space (the input-output pair always holds an op)."""
+    width = 2 * NUM_OPS - 1 if kind == "backward" else NUM_OPS
+    return [range(1, NUM_OPS) if p == _IO else range(width) for p in range(len(_PAIRS))]
+
+
+def state_index(bench: Benchmark, kind: str) -> np.ndarray:
+    """``int32 [RADIX ** 6]``: the view index of the unique cell of every state vector of ``kind``, by code
+    (``sum(states * _WEIGHTS)``); -1 where the matrix is invalid or its cell is not in the view.
+
+    Built once per view and kind (12,500 lookups forward, 236,196 backward) and shared by every run on it,
+    so proposals and neighbourhoods cost an array read instead of a canonicalisation.
+    """
+    per_view = _INDEX.setdefault(bench, {})
+    if kind not in per_view:
+        index = np.full(_RADIX ** len(_PAIRS), -1, dtype=np.int32)
+        for states in itertools.product(*pair_options(kind)):
+            try:
+                u = bench.find(states_to_matrix(states))
+            except ValueError:
+                continue
+            if u is not None:
+                index[int(np.dot(states, _WEIGHTS))] = u
+        per_view[kind] = index
+    return per_view[kind]
+
+
 @dataclass
 class Oracle:
     """Answers training and scoring queries from a table, charging simulated time, caching by unique cell."""
@@ -65,7 +96,6 @@ class Oracle:
     trained: dict[int, float] = field(default_factory=dict)
     scored: dict[int, float] = field(default_factory=dict)
     history: list[tuple[float, int, float]] = field(default_factory=list)  # (time, cell, observed) per new training
-    proposals: int = 0
     max_stall: int = 1000  # repeat trainings in a row (free) after which a run ends: it is cycling
     stall: int = 0
 
@@ -83,16 +113,23 @@ class Oracle:
         if not len(self.space):
             raise ValueError(f"search: no {self.kind} cell of {b.path} holds {self.split} accuracy and training time")
         self.allowed = ok
+        index = state_index(b, self.kind)
+        self._index = np.where(index >= 0, index, 0)
+        self._index[(index < 0) | ~ok[self._index]] = -1  # cells outside the search space
+        self._options = pair_options(self.kind)
         self._acc, self._cost = acc.tolist(), b.train_seconds.tolist()
 
     def cell(self, matrix: object) -> int | None:
         """Unique cell of a proposal, or ``None`` when it is outside the search space."""
-        self.proposals += 1
         try:
             u = self.bench.find(matrix)
         except ValueError:
             return None
         return u if u is not None and self.allowed[u] else None
+
+    def cells_of_states(self, states: np.ndarray) -> np.ndarray:
+        """Unique cells (-1: outside the space) of state vectors ``[..., 6]`` of this kind."""
+        return self._index[np.asarray(states) @ _WEIGHTS]
 
     def train(self, u: int) -> float:
         """Observed accuracy of cell ``u``; charges its training time the first time only."""
@@ -132,17 +169,13 @@ class Oracle:
         return matrix_to_states(self.bench.matrices[u])
 
     def neighbours(self, u: int) -> list[int]:
-        """Distinct cells of the space one pair change away from ``u``'s canonical matrix."""
+        """Distinct cells of the space one pair change away from ``u``'s canonical matrix (pair-major order)."""
         base = self.states(u)
-        out: dict[int, None] = {}
-        for p in range(len(_PAIRS)):
-            options = range(1, NUM_OPS) if p == _IO else range(2 * NUM_OPS - 1 if self.kind == "backward" else NUM_OPS)
-            for s in options:
-                if s != base[p]:
-                    v = self.cell(states_to_matrix(base[:p] + [s] + base[p + 1:]))
-                    if v is not None and v != u:
-                        out[v] = None
-        return list(out)
+        code = int(np.dot(base, _WEIGHTS))
+        near = [code + (s - base[p]) * int(_WEIGHTS[p]) for p, options in enumerate(self._options) for s in options
+                if s != base[p]]
+        cells = self._index[near].tolist()
+        return list(dict.fromkeys(v for v in cells if v >= 0 and v != u))
 
 
 def random_search(o: Oracle, rng: np.random.Generator, **_: Any) -> None:
@@ -192,22 +225,22 @@ def reinforce(o: Oracle, rng: np.random.Generator, lr: float = 0.5, momentum: fl
     A sampled matrix outside the space is redrawn (up to 100 times, then a uniform cell of the space
     stands in, with its own pair states as the action).
     """
-    sizes = [NUM_OPS - 1 if p == _IO else (2 * NUM_OPS - 1 if o.kind == "backward" else NUM_OPS) for p in range(len(_PAIRS))]
-    logits = [np.zeros(k) for k in sizes]
+    options = pair_options(o.kind)
+    first = np.array([r.start for r in options])
+    logits = [np.zeros(len(r)) for r in options]
     baseline: float | None = None
     while True:
         probs = [np.exp(lg - lg.max()) / np.exp(lg - lg.max()).sum() for lg in logits]
-        cdfs = [np.cumsum(p) for p in probs]
-        for _ in range(100):
-            action = [min(int(np.searchsorted(c, x, side="right")), len(c) - 1) for c, x in zip(cdfs, rng.random(len(cdfs)))]
-            states = [a + 1 if p == _IO else a for p, a in enumerate(action)]
-            u = o.cell(states_to_matrix(states))
-            if u is not None:
-                break
+        draws = rng.random((100, len(options)))
+        actions = np.stack([np.minimum(np.searchsorted(np.cumsum(p), draws[:, k], side="right"), len(p) - 1)
+                            for k, p in enumerate(probs)], axis=1)
+        cells = o.cells_of_states(actions + first)
+        hit = np.flatnonzero(cells >= 0)
+        if len(hit):
+            u, action = int(cells[hit[0]]), actions[hit[0]].tolist()
         else:
             u = o.random_cell(rng)
-            states = o.states(u)
-            action = [s - 1 if p == _IO else s for p, s in enumerate(states)]
+            action = (np.array(o.states(u)) - first).tolist()
         reward = o.train(u)
         baseline = reward if baseline is None else momentum * baseline + (1 - momentum) * reward
         for p, a in enumerate(action):

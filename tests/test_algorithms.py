@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from api_tables import tiny_table
 
-from api.algorithms import ALGORITHMS, Oracle, compare, matrix_to_states, run, states_to_matrix, trajectory
+from api.algorithms import (ALGORITHMS, Oracle, compare, matrix_to_states, pair_options, run, state_index,
+                            states_to_matrix, trajectory)
 from api.benchmark import Benchmark
-from snnbench.space import Cell, canonical_batch, prune_batch, raw_matrices
+from snnbench.space import NUM_OPS, Cell, canonical_batch, prune_batch, raw_matrices
 
 OBSERVE = "train"  # the tiny table's final train accuracies are distinct, so "the best cell" is one cell
 
@@ -76,6 +77,30 @@ def test_isomorphic_and_unpruned_proposals_map_to_one_paid_cell(bench: Benchmark
         assert o.train(o.cell(m)) == bench.accuracy[OBSERVE][u]
     assert o.clock == bench.train_seconds[u] and len(o.history) == 1
     assert o.cell("0302 0030 3003 0000") is None  # valid, not in the table: outside the search space
+
+
+def test_state_index_and_neighbours_equal_a_lookup_of_every_matrix(bench: Benchmark) -> None:
+    """The precomputed index against canonicalising each state vector's matrix (bench.find, the query path)."""
+    import itertools
+
+    o = Oracle(bench, budget=1e9, split=OBSERVE)
+    index = state_index(bench, "forward")
+    states = np.array(list(itertools.product(*pair_options("forward"))))
+    assert len(states) == (NUM_OPS - 1) * NUM_OPS ** 5
+    got = o.cells_of_states(states)
+    for s, u, raw in zip(states, got, index[states @ ((2 * NUM_OPS - 1) ** np.arange(6))]):
+        expected = o.cell(states_to_matrix(s.tolist()))
+        assert u == (-1 if expected is None else expected)
+        assert raw == (-1 if expected is None else expected)  # every table cell here is in the search space
+    for u in o.space:
+        base = matrix_to_states(bench.matrices[u])
+        naive: list[int] = []
+        for p, options in enumerate(pair_options("forward")):
+            for s in options:
+                v = o.cell(states_to_matrix(base[:p] + [s] + base[p + 1:])) if s != base[p] else None
+                if v is not None and v != u and v not in naive:
+                    naive.append(v)
+        assert o.neighbours(int(u)) == naive
 
 
 def test_budget_stops_a_run_before_it_is_passed(bench: Benchmark) -> None:
