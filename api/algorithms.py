@@ -304,17 +304,26 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
             report: str = "test", score: str = "sahd", kind: str | None = None, points: int = 50,
             seed: int = 0, options: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Every algorithm over ``runs`` seeds (``seed``, ``seed + 1``, ...): final best accuracy (mean, std) and
-    the mean trajectory over time; ``options[name]`` are keyword options of that algorithm."""
-    for name in algorithms:
-        if name not in ALGORITHMS:
-            raise ValueError(f"algorithm: expected one of {', '.join(ALGORITHMS)}, got {name!r}")
+    the mean trajectory over time; ``options[name]`` are keyword options of that algorithm.
+
+    An entry ``"score_train:METRIC"`` runs ``score_train`` by that score (plain ``score_train`` uses ``score``),
+    so one comparison can hold the paper's search under several scores.
+    """
+    entries = []
+    for entry in algorithms:
+        name, _, metric = entry.partition(":")
+        if name not in ALGORITHMS or (metric and name != "score_train"):
+            raise ValueError(f"algorithm: expected one of {', '.join(ALGORITHMS)} or score_train:METRIC, got {entry!r}")
+        if metric and metric not in bench.scores:
+            raise ValueError(f"algorithm {entry!r}: score {metric!r} not in the view (scores: {', '.join(bench.scores)})")
+        entries.append((entry, name, metric or score))
     times = np.linspace(0, budget, points + 1)[1:]
     out: dict[str, Any] = {"budget": budget, "runs": runs, "split": split, "report": report, "times": times.tolist(),
                            "table": str(bench.path), "algorithms": {}}
-    for name in algorithms:
+    for entry, name, metric in entries:
         finals, curves, trained, spent = [], [], [], []
         for r in range(runs):
-            o = run(bench, name, budget, seed + r, split=split, score=score, kind=kind, **(options or {}).get(name, {}))
+            o = run(bench, name, budget, seed + r, split=split, score=metric, kind=kind, **(options or {}).get(name, {}))
             curve = trajectory(o, times, report)
             curves.append(curve)
             finals.append(curve[-1])
@@ -322,12 +331,13 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
             spent.append(o.clock)
         finals_a = np.array(finals)
         ok = np.isfinite(finals_a)
-        out["algorithms"][name] = {
+        out["algorithms"][entry] = {
             "final_mean": float(finals_a[ok].mean()) if ok.any() else None,
             "final_std": float(finals_a[ok].std()) if ok.any() else None,
             "runs_with_result": int(ok.sum()),
             "trained_mean": float(np.mean(trained)), "seconds_mean": float(np.mean(spent)),
-            "curve_mean": [None if not np.isfinite(c).any() else float(np.nanmean(c)) for c in np.array(curves).T],
+            # a mean over every run, so None until each run has trained a cell (no early bias to quick runs)
+            "curve_mean": [float(c.mean()) if np.isfinite(c).all() else None for c in np.array(curves).T],
         }
     space = Oracle(bench, budget, split, None, kind or _default_kind(bench)).space
     best = int(space[np.argmax(bench.accuracy[split][space])])

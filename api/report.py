@@ -99,8 +99,10 @@ def report(bench: Benchmark, out: str | os.PathLike[str], *, title: str, split: 
         result = compare(bench, algorithms, budget, runs, split=observe, report=split, score=score, seed=seed)
         best = result["table_best"]
         lines += [f"### NAS algorithms with simulated cost ({runs} runs, budget {budget:,.6g} s)", "",
-                  f"The algorithms observe {observe} accuracy and pay the stored training time (and scoring time for "
-                  f"`score_train`, by {score}); the incumbent's {split} accuracy is reported. Best cell in the view: "
+                  f"The algorithms observe {observe} accuracy and pay the stored training time (and, for `score_train`, "
+                  f"the stored scoring time: it scores 100 random cells by {score} — by M for `score_train:M` — and "
+                  f"trains the 5 best-scored); the incumbent's {split} accuracy is reported, and a curve starts once "
+                  f"every run has trained a cell. Best cell in the view (by {observe}): "
                   f"`{best['hash']}` ({split} {best[split]:.4f}).", "",
                   f"| algorithm | final {split} accuracy (mean ± std) | cells trained | simulated seconds |", "|---|---|---|---|"]
         for name, r in result["algorithms"].items():

@@ -136,6 +136,25 @@ def test_trajectory_and_compare_equal_a_naive_best_so_far(bench: Benchmark, tmp_
     assert plot_compare(result, tmp_path / "c.png").stat().st_size > 0
 
 
+def test_compare_runs_score_train_under_each_named_score(bench: Benchmark) -> None:
+    budget = _enough(bench)
+    opts = {"score_train": {"candidates": 4, "top": 2}}
+    result = compare(bench, ["score_train:hd", "score_train"], budget, 3, split=OBSERVE, score="sahd", points=200,
+                     options=opts)
+    for entry, metric in (("score_train:hd", "hd"), ("score_train", "sahd")):
+        finals = [trajectory(run(bench, "score_train", budget, s, split=OBSERVE, score=metric, **opts["score_train"]),
+                             np.array([budget]), "test")[0] for s in range(3)]
+        assert result["algorithms"][entry]["final_mean"] == pytest.approx(np.mean(finals))
+    curves = [trajectory(run(bench, "score_train", budget, s, split=OBSERVE, score="hd", **opts["score_train"]),
+                         np.array(result["times"]), "test") for s in range(3)]
+    expected = [float(np.mean(c)) if np.isfinite(c).all() else None for c in np.array(curves).T]
+    assert result["algorithms"]["score_train:hd"]["curve_mean"] == pytest.approx(expected)
+    assert None in expected  # the curve starts only once every run holds a trained cell
+    for bad in ("evolution:hd", "score_train:nope", "magic"):
+        with pytest.raises(ValueError, match="algorithm"):
+            compare(bench, [bad], budget, 1, split=OBSERVE)
+
+
 def test_a_run_cycling_among_paid_cells_ends(bench: Benchmark) -> None:
     """Free repeats (an evolution cycling in a sparse space) end a run after max_stall, at no cost."""
     from api.algorithms import BudgetExhausted
