@@ -78,7 +78,10 @@ def plot_scatter(bench: Any, scores: Sequence[str], split: str, path: str | os.P
         s = bench.scores[name]
         ok = np.isfinite(s) & np.isfinite(acc)
         ax.scatter(s[ok], acc[ok], s=4, alpha=0.5)
-        ax.set_title(f"{name} ({int(ok.sum())} cells)", fontsize=9)
+        log = ok.any() and s[ok].min() > 0 and s[ok].max() > 10 * s[ok].min()  # spans decades: log scale
+        if log:
+            ax.set_xscale("log")
+        ax.set_title(f"{name} ({int(ok.sum())} cells{', log scale' if log else ''})", fontsize=9)
         ax.set_ylabel(f"{split} accuracy", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes.ravel()[len(scores):]:
