@@ -6,7 +6,7 @@ Invariants
   plain records. Results are journalled (fsync) as each work item finishes and folded into the HDF5
   file atomically every ``fold_seconds`` and at the end, so an interrupted build loses at most the
   items in flight, and rerunning the same command skips every stored row.
-* Stages run in order (scores before training), so ``top:K:METRIC`` training selections see the
+* Stages run in order (scores before training), so ``top:`` and ``strata:`` training selections see the
   scores of the same command.
 * A row that raises in a worker is reported and left out of the table; a rerun retries it.
 """

@@ -3,7 +3,7 @@
 Invariants
 ----------
 * Every selection is a list of cell hashes in space-index order and depends only on its spec, the
-  kind and (``top:``) the table's stored scores, never on the order results arrived in.
+  kind and (``top:``, ``strata:``) the table's stored scores, never on the order results arrived in.
 * A shard ``I/N`` keeps the cells whose hash, read as a 64-bit number, is ``I`` modulo ``N``: shards
   are disjoint, cover the selection, and do not depend on the other cells selected.
 * A row's seed is :func:`cell_seed` of the cell hash and the requested seed, so a result never
@@ -23,7 +23,7 @@ import numpy as np
 from snnbench.space import KINDS, Cell, space, to_text
 from snnbench.table import Protocol
 
-CELL_SPECS = "all | sample:N[:SEED] | top:K:METRIC | FILE"
+CELL_SPECS = "all | sample:N[:SEED] | top:K:METRIC | strata:N:METRIC[:BINS[:SEED]] | FILE"
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -68,7 +68,9 @@ def select_cells(spec: str, kind: str, protocols: Mapping[str, Protocol] | None 
     ``all``: every unique cell; ``sample:N[:SEED]``: N distinct cells drawn uniformly (seed 0 by
     default; the first N of one seeded permutation, so a larger N keeps the smaller sample's cells); ``top:K:METRIC``: the K best cells by the mean of METRIC over seeds in a score protocol
     (those of ``scored_by`` first, else the only stored one holding METRIC; ties by space index);
-    a FILE: one cell per line (text form, JSON list or 16-hex hash; ``#`` comments).
+    ``strata:N:METRIC[:BINS[:SEED]]``: N cells spread evenly over BINS (default 10) equal-count bins of the
+    cells ranked by METRIC (singular, -inf scores rank lowest; NaN ones are left out), drawn uniformly
+    within each bin (seed 0 by default; nested as N grows, like ``sample:``); a FILE: one cell per line (text form, JSON list or 16-hex hash; ``#`` comments).
     """
     if kind not in KINDS:
         raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
@@ -85,16 +87,17 @@ def select_cells(spec: str, kind: str, protocols: Mapping[str, Protocol] | None 
         chosen = np.sort(np.random.default_rng(int(m[2] or 0)).permutation(pool)[:n])  # samples nest as N grows
     elif spec.startswith("top:"):
         chosen = _top(spec, pool, protocols or {}, scored_by)
+    elif spec.startswith("strata:"):
+        chosen = _strata(spec, pool, protocols or {}, scored_by)
     else:
         chosen = _from_file(Path(spec), kind)
     return [sp.hashes[int(u)] for u in chosen]
 
 
-def _top(spec: str, pool: np.ndarray, protocols: Mapping[str, Protocol], scored_by: Sequence[str]) -> np.ndarray:
-    m = re.fullmatch(r"top:(\d+):([\w/.-]+)", spec)
-    if not m or int(m[1]) < 1:
-        raise ValueError(f"cells: expected top:K:METRIC (e.g. top:20:sahd), got {spec!r}")
-    k, metric = int(m[1]), m[2]
+def _ranked(spec: str, metric: str, pool: np.ndarray, protocols: Mapping[str, Protocol],
+            scored_by: Sequence[str]) -> list[tuple[float, int]]:
+    """``(mean METRIC over seeds, space index)`` of the pool's cells in one score protocol, best first
+    (ties by space index); cells with a NaN score are left out, singular ones (-inf) come last."""
     column = metric if metric.startswith("scores/") else f"scores/{metric}"
     for p in protocols.values():
         p.settle()
@@ -112,14 +115,36 @@ def _top(spec: str, pool: np.ndarray, protocols: Mapping[str, Protocol], scored_
     for h, v in zip(proto.hash, proto.columns[column]):
         sums.setdefault(index_of[h.decode()], []).append(float(v))
     allowed = set(pool.tolist())
-    scored = [(np.mean(v), u) for u, v in sums.items() if u in allowed and np.all(np.isfinite(v))]
+    scored = [(float(np.mean(v)), u) for u, v in sums.items() if u in allowed and not np.isnan(v).any()]
     scored.sort(key=lambda t: (-t[0], t[1]))
-    return np.sort(np.array([u for _, u in scored[:k]], dtype=np.int64))
+    return scored
+
+
+def _top(spec: str, pool: np.ndarray, protocols: Mapping[str, Protocol], scored_by: Sequence[str]) -> np.ndarray:
+    m = re.fullmatch(r"top:(\d+):([\w/.-]+)", spec)
+    if not m or int(m[1]) < 1:
+        raise ValueError(f"cells: expected top:K:METRIC (e.g. top:20:sahd), got {spec!r}")
+    scored = [t for t in _ranked(spec, m[2], pool, protocols, scored_by) if np.isfinite(t[0])]
+    return np.sort(np.array([u for _, u in scored[:int(m[1])]], dtype=np.int64))
+
+
+def _strata(spec: str, pool: np.ndarray, protocols: Mapping[str, Protocol], scored_by: Sequence[str]) -> np.ndarray:
+    m = re.fullmatch(r"strata:(\d+):([\w/.-]+?)(?::(\d+))?(?::(\d+))?", spec)
+    if not m or int(m[1]) < 1 or (m[3] is not None and int(m[3]) < 1):
+        raise ValueError(f"cells: expected strata:N:METRIC[:BINS[:SEED]] with N, BINS >= 1 (e.g. strata:200:sahd), got {spec!r}")
+    n, bins, seed = int(m[1]), int(m[3] or 10), int(m[4] or 0)
+    ranked = np.array([u for _, u in _ranked(spec, m[2], pool, protocols, scored_by)], dtype=np.int64)
+    if len(ranked) < bins:
+        raise ValueError(f"cells: {spec!r} needs at least {bins} scored cells, the table holds {len(ranked)}")
+    rng = np.random.default_rng(seed)
+    strata = [rng.permutation(group) for group in np.array_split(ranked, bins)]  # one draw per bin, fixed order
+    per_bin = [n // bins + (b < n % bins) for b in range(bins)]
+    return np.sort(np.concatenate([group[:k] for group, k in zip(strata, per_bin)]))
 
 
 def _from_file(path: Path, kind: str) -> np.ndarray:
     if not path.is_file():
-        raise ValueError(f"cells: {str(path)!r} is neither all, sample:N, top:K:METRIC nor a readable file")
+        raise ValueError(f"cells: {str(path)!r} is neither a selection ({CELL_SPECS}) nor a readable file")
     sp = space()
     index_of = {h: i for i, h in enumerate(sp.hashes)}
     chosen: set[int] = set()

@@ -138,7 +138,7 @@ def test_info_reports_coverage_and_statistics(reference: Path) -> None:
 @pytest.mark.parametrize("args, message", [
     (["--shard", "2/2"], "shard: expected I/N"),
     (["--cells", "sample:x"], "cells: expected sample:N"),
-    (["--cells", "/nonexistent/cells.txt"], "is neither all"),
+    (["--cells", "/nonexistent/cells.txt"], "is neither a selection"),
     (["--scores", "sahd,nope"], "metric: unknown"),
     (["--scores", "none", "--train-epochs", "0"], "nothing to build"),
     (["--net", "c1"], "--net: expected KEY=VALUE"),
@@ -279,6 +279,37 @@ def test_top_and_file_selections(tmp_path: Path) -> None:
     f.write_text("0302 0030 3003 0000\n")
     with pytest.raises(ValueError, match="backward cell"):
         select_cells(str(f), "forward")
+
+
+def test_strata_selection_spreads_over_score_bins() -> None:
+    """strata:N:METRIC against a brute-force ranking: N/BINS cells per equal-count bin, nested, seeded."""
+    proto = Protocol("p", "score", {})
+    cells = select_cells("sample:103:7", "forward")
+    vals = np.random.default_rng(1).normal(size=103)
+    vals[:4] = -np.inf  # singular kernels rank lowest
+    vals[4:7] = np.nan  # no score: left out
+    proto.hash = np.array(cells, dtype="S16")
+    proto.seed = np.zeros(103, dtype=np.int64)
+    proto.columns = {"scores/sahd": vals}
+    order = space().hashes.index
+    ranked = sorted((i for i in range(103) if not np.isnan(vals[i])), key=lambda i: (-vals[i], order(cells[i])))
+    assert len(ranked) == 100
+    bin_of = {cells[i]: r // 10 for r, i in enumerate(ranked)}  # 10 bins of 10
+    chosen = select_cells("strata:25:sahd", "forward", {"p": proto})
+    assert chosen == sorted(chosen, key=order) and len(set(chosen)) == 25
+    counts = np.bincount([bin_of[h] for h in chosen], minlength=10)
+    assert sorted(counts.tolist()) == [2] * 5 + [3] * 5 and counts[:5].tolist() == [3] * 5
+    assert set(chosen) < set(select_cells("strata:50:sahd", "forward", {"p": proto}))  # nested as N grows
+    assert chosen == select_cells("strata:25:sahd:10:0", "forward", {"p": proto})
+    assert chosen != select_cells("strata:25:sahd:10:1", "forward", {"p": proto})
+    five = select_cells("strata:5:sahd:5", "forward", {"p": proto})
+    assert sorted(bin_of[h] // 2 for h in five) == [0, 1, 2, 3, 4]  # 5 bins of 20: one cell each
+    assert set(select_cells("strata:500:sahd", "forward", {"p": proto})) == {cells[i] for i in ranked}
+    for bad in ("strata:0:sahd", "strata:5", "strata:5:sahd:0", "strata:x:sahd"):
+        with pytest.raises(ValueError, match="strata"):
+            select_cells(bad, "forward", {"p": proto})
+    with pytest.raises(ValueError, match="metric 'hd'"):
+        select_cells("strata:5:hd", "forward", {"p": proto})
 
 
 def die_once(item: dict) -> list[dict]:
