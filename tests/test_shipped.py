@@ -1,12 +1,17 @@
-"""The table shipped in the package: complete where docs/results.md says so, and reproducible row by row."""
+"""The tables shipped in the package: complete where docs/results.md says so, a hash-order prefix where a
+build is still going, and reproducible row by row."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from api.benchmark import Benchmark
+from builders.build import npz_digest
 from builders.plan import cell_seed
 from snnbench.data import load_dataset
 from snnbench.network import NetworkConfig
@@ -14,7 +19,10 @@ from snnbench.scores import score_cell
 from snnbench.space import Cell, canonical_batch, prune_batch, raw_matrices, space
 from snnbench.table import SHIPPED, open_table
 
-pytestmark = pytest.mark.skipif(not SHIPPED["digits"].exists(), reason="no shipped digits table in this checkout")
+needs_digits = pytest.mark.skipif(not SHIPPED["digits"].exists(), reason="no shipped digits table in this checkout")
+needs_cifar = pytest.mark.skipif(not SHIPPED["cifar10"].exists(), reason="no shipped cifar10 table in this checkout")
+# the CIFAR-10 files the cifar10 table was scored on (../shared/data/cifar10 beside the repository)
+CIFAR_NPZ = Path(os.environ.get("SNNBENCH_CIFAR10_NPZ", Path(__file__).resolve().parents[2] / "shared/data/cifar10/train.npz"))
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +30,17 @@ def table():
     return open_table(SHIPPED["digits"])
 
 
+@pytest.fixture(scope="module")
+def cifar():
+    return open_table(SHIPPED["cifar10"])
+
+
 def _protocol(table, type_):
     (p,) = [p for p in table.protocols.values() if p.type == type_]
     return p
 
 
+@needs_digits
 def test_scores_cover_the_whole_forward_space(table) -> None:
     p = _protocol(table, "score")
     fwd = {space().hashes[u] for u in space().indices("forward")}
@@ -38,6 +52,7 @@ def test_scores_cover_the_whole_forward_space(table) -> None:
         assert np.array_equal(np.isneginf(col), singular) and np.isfinite(col[~singular]).all()  # no silent NaN
 
 
+@needs_digits
 def test_trained_rows_have_both_seeds_and_full_curves(table) -> None:
     p = _protocol(table, "train")
     epochs = p.settings["train"]["epochs"]
@@ -52,6 +67,7 @@ def test_trained_rows_have_both_seeds_and_full_curves(table) -> None:
     assert set(hashes) <= set(every[:len(set(hashes)) + 4 * workers])
 
 
+@needs_digits
 def test_query_without_a_path_finds_it(monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("SNNBENCH_TABLE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no default build output
@@ -68,16 +84,22 @@ def test_query_without_a_path_finds_it(monkeypatch, tmp_path) -> None:
     assert Benchmark(SHIPPED["digits"]).path == api.load().path
 
 
+@needs_digits
 def test_stored_scores_are_reproduced_bit_for_bit(table) -> None:
     """Recompute two cells' rows with score_cell and the documented per-cell seed, on the CPU."""
     p = _protocol(table, "score")
     s = p.settings
-    data = load_dataset("digits", val_fraction=s["dataset"]["val_fraction"], seed=s["dataset"]["split_seed"])
+    _reproduce(p, load_dataset("digits", val_fraction=s["dataset"]["val_fraction"], seed=s["dataset"]["split_seed"]),
+               (0, 4321))
+
+
+def _reproduce(p, data, rows) -> None:
+    s = p.settings
     config = NetworkConfig(**s["network"]["config"])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the build's workers
     try:
-        for row in (0, 4321):
+        for row in rows:
             h = p.hash[row].decode()
             cell = Cell(space().matrices[space().hashes.index(h)])
             got = score_cell(cell, data, config, s["score"]["metrics"], s["score"]["batch_size"], s["score"]["repeats"],
@@ -86,3 +108,39 @@ def test_stored_scores_are_reproduced_bit_for_bit(table) -> None:
                 assert got["scores"][m] == p.columns[f"scores/{m}"][row], (h, m)
     finally:
         torch.set_num_threads(threads)
+
+
+def _in_hash_order_prefix(p, pool: list[str]) -> None:
+    """An interrupted build holds the first cells in hash order, up to the items in flight (<= 4 per worker)."""
+    hashes = {h.decode() for h in p.hash}
+    workers = max(int(e.get("workers") or 1) for e in p.environments)
+    batch = 16  # cells per scoring work item
+    every = sorted(pool)
+    assert hashes <= set(every[:len(hashes) + 4 * workers * batch])
+
+
+@needs_cifar
+def test_cifar10_scores_are_a_hash_order_prefix_of_the_forward_space(cifar) -> None:
+    p = _protocol(cifar, "score")
+    s = p.settings
+    assert s["dataset"]["name"] == "cifar10-jpeg" and len(s["dataset"]["sha256"]) == 16
+    assert s["network"]["preset"] == "bench" and s["network"]["config"]["in_channels"] == 3
+    assert {"sahd", "hd", "vanrossum"} <= set(s["score"]["metrics"]) and s["score"]["repeats"] == 2
+    hashes = [h.decode() for h in p.hash]
+    assert len(set(hashes)) == len(hashes) == len(p) > 0 and set(p.seed.tolist()) == {0}
+    _in_hash_order_prefix(p, [space().hashes[u] for u in space().indices("forward")])
+    for m in s["score"]["metrics"]:
+        col, singular = p.columns[f"scores/{m}"], p.columns[f"singular/{m}"]
+        assert np.array_equal(np.isneginf(col), singular) and np.isfinite(col[~singular]).all()
+
+
+@needs_cifar
+@pytest.mark.skipif(not CIFAR_NPZ.exists(), reason=f"no CIFAR-10 npz at {CIFAR_NPZ}")
+def test_cifar10_scores_are_reproduced_bit_for_bit(cifar) -> None:
+    """One stored row recomputed from the same files (checked by their sha256) and the per-cell seed."""
+    p = _protocol(cifar, "score")
+    s = p.settings
+    if npz_digest(str(CIFAR_NPZ)) != s["dataset"]["sha256"]:
+        pytest.skip(f"{CIFAR_NPZ} is not the file set the table was scored on")
+    data = load_dataset(CIFAR_NPZ, val_fraction=s["dataset"]["val_fraction"], seed=s["dataset"]["split_seed"])
+    _reproduce(p, data, (len(p) // 2,))
