@@ -119,10 +119,33 @@ class _Columns:
     curves: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))  # float64 [U, C, E] mean curves
     seed_list: list[int] = field(default_factory=list)
     fast: tuple = ()  # column positions in ``packed`` for ``Benchmark._mean_record``
+    _by_row: tuple = ()  # per protocol row, built on the first seeded query: see ``row_values``
 
     @property
     def id(self) -> str:
         return self.proto.id
+
+    def row_values(self, row: int) -> dict[str, Any]:
+        """Every column of one protocol row as plain Python values (NaN and +-inf as None, array columns as
+        lists), from row-packed float64 copies made on the first call."""
+        if not self._by_row:
+            cols = self.proto.columns
+            flat = [k for k, v in cols.items() if v.ndim == 1 and v.dtype.kind in "biuf"]
+            arrays = {k: v.astype(np.float64) for k, v in cols.items() if v.ndim == 2 and v.dtype.kind in "biuf"}
+            other = [k for k in cols if k not in flat and k not in arrays]
+            n = len(self.proto)
+            packed = np.stack([cols[k].astype(np.float64) for k in flat], axis=1) if flat else np.zeros((n, 0))
+            bad = {k: (~np.isfinite(v).all(axis=1)).tolist() for k, v in arrays.items()}  # rows holding NaN / inf
+            self._by_row = (flat, packed, (~np.isfinite(packed).all(axis=1)).tolist(), arrays, bad, other)
+        flat, packed, bad_flat, arrays, bad, other = self._by_row
+        values = packed[row].tolist()
+        out = dict(zip(flat, [_num(x) for x in values] if bad_flat[row] else values))
+        for k, v in arrays.items():
+            out[k] = [_num(x) for x in v[row].tolist()] if bad[k][row] else v[row].tolist()
+        for k in other:
+            v = self.proto.columns[k][row]
+            out[k] = v.tolist() if isinstance(v, (np.ndarray, np.generic)) else v
+        return out
 
 
 def _aggregate(proto: Protocol, cell_of_row: np.ndarray, u_count: int) -> _Columns:
@@ -364,8 +387,7 @@ class Benchmark:
         sv = self._seed_values(s, u, seed, missing)
         tv = self._seed_values(t, u, seed, missing)
         if t is not None and tv:
-            curves = {k.split("/", 1)[1]: [None if x != x else x for x in v]
-                      for k, v in tv.items() if k.startswith("curves/")}
+            curves = {k.split("/", 1)[1]: v for k, v in tv.items() if k.startswith("curves/")}
             tv["_train_acc"] = tv["curves/train_acc"][-1] if "curves/train_acc" in tv else None
         if len(missing) == len(self._columns):
             raise CellNotFound(f"cell {rec['hash']} ({rec['text']}) has no row for seed {seed} in {self.path}: "
@@ -452,18 +474,12 @@ class Benchmark:
         if c is None:
             return {}
         lo, hi = int(c.start[u]), int(c.start[u] + c.count[u])
-        hits = np.flatnonzero(c.proto.seed[lo:hi] == seed) if hi > lo else []
-        if not len(hits):
+        hits = [i for i, s in enumerate(c.seed_list[lo:hi]) if s == seed]
+        if not hits:
             if c.id not in missing:
                 missing.append(c.id)
             return {}
-        row = lo + int(hits[0])
-        out: dict[str, Any] = {}
-        for name, col in c.proto.columns.items():
-            v = col[row]
-            out[name] = v.tolist() if isinstance(v, np.ndarray) else (_num(v.item()) if isinstance(v, np.floating) else
-                                                                     v.item() if isinstance(v, np.generic) else v)
-        return out
+        return c.row_values(lo + int(hits[0]))
 
     # ------------------------------------------------------------------ collections
     def __iter__(self) -> Iterator[dict[str, Any]]:

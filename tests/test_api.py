@@ -153,6 +153,16 @@ def test_record_values_equal_a_naive_read_of_the_file(table: Path, bench: Benchm
             assert one["seed"] == seed
             assert one["accuracy"] == {"train": values["curves/train_acc"][-1], "val": values["val_acc"], "test": values["test_acc"]}
             assert one["curves"]["train_loss"] == [None if x != x else x for x in values["curves/train_loss"].tolist()]
+            assert one["train_seconds"] == values["train_seconds"] and one["params"] == int(values["params"])
+            assert one["spikes"] == {"per_image": values["spikes_per_image"], "rate": values["spike_rate"]}
+            json.dumps(one, allow_nan=False)
+        for seed, values in score:  # ... and the score row of that seed
+            one = bench.query(rec["matrix"], seed=seed)
+            for m in ("sahd", "hd"):
+                v = float(values[f"scores/{m}"])
+                assert one["scores"][m] == (v if np.isfinite(v) else None)
+                assert one["singular"][m] is bool(values[f"singular/{m}"])
+            assert one["score_seconds"] == values["seconds"]
         json.dumps(rec, allow_nan=False)  # JSON-ready: no NaN, no numpy types
     with pytest.raises(CellNotFound, match="seed 99"):
         bench.query(bench.matrices[0], seed=99)
