@@ -27,7 +27,8 @@ import numpy as np
 
 from api.lookup import Key, cell_key
 from snnbench.space import Cell, to_text
-from snnbench.table import SHIPPED, Protocol, Table, default_table_path, open_table, table_datasets
+from snnbench.table import (Protocol, Table, dataset_matches, default_table_path, open_table, shipped_table,
+                            table_datasets)
 
 _KINDS = ("forward", "backward")
 
@@ -83,8 +84,9 @@ class CellNotFound(KeyError):
 
 def resolve_table(path: str | os.PathLike[str] | None = None, dataset: str | None = None) -> Path:
     """The table to open: ``path``, else ``$SNNBENCH_TABLE``, else the default build output, else the
-    table shipped with the package (``SHIPPED[dataset or "digits"]``, see ``docs/results.md``). The
-    default build output is passed over for the shipped table when it holds no protocol on ``dataset``.
+    table shipped with the package for ``dataset`` (:func:`~snnbench.table.shipped_table`, ``digits`` when
+    None; see ``docs/results.md``). The default build output is passed over for the shipped table when it
+    holds no protocol on ``dataset`` (or a variant of it, see :func:`~snnbench.table.dataset_matches`).
 
     Raises ``FileNotFoundError`` saying how to build a table when none exists.
     """
@@ -93,9 +95,9 @@ def resolve_table(path: str | os.PathLike[str] | None = None, dataset: str | Non
         origin = "given path" if path is not None else "$SNNBENCH_TABLE"
     else:
         chosen, origin = default_table_path(), "default table"
-        shipped = SHIPPED.get(dataset or "digits")
-        if shipped is not None and shipped.exists() and (
-                not chosen.exists() or (dataset is not None and dataset not in table_datasets(chosen))):
+        shipped = shipped_table(dataset)
+        if shipped is not None and shipped.exists() and (not chosen.exists() or (
+                dataset is not None and not any(dataset_matches(d, dataset) for d in table_datasets(chosen)))):
             return shipped
     if not chosen.exists():
         raise FileNotFoundError(f"no snnbench table at {chosen} ({origin}): build one with `snnbench build {chosen}` "
@@ -185,15 +187,19 @@ def _aggregate(proto: Protocol, cell_of_row: np.ndarray, u_count: int) -> _Colum
 
 
 def _candidates(table: Table, type_: str, key: str | None, dataset: str | None) -> list[Protocol]:
-    """Protocols of a type that may serve the view, most rows first (ties: larger id)."""
+    """Protocols of a type that may serve the view: on ``dataset`` itself before its variants, then most
+    rows first (ties: larger id)."""
     if key is not None:
         proto = table.protocol(key)
         if proto.type != type_:
             raise ValueError(f"{table.path}: protocol {proto.id} is a {proto.type} protocol, not a {type_} protocol")
         return [proto]
-    found = [p for p in table.protocols.values() if p.type == type_
-             and (dataset is None or str(p.settings.get("dataset", {}).get("name")) == dataset)]
-    return sorted(found, key=lambda p: (len(p), p.id), reverse=True)
+
+    def match(p: Protocol) -> int:
+        return 2 if dataset is None else dataset_matches(str(p.settings.get("dataset", {}).get("name")), dataset)
+
+    found = [p for p in table.protocols.values() if p.type == type_ and match(p)]
+    return sorted(found, key=lambda p: (match(p), len(p), p.id), reverse=True)
 
 
 def _setup(p: Protocol) -> tuple[str, str]:

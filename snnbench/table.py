@@ -62,6 +62,18 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "tables"
 SHIPPED = {"digits": SHIPPED_DIR / "digits.h5", "cifar10": SHIPPED_DIR / "cifar10.h5"}
 
 
+def dataset_matches(name: str, wanted: str) -> int:
+    """How well a protocol's dataset ``name`` answers a request for ``wanted``: 2 the same name, 1 a named
+    variant of it (``cifar10-jpeg`` for ``cifar10``: the same dataset from other files), 0 no match."""
+    return 2 if name == wanted else int(name.startswith(wanted + "-"))
+
+
+def shipped_table(dataset: str | None) -> Path | None:
+    """The shipped table for ``dataset`` or the dataset it is a variant of (``digits`` for None)."""
+    wanted = dataset or "digits"
+    return SHIPPED.get(wanted) or next((p for d, p in SHIPPED.items() if dataset_matches(wanted, d)), None)
+
+
 def table_datasets(path: str | os.PathLike[str]) -> set[str]:
     """Dataset names of a table's protocols, read from their attributes only; empty for an unreadable file
     (:func:`open_table` says what is wrong with it)."""

@@ -236,6 +236,7 @@ def test_shipped_tables_are_the_last_resort(table: Path, tmp_path: Path, monkeyp
     shutil.copy(table, built)  # a digits table: the user's own build now wins for digits, not for cifar10
     assert resolve_table() == resolve_table(dataset="digits") == built and resolve_table(dataset="cifar10") == cifar
     assert table_datasets(built) == {"digits"} and table_datasets(tmp_path / "missing.h5") == set()
+    assert resolve_table(dataset="cifar10-jpeg") == cifar  # a variant's request finds its dataset's shipped table
     monkeypatch.setitem(SHIPPED, "cifar10", tmp_path / "not-shipped.h5")
     assert resolve_table(dataset="cifar10") == built  # whose view then says it has no cifar10 protocol
 
@@ -412,6 +413,19 @@ def test_view_pairs_score_and_train_protocols_of_one_setup(table: Path, tmp_path
     assert both.query(both.matrices[0])["scores"]["sahd"] == 2 * Benchmark(table).query(both.matrices[0])["scores"]["sahd"]
     r = CliRunner().invoke(main, ["correlate", "--table", str(tmp_path / "mixed.h5")])
     assert r.exit_code == 2 and "--dataset" in r.output
+    # a named variant (the same dataset from other files, e.g. cifar10-jpeg) answers for its dataset,
+    # after the exact name, and never for a dataset whose name it merely starts with
+    jpeg = copy.deepcopy(settings)
+    jpeg["dataset"]["name"] = "cifar10-jpeg"
+    variant = Protocol(protocol_id("score", jpeg), "score", jpeg, hash=score.hash[:3], seed=score.seed[:3],
+                       columns={k: v[:3] for k, v in score.columns.items()})
+    write_table(tmp_path / "variant.h5", [variant])
+    assert Benchmark(tmp_path / "variant.h5", dataset="cifar10").protocol_ids == [variant.id]
+    write_table(tmp_path / "both.h5", [variant, other])
+    assert Benchmark(tmp_path / "both.h5", dataset="cifar10").protocol_ids == [other.id]  # exact name first
+    assert Benchmark(tmp_path / "both.h5", dataset="cifar10-jpeg").protocol_ids == [variant.id]
+    with pytest.raises(ValueError, match="no score or train protocol"):
+        Benchmark(tmp_path / "variant.h5", dataset="cifar")
 
 
 def test_report_page_holds_the_functions_numbers(bench: Benchmark, tmp_path: Path) -> None:

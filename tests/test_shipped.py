@@ -120,7 +120,9 @@ def _in_hash_order_prefix(p, pool: list[str]) -> None:
 
 
 @needs_cifar
-def test_cifar10_scores_are_a_hash_order_prefix_of_the_forward_space(cifar) -> None:
+def test_cifar10_scores_are_a_hash_order_prefix_of_the_forward_space(cifar, monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("SNNBENCH_TABLE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no default build output
     p = _protocol(cifar, "score")
     s = p.settings
     assert s["dataset"]["name"] == "cifar10-jpeg" and len(s["dataset"]["sha256"]) == 16
@@ -128,6 +130,7 @@ def test_cifar10_scores_are_a_hash_order_prefix_of_the_forward_space(cifar) -> N
     assert {"sahd", "hd", "vanrossum"} <= set(s["score"]["metrics"]) and s["score"]["repeats"] == 2
     hashes = [h.decode() for h in p.hash]
     assert len(set(hashes)) == len(hashes) == len(p) > 0 and set(p.seed.tolist()) == {0}
+    assert Benchmark(dataset="cifar10").protocol_ids == [p.id]  # found with no path, by its dataset
     _in_hash_order_prefix(p, [space().hashes[u] for u in space().indices("forward")])
     for m in s["score"]["metrics"]:
         col, singular = p.columns[f"scores/{m}"], p.columns[f"singular/{m}"]
