@@ -1,9 +1,11 @@
-"""How well each stored score ranks cells by accuracy: Kendall tau, Spearman rho, top-k precision.
+"""How well each stored score ranks cells by accuracy (Kendall tau, Spearman rho, top-k precision), and
+how well two tables' scores agree on the cells they share (e.g. the same score on two datasets).
 
 Invariants: for each score, only cells holding a score (``-inf``, a singular kernel, ranks lowest) and a
 finite accuracy enter; top-k
 precision is ``|top-k by score  ∩  top-k by accuracy| / k`` (ties broken by view index, so it is
-deterministic); ``k`` values larger than the number of cells are skipped.
+deterministic); ``k`` values larger than the number of cells are skipped. Cells of two views are matched
+by hash, never by position.
 """
 
 from __future__ import annotations
@@ -24,25 +26,54 @@ def top_k_precision(score: np.ndarray, accuracy: np.ndarray, k: int) -> float:
     return len(np.intersect1d(by_score, by_acc)) / k
 
 
-def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | None = None,
-              fractions: Sequence[float] = DEFAULT_FRACTIONS) -> dict[str, Any]:
-    """Per score: cells used, Kendall tau, Spearman rho (with p-values), top-k precision, seconds per cell."""
-    from scipy import stats
+def matched(a: Benchmark, b: Benchmark) -> tuple[np.ndarray, np.ndarray]:
+    """View indices ``(in a, in b)`` of the cells both views hold, matched by hash, in ``a``'s order."""
+    where = {h: u for u, h in enumerate(b.hash_array.tolist())}
+    pairs = [(u, where[h]) for u, h in enumerate(a.hash_array.tolist()) if h in where]
+    ua, ub = (np.array(x, dtype=np.int64) for x in zip(*pairs)) if pairs else (np.zeros(0, np.int64),) * 2
+    return ua, ub
 
-    if split not in bench.accuracy:
-        raise ValueError(f"split: expected one of {', '.join(bench.accuracy)}, got {split!r}")
+
+def _names(bench: Benchmark, scores: Sequence[str] | None) -> list[str]:
     if not bench.scores:
         raise ValueError(f"correlate: {bench.path} has no score protocol in this view")
     names = list(scores) if scores is not None else list(bench.scores)
     missing = [m for m in names if m not in bench.scores]
     if missing:
         raise ValueError(f"score: {', '.join(missing)} not in the view (scores: {', '.join(bench.scores)})")
+    return names
+
+
+def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | None = None,
+              fractions: Sequence[float] = DEFAULT_FRACTIONS, source: Benchmark | None = None) -> dict[str, Any]:
+    """Per score: cells used, Kendall tau, Spearman rho (with p-values), top-k precision, seconds per cell.
+
+    With ``source``, the scores (and their seconds) come from that view, matched by hash, and the
+    accuracies from ``bench``: how a score computed on one dataset ranks cells trained on another.
+    """
+    from scipy import stats
+
+    if split not in bench.accuracy:
+        raise ValueError(f"split: expected one of {', '.join(bench.accuracy)}, got {split!r}")
+    origin = source if source is not None else bench
+    names = _names(origin, scores)
+    if source is None:
+        table, seconds = bench.scores, bench.score_seconds
+    else:
+        ua, ub = matched(bench, source)
+        table = {m: np.full(len(bench), np.nan) for m in names}
+        seconds = np.full(len(bench), np.nan)
+        for m in names:
+            table[m][ua] = source.scores[m][ub]
+        seconds[ua] = source.score_seconds[ub]
     acc = bench.accuracy[split]
     out: dict[str, Any] = {"table": str(bench.path), "protocols": bench.protocol_ids, "split": split, "scores": {}}
+    if source is not None:
+        out.update(score_table=str(source.path), score_protocols=source.protocol_ids)
     for m in names:
-        ok = np.isfinite(acc) & ~np.isnan(bench.scores[m])  # -inf (singular kernel) ranks lowest
-        s, a = bench.scores[m][ok], acc[ok]
-        row: dict[str, Any] = {"cells": int(ok.sum()), "seconds_per_cell": _mean(bench.score_seconds[ok])}
+        ok = np.isfinite(acc) & ~np.isnan(table[m])  # -inf (singular kernel) ranks lowest
+        s, a = table[m][ok], acc[ok]
+        row: dict[str, Any] = {"cells": int(ok.sum()), "seconds_per_cell": _mean(seconds[ok])}
         if len(s) >= 2:
             tau = stats.kendalltau(s, a)
             rho = stats.spearmanr(s, a)
@@ -52,6 +83,29 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
             row.update(kendall_tau=None, kendall_p=None, spearman_rho=None, spearman_p=None)
         ks = sorted({max(1, int(round(f * len(s)))) for f in fractions} | ({10, 100} & set(range(1, len(s) + 1))))
         row["top_k_precision"] = {str(k): top_k_precision(s, a, k) for k in ks if k <= len(s)}
+        out["scores"][m] = row
+    return out
+
+
+def agreement(a: Benchmark, b: Benchmark, scores: Sequence[str] | None = None) -> dict[str, Any]:
+    """Per score held by both views: Kendall tau and Spearman rho between ``a``'s and ``b``'s values on the
+    cells both hold (NaN left out, ``-inf`` ranks lowest), and how many of them are singular in each."""
+    from scipy import stats
+
+    names = _names(a, scores if scores is not None else [m for m in a.scores if m in b.scores])
+    _names(b, names)
+    ua, ub = matched(a, b)
+    out: dict[str, Any] = {"tables": [str(a.path), str(b.path)], "protocols": [a.protocol_ids, b.protocol_ids],
+                           "shared_cells": len(ua), "scores": {}}
+    for m in names:
+        x, y = a.scores[m][ua], b.scores[m][ub]
+        ok = ~np.isnan(x) & ~np.isnan(y)
+        x, y = x[ok], y[ok]
+        row: dict[str, Any] = {"cells": int(ok.sum()), "singular": [int(np.isneginf(x).sum()), int(np.isneginf(y).sum())]}
+        if len(x) >= 2:
+            row.update(kendall_tau=float(stats.kendalltau(x, y).statistic), spearman_rho=float(stats.spearmanr(x, y).statistic))
+        else:
+            row.update(kendall_tau=None, spearman_rho=None)
         out["scores"][m] = row
     return out
 

@@ -308,6 +308,25 @@ def test_replay_equals_a_brute_force_loop(singular_bench: Benchmark) -> None:
         replay(bench, 5, 5, ("nope",))
 
 
+def _naive_tau(s: np.ndarray, a: np.ndarray) -> float:
+    """Kendall tau-b by counting pairs (two -inf scores, singular kernels, tie)."""
+    n = len(s)
+
+    def sign(x: float, y: float) -> int:
+        return int(x > y) - int(x < y)
+
+    conc = sum(sign(s[i], s[j]) * sign(a[i], a[j]) for i in range(n) for j in range(i))
+    ties_s = sum(s[i] == s[j] for i in range(n) for j in range(i))
+    ties_a = sum(a[i] == a[j] for i in range(n) for j in range(i))
+    pairs = n * (n - 1) / 2
+    return conc / math.sqrt((pairs - ties_s) * (pairs - ties_a))
+
+
+def _naive_rho(s: np.ndarray, a: np.ndarray) -> float:
+    rank = lambda x: np.array([sum(y < v for y in x) + (sum(y == v for y in x) + 1) / 2 for v in x])  # noqa: E731
+    return float(np.corrcoef(rank(s), rank(a))[0, 1])
+
+
 def test_correlation_equals_naive_formulas(singular_bench: Benchmark) -> None:
     bench = singular_bench
     out = correlate(bench, "train")
@@ -315,22 +334,48 @@ def test_correlation_equals_naive_formulas(singular_bench: Benchmark) -> None:
     for m, r in out["scores"].items():
         s = bench.scores[m]
         n = len(s)
-        def sign(a: float, b: float) -> int:  # by comparison: two -inf scores (singular kernels) tie
-            return int(a > b) - int(a < b)
-
-        conc = sum(sign(s[i], s[j]) * sign(acc[i], acc[j]) for i in range(n) for j in range(i))
-        ties_s = sum(s[i] == s[j] for i in range(n) for j in range(i))
-        ties_a = sum(acc[i] == acc[j] for i in range(n) for j in range(i))
-        pairs = n * (n - 1) / 2
-        assert r["kendall_tau"] == pytest.approx(conc / math.sqrt((pairs - ties_s) * (pairs - ties_a)))
-        rank = lambda x: np.array([sum(y < v for y in x) + (sum(y == v for y in x) + 1) / 2 for v in x])  # noqa: E731
-        assert r["spearman_rho"] == pytest.approx(np.corrcoef(rank(s), rank(acc))[0, 1])
+        assert r["kendall_tau"] == pytest.approx(_naive_tau(s, acc))
+        assert r["spearman_rho"] == pytest.approx(_naive_rho(s, acc))
         for k, v in r["top_k_precision"].items():
             k = int(k)
             top_s = sorted(range(n), key=lambda i: (-s[i], i))[:k]
             top_a = sorted(range(n), key=lambda i: (-acc[i], i))[:k]
             assert v == len(set(top_s) & set(top_a)) / k
     assert top_k_precision(np.array([3.0, 2, 1]), np.array([1.0, 2, 3]), 1) == 0.0
+
+
+def test_scores_of_another_table_are_matched_by_hash(table: Path, bench: Benchmark, tmp_path: Path) -> None:
+    """agreement() and correlate(source=) against dicts keyed by hash: a second table holding a shuffled
+    subset of the cells, its scores changed, one missing (NaN) and one singular (-inf)."""
+    from api.correlate import agreement
+    from snnbench.table import Protocol, write_table
+
+    t = open_table(table)
+    score = next(p for p in t.protocols.values() if p.type == "score")
+    rng = np.random.default_rng(3)
+    keep = rng.permutation(len(score))[: len(score) - 2]
+    cols = {k: v[keep].copy() for k, v in score.columns.items()}
+    cols["scores/sahd"] = -cols["scores/sahd"] + rng.normal(size=len(keep))  # another "dataset"
+    cols["scores/hd"][0], cols["scores/hd"][1] = np.nan, -np.inf
+    other = Protocol(score.id, "score", score.settings, hash=score.hash[keep], seed=score.seed[keep], columns=cols)
+    write_table(tmp_path / "other.h5", [other])
+    b2 = Benchmark(tmp_path / "other.h5")
+    theirs = {h.decode(): {m: float(cols[f"scores/{m}"][i]) for m in ("sahd", "hd")} for i, h in enumerate(score.hash[keep])}
+    mine = {h: {m: float(bench.scores[m][u]) for m in ("sahd", "hd")} for u, h in enumerate(bench.hashes)}
+    out = agreement(bench, b2)
+    assert out["shared_cells"] == len(keep)
+    for m in ("sahd", "hd"):
+        shared = [h for h in bench.hashes if h in theirs and not np.isnan(theirs[h][m])]
+        x, y = np.array([mine[h][m] for h in shared]), np.array([theirs[h][m] for h in shared])
+        r = out["scores"][m]
+        assert r["cells"] == len(shared) and r["singular"] == [int(np.isneginf(x).sum()), int(np.isneginf(y).sum())]
+        assert r["kendall_tau"] == pytest.approx(_naive_tau(x, y)) and r["spearman_rho"] == pytest.approx(_naive_rho(x, y))
+        c = correlate(bench, "test", [m], source=b2)["scores"][m]
+        acc = np.array([bench.accuracy["test"][bench.hashes.index(h)] for h in shared])
+        assert c["cells"] == len(shared) and c["kendall_tau"] == pytest.approx(_naive_tau(y, acc))
+    assert out["scores"]["hd"]["singular"][1] == 1
+    with pytest.raises(ValueError, match="nope"):
+        agreement(bench, b2, ["nope"])
 
 
 # --------------------------------------------------------------------------- CLI and figures
