@@ -376,6 +376,14 @@ def test_scores_of_another_table_are_matched_by_hash(table: Path, bench: Benchma
     assert out["scores"]["hd"]["singular"][1] == 1
     with pytest.raises(ValueError, match="nope"):
         agreement(bench, b2, ["nope"])
+    r = CliRunner().invoke(main, ["correlate", "--table", str(table), "--scores-from", str(tmp_path / "other.h5"), "--json"])
+    assert r.exit_code == 0
+    got = json.loads(r.output)
+    assert got["scores"] == json.loads(json.dumps(correlate(bench, "test", source=b2)["scores"]))
+    assert got["agreement"]["scores"]["sahd"]["kendall_tau"] == pytest.approx(out["scores"]["sahd"]["kendall_tau"])
+    (tmp_path / "foreign.h5").write_bytes(b"not a table")
+    r = CliRunner().invoke(main, ["correlate", "--table", str(table), "--scores-from", str(tmp_path / "foreign.h5")])
+    assert r.exit_code == 2 and "foreign.h5" in r.output and "Traceback" not in r.output
 
 
 # --------------------------------------------------------------------------- CLI and figures

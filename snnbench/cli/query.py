@@ -146,21 +146,34 @@ def compare(table: str | None, score_protocol: str | None, train_protocol: str |
 @click.command()
 @_view
 @split_option
+@click.option("--scores-from", "scores_from", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Rank by the scores of this other table (cells matched by hash), e.g. CIFAR-10 scores "
+                   "against digits accuracies; also prints how the two tables' scores agree.")
 @json_option
 def correlate(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None,
-              split: str, as_json: bool) -> None:
+              split: str, scores_from: str | None, as_json: bool) -> None:
     """Kendall tau, Spearman rho and top-k precision of every stored score against accuracy."""
+    from api.correlate import agreement
     from api.correlate import correlate as run_correlate
 
-    result = run_correlate(_open(table, score_protocol, train_protocol, dataset), split)
+    bench = _open(table, score_protocol, train_protocol, dataset)
+    source = None if scores_from is None else _open(scores_from, None, None, None)
+    result = run_correlate(bench, split, source=source)
+    if source is not None:
+        result["agreement"] = agreement(bench, source, list(result["scores"]))
     if as_json:
         echo_json(result)
         return
-    click.echo(f"{split} accuracy; protocols {', '.join(result['protocols'])}")
+    origin = f" (scores from {source.path.name})" if source is not None else ""
+    click.echo(f"{split} accuracy; protocols {', '.join(result['protocols'])}{origin}")
     click.echo(f"{'score':<12} {'cells':>7} {'tau':>8} {'rho':>8}  top-k precision")
     for m, r in result["scores"].items():
         topk = ", ".join(f"{k}: {v:.2f}" for k, v in r["top_k_precision"].items())
         click.echo(f"{m:<12} {r['cells']:>7} {_fmt(r['kendall_tau'], 3):>8} {_fmt(r['spearman_rho'], 3):>8}  {topk}")
+    if source is not None:
+        click.echo(f"agreement of the two tables' scores on {result['agreement']['shared_cells']:,} shared cells:")
+        for m, r in result["agreement"]["scores"].items():
+            click.echo(f"{m:<12} {r['cells']:>7} {_fmt(r['kendall_tau'], 3):>8} {_fmt(r['spearman_rho'], 3):>8}")
 
 
 @click.command()
