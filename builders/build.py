@@ -242,8 +242,13 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
                   "backward": int((table.cells["kind"] == 1).sum())},
         "protocols": [],
     }
+    from snnbench.space import KINDS, space
+
+    sizes = {k: len(space().indices(k)) for k in KINDS}  # type: ignore[arg-type]
+    kind_of = dict(zip(table.cells["hash"].tolist(), table.cells["kind"].tolist()))
     for p in table.protocols.values():
-        cells = {h for h in p.hash}
+        cells = {h for h in p.hash.tolist()}
+        kinds = np.bincount([kind_of[h] for h in cells], minlength=len(KINDS)) if cells else np.zeros(len(KINDS), int)
         stats: dict[str, Any] = {}
         for name, col in p.columns.items():
             if col.dtype.kind not in "fiu" or col.ndim != 1:
@@ -258,6 +263,7 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
             "id": p.id, "type": p.type, "settings": p.settings, "commands": p.commands, "shards": p.shards,
             "created": p.created, "modified": p.modified, "environments": p.environments,
             "rows": len(p), "cells": len(cells), "seeds": sorted({int(s) for s in p.seed}),
+            "coverage": {k: {"cells": int(n), "of": sizes[k]} for k, n in zip(KINDS, kinds.tolist()) if n},
             "columns": {name: {"dtype": str(col.dtype), "shape": list(col.shape[1:])} for name, col in p.columns.items()},
             "stats": stats,
         })

@@ -127,12 +127,15 @@ def test_info_reports_coverage_and_statistics(reference: Path) -> None:
     for p in d["protocols"]:
         proto = t.protocols[p["id"]]
         assert p["rows"] == len(proto) and p["cells"] == len(set(proto.hash.tolist()))
+        kinds = [Cell(space().matrices[space().hashes.index(h.decode())]).kind for h in set(proto.hash.tolist())]
+        assert p["coverage"] == {k: {"cells": kinds.count(k), "of": len(space().indices(k))}
+                                 for k in ("forward", "backward") if k in kinds}
         for name, st in p["stats"].items():
             col = proto.columns[name]
             assert st["mean"] == pytest.approx(float(np.mean(col))) and st["max"] == pytest.approx(float(np.max(col)))
         assert p["commands"] and p["commands"][0].startswith("snnbench build ")
     text = _cli("info", str(reference))
-    assert "rebuild: snnbench build" in text and "scores/sahd" in text
+    assert "rebuild: snnbench build" in text and "scores/sahd" in text and "of the 7,012 forward cells" in text
 
 
 @pytest.mark.parametrize("args, message", [

@@ -168,7 +168,9 @@ def info(table: str | None, as_json: bool) -> None:
         shards = "" if p["shards"] is None else f", shards {p['shards']['indices']} of {p['shards']['count']}"
         click.echo(f"\nprotocol {p['id']} ({p['type']}: {what}; {s['dataset']['name']}, {s['network']['preset']} skeleton, "
                    f"{s['device']}{shards})")
-        click.echo(f"  {p['rows']:,} rows, {p['cells']:,} cells, seeds {p['seeds']}")
+        cover = ", ".join(f"{c['cells']:,} of the {c['of']:,} {k} cells ({100 * c['cells'] / c['of']:.1f}%)"
+                          for k, c in p["coverage"].items())
+        click.echo(f"  {p['rows']:,} rows, {p['cells']:,} cells: {cover or 'none'}; seeds {p['seeds']}")
         for name, st in p["stats"].items():
             if "mean" in st:
                 click.echo(f"  {name:28} n={st['finite']:>7,}  mean {st['mean']:.6g}  std {st['std']:.6g}  "
