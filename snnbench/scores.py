@@ -125,12 +125,14 @@ def _filtered(X: Tensor, rho: float, trace: Tensor | None) -> tuple[Tensor, Tens
     ``trace`` is ``H_{-1}`` (zeros when ``None``). Float64.
     """
     X = X.double()
-    h = torch.zeros_like(X[0]) if trace is None else trace
-    prev = []
-    for x in X:
-        prev.append(h)
-        h = rho * h + x
-    return torch.stack(prev), h
+    prev = torch.empty_like(X)
+    if trace is None:
+        prev[0].zero_()
+    else:
+        prev[0].copy_(trace)
+    for t in range(1, X.shape[0]):
+        torch.mul(prev[t - 1], rho, out=prev[t]).add_(X[t - 1])  # rho * h + x, rounded as written
+    return prev, rho * prev[-1] + X[-1]
 
 
 def _van_rossum_cross(X: Tensor, h_prev: Tensor) -> Tensor:
@@ -221,8 +223,9 @@ class SpikeKernels:
             elif metric in ("sahd", "sahd_release"):
                 kernel = (steps * num) - 0.5 * _sahd_ratio(d_h, n, num, metric == "sahd_release").sum(dim=0)
             else:
-                h_prev, self._traces[module] = _filtered(X, self.rho, self._traces.get(module))
-                cross = _van_rossum_cross(X, h_prev).sum(dim=0)
+                X64 = X.double()  # once for the trace and the cross term
+                h_prev, self._traces[module] = _filtered(X64, self.rho, self._traces.get(module))
+                cross = _van_rossum_cross(X64, h_prev).sum(dim=0)
                 kernel = (steps * num) - d_h.sum(dim=0, dtype=torch.float64) - (2.0 * self.rho) * cross
             self.sums[metric] = kernel if metric not in self.sums else self.sums[metric] + kernel
         self.calls += steps
