@@ -80,8 +80,10 @@ def build(path: str | os.PathLike[str], stages: Sequence[Stage], *, work: Work, 
     reports: list[StageReport] = []
     try:
         replayed = _run_stages(path, stages, work, executor, shard, environment(), progress, fold_seconds, reports)
-    finally:
-        executor.close()
+    except BaseException:  # interrupted or failed: finished rows are folded already, stop the rest now
+        executor.abort()
+        raise
+    executor.close()
     size = Path(path).stat().st_size
     return BuildReport(Path(path), reports, time.perf_counter() - start, size, replayed)
 

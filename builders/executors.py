@@ -8,7 +8,10 @@ the driver, which consumes the iterator, stays the only process that writes the 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import signal
+import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
@@ -23,9 +26,21 @@ class Executor(Protocol):
 
     def close(self) -> None: ...
 
+    def abort(self) -> None: ...
+
+
+def _die_with_parent() -> None:
+    """Linux: this process gets SIGTERM when its parent (the build driver) dies, even by ``kill -9``."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+            if os.getppid() == 1:  # the parent died before the call: no signal will come
+                os._exit(1)
+
 
 def _init_worker() -> None:
-    """One torch thread per worker process (the pool supplies the parallelism)."""
+    """One torch thread per worker process (the pool supplies the parallelism); no orphans."""
+    _die_with_parent()
     import torch
 
     torch.set_num_threads(1)
@@ -120,6 +135,17 @@ class LocalExecutor:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
+    def abort(self) -> None:
+        """Stop now (an interrupted build): cancel queued items and terminate the workers mid-item."""
+        if self._pool is not None:
+            processes = list(getattr(self._pool, "_processes", {}).values())  # no public handle before 3.14
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            for proc in processes:
+                proc.terminate()
+            for proc in processes:
+                proc.join(timeout=10)
+            self._pool = None
+
 
 class RayExecutor:
     """Ray tasks (1 CPU each, ``gpus`` GPUs each); a task whose worker dies is retried ``max_retries`` times.
@@ -175,6 +201,10 @@ class RayExecutor:
         if self._started:
             self._ray.shutdown()
             self._started = False
+
+    def abort(self) -> None:
+        """Stop now: the tasks in flight were cancelled (force) when ``run`` was left."""
+        self.close()
 
 
 def _ray_task(fn: Work) -> Work:

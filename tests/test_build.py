@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -87,6 +88,50 @@ def test_kill_9_at_a_random_point_then_resume_equals_uninterrupted(reference: Pa
     assert out.count(", 0 failed") == 2
     _same_tables(path, reference)
     assert not Path(f"{path}.journal").exists()
+
+
+def _children(pid: int) -> list[int]:
+    """PIDs whose parent is ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_driver_leaves_no_worker_running(reference: Path, tmp_path: Path, sig: int) -> None:
+    """`kill PID` (SIGTERM) or `kill -9 PID` of the driver alone: its pool workers stop too (SIGTERM: at once,
+    with a one-line message and exit 130), the table holds what finished, and a rerun completes it."""
+    path, journal = tmp_path / "t.h5", Path(f"{tmp_path / 't.h5'}.journal")
+    cmd = [sys.executable, "-c", "from snnbench.cli import main; main()", "build", str(path), *TINY,
+           "--workers", "2", "--fold-seconds", "0.2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (journal.exists() and b'"values"' in journal.read_bytes()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    workers = [c for c in _children(proc.pid) if "resource_tracker" not in Path(f"/proc/{c}/cmdline").read_text()]
+    assert workers, "no pool worker found"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 130 and err.strip().splitlines()[-1].startswith("interrupted: ")
+        assert "Traceback" not in err
+    deadline = time.monotonic() + 30
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(w) for w in workers), "a worker outlived its driver"
+    open_table(path)  # readable
+    _cli("build", str(path), *TINY, "--workers", "0")
+    _same_tables(path, reference)
 
 
 def test_shards_merged_equal_one_build(reference: Path, tmp_path: Path) -> None:

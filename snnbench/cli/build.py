@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,10 @@ def _size(n: int) -> str:
 
 def _duration(s: float) -> str:
     return f"{int(s // 60)}m{s % 60:04.1f}s" if s >= 60 else f"{s:.1f}s"
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 @click.command()
@@ -107,12 +113,21 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
                    "about 8.5 CPU-minutes: 5 minutes on 2 idle cores, 1 minute on 16.", err=True)
     gpus = opts["gpus_per_task"] if opts["gpus_per_task"] is not None else (1.0 if opts["device"] == "cuda" else 0.0)
     executor = make_executor(opts["executor"], workers=opts["workers"], address=opts["ray_address"], gpus=gpus)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # `kill PID` acts as Ctrl-C
     try:
         report = run_build(path, stages, work=run_item, executor=executor, shard=shard, progress=not quiet,
                            environment=lambda: environment(opts["device"], opts["executor"], opts["workers"]),
                            fold_seconds=fold_seconds)
     except WorkerDied as err:
         raise click.ClickException(f"{err}; rerun the same command to resume") from None
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: the rows finished so far are stored in {path}; rerun the same command to resume",
+                   err=True)
+        sys.exit(130)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     summary = {
         "table": str(report.path.resolve()), "size_bytes": report.size, "seconds": round(report.seconds, 3),
         "replayed_from_journal": report.replayed,
