@@ -90,6 +90,29 @@ def plot_scatter(bench: Any, scores: Sequence[str], split: str, path: str | os.P
     return _save(fig, path)
 
 
+def plot_agreement(a: Any, b: Any, scores: Sequence[str], path: str | os.PathLike[str]) -> Path:
+    """One panel per score: its value in view ``a`` against view ``b`` on the cells both hold (matched by
+    hash; finite values only), titled with Kendall tau, e.g. the same score on two datasets."""
+    from scipy import stats
+
+    from api.correlate import matched
+
+    plt = _pyplot()
+    ua, ub = matched(a, b)
+    fig, axes = plt.subplots(1, len(scores), figsize=(3.2 * len(scores), 3.0), squeeze=False)
+    for ax, name in zip(axes[0], scores):
+        x, y = a.scores[name][ua], b.scores[name][ub]
+        ok = np.isfinite(x) & np.isfinite(y)
+        ax.scatter(x[ok], y[ok], s=3, alpha=0.4)
+        tau = stats.kendalltau(x[ok], y[ok]).statistic if ok.sum() > 1 else float("nan")
+        ax.set_title(f"{name}: tau {tau:.2f} ({int(ok.sum())} cells)", fontsize=9)
+        ax.set_xlabel(a.path.stem, fontsize=8)
+        ax.set_ylabel(b.path.stem, fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def kernel_matrix(cell: Any, dataset: Any, net_config: Any, metric: str = "sahd", batch_size: int = 64,
                   seed: int = 0, device: str = "cpu") -> np.ndarray:
     """The ``[B, B]`` spike kernel of an untrained network on one training batch (as the score computes it).

@@ -374,6 +374,9 @@ def test_scores_of_another_table_are_matched_by_hash(table: Path, bench: Benchma
         acc = np.array([bench.accuracy["test"][bench.hashes.index(h)] for h in shared])
         assert c["cells"] == len(shared) and c["kendall_tau"] == pytest.approx(_naive_tau(y, acc))
     assert out["scores"]["hd"]["singular"][1] == 1
+    from api.plots import plot_agreement
+
+    assert plot_agreement(bench, b2, ["sahd", "hd"], tmp_path / "agree.png").stat().st_size > 0
     with pytest.raises(ValueError, match="nope"):
         agreement(bench, b2, ["nope"])
     r = CliRunner().invoke(main, ["correlate", "--table", str(table), "--scores-from", str(tmp_path / "other.h5"), "--json"])
