@@ -9,6 +9,7 @@ Invariants
 ----------
 * Replay sizes larger than the pool of cells holding every score and the accuracy are left out (a
   draw with replacement from a smaller pool says nothing about the paper's N); the page says so.
+* A view without accuracies (a score-only table) gets its protocols and a summary of its scores only.
 * Seeded: the same table and settings give the same page.
 """
 
@@ -62,6 +63,19 @@ def report(bench: Benchmark, out: str | os.PathLike[str], *, title: str, split: 
     out.mkdir(parents=True, exist_ok=True)
     names = list(bench.scores)
     lines = [f"## {title}", "", f"Table `{bench.path.name}`; view protocols:", "", *_protocol_lines(bench), ""]
+
+    if not np.isfinite(bench.accuracy[split]).any():  # a score-only view: describe its scores, nothing to rank
+        lines += [f"No cell of this view holds a {split} accuracy, so there is nothing to correlate, replay or search "
+                  "against; the scores it holds:", "", "| score | cells | singular | min | mean | max | seconds per cell "
+                  "(all scores) |", "|---|---|---|---|---|---|---|"]
+        for m, v in bench.scores.items():
+            ok = np.isfinite(v)
+            lines.append(f"| {m} | {int((~np.isnan(v)).sum()):,} | {int(np.isneginf(v).sum()):,} | "
+                         f"{_f(v[ok].min() if ok.any() else None)} | {_f(v[ok].mean() if ok.any() else None)} | "
+                         f"{_f(v[ok].max() if ok.any() else None)} | {_f(np.nanmean(bench.score_seconds), 3)} |")
+        page = out / "report.md"
+        page.write_text("\n".join(lines) + "\n")
+        return page
 
     corr = correlate(bench, split)
     lines += [f"### Scores against {split} accuracy", "",

@@ -484,6 +484,20 @@ def test_view_pairs_score_and_train_protocols_of_one_setup(table: Path, tmp_path
         Benchmark(tmp_path / "variant.h5", dataset="cifar")
 
 
+def test_report_on_a_score_only_table_summarises_its_scores(table: Path, tmp_path: Path) -> None:
+    from snnbench.table import write_table
+
+    score = next(p for p in open_table(table).protocols.values() if p.type == "score")
+    write_table(tmp_path / "scores.h5", [score])
+    b = Benchmark(tmp_path / "scores.h5")
+    text = report(b, tmp_path / "r", title="scores only").read_text()
+    assert "nothing to correlate" in text
+    for m in ("sahd", "hd"):
+        v = score.columns[f"scores/{m}"]
+        row = next(line for line in text.splitlines() if line.startswith(f"| {m} |"))
+        assert row.split(" | ")[1] == f"{len(v):,}" and f"{v[np.isfinite(v)].mean():.4f}" in row
+
+
 def test_report_page_holds_the_functions_numbers(bench: Benchmark, tmp_path: Path) -> None:
     budget = float(np.nansum(bench.train_seconds))  # enough to train every cell
     page = report(bench, tmp_path / "r", title="tiny", sizes=(2, 4, 1000), trials=50, runs=3, budget=budget, seed=5)
