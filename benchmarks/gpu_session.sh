@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared call for a lent GPU machine (docs/results.md, "Next runs"). Everything it makes goes to $OUT:
+# One prepared call for a lent GPU machine (docs/results.md, "Not yet done"). Everything it makes goes to $OUT:
 #   (a) SAHD and van Rossum seconds per cell on the paper skeleton at batch 256 (supplementary: 6.12 s, 44.52 s),
 #       and the on-device scorer against the release-style one;
 #   (b) CIFAR-10 training (bench skeleton, short budget) of a stratified sample: 200 cells spread evenly over
