@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from builders.plan import CELL_SPECS
 from snnbench.cli.common import InputError, echo_json
 from snnbench.space import KINDS
 from snnbench.table import default_table_path
@@ -69,11 +70,11 @@ def _interrupt(signum: int, frame: Any) -> None:
 @click.option("--score-batch", type=click.IntRange(min=2), default=DEFAULTS["score_batch"], show_default=True, help="Images per scoring batch.")
 @click.option("--score-repeats", type=click.IntRange(min=1), default=DEFAULTS["score_repeats"], show_default=True, help="Batches averaged per score.")
 @click.option("--score-seeds", default=DEFAULTS["score_seeds"], show_default=True, help="Scoring seeds (list 0,1 or range 0-3).")
-@click.option("--cells", default=DEFAULTS["cells"], show_default=True, help="Cells to score: all | sample:N[:SEED] | top:K:METRIC | strata:N:METRIC[:BINS[:SEED]] | FILE.")
+@click.option("--cells", default=DEFAULTS["cells"], show_default=True, help=f"Cells to score: {CELL_SPECS}.")
 @click.option("--train-epochs", type=click.IntRange(min=0), default=DEFAULTS["train_epochs"], show_default=True, help="Training epochs (0: no training).")
 @click.option("--train", "train", multiple=True, metavar="KEY=VALUE", help="Override a TrainConfig field (repeatable), e.g. --train lr=0.05.")
 @click.option("--seeds", default=DEFAULTS["seeds"], show_default=True, help="Training seeds (list 0,1 or range 0-3).")
-@click.option("--train-cells", default=DEFAULTS["train_cells"], show_default=True, help="Cells to train: all | sample:N[:SEED] | top:K:METRIC | strata:N:METRIC[:BINS[:SEED]] | FILE.")
+@click.option("--train-cells", default=DEFAULTS["train_cells"], show_default=True, help=f"Cells to train: {CELL_SPECS}.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="Worker processes (default: CPU cores; 0: run in this process).")
