@@ -92,20 +92,20 @@ def plot_scatter(bench: Any, scores: Sequence[str], split: str, path: str | os.P
 
 def plot_agreement(a: Any, b: Any, scores: Sequence[str], path: str | os.PathLike[str]) -> Path:
     """One panel per score: its value in view ``a`` against view ``b`` on the cells both hold (matched by
-    hash; finite values only), titled with Kendall tau, e.g. the same score on two datasets."""
-    from scipy import stats
-
-    from api.correlate import matched
+    hash; singular ``-inf`` values are not drawn), titled with :func:`api.correlate.agreement`'s Kendall tau."""
+    from api.correlate import agreement, matched
 
     plt = _pyplot()
     ua, ub = matched(a, b)
+    taus = agreement(a, b, scores)["scores"]
     fig, axes = plt.subplots(1, len(scores), figsize=(3.2 * len(scores), 3.0), squeeze=False)
     for ax, name in zip(axes[0], scores):
         x, y = a.scores[name][ua], b.scores[name][ub]
         ok = np.isfinite(x) & np.isfinite(y)
         ax.scatter(x[ok], y[ok], s=3, alpha=0.4)
-        tau = stats.kendalltau(x[ok], y[ok]).statistic if ok.sum() > 1 else float("nan")
-        ax.set_title(f"{name}: tau {tau:.2f} ({int(ok.sum())} cells)", fontsize=9)
+        r = taus[name]
+        tau = "–" if r["kendall_tau"] is None else f"{r['kendall_tau']:.2f}"
+        ax.set_title(f"{name}: tau {tau} ({r['cells']} cells, {sum(r['singular'])} singular)", fontsize=9)
         ax.set_xlabel(a.path.stem, fontsize=8)
         ax.set_ylabel(b.path.stem, fontsize=8)
         ax.tick_params(labelsize=7)
