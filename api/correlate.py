@@ -28,10 +28,9 @@ def top_k_precision(score: np.ndarray, accuracy: np.ndarray, k: int) -> float:
 
 def matched(a: Benchmark, b: Benchmark) -> tuple[np.ndarray, np.ndarray]:
     """View indices ``(in a, in b)`` of the cells both views hold, matched by hash, in ``a``'s order."""
-    where = {h: u for u, h in enumerate(b.hash_array.tolist())}
-    pairs = [(u, where[h]) for u, h in enumerate(a.hash_array.tolist()) if h in where]
-    ua, ub = (np.array(x, dtype=np.int64) for x in zip(*pairs)) if pairs else (np.zeros(0, np.int64),) * 2
-    return ua, ub
+    _, ua, ub = np.intersect1d(a.hash_array, b.hash_array, assume_unique=True, return_indices=True)
+    order = np.argsort(ua)
+    return ua[order].astype(np.int64), ub[order].astype(np.int64)
 
 
 def _names(bench: Benchmark, scores: Sequence[str] | None) -> list[str]:

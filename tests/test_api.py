@@ -347,7 +347,7 @@ def test_correlation_equals_naive_formulas(singular_bench: Benchmark) -> None:
 def test_scores_of_another_table_are_matched_by_hash(table: Path, bench: Benchmark, tmp_path: Path) -> None:
     """agreement() and correlate(source=) against dicts keyed by hash: a second table holding a shuffled
     subset of the cells, its scores changed, one missing (NaN) and one singular (-inf)."""
-    from api.correlate import agreement
+    from api.correlate import agreement, matched
     from snnbench.table import Protocol, write_table
 
     t = open_table(table)
@@ -362,6 +362,9 @@ def test_scores_of_another_table_are_matched_by_hash(table: Path, bench: Benchma
     b2 = Benchmark(tmp_path / "other.h5")
     theirs = {h.decode(): {m: float(cols[f"scores/{m}"][i]) for m in ("sahd", "hd")} for i, h in enumerate(score.hash[keep])}
     mine = {h: {m: float(bench.scores[m][u]) for m in ("sahd", "hd")} for u, h in enumerate(bench.hashes)}
+    ua, ub = matched(bench, b2)  # in bench's order, every shared cell once
+    assert np.all(np.diff(ua) > 0) and np.array_equal(bench.hash_array[ua], b2.hash_array[ub])
+    assert sorted(bench.hash_array[ua].tolist()) == sorted(score.hash[keep].tolist())
     out = agreement(bench, b2)
     assert out["shared_cells"] == len(keep)
     for m in ("sahd", "hd"):
