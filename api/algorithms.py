@@ -32,7 +32,8 @@ _PAIRS = tuple(itertools.combinations(range(_N), 2))
 _IO = _PAIRS.index((0, _N - 1))
 _RADIX = 2 * NUM_OPS - 1  # pair states 0 .. 2 * NUM_OPS - 2
 _WEIGHTS = _RADIX ** np.arange(len(_PAIRS))  # code of a state vector: sum of state * weight
-_INDEX: "weakref.WeakKeyDictionary[Benchmark, dict[str, np.ndarray]]" = weakref.WeakKeyDictionary()
+# per view: kind -> state_index; (kind, split, score) -> that index with cells outside an Oracle's space at -1
+_INDEX: "weakref.WeakKeyDictionary[Benchmark, dict[object, np.ndarray]]" = weakref.WeakKeyDictionary()
 
 
 class BudgetExhausted(Exception):
@@ -113,9 +114,15 @@ class Oracle:
         if not len(self.space):
             raise ValueError(f"search: no {self.kind} cell of {b.path} holds {self.split} accuracy and training time")
         self.allowed = ok
-        index = state_index(b, self.kind)
-        self._index = np.where(index >= 0, index, 0)
-        self._index[(index < 0) | ~ok[self._index]] = -1  # cells outside the search space
+        per_view = _INDEX.setdefault(b, {})
+        key = (self.kind, self.split, self.score)  # the index restricted to this space, shared by every run
+        if key not in per_view:
+            index = state_index(b, self.kind)
+            masked = np.where(index >= 0, index, 0)
+            masked[(index < 0) | ~ok[masked]] = -1  # cells outside the search space
+            masked.flags.writeable = False
+            per_view[key] = masked
+        self._index = per_view[key]
         self._options = pair_options(self.kind)
         self._acc, self._cost = acc.tolist(), b.train_seconds.tolist()
 

@@ -168,3 +168,15 @@ def test_a_run_cycling_among_paid_cells_ends(bench: Benchmark) -> None:
     with pytest.raises(BudgetExhausted):
         o.train(u)
     assert o.clock == paid and len(o.trained) == 1
+
+
+def test_each_search_space_gets_its_own_cached_index() -> None:
+    """Oracles of one view with different spaces (score given or not) share nothing they should not: a cell
+    without a score is outside the score-guided space only, whichever Oracle is built first."""
+    for order in ((None, "sahd"), ("sahd", None)):
+        b = Benchmark(tiny_table())  # a fresh view: nothing cached yet
+        b.scores["sahd"][0] = np.nan  # cell 0 has no SAHD score in this view
+        states = np.array([matrix_to_states(m) for m in b.matrices])
+        got = {score: Oracle(b, budget=1e9, split=OBSERVE, score=score).cells_of_states(states) for score in order}
+        assert got[None].tolist() == list(range(len(b)))
+        assert got["sahd"].tolist() == [-1, *range(1, len(b))]
