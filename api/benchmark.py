@@ -101,7 +101,7 @@ def resolve_table(path: str | os.PathLike[str] | None = None, dataset: str | Non
             return shipped
     if not chosen.exists():
         raise FileNotFoundError(f"no snnbench table at {chosen} ({origin}): build one with `snnbench build {chosen}` "
-                                "(no path: the default table), or pass --table / set SNNBENCH_TABLE")
+                                "(no path: the default table), or name another table (--table) or set SNNBENCH_TABLE")
     return chosen
 
 
@@ -396,8 +396,9 @@ class Benchmark:
             curves = {k.split("/", 1)[1]: v for k, v in tv.items() if k.startswith("curves/")}
             tv["_train_acc"] = tv["curves/train_acc"][-1] if "curves/train_acc" in tv else None
         if len(missing) == len(self._columns):
+            verb = "protocols {} lack it" if len(missing) > 1 else "protocol {} lacks it"
             raise CellNotFound(f"cell {rec['hash']} ({rec['text']}) has no row for seed {seed} in {self.path}: "
-                               f"protocol {', '.join(missing)} lacks it")
+                               + verb.format(", ".join(missing)))
         get = sv.get
         rec["scores"] = {m: get("scores/" + m) for m in self._metrics}
         rec["singular"] = {m: (None if get("singular/" + m) is None else bool(sv["singular/" + m])) for m in self._metrics}

@@ -229,6 +229,9 @@ def test_shipped_tables_are_the_last_resort(table: Path, tmp_path: Path, monkeyp
     monkeypatch.setitem(SHIPPED, "cifar10", cifar)
     assert default_table_path() == tmp_path / ".cache" / "snnbench" / "snnbench.h5"
     assert resolve_table() == table and resolve_table(dataset="cifar10") == cifar
+    for args, path in (([], table), (["--dataset", "cifar10"], cifar)):  # `snnbench info` opens what query opens
+        r = CliRunner().invoke(main, ["info", *args, "--json"])
+        assert r.exit_code == 0 and json.loads(r.output)["path"] == str(path)
     m = Benchmark(table).matrices[0]
     assert query(m) == Benchmark(table).query(m)
     built = default_table_path()

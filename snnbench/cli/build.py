@@ -166,12 +166,15 @@ def merge(out: str, inputs: tuple[str, ...]) -> None:
 
 @click.command()
 @click.argument("table", required=False)
+@click.option("--dataset", default=None, help="With no TABLE: the table `snnbench query --dataset` opens.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info(table: str | None, as_json: bool) -> None:
-    """Protocols, coverage and summary statistics of TABLE (default: the default table)."""
+def info(table: str | None, dataset: str | None, as_json: bool) -> None:
+    """Protocols, coverage and summary statistics of TABLE (default: the table `snnbench query` opens:
+    $SNNBENCH_TABLE, the default build output, else the table shipped for --dataset, digits when none)."""
+    from api.benchmark import resolve_table
     from builders.build import describe
 
-    d = describe(_table_arg(table))
+    d = describe(resolve_table(table, dataset))
     if as_json:
         echo_json(d)
         return
