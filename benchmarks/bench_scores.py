@@ -141,7 +141,6 @@ def main() -> None:
         print(f"{cell.text}: forward {t_fwd:.4f} s, ours {t_ours:.4f} s, release-style {t_base:.4f} s, "
               f"ratio {t_base / t_ours:.2f}x; score ours {ours.value:.6f} vs release-style {base:.6f} "
               f"(diff {abs(ours.value - base):.2e})")
-        del model
     fwd, ours_s, base_s = totals
     overhead = f"{(base_s - fwd) / (ours_s - fwd):.2f}x" if ours_s > fwd else "n/a (below timing noise)"
     print(f"mean ratio {statistics.mean(ratios):.2f}x (target >= 5x); "

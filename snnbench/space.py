@@ -27,7 +27,7 @@ import hashlib
 import itertools
 import json
 from functools import lru_cache
-from typing import Iterator, Literal, Sequence
+from typing import Iterator, Literal
 
 import numpy as np
 
@@ -498,8 +498,3 @@ def sample_cells(count: int, kind: Kind, seed: int, dist: Distribution = "paper"
     """Seeded draw of ``count`` cells (see :meth:`Space.sample_indices`), canonical matrices."""
     sp = space(NUM_NODES)
     return [Cell(sp.matrices[u], nodes=None) for u in sp.sample_indices(count, kind, seed, dist)]
-
-
-def parse_cells(items: Sequence[str]) -> Cell:
-    """A cell from CLI words: one text/JSON argument, or N row arguments ``0302 0030 3003 0000``."""
-    return Cell.from_text(" ".join(items))
