@@ -6,6 +6,13 @@ finite accuracy enter; top-k
 precision is ``|top-k by score  ∩  top-k by accuracy| / k`` (ties broken by view index, so it is
 deterministic); ``k`` values larger than the number of cells are skipped. Cells of two views are matched
 by hash, never by position.
+
+Bootstrap intervals (``correlate(..., bootstrap=R)``): resample ``r`` takes ``n`` cells with replacement
+from the ``n`` cells holding an accuracy, in view order, as row ``r`` of
+``np.random.default_rng(seed).integers(0, n, (R, n))``; each score uses the drawn cells that hold it. All
+scores see the same resamples (paired), so their intervals can be compared cell for cell. The interval is
+the 2.5 and 97.5 percentiles of the statistic over the resamples; ``best_tau`` gives, per score, the
+share of resamples in which it has the highest Kendall tau.
 """
 
 from __future__ import annotations
@@ -44,8 +51,10 @@ def _names(bench: Benchmark, scores: Sequence[str] | None) -> list[str]:
 
 
 def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | None = None,
-              fractions: Sequence[float] = DEFAULT_FRACTIONS, source: Benchmark | None = None) -> dict[str, Any]:
-    """Per score: cells used, Kendall tau, Spearman rho (with p-values), top-k precision, seconds per cell.
+              fractions: Sequence[float] = DEFAULT_FRACTIONS, source: Benchmark | None = None,
+              bootstrap: int = 0, seed: int = 0) -> dict[str, Any]:
+    """Per score: cells used, Kendall tau, Spearman rho (with p-values), top-k precision, seconds per cell;
+    with ``bootstrap`` resamples also ``kendall_tau_ci`` and ``spearman_rho_ci`` (95%, see the module).
 
     With ``source``, the scores (and their seconds) come from that view, matched by hash, and the
     accuracies from ``bench``: how a score computed on one dataset ranks cells trained on another.
@@ -54,6 +63,8 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
 
     if split not in bench.accuracy:
         raise ValueError(f"split: expected one of {', '.join(bench.accuracy)}, got {split!r}")
+    if bootstrap < 0:
+        raise ValueError(f"bootstrap: expected a number of resamples >= 0, got {bootstrap}")
     origin = source if source is not None else bench
     names = _names(origin, scores)
     if source is None:
@@ -69,6 +80,9 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
     out: dict[str, Any] = {"table": str(bench.path), "protocols": bench.protocol_ids, "split": split, "scores": {}}
     if source is not None:
         out.update(score_table=str(source.path), score_protocols=source.protocol_ids)
+    has_acc = np.flatnonzero(np.isfinite(acc))
+    draws = np.random.default_rng(seed).integers(0, len(has_acc), (bootstrap if len(has_acc) else 0, len(has_acc)))
+    taus: dict[str, np.ndarray] = {}
     for m in names:
         ok = np.isfinite(acc) & ~np.isnan(table[m])  # -inf (singular kernel) ranks lowest
         s, a = table[m][ok], acc[ok]
@@ -80,9 +94,14 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
                        spearman_rho=float(rho.statistic), spearman_p=float(rho.pvalue))
         else:
             row.update(kendall_tau=None, kendall_p=None, spearman_rho=None, spearman_p=None)
+        if bootstrap:
+            taus[m], rhos = _resampled(table[m][has_acc], acc[has_acc], draws)
+            row.update(kendall_tau_ci=_ci(taus[m]), spearman_rho_ci=_ci(rhos))
         ks = sorted({max(1, int(round(f * len(s)))) for f in fractions} | ({10, 100} & set(range(1, len(s) + 1))))
         row["top_k_precision"] = {str(k): top_k_precision(s, a, k) for k in ks if k <= len(s)}
         out["scores"][m] = row
+    if bootstrap:
+        out["bootstrap"] = {"resamples": bootstrap, "seed": seed, "level": 0.95, "best_tau": _best(taus)}
     return out
 
 
@@ -107,6 +126,38 @@ def agreement(a: Benchmark, b: Benchmark, scores: Sequence[str] | None = None) -
             row.update(kendall_tau=None, spearman_rho=None)
         out["scores"][m] = row
     return out
+
+
+def _resampled(score: np.ndarray, accuracy: np.ndarray, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kendall tau and Spearman rho ``[R]`` on each resample (rows of ``draws``: indices into ``score`` and
+    ``accuracy``), restricted to the drawn cells that hold a score; NaN where undefined."""
+    from scipy import stats
+
+    out = np.full((2, len(draws)), np.nan)
+    for r, idx in enumerate(draws):
+        idx = idx[~np.isnan(score[idx])]
+        if len(idx) >= 2:
+            out[0, r] = stats.kendalltau(score[idx], accuracy[idx]).statistic
+            out[1, r] = stats.spearmanr(score[idx], accuracy[idx]).statistic
+    return out[0], out[1]
+
+
+def _ci(values: np.ndarray) -> list[float] | None:
+    """2.5 and 97.5 percentiles of the defined values (a resample with constant scores has no correlation)."""
+    v = values[np.isfinite(values)]
+    return [float(q) for q in np.percentile(v, [2.5, 97.5])] if len(v) else None
+
+
+def _best(taus: dict[str, np.ndarray]) -> dict[str, float]:
+    """Per score, the share of resamples in which its Kendall tau is the highest (the first listed wins
+    ties; resamples where no score has a tau are left out)."""
+    if not taus:
+        return {}
+    t = np.vstack(list(taus.values()))
+    defined = np.isfinite(t).any(axis=0)
+    winner = np.argmax(np.where(np.isfinite(t), t, -np.inf)[:, defined], axis=0)
+    n = max(int(defined.sum()), 1)
+    return {m: float((winner == i).sum() / n) for i, m in enumerate(taus)}
 
 
 def _mean(x: np.ndarray) -> float | None:

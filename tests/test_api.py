@@ -347,6 +347,44 @@ def test_correlation_equals_naive_formulas(singular_bench: Benchmark) -> None:
     assert top_k_precision(np.array([3.0, 2, 1]), np.array([1.0, 2, 3]), 1) == 0.0
 
 
+def test_bootstrap_intervals_equal_a_naive_resampling(table: Path) -> None:
+    """Intervals and best-tau shares against the documented resampling done by hand with the naive formulas;
+    one cell lacks one score (that score drops it from every resample, the other keeps it)."""
+    b = Benchmark(table)
+    b.scores["hd"][2] = np.nan
+    out = correlate(b, "train", bootstrap=60, seed=4)
+    acc = b.accuracy["train"]
+    cells = np.flatnonzero(np.isfinite(acc))
+    draws = np.random.default_rng(4).integers(0, len(cells), (60, len(cells)))
+    taus: dict[str, list[float]] = {}
+    for m in b.scores:
+        taus[m], rhos = [], []
+        for row in draws:
+            idx = [int(cells[i]) for i in row if not np.isnan(b.scores[m][cells[i]])]
+            s, a = b.scores[m][idx], acc[idx]
+            defined = len(set(s.tolist())) > 1 and len(set(a.tolist())) > 1
+            taus[m].append(_naive_tau(s, a) if defined else math.nan)
+            rhos.append(_naive_rho(s, a) if defined else math.nan)
+        r = out["scores"][m]
+        for got, values in ((r["kendall_tau_ci"], taus[m]), (r["spearman_rho_ci"], rhos)):
+            ok = [v for v in values if not math.isnan(v)]
+            assert len(ok) > 40 and got == pytest.approx(np.percentile(ok, [2.5, 97.5]).tolist())
+    names = list(b.scores)
+    wins = [max(names, key=lambda m: (-math.inf if math.isnan(taus[m][r]) else taus[m][r], -names.index(m)))
+            for r in range(60)]
+    assert out["bootstrap"] == {"resamples": 60, "seed": 4, "level": 0.95,
+                                "best_tau": pytest.approx({m: wins.count(m) / 60 for m in names})}
+    assert "kendall_tau_ci" not in correlate(b, "train")["scores"]["sahd"]  # opt-in
+    expected = json.loads(json.dumps(correlate(Benchmark(table), "train", bootstrap=30, seed=2)))
+    args = ["correlate", "--table", str(table), "--split", "train", "--bootstrap", "30", "--seed", "2"]
+    r = CliRunner().invoke(main, [*args, "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["scores"] == expected["scores"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0 and "highest tau in 30 paired resamples (seed 2)" in r.output
+    with pytest.raises(ValueError, match="bootstrap"):
+        correlate(b, "train", bootstrap=-1)
+
+
 def test_scores_of_another_table_are_matched_by_hash(table: Path, bench: Benchmark, tmp_path: Path) -> None:
     """agreement() and correlate(source=) against dicts keyed by hash: a second table holding a shuffled
     subset of the cells, its scores changed, one missing (NaN) and one singular (-inf)."""

@@ -149,16 +149,19 @@ def compare(table: str | None, score_protocol: str | None, train_protocol: str |
 @click.option("--scores-from", "scores_from", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Rank by the scores of this other table (cells matched by hash), e.g. CIFAR-10 scores "
                    "against digits accuracies; also prints how the two tables' scores agree.")
+@click.option("--bootstrap", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Resamples for 95% intervals of tau and rho (paired across scores; 1000 is usual).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the resampling.")
 @json_option
 def correlate(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None,
-              split: str, scores_from: str | None, as_json: bool) -> None:
+              split: str, scores_from: str | None, bootstrap: int, seed: int, as_json: bool) -> None:
     """Kendall tau, Spearman rho and top-k precision of every stored score against accuracy."""
     from api.correlate import agreement
     from api.correlate import correlate as run_correlate
 
     bench = _open(table, score_protocol, train_protocol, dataset)
     source = None if scores_from is None else _open(scores_from, None, None, None)
-    result = run_correlate(bench, split, source=source)
+    result = run_correlate(bench, split, source=source, bootstrap=bootstrap, seed=seed)
     if source is not None:
         result["agreement"] = agreement(bench, source, list(result["scores"]))
     if as_json:
@@ -166,10 +169,19 @@ def correlate(table: str | None, score_protocol: str | None, train_protocol: str
         return
     origin = f" (scores from {source.path.name})" if source is not None else ""
     click.echo(f"{split} accuracy; protocols {', '.join(result['protocols'])}{origin}")
-    click.echo(f"{'score':<12} {'cells':>7} {'tau':>8} {'rho':>8}  top-k precision")
+    boot = result.get("bootstrap")
+    ci = (lambda v: f" [{_fmt(v[0], 3)}, {_fmt(v[1], 3)}]" if v else " [-]") if boot else (lambda v: "")  # noqa: E731
+    width = 24 if boot else 8
+    click.echo(f"{'score':<12} {'cells':>7} {'tau' + (' [95%]' if boot else ''):>{width}} "
+               f"{'rho' + (' [95%]' if boot else ''):>{width}}  top-k precision")
     for m, r in result["scores"].items():
         topk = ", ".join(f"{k}: {v:.2f}" for k, v in r["top_k_precision"].items())
-        click.echo(f"{m:<12} {r['cells']:>7} {_fmt(r['kendall_tau'], 3):>8} {_fmt(r['spearman_rho'], 3):>8}  {topk}")
+        tau = _fmt(r["kendall_tau"], 3) + ci(r.get("kendall_tau_ci"))
+        rho = _fmt(r["spearman_rho"], 3) + ci(r.get("spearman_rho_ci"))
+        click.echo(f"{m:<12} {r['cells']:>7} {tau:>{width}} {rho:>{width}}  {topk}")
+    if boot:
+        best = ", ".join(f"{m} {v:.0%}" for m, v in sorted(boot["best_tau"].items(), key=lambda kv: -kv[1]) if v > 0)
+        click.echo(f"highest tau in {boot['resamples']:,} paired resamples (seed {boot['seed']}): {best}")
     if source is not None:
         click.echo(f"agreement of the two tables' scores on {result['agreement']['shared_cells']:,} shared cells:")
         for m, r in result["agreement"]["scores"].items():
