@@ -54,7 +54,7 @@ def _protocol_lines(bench: Benchmark) -> list[str]:
 def report(bench: Benchmark, out: str | os.PathLike[str], *, title: str, split: str = "test", observe: str = "val",
            sizes: Sequence[int] = DEFAULT_SIZES, trials: int = 1000, replay_scores: Sequence[str] | None = None,
            algorithms: Sequence[str] = DEFAULT_ALGORITHMS, budget: float | None = None, runs: int = 100,
-           score: str = "sahd", seed: int = 0) -> Path:
+           score: str = "sahd", seed: int = 0, bootstrap: int = 1000) -> Path:
     """Write ``out/report.md`` and its figures for ``bench``; returns the page's path.
 
     ``budget`` defaults to the time of training 10% of the searchable cells (mean training time).
@@ -77,15 +77,21 @@ def report(bench: Benchmark, out: str | os.PathLike[str], *, title: str, split: 
         page.write_text("\n".join(lines) + "\n")
         return page
 
-    corr = correlate(bench, split)
+    corr = correlate(bench, split, bootstrap=bootstrap, seed=seed)
+    ci = (lambda v: f" [{_f(v[0], 3)}, {_f(v[1], 3)}]" if v else "") if bootstrap else (lambda v: "")  # noqa: E731
+    interval = " [95% interval]" if bootstrap else ""
     lines += [f"### Scores against {split} accuracy", "",
-              "| score | cells | Kendall tau | Spearman rho | top-10% precision | seconds per cell (all scores) |",
+              f"| score | cells | Kendall tau{interval} | Spearman rho{interval} | top-10% precision | seconds per cell (all scores) |",
               "|---|---|---|---|---|---|"]
     for m, r in corr["scores"].items():
         tenth = max(1, int(round(0.1 * r["cells"])))
         top = r["top_k_precision"].get(str(tenth))
-        lines.append(f"| {m} | {r['cells']:,} | {_f(r['kendall_tau'], 3)} | {_f(r['spearman_rho'], 3)} | "
-                     f"{_f(top, 3)} | {_f(r['seconds_per_cell'], 3)} |")
+        lines.append(f"| {m} | {r['cells']:,} | {_f(r['kendall_tau'], 3)}{ci(r.get('kendall_tau_ci'))} | "
+                     f"{_f(r['spearman_rho'], 3)}{ci(r.get('spearman_rho_ci'))} | {_f(top, 3)} | {_f(r['seconds_per_cell'], 3)} |")
+    if bootstrap:
+        best = ", ".join(f"{m} {v:.0%}" for m, v in sorted(corr["bootstrap"]["best_tau"].items(), key=lambda kv: -kv[1]) if v > 0)
+        lines += ["", f"Intervals: {bootstrap:,} paired bootstrap resamples of the cells (seed {seed}); highest tau "
+                      f"in the resamples: {best or 'none defined'}."]
     plot_scatter(bench, names, split, out / "scores.png")
     lines += ["", "![scores against accuracy](scores.png)", ""]
 

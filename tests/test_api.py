@@ -547,8 +547,15 @@ def test_report_page_holds_the_functions_numbers(bench: Benchmark, tmp_path: Pat
     page = report(bench, tmp_path / "r", title="tiny", sizes=(2, 4, 1000), trials=50, runs=3, budget=budget, seed=5)
     text = page.read_text()
     assert {p.name for p in page.parent.iterdir()} == {"report.md", "scores.png", "replay.png", "compare.png"}
+    corr = correlate(bench, "test", bootstrap=1000, seed=5)
+    for m, r in corr["scores"].items():
+        (tl, th), (rl, rh) = r["kendall_tau_ci"], r["spearman_rho_ci"]
+        assert (f"| {m} | {r['cells']:,} | {r['kendall_tau']:.3f} [{tl:.3f}, {th:.3f}] | "
+                f"{r['spearman_rho']:.3f} [{rl:.3f}, {rh:.3f}] |") in text
+    assert "1,000 paired bootstrap resamples of the cells (seed 5)" in text
+    plain = report(bench, tmp_path / "plain", title="tiny", sizes=(2,), trials=5, runs=1, budget=budget, bootstrap=0)
     for m, r in correlate(bench, "test")["scores"].items():
-        assert f"| {m} | {r['cells']:,} | {r['kendall_tau']:.3f} | {r['spearman_rho']:.3f} |" in text
+        assert f"| {m} | {r['cells']:,} | {r['kendall_tau']:.3f} | {r['spearman_rho']:.3f} |" in plain.read_text()
     curve = replay_curve(bench, [2, 4], 50, list(bench.scores), split="test", seed=5)
     for m, r in curve["methods"].items():
         assert f"| {m} | {r['mean'][0]:.4f} ± {r['std'][0]:.4f} | {r['mean'][1]:.4f} ± {r['std'][1]:.4f} |" in text

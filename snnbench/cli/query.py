@@ -206,9 +206,11 @@ def correlate(table: str | None, score_protocol: str | None, train_protocol: str
 @click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--score", default="sahd", show_default=True, help="Score used by score_train.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Resamples for the correlations' 95% intervals (0: none).")
 def report(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None, out: str,
            title: str | None, split: str, observe: str, samples: tuple[int, ...], trials: int, replay_scores: str | None,
-           algorithms: str, budget: float | None, runs: int, score: str, seed: int) -> None:
+           algorithms: str, budget: float | None, runs: int, score: str, seed: int, bootstrap: int) -> None:
     """Write a results page (correlations, replay table and curve, algorithm comparison) with its figures."""
     from api.report import report as write_report
 
@@ -217,5 +219,5 @@ def report(table: str | None, score_protocol: str | None, train_protocol: str | 
                         sizes=sorted(set(samples)), trials=trials,
                         replay_scores=None if replay_scores is None else [s.strip() for s in replay_scores.split(",") if s.strip()],
                         algorithms=[a.strip() for a in algorithms.split(",") if a.strip()], budget=budget, runs=runs,
-                        score=score, seed=seed)
+                        score=score, seed=seed, bootstrap=bootstrap)
     click.echo(str(page))
