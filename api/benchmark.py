@@ -27,7 +27,7 @@ import numpy as np
 
 from api.lookup import Key, cell_key
 from snnbench.space import Cell, to_text
-from snnbench.table import (Protocol, Table, dataset_matches, default_table_path, open_table, shipped_table,
+from snnbench.table import (SHIPPED, Protocol, Table, dataset_matches, default_table_path, open_table, shipped_table,
                             table_datasets)
 
 _KINDS = ("forward", "backward")
@@ -100,6 +100,11 @@ def resolve_table(path: str | os.PathLike[str] | None = None, dataset: str | Non
                 dataset is not None and not any(dataset_matches(d, dataset) for d in table_datasets(chosen)))):
             return shipped
     if not chosen.exists():
+        if origin == "default table" and dataset is not None:
+            raise FileNotFoundError(
+                f"no table for dataset {dataset!r}: none ships with snnbench (shipped: {', '.join(SHIPPED)}) and there "
+                f"is no default table at {chosen}; build one with `snnbench build --dataset {dataset}`, or name a table "
+                "(--table) or set SNNBENCH_TABLE")
         raise FileNotFoundError(f"no snnbench table at {chosen} ({origin}): build one with `snnbench build {chosen}` "
                                 "(no path: the default table), or name another table (--table) or set SNNBENCH_TABLE")
     return chosen

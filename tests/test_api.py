@@ -229,6 +229,8 @@ def test_shipped_tables_are_the_last_resort(table: Path, tmp_path: Path, monkeyp
     monkeypatch.setitem(SHIPPED, "cifar10", cifar)
     assert default_table_path() == tmp_path / ".cache" / "snnbench" / "snnbench.h5"
     assert resolve_table() == table and resolve_table(dataset="cifar10") == cifar
+    with pytest.raises(FileNotFoundError, match="no table for dataset 'cifar100': none ships .*snnbench build --dataset cifar100"):
+        resolve_table(dataset="cifar100")  # nothing shipped, nothing built
     for args, path in (([], table), (["--dataset", "cifar10"], cifar)):  # `snnbench info` opens what query opens
         r = CliRunner().invoke(main, ["info", *args, "--json"])
         assert r.exit_code == 0 and json.loads(r.output)["path"] == str(path)
