@@ -533,7 +533,7 @@ class Benchmark:
         return f"Benchmark({str(self.path)!r}, cells={len(self)}, protocols={self.protocol_ids})"
 
 
-_OPEN: dict[tuple[str, float, str | None, str | None, str | None], Benchmark] = {}
+_OPEN: dict[tuple[str, int, int, str | None, str | None, str | None], Benchmark] = {}  # (path, mtime_ns, size, view)
 
 
 def load(table: str | os.PathLike[str] | None = None, *, score: str | None = None, train: str | None = None,
