@@ -160,6 +160,11 @@ def _best(taus: dict[str, np.ndarray]) -> dict[str, float]:
     return {m: float((winner == i).sum() / n) for i, m in enumerate(taus)}
 
 
+def ranked_shares(shares: dict[str, float]) -> str:
+    """``"vanrossum 85%, snip 15%"``: the non-zero shares (e.g. ``bootstrap.best_tau``), largest first."""
+    return ", ".join(f"{m} {v:.0%}" for m, v in sorted(shares.items(), key=lambda kv: -kv[1]) if v > 0)
+
+
 def _mean(x: np.ndarray) -> float | None:
     x = x[np.isfinite(x)]
     return float(x.mean()) if len(x) else None

@@ -23,7 +23,7 @@ import numpy as np
 
 from api.algorithms import compare
 from api.benchmark import Benchmark
-from api.correlate import correlate
+from api.correlate import correlate, ranked_shares
 from api.plots import plot_compare, plot_replay_curve, plot_scatter
 from api.replay import make_pool, replay_curve
 
@@ -89,7 +89,7 @@ def report(bench: Benchmark, out: str | os.PathLike[str], *, title: str, split: 
         lines.append(f"| {m} | {r['cells']:,} | {_f(r['kendall_tau'], 3)}{ci(r.get('kendall_tau_ci'))} | "
                      f"{_f(r['spearman_rho'], 3)}{ci(r.get('spearman_rho_ci'))} | {_f(top, 3)} | {_f(r['seconds_per_cell'], 3)} |")
     if bootstrap:
-        best = ", ".join(f"{m} {v:.0%}" for m, v in sorted(corr["bootstrap"]["best_tau"].items(), key=lambda kv: -kv[1]) if v > 0)
+        best = ranked_shares(corr["bootstrap"]["best_tau"])
         lines += ["", f"Intervals: {bootstrap:,} paired bootstrap resamples of the cells (seed {seed}); highest tau "
                       f"in the resamples: {best or 'none defined'}."]
     plot_scatter(bench, names, split, out / "scores.png")

@@ -156,7 +156,7 @@ def compare(table: str | None, score_protocol: str | None, train_protocol: str |
 def correlate(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None,
               split: str, scores_from: str | None, bootstrap: int, seed: int, as_json: bool) -> None:
     """Kendall tau, Spearman rho and top-k precision of every stored score against accuracy."""
-    from api.correlate import agreement
+    from api.correlate import agreement, ranked_shares
     from api.correlate import correlate as run_correlate
 
     bench = _open(table, score_protocol, train_protocol, dataset)
@@ -180,8 +180,8 @@ def correlate(table: str | None, score_protocol: str | None, train_protocol: str
         rho = _fmt(r["spearman_rho"], 3) + ci(r.get("spearman_rho_ci"))
         click.echo(f"{m:<12} {r['cells']:>7} {tau:>{width}} {rho:>{width}}  {topk}")
     if boot:
-        best = ", ".join(f"{m} {v:.0%}" for m, v in sorted(boot["best_tau"].items(), key=lambda kv: -kv[1]) if v > 0)
-        click.echo(f"highest tau in {boot['resamples']:,} paired resamples (seed {boot['seed']}): {best}")
+        click.echo(f"highest tau in {boot['resamples']:,} paired resamples (seed {boot['seed']}): "
+                   f"{ranked_shares(boot['best_tau'])}")
     if source is not None:
         click.echo(f"agreement of the two tables' scores on {result['agreement']['shared_cells']:,} shared cells:")
         for m, r in result["agreement"]["scores"].items():
