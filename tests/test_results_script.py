@@ -1,0 +1,48 @@
+"""docs/results/regenerate.py, the script behind docs/results.md: its statistics against naive computations,
+and its sections run end to end on a tiny built table."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from api_tables import tiny_table
+
+_spec = importlib.util.spec_from_file_location("regenerate", Path(__file__).resolve().parents[1] / "docs/results/regenerate.py")
+regen = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(regen)
+
+
+def test_off_diagonal_is_the_mean_normalised_off_diagonal_entry() -> None:
+    k = np.array([[4.0, 1.0, 3.0], [1.0, 2.0, 2.0], [3.0, 2.0, 3.0]])  # mean diagonal 3
+    assert regen.off_diagonal(k) == (1 + 3 + 1 + 2 + 3 + 2) / 3 / 6
+
+
+def test_backward_lines_match_a_brute_force_pair_count() -> None:
+    rng = np.random.default_rng(0)
+    kinds = np.array(["forward"] * 30 + ["backward"] * 170)
+    v = rng.integers(0, 12, 200).astype(float)  # many ties
+    v[5], v[40], v[41] = np.nan, -np.inf, np.nan  # not scored, singular
+    lines = regen.backward_lines({"sahd": v}, kinds, ["sahd"])
+    cells = lines[-1].strip("|").split("|")
+    ok = ~np.isnan(v)
+    a, b = v[ok & (kinds == "forward")], v[ok & (kinds == "backward")]
+    pairs = [(x > y) + 0.5 * (x == y) for x in b for y in a]
+    assert float(cells[3]) == round(float(np.mean(pairs)), 3)
+    assert float(cells[1]) == np.median(a) and float(cells[2]) == np.median(b)
+    top = sorted(np.flatnonzero(ok), key=lambda u: (-v[u], u))[:1]  # 1% of the 198 scored cells: 1
+    share, overall = cells[4].replace("(", " ").replace(")", " ").split()
+    assert float(share) == (kinds[top] == "backward").mean() and float(overall) == round(169 / 198, 2)
+
+
+def test_sections_run_on_a_built_table(tmp_path) -> None:
+    tiny = tiny_table()
+    lines = regen.cifar10_section(tiny, tiny, tmp_path)  # the table against itself: every agreement is exact
+    rows = {r.split("|")[1].strip(): r.split("|") for r in lines if r.startswith(("| sahd ", "| hd "))}
+    assert set(rows) == {"sahd", "hd"} and all(float(r[2]) == 1.0 and float(r[3]) == 1.0 for r in rows.values())
+    assert (tmp_path / "agreement.png").stat().st_size > 0
+    lines = regen.kernels_section(tiny, tmp_path, count=2)
+    assert lines[0].startswith("kernels: 8 trained cells")
+    assert all((tmp_path / f"kernels_{m}.png").stat().st_size > 0 for m in ("sahd", "hd"))
