@@ -44,8 +44,13 @@ def _ci(r: dict[str, Any], key: str) -> str:
 
 def digits_section(path: Path, out: Path) -> list[str]:
     """``snnbench report`` on the digits table with results.md's settings (page and figures in ``out``)."""
-    page = report(Benchmark(path), out, title="digits (shipped table)", **DIGITS_REPORT)
-    return [f"digits: page {page} (replay, correlations with intervals, algorithm comparison)"]
+    bench = Benchmark(path)
+    page = report(bench, out, title="digits (shipped table)", **DIGITS_REPORT)
+    lines = [f"digits: page {page} (replay, correlations with intervals, algorithm comparison)", "",
+             "| score | top-10 precision | top-100 precision |", "|---|---|---|"]
+    for m, r in correlate(bench, "test")["scores"].items():
+        lines.append(f"| {m} | {_f(r['top_k_precision'].get('10'), 2)} | {_f(r['top_k_precision'].get('100'), 2)} |")
+    return lines
 
 
 def off_diagonal(k: np.ndarray) -> float:
