@@ -4,6 +4,7 @@ build is still going, and reproducible row by row."""
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 
 from api.benchmark import Benchmark
 from builders.build import npz_digest
-from builders.plan import cell_seed
+from builders.plan import cell_seed, select_cells
 from snnbench.data import load_dataset
 from snnbench.network import NetworkConfig
 from snnbench.scores import score_cell
@@ -110,17 +111,27 @@ def _reproduce(p, data, rows) -> None:
         torch.set_num_threads(threads)
 
 
-def _in_hash_order_prefix(p, pool: list[str]) -> None:
-    """An interrupted build holds the first cells in hash order, up to the items in flight (<= 4 per worker)."""
-    hashes = {h.decode() for h in p.hash}
+def _in_hash_order_prefix(p, hashes: set[str], pool: list[str] | set[str]) -> None:
+    """An interrupted build holds the first cells of its selection in hash order, up to the items in flight
+    (<= 4 per worker, 16 cells per scoring item)."""
     workers = max(int(e.get("workers") or 1) for e in p.environments)
     batch = 16  # cells per scoring work item
     every = sorted(pool)
     assert hashes <= set(every[:len(hashes) + 4 * workers * batch])
 
 
+def _recorded_backward_selection(p) -> set[str]:
+    """The cells the protocol's recorded ``--kind backward`` build commands select (the seeded sample)."""
+    chosen: set[str] = set()
+    for cmd in p.commands:
+        args = shlex.split(cmd)
+        if args[args.index("--kind") + 1] == "backward":
+            chosen |= set(select_cells(args[args.index("--cells") + 1], "backward"))
+    return chosen
+
+
 @needs_cifar
-def test_cifar10_scores_are_a_hash_order_prefix_of_the_forward_space(cifar, monkeypatch, tmp_path) -> None:
+def test_cifar10_scores_cover_the_forward_space_then_a_recorded_backward_sample(cifar, monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("SNNBENCH_TABLE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no default build output
     p = _protocol(cifar, "score")
@@ -131,7 +142,14 @@ def test_cifar10_scores_are_a_hash_order_prefix_of_the_forward_space(cifar, monk
     hashes = [h.decode() for h in p.hash]
     assert len(set(hashes)) == len(hashes) == len(p) > 0 and set(p.seed.tolist()) == {0}
     assert Benchmark(dataset="cifar10").protocol_ids == [p.id]  # found with no path, by its dataset
-    _in_hash_order_prefix(p, [space().hashes[u] for u in space().indices("forward")])
+    forward = {space().hashes[u] for u in space().indices("forward")}
+    stored = set(hashes)
+    temporal = stored - forward
+    if temporal:  # the backward sample starts once the forward space is complete, and is the one recorded
+        assert forward <= stored
+        _in_hash_order_prefix(p, temporal, _recorded_backward_selection(p) - forward)
+    else:
+        _in_hash_order_prefix(p, stored, forward)
     for m in s["score"]["metrics"]:
         col, singular = p.columns[f"scores/{m}"], p.columns[f"singular/{m}"]
         assert np.array_equal(np.isneginf(col), singular) and np.isfinite(col[~singular]).all()
