@@ -246,7 +246,8 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     }
     from snnbench.space import KINDS, space
 
-    sizes = {k: len(space().indices(k)) for k in KINDS}  # type: ignore[arg-type]
+    forward = len(space().indices("forward"))  # a cell's kind: "backward" iff it has a backward edge, so the
+    sizes = {"forward": forward, "backward": len(space().indices("backward")) - forward}  # backward space minus forward
     kind_of = dict(zip(table.cells["hash"].tolist(), table.cells["kind"].tolist()))
     for p in table.protocols.values():
         cells = {h for h in p.hash.tolist()}

@@ -165,22 +165,35 @@ def test_ray_build_equals_local_build(reference: Path, tmp_path: Path) -> None:
     assert all(e["executor"] == "ray" and "ray" in e for e in envs)
 
 
-def test_info_reports_coverage_and_statistics(reference: Path) -> None:
-    d = json.loads(_cli("info", str(reference), "--json"))
-    t = open_table(reference)
+def _check_info(path: Path) -> None:
+    d = json.loads(_cli("info", str(path), "--json"))
+    t = open_table(path)
     assert d["cells"]["total"] == len(t.cells["hash"]) and d["schema_version"] == 1
+    temporal = int(np.tril(space().matrices, -1).any(axis=(1, 2)).sum())  # unique cells with a backward edge
+    sizes = {"forward": len(space().matrices) - temporal, "backward": temporal}
     for p in d["protocols"]:
         proto = t.protocols[p["id"]]
         assert p["rows"] == len(proto) and p["cells"] == len(set(proto.hash.tolist()))
         kinds = [Cell(space().matrices[space().hashes.index(h.decode())]).kind for h in set(proto.hash.tolist())]
-        assert p["coverage"] == {k: {"cells": kinds.count(k), "of": len(space().indices(k))}
-                                 for k in ("forward", "backward") if k in kinds}
+        assert p["coverage"] == {k: {"cells": kinds.count(k), "of": sizes[k]} for k in ("forward", "backward") if k in kinds}
         for name, st in p["stats"].items():
             col = proto.columns[name]
-            assert st["mean"] == pytest.approx(float(np.mean(col))) and st["max"] == pytest.approx(float(np.max(col)))
+            col = col[np.isfinite(col)]
+            assert st["finite"] == len(col) and ("mean" in st) == (len(col) > 0)
+            if len(col):
+                assert st["mean"] == pytest.approx(float(np.mean(col))) and st["max"] == pytest.approx(float(np.max(col)))
         assert p["commands"] and p["commands"][0].startswith("snnbench build ")
+
+
+def test_info_reports_coverage_and_statistics(reference: Path, tmp_path: Path) -> None:
+    _check_info(reference)
     text = _cli("info", str(reference))
     assert "rebuild: snnbench build" in text and "scores/sahd" in text and "of the 7,012 forward cells" in text
+    mixed = tmp_path / "mixed.h5"  # a backward sample holds forward cells too: each kind counted against its own
+    _cli("build", str(mixed), *TINY[:8], "--kind", "backward", "--cells", "sample:40:1", "--scores", "params",
+         "--train-epochs", "0", "--quiet", "--workers", "0")
+    _check_info(mixed)
+    assert "of the 95,584 cells with a backward edge" in _cli("info", str(mixed))
 
 
 @pytest.mark.parametrize("args, message", [

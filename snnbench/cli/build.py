@@ -21,6 +21,7 @@ from snnbench.table import default_table_path
 
 # The embedded default (no options): whole forward space scored with SAHD + Hamming on digits with the
 # bench skeleton, plus a small trained sample; about 8.5 CPU-minutes (measured: 515 CPU-s; 46 s wall on 16 cores).
+_KIND_CELLS = {"forward": "forward cells", "backward": "cells with a backward edge"}
 DEFAULTS = dict(dataset="digits", kind="forward", preset="bench", scores="sahd,hd", score_batch=64, score_repeats=1,
                 score_seeds="0", cells="all", train_epochs=3, seeds="0,1", train_cells="sample:16")
 
@@ -187,7 +188,7 @@ def info(table: str | None, dataset: str | None, as_json: bool) -> None:
         shards = "" if p["shards"] is None else f", shards {p['shards']['indices']} of {p['shards']['count']}"
         click.echo(f"\nprotocol {p['id']} ({p['type']}: {what}; {s['dataset']['name']}, {s['network']['preset']} skeleton, "
                    f"{s['device']}{shards})")
-        cover = ", ".join(f"{c['cells']:,} of the {c['of']:,} {k} cells ({100 * c['cells'] / c['of']:.1f}%)"
+        cover = ", ".join(f"{c['cells']:,} of the {c['of']:,} {_KIND_CELLS[k]} ({100 * c['cells'] / c['of']:.1f}%)"
                           for k, c in p["coverage"].items())
         click.echo(f"  {p['rows']:,} rows, {p['cells']:,} cells: {cover or 'none'}; seeds {p['seeds']}")
         for name, st in p["stats"].items():
