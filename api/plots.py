@@ -162,10 +162,8 @@ def plot_kernels(kernels: Sequence[np.ndarray], titles: Sequence[str], path: str
     return _save(fig, path)
 
 
-def kernel_figure(bench: Any, matrices: Sequence[Any], path: str | os.PathLike[str], metric: str = "sahd",
-                  batch_size: int = 64, seed: int = 0, split: str = "test", data_dir: str | None = None) -> Path:
-    """Supplementary Fig. 2 for cells of a table: each cell's kernel (the view's score protocol's dataset
-    and network), titled with its hash and stored ``split`` accuracy."""
+def score_inputs(bench: Any, data_dir: str | None = None) -> tuple[Any, Any]:
+    """The dataset (with its split) and network config of the view's score protocol (else its first)."""
     from snnbench.data import load_dataset
     from snnbench.network import NetworkConfig
 
@@ -173,7 +171,14 @@ def kernel_figure(bench: Any, matrices: Sequence[Any], path: str | os.PathLike[s
     settings = next((m["settings"] for m in meta.values() if m["type"] == "score"), next(iter(meta.values()))["settings"])
     d = settings["dataset"]
     data = load_dataset(d["name"], data_dir, val_fraction=d["val_fraction"], seed=d["split_seed"])
-    config = NetworkConfig(**settings["network"]["config"])
+    return data, NetworkConfig(**settings["network"]["config"])
+
+
+def kernel_figure(bench: Any, matrices: Sequence[Any], path: str | os.PathLike[str], metric: str = "sahd",
+                  batch_size: int = 64, seed: int = 0, split: str = "test", data_dir: str | None = None) -> Path:
+    """Supplementary Fig. 2 for cells of a table: each cell's kernel (the view's score protocol's dataset
+    and network), titled with its hash and stored ``split`` accuracy."""
+    data, config = score_inputs(bench, data_dir)
     kernels, titles = [], []
     for m in matrices:
         rec = bench.query(m)

@@ -246,8 +246,9 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     }
     from snnbench.space import KINDS, space
 
-    forward = len(space().indices("forward"))  # a cell's kind: "backward" iff it has a backward edge, so the
-    sizes = {"forward": forward, "backward": len(space().indices("backward")) - forward}  # backward space minus forward
+    # a cell's kind is "backward" iff it has a backward edge: the backward space minus the forward one
+    forward = len(space().indices("forward"))
+    sizes = {"forward": forward, "backward": len(space().indices("backward")) - forward}
     kind_of = dict(zip(table.cells["hash"].tolist(), table.cells["kind"].tolist()))
     for p in table.protocols.values():
         cells = {h for h in p.hash.tolist()}

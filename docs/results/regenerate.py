@@ -23,7 +23,7 @@ from scipy import stats
 
 from api.benchmark import Benchmark
 from api.correlate import agreement, correlate, matched, ranked_shares
-from api.plots import kernel_matrix, plot_agreement, plot_kernels
+from api.plots import kernel_matrix, plot_agreement, plot_kernels, score_inputs
 from api.report import report
 from snnbench.table import SHIPPED, open_table
 
@@ -62,14 +62,8 @@ def off_diagonal(k: np.ndarray) -> float:
 def kernels_section(path: Path, out: Path, count: int = 4) -> list[str]:
     """Kernels of the ``count`` most and least accurate trained cells (one figure per metric), and Kendall tau
     of every trained cell's mean normalised off-diagonal against test accuracy and against its stored score."""
-    from snnbench.data import load_dataset
-    from snnbench.network import NetworkConfig
-
     bench = Benchmark(path)
-    s = next(m["settings"] for m in bench.metadata.values() if m["type"] == "score")
-    d = s["dataset"]
-    data = load_dataset(d["name"], val_fraction=d["val_fraction"], seed=d["split_seed"])
-    config = NetworkConfig(**s["network"]["config"])
+    data, config = score_inputs(bench)
     acc = bench.accuracy["test"]
     trained = np.flatnonzero(np.isfinite(acc))
     order = trained[np.lexsort((trained, -acc[trained]))]  # best first, ties by view index
