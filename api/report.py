@@ -31,7 +31,8 @@ DEFAULT_SIZES = (10, 100, 1000, 5000)
 DEFAULT_ALGORITHMS = ("random", "evolution", "local", "reinforce", "score_train")
 
 
-def _f(x: float | None, digits: int = 4) -> str:
+def fmt(x: float | None, digits: int = 4) -> str:
+    """``x`` to ``digits`` decimals; an en dash for a missing or non-finite value."""
     return "–" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
 
@@ -71,14 +72,14 @@ def report(bench: Benchmark, out: str | os.PathLike[str], *, title: str, split: 
         for m, v in bench.scores.items():
             ok = np.isfinite(v)
             lines.append(f"| {m} | {int((~np.isnan(v)).sum()):,} | {int(np.isneginf(v).sum()):,} | "
-                         f"{_f(v[ok].min() if ok.any() else None)} | {_f(v[ok].mean() if ok.any() else None)} | "
-                         f"{_f(v[ok].max() if ok.any() else None)} | {_f(np.nanmean(bench.score_seconds), 3)} |")
+                         f"{fmt(v[ok].min() if ok.any() else None)} | {fmt(v[ok].mean() if ok.any() else None)} | "
+                         f"{fmt(v[ok].max() if ok.any() else None)} | {fmt(np.nanmean(bench.score_seconds), 3)} |")
         page = out / "report.md"
         page.write_text("\n".join(lines) + "\n")
         return page
 
     corr = correlate(bench, split, bootstrap=bootstrap, seed=seed)
-    ci = (lambda v: f" [{_f(v[0], 3)}, {_f(v[1], 3)}]" if v else "") if bootstrap else (lambda v: "")  # noqa: E731
+    ci = (lambda v: f" [{fmt(v[0], 3)}, {fmt(v[1], 3)}]" if v else "") if bootstrap else (lambda v: "")  # noqa: E731
     interval = " [95% interval]" if bootstrap else ""
     lines += [f"### Scores against {split} accuracy", "",
               f"| score | cells | Kendall tau{interval} | Spearman rho{interval} | top-10% precision | seconds per cell (all scores) |",
@@ -86,8 +87,8 @@ def report(bench: Benchmark, out: str | os.PathLike[str], *, title: str, split: 
     for m, r in corr["scores"].items():
         tenth = max(1, int(round(0.1 * r["cells"])))
         top = r["top_k_precision"].get(str(tenth))
-        lines.append(f"| {m} | {r['cells']:,} | {_f(r['kendall_tau'], 3)}{ci(r.get('kendall_tau_ci'))} | "
-                     f"{_f(r['spearman_rho'], 3)}{ci(r.get('spearman_rho_ci'))} | {_f(top, 3)} | {_f(r['seconds_per_cell'], 3)} |")
+        lines.append(f"| {m} | {r['cells']:,} | {fmt(r['kendall_tau'], 3)}{ci(r.get('kendall_tau_ci'))} | "
+                     f"{fmt(r['spearman_rho'], 3)}{ci(r.get('spearman_rho_ci'))} | {fmt(top, 3)} | {fmt(r['seconds_per_cell'], 3)} |")
     if bootstrap:
         best = ranked_shares(corr["bootstrap"]["best_tau"])
         lines += ["", f"Intervals: {bootstrap:,} paired bootstrap resamples of the cells (seed {seed}); highest tau "

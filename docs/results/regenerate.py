@@ -24,7 +24,7 @@ from scipy import stats
 from api.benchmark import Benchmark
 from api.correlate import agreement, correlate, matched, ranked_shares
 from api.plots import kernel_matrix, plot_agreement, plot_kernels, score_inputs
-from api.report import report
+from api.report import fmt, report
 from snnbench.table import SHIPPED, open_table
 
 SPIKE_SCORES = ("sahd", "hd", "vanrossum")
@@ -34,7 +34,7 @@ DIGITS_REPORT = {"replay_scores": ["sahd", "hd", "vanrossum", "snip", "grad_norm
 
 
 def _f(x: float | None, digits: int = 3) -> str:
-    return "–" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+    return fmt(x, digits)
 
 
 def _ci(r: dict[str, Any], key: str) -> str:
