@@ -202,8 +202,25 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: st
     return stages
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), else what :mod:`platform` knows."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(device: str, executor: str, workers: int | None) -> dict[str, Any]:
-    """Package versions, machine and device a build runs with (stored with every protocol it touches)."""
+    """Package versions, machine, CPU (model and the vector ISA torch uses: float results of gradient proxies
+    and trainings can differ in the last bits between them) and device a build runs with; stored with every
+    protocol it touches."""
     import platform
 
     import h5py
@@ -217,7 +234,8 @@ def environment(device: str, executor: str, workers: int | None) -> dict[str, An
         "numpy": numpy.__version__, "h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version,
         "platform": platform.platform(), "cpu_count": os.cpu_count(), "executor": executor,
         "workers": workers if workers is not None else os.cpu_count(), "device": device,
-        "device_name": torch.cuda.get_device_name() if device == "cuda" and torch.cuda.is_available() else (platform.processor() or platform.machine()),
+        "device_name": torch.cuda.get_device_name() if device == "cuda" and torch.cuda.is_available() else cpu_name(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
     if device == "cuda":
         env["cuda"] = torch.version.cuda

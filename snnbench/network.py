@@ -16,7 +16,7 @@ Invariants
   running statistics.
 * Dropout draws one mask per sample and applies it at every step. The output is the mean over T of
   the K class scores, each the average of a group of ``g`` consecutive outputs of the last linear.
-* Same seed, same device -> same parameters and outputs (CPU: bit for bit).
+* Same seed, same device -> same parameters and outputs (same CPU: bit for bit).
 """
 
 from __future__ import annotations

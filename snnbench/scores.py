@@ -465,7 +465,8 @@ def score_cell(
     Returns ``scores`` (mean over the ``repeats`` batches), ``batch_scores``, ``singular`` (any batch
     singular or degenerate), ``seconds`` per metric (metrics sharing a pass report that pass's wall
     time), ``build_seconds``, ``params`` and ``settings``. The same seed gives the same weights,
-    batches, dropout masks and hence, on CPU, the same scores bit for bit. The global RNG is left
+    batches, dropout masks and hence, on the same CPU, the same scores bit for bit (another CPU's vector
+    kernels can move the gradient proxies in the last bits; spike kernels stay exact). The global RNG is left
     as it was.
     """
     metrics = check_metrics(metrics)

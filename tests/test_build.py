@@ -165,6 +165,20 @@ def test_ray_build_equals_local_build(reference: Path, tmp_path: Path) -> None:
     assert all(e["executor"] == "ray" and "ray" in e for e in envs)
 
 
+def test_environment_names_the_cpu_and_its_vector_isa(reference: Path) -> None:
+    """Gradient proxies and trainings differ in the last bits between CPUs: the table says which one ran."""
+    import re
+
+    import torch
+
+    envs = [e for p in open_table(reference).protocols.values() for e in p.environments]
+    assert envs and all(e["cpu_capability"] == torch.backends.cpu.get_cpu_capability() for e in envs)
+    if Path("/proc/cpuinfo").exists():
+        model = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        if model:
+            assert all(e["device_name"] == model.group(1).strip() for e in envs)
+
+
 def _check_info(path: Path) -> None:
     d = json.loads(_cli("info", str(path), "--json"))
     t = open_table(path)

@@ -16,7 +16,7 @@ from builders.build import npz_digest
 from builders.plan import cell_seed, select_cells
 from snnbench.data import load_dataset
 from snnbench.network import NetworkConfig
-from snnbench.scores import score_cell
+from snnbench.scores import SPIKE_METRICS, score_cell
 from snnbench.space import Cell, canonical_batch, prune_batch, raw_matrices, space
 from snnbench.table import SHIPPED, open_table
 
@@ -88,8 +88,8 @@ def test_query_without_a_path_finds_it(monkeypatch, tmp_path) -> None:
 
 
 @needs_digits
-def test_stored_scores_are_reproduced_bit_for_bit(table) -> None:
-    """Recompute two cells' rows with score_cell and the documented per-cell seed, on the CPU."""
+def test_stored_scores_are_reproduced(table) -> None:
+    """Recompute two cells' rows with score_cell and the documented per-cell seed, on the CPU (spike kernels exact)."""
     p = _protocol(table, "score")
     s = p.settings
     _reproduce(p, load_dataset("digits", val_fraction=s["dataset"]["val_fraction"], seed=s["dataset"]["split_seed"]),
@@ -108,7 +108,13 @@ def _reproduce(p, data, rows) -> None:
             got = score_cell(cell, data, config, s["score"]["metrics"], s["score"]["batch_size"], s["score"]["repeats"],
                              cell_seed(h, int(p.seed[row])), "cpu", s["score"]["tau"])
             for m in s["score"]["metrics"]:
-                assert got["scores"][m] == p.columns[f"scores/{m}"][row], (h, m)
+                want = p.columns[f"scores/{m}"][row]
+                if m in SPIKE_METRICS or m == "params":
+                    assert got["scores"][m] == want, (h, m)  # kernels of binary spikes: exact on every CPU tried
+                else:
+                    # float reductions over gradients: the CPU's vector kernels (AVX2 or AVX-512) change the
+                    # last bits (up to 4e-7 relative seen between two x86 machines); the same machine is exact
+                    assert got["scores"][m] == pytest.approx(want, rel=1e-5, abs=0), (h, m)
     finally:
         torch.set_num_threads(threads)
 
