@@ -8,7 +8,8 @@ Invariants
   augmentation on the device from one seeded generator; no DataLoader, no per-image Python, and no host
   synchronisation inside an epoch (loss and correct counts accumulate on the device).
 * ``seed`` fixes initial weights and dropout masks (``torch.manual_seed``) and the shuffling / augmentation
-  stream (a separate generator): two CPU runs with the same arguments give bit-identical results.
+  stream (a separate generator): two runs with the same arguments on the same CPU give bit-identical
+  results (another CPU's vector kernels change the last bits, which training amplifies).
 * On CUDA the forward pass runs under bf16 autocast (``amp``); the loss is computed in float32.
 * With ``checkpoint`` set, the state after every epoch is written atomically (``torch.save`` of tensors,
   lists and numbers; read back with ``weights_only=True``); a rerun resumes from it and ends with exactly

@@ -1,5 +1,5 @@
-"""docs/results/regenerate.py, the script behind docs/results.md: its statistics against naive computations,
-and its sections run end to end on a tiny built table."""
+"""docs/results/regenerate.py and reproduce.py, the scripts behind docs/results.md: statistics against naive
+computations, sections run end to end on a tiny built table, stored rows recomputed on the machine that built them."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from api_tables import tiny_table
 _spec = importlib.util.spec_from_file_location("regenerate", Path(__file__).resolve().parents[1] / "docs/results/regenerate.py")
 regen = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(regen)
+_spec = importlib.util.spec_from_file_location("reproduce", Path(__file__).resolve().parents[1] / "docs/results/reproduce.py")
+repro = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(repro)
 
 
 def test_off_diagonal_is_the_mean_normalised_off_diagonal_entry() -> None:
@@ -46,3 +49,20 @@ def test_sections_run_on_a_built_table(tmp_path) -> None:
     lines = regen.kernels_section(tiny, tmp_path, count=2)
     assert lines[0].startswith("kernels: 8 trained cells")
     assert all((tmp_path / f"kernels_{m}.png").stat().st_size > 0 for m in ("sahd", "hd"))
+
+
+def test_reproduce_recomputes_stored_rows_bit_for_bit_on_the_same_machine() -> None:
+    import torch
+
+    from snnbench.table import open_table
+
+    table = open_table(tiny_table())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the build ran them
+    try:
+        lines = [line for p in table.protocols.values() for line in repro.reproduce(p, [0, 3], None)]
+    finally:
+        torch.set_num_threads(threads)
+    columns = {line.split(": ")[0].split(") ")[1] for line in lines}
+    assert {"scores/sahd", "scores/hd", "val_acc", "test_acc", "curves/val_acc", "curves/train_loss"} <= columns
+    assert lines and all(line.endswith("(bit for bit)") for line in lines), [x for x in lines if "bit" not in x]
