@@ -285,6 +285,7 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
             "id": p.id, "type": p.type, "settings": p.settings, "commands": p.commands, "shards": p.shards,
             "created": p.created, "modified": p.modified, "environments": p.environments,
             "rows": len(p), "cells": len(cells), "seeds": sorted({int(s) for s in p.seed}),
+            "worker_seconds": float(np.nansum(p.columns["seconds"])) if "seconds" in p.columns else None,
             "coverage": {k: {"cells": int(n), "of": sizes[k]} for k, n in zip(KINDS, kinds.tolist()) if n},
             "columns": {name: {"dtype": str(col.dtype), "shape": list(col.shape[1:])} for name, col in p.columns.items()},
             "stats": stats,

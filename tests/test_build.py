@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from builders.build import Stage, build
@@ -169,8 +170,6 @@ def test_environment_names_the_cpu_and_its_vector_isa(reference: Path) -> None:
     """Gradient proxies and trainings differ in the last bits between CPUs: the table says which one ran."""
     import re
 
-    import torch
-
     envs = [e for p in open_table(reference).protocols.values() for e in p.environments]
     assert envs and all(e["cpu_capability"] == torch.backends.cpu.get_cpu_capability() for e in envs)
     if Path("/proc/cpuinfo").exists():
@@ -197,12 +196,16 @@ def _check_info(path: Path) -> None:
             if len(col):
                 assert st["mean"] == pytest.approx(float(np.mean(col))) and st["max"] == pytest.approx(float(np.max(col)))
         assert p["commands"] and p["commands"][0].startswith("snnbench build ")
+        assert p["worker_seconds"] == pytest.approx(float(np.sum(proto.columns["seconds"])))
 
 
 def test_info_reports_coverage_and_statistics(reference: Path, tmp_path: Path) -> None:
     _check_info(reference)
     text = _cli("info", str(reference))
     assert "rebuild: snnbench build" in text and "scores/sahd" in text and "of the 7,012 forward cells" in text
+    protocols = open_table(reference).protocols.values()
+    assert text.count("  compute: ") == len(protocols) and text.count("  built with: ") == len(protocols)
+    assert f"({torch.backends.cpu.get_cpu_capability()}), torch {torch.__version__}, local executor" in text
     mixed = tmp_path / "mixed.h5"  # a backward sample holds forward cells too: each kind counted against its own
     _cli("build", str(mixed), *TINY[:8], "--kind", "backward", "--cells", "sample:40:1", "--scores", "params",
          "--train-epochs", "0", "--quiet", "--workers", "0")

@@ -165,6 +165,12 @@ def merge(out: str, inputs: tuple[str, ...]) -> None:
     click.echo(f"merged {len(inputs)} tables into {out} ({_size(os.path.getsize(out))}) in {_duration(time.perf_counter() - start)}: {rows}")
 
 
+def _environment_line(env: dict) -> str:
+    cpu = f" ({env['cpu_capability']})" if "cpu_capability" in env else ""
+    return (f"{env.get('device_name', '?')}{cpu}, torch {env.get('torch', '?')}, {env.get('executor', '?')} executor, "
+            f"workers {env.get('workers', '?')}, {env.get('platform', '?')}")
+
+
 @click.command()
 @click.argument("table", required=False)
 @click.option("--dataset", default=None, help="With no TABLE: the table `snnbench query --dataset` opens.")
@@ -197,6 +203,10 @@ def info(table: str | None, dataset: str | None, as_json: bool) -> None:
                            f"min {st['min']:.6g}  max {st['max']:.6g}")
             else:
                 click.echo(f"  {name:28} n={st['finite']:>7,} finite of {st['rows']:,}")
+        if p["worker_seconds"] is not None and p["rows"]:
+            click.echo(f"  compute: {p['worker_seconds'] / 3600:.2f} worker-hours ({p['worker_seconds'] / p['rows']:.3g} s per row)")
+        for env in dict.fromkeys(_environment_line(e) for e in p["environments"]):
+            click.echo(f"  built with: {env}")
         for cmd in p["commands"]:
             click.echo(f"  rebuild: {cmd}")
     sys.stdout.flush()
