@@ -369,6 +369,22 @@ class Benchmark:
         verb = "protocols {} lack it" if len(lacking) > 1 else "protocol {} lacks it"
         return CellNotFound(f"cell {Cell(text).hash} ({text}) is not in {self.path}: " + verb.format(what))
 
+    def accuracy_by_seed(self, split: str = "test") -> tuple[list[int], np.ndarray]:
+        """Final ``split`` accuracy of every view cell per training seed: ``(seeds, float64 [U, len(seeds)])``,
+        seeds ascending, NaN where a cell has no row for that seed (``accuracy[split]`` is its row mean)."""
+        if split not in self.accuracy:
+            raise ValueError(f"split: expected one of {', '.join(self.accuracy)}, got {split!r}")
+        t = self._train
+        if t is None:
+            return [], np.zeros((len(self), 0))
+        cols = t.proto.columns
+        values = cols["curves/train_acc"][:, -1] if split == "train" else cols[f"{split}_acc"]
+        seeds = sorted({int(x) for x in t.proto.seed.tolist()})
+        out = np.full((len(self), len(seeds)), np.nan)
+        cell = np.repeat(np.arange(len(self)), t.count)  # protocol rows are grouped by view cell
+        out[cell, np.searchsorted(seeds, t.proto.seed.astype(np.int64))] = values
+        return seeds, out
+
     @property
     def protocol_ids(self) -> list[str]:
         return [c.id for c in self._columns]

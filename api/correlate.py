@@ -54,7 +54,8 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
               fractions: Sequence[float] = DEFAULT_FRACTIONS, source: Benchmark | None = None,
               bootstrap: int = 0, seed: int = 0) -> dict[str, Any]:
     """Per score: cells used, Kendall tau, Spearman rho (with p-values), top-k precision, seconds per cell;
-    with ``bootstrap`` resamples also ``kendall_tau_ci`` and ``spearman_rho_ci`` (95%, see the module).
+    with ``bootstrap`` resamples also ``kendall_tau_ci`` and ``spearman_rho_ci`` (95%, see the module);
+    ``seed_agreement``: the accuracies of two seeds against each other (:func:`seed_agreement`).
 
     With ``source``, the scores (and their seconds) come from that view, matched by hash, and the
     accuracies from ``bench``: how a score computed on one dataset ranks cells trained on another.
@@ -102,6 +103,28 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
         out["scores"][m] = row
     if bootstrap:
         out["bootstrap"] = {"resamples": bootstrap, "seed": seed, "level": 0.95, "best_tau": _best(taus)}
+    out["seed_agreement"] = seed_agreement(bench, split)
+    return out
+
+
+def seed_agreement(bench: Benchmark, split: str = "test") -> list[dict[str, Any]]:
+    """How well accuracy ranks cells against itself: per pair of training seeds, Kendall tau and Spearman rho
+    between the two seeds' ``split`` accuracies over the cells holding both. The noise a score's tau is
+    measured through: two seeds of the same cells agree no better than this."""
+    from scipy import stats
+
+    seeds, acc = bench.accuracy_by_seed(split)
+    out = []
+    for i in range(len(seeds)):
+        for j in range(i + 1, len(seeds)):
+            ok = np.isfinite(acc[:, i]) & np.isfinite(acc[:, j])
+            a, b = acc[ok, i], acc[ok, j]
+            row: dict[str, Any] = {"seeds": [seeds[i], seeds[j]], "cells": int(ok.sum()), "kendall_tau": None,
+                                   "spearman_rho": None, "mean_abs_difference": _mean(np.abs(a - b))}
+            if ok.sum() >= 2:
+                row.update(kendall_tau=float(stats.kendalltau(a, b).statistic),
+                           spearman_rho=float(stats.spearmanr(a, b).statistic))
+            out.append(row)
     return out
 
 

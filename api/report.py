@@ -93,6 +93,10 @@ def report(bench: Benchmark, out: str | os.PathLike[str], *, title: str, split: 
         best = ranked_shares(corr["bootstrap"]["best_tau"])
         lines += ["", f"Intervals: {bootstrap:,} paired bootstrap resamples of the cells (seed {seed}); highest tau "
                       f"in the resamples: {best or 'none defined'}."]
+    for r in corr["seed_agreement"]:
+        lines += ["", f"Accuracy against itself: seed {r['seeds'][0]} against seed {r['seeds'][1]} on {r['cells']:,} cells, "
+                      f"Kendall tau {fmt(r['kendall_tau'], 3)}, Spearman rho {fmt(r['spearman_rho'], 3)}, mean |difference| "
+                      f"{fmt(r['mean_abs_difference'], 4)} (the noise any score's correlation is measured through)."]
     plot_scatter(bench, names, split, out / "scores.png")
     lines += ["", "![scores against accuracy](scores.png)", ""]
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from api.benchmark import Benchmark, CellNotFound, load, query, resolve_table
 from api.algorithms import compare
-from api.correlate import correlate, top_k_precision
+from api.correlate import correlate, seed_agreement, top_k_precision
 from api.report import report
 from api.lookup import cell_key
 from api.replay import draw, make_pool, pick, replay, replay_curve
@@ -349,6 +349,35 @@ def test_correlation_equals_naive_formulas(singular_bench: Benchmark) -> None:
     assert top_k_precision(np.array([3.0, 2, 1]), np.array([1.0, 2, 3]), 1) == 0.0
 
 
+def test_seed_agreement_equals_naive_formulas_on_the_rows(table: Path) -> None:
+    """Per-seed accuracies read row by row from the file, then the naive tau / rho between the two seeds; one
+    cell's seed-1 row dropped from the view's arrays leaves that cell out of the pair."""
+    b = Benchmark(table)
+    rows = _naive_rows(table)["train"]
+    seeds, acc = b.accuracy_by_seed("val")
+    assert seeds == [0, 1] and acc.shape == (len(b), 2)
+    for h, per_seed in rows.items():
+        u = b.index_of_hash(h)
+        assert {seed: float(v["val_acc"]) for seed, v in per_seed} == {0: acc[u, 0], 1: acc[u, 1]}
+    train = b.accuracy_by_seed("train")[1]
+    assert all(train[b.index_of_hash(h), seed] == v["curves/train_acc"][-1] for h, r in rows.items() for seed, v in r)
+    hashes = sorted(rows)
+    a0 = np.array([dict(rows[h])[0]["val_acc"] for h in hashes], dtype=float)
+    a1 = np.array([dict(rows[h])[1]["val_acc"] for h in hashes], dtype=float)
+    (got,) = seed_agreement(b, "val")
+    assert got["seeds"] == [0, 1] and got["cells"] == len(hashes)
+    assert got["kendall_tau"] == pytest.approx(_naive_tau(a0, a1)) and got["spearman_rho"] == pytest.approx(_naive_rho(a0, a1))
+    assert got["mean_abs_difference"] == pytest.approx(np.mean(np.abs(a0 - a1)))
+    assert correlate(b, "val")["seed_agreement"] == [got]
+    with pytest.raises(ValueError, match="split"):
+        b.accuracy_by_seed("dev")
+    acc[0, 1] = np.nan  # view cell 0 without its seed-1 row
+    b.accuracy_by_seed = lambda split: (seeds, acc)
+    keep = [i for i, h in enumerate(hashes) if h != b.hash_array[0].decode()]
+    (partial,) = seed_agreement(b, "val")
+    assert partial["cells"] == len(hashes) - 1 and partial["kendall_tau"] == pytest.approx(_naive_tau(a0[keep], a1[keep]))
+
+
 def test_bootstrap_intervals_equal_a_naive_resampling(table: Path) -> None:
     """Intervals and best-tau shares against the documented resampling done by hand with the naive formulas;
     one cell lacks one score (that score drops it from every resample, the other keeps it)."""
@@ -555,6 +584,9 @@ def test_report_page_holds_the_functions_numbers(bench: Benchmark, tmp_path: Pat
         assert (f"| {m} | {r['cells']:,} | {r['kendall_tau']:.3f} [{tl:.3f}, {th:.3f}] | "
                 f"{r['spearman_rho']:.3f} [{rl:.3f}, {rh:.3f}] |") in text
     assert "1,000 paired bootstrap resamples of the cells (seed 5)" in text
+    (agree,) = corr["seed_agreement"]
+    assert (f"seed 0 against seed 1 on {agree['cells']:,} cells, Kendall tau {agree['kendall_tau']:.3f}, "
+            f"Spearman rho {agree['spearman_rho']:.3f}") in text
     plain = report(bench, tmp_path / "plain", title="tiny", sizes=(2,), trials=5, runs=1, budget=budget, bootstrap=0)
     for m, r in correlate(bench, "test")["scores"].items():
         assert f"| {m} | {r['cells']:,} | {r['kendall_tau']:.3f} | {r['spearman_rho']:.3f} |" in plain.read_text()

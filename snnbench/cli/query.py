@@ -182,6 +182,10 @@ def correlate(table: str | None, score_protocol: str | None, train_protocol: str
     if boot:
         click.echo(f"highest tau in {boot['resamples']:,} paired resamples (seed {boot['seed']}): "
                    f"{ranked_shares(boot['best_tau'])}")
+    for r in result["seed_agreement"]:
+        click.echo(f"seed {r['seeds'][0]} against seed {r['seeds'][1]} ({split} accuracy, {r['cells']} cells): "
+                   f"tau {_fmt(r['kendall_tau'], 3)}, rho {_fmt(r['spearman_rho'], 3)}, "
+                   f"mean |difference| {_fmt(r['mean_abs_difference'], 4)}")
     if source is not None:
         click.echo(f"agreement of the two tables' scores on {result['agreement']['shared_cells']:,} shared cells:")
         for m, r in result["agreement"]["scores"].items():
