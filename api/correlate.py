@@ -109,8 +109,8 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
 
 def seed_agreement(bench: Benchmark, split: str = "test") -> list[dict[str, Any]]:
     """How well accuracy ranks cells against itself: per pair of training seeds, Kendall tau and Spearman rho
-    between the two seeds' ``split`` accuracies over the cells holding both. The noise a score's tau is
-    measured through: two seeds of the same cells agree no better than this."""
+    between the two seeds' ``split`` accuracies over the cells holding both, and their mean absolute
+    difference: the noise in the target that any score's tau against accuracy is measured through."""
     from scipy import stats
 
     seeds, acc = bench.accuracy_by_seed(split)
