@@ -11,7 +11,9 @@
 # Builds stopped by `timeout` keep a journal next to their table; fold it here with
 #   python -c "from snnbench.table import TableWriter as W; W('T.h5').close()"
 # then `snnbench merge` into the shipped table. Data: an .npz pair small enough to carry (the 12k/2k subset of
-# ../shared/data/cifar10 in .devdata/cifar10: decoded from JPEG copies), named cifar10-jpeg-12k in the table.
+# ../shared/data/cifar10, decoded from JPEG copies, named cifar10-jpeg-12k in the table): make it with
+#   python benchmarks/make_subset.py ../shared/data/cifar10 .devdata/cifar10 --train 12000 --test 2000
+# and carry .devdata (git ignores it).
 #
 #   bash benchmarks/gpu_session.sh [DATA_DIR] [SECONDS]      (run from the repository root)
 set -u

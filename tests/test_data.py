@@ -290,3 +290,38 @@ def test_npz_errors(tmp_path):
         load_dataset(tmp_path / "train.npz")
     with pytest.raises(ValueError, match="pass the training file"):
         load_dataset(tmp_path / "test.npz")
+
+
+def test_make_subset_keeps_balanced_source_rows_and_loads(tmp_path) -> None:
+    """benchmarks/make_subset.py: per-class counts, rows found in the source in order, seeded, loadable."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("make_subset", Path(__file__).resolve().parents[1] / "benchmarks/make_subset.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(3)
+    src = tmp_path / "src"
+    src.mkdir()
+    for split, n in (("train", 90), ("test", 40)):
+        labels = rng.integers(0, 3, n)
+        images = rng.integers(0, 256, (n, 4, 4, 3), dtype=np.uint8)
+        images[:, 0, 0, 0], images[:, 0, 0, 1] = np.arange(n) % 256, np.arange(n) // 256  # each row tells its index
+        np.savez(src / f"{split}.npz", images=images, labels=labels, classes=np.array(["a", "b", "c"]))
+    mod.write_subset(src, tmp_path / "out", {"train": 30, "test": 9}, seed=1)
+    for split, n in (("train", 30), ("test", 9)):
+        with np.load(src / f"{split}.npz") as a, np.load(tmp_path / "out" / f"{split}.npz") as b:
+            index = b["images"][:, 0, 0, 0].astype(int) + 256 * b["images"][:, 0, 0, 1].astype(int)
+            assert len(index) == n and (np.diff(index) > 0).all()  # source order kept, no repeats
+            assert np.array_equal(b["images"], a["images"][index]) and np.array_equal(b["labels"], a["labels"][index])
+            assert np.bincount(b["labels"], minlength=3).tolist() == [n // 3] * 3
+            assert b["classes"].tolist() == ["a", "b", "c"]
+    again = mod.subset_indices(np.load(src / "train.npz")["labels"], 30, 1)
+    assert np.array_equal(again, mod.subset_indices(np.load(src / "train.npz")["labels"], 30, 1))
+    assert not np.array_equal(again, mod.subset_indices(np.load(src / "train.npz")["labels"], 30, 2))
+    with pytest.raises(ValueError, match="evenly"):
+        mod.subset_indices(np.zeros(10, int) + np.arange(10) % 3, 10, 0)
+    with pytest.raises(ValueError, match="fewer than"):
+        mod.subset_indices(np.array([0] * 8 + [1, 2]), 6, 0)
+    data = load_dataset(str(tmp_path / "out" / "train.npz"), val_fraction=0.0)
+    assert data.num_classes == 3 and len(data.train.labels) + len(data.val.labels) == 30
