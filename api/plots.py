@@ -113,6 +113,27 @@ def plot_agreement(a: Any, b: Any, scores: Sequence[str], path: str | os.PathLik
     return _save(fig, path)
 
 
+def plot_by_kind(bench: Any, scores: Sequence[str], path: str | os.PathLike[str], bins: int = 50) -> Path:
+    """One panel per score: histograms (densities, shared bins) of its finite values over the view's forward
+    cells and over its cells with a backward edge, with the counts in the legend."""
+    plt = _pyplot()
+    kinds = np.array(bench.kinds)
+    fig, axes = plt.subplots(1, len(scores), figsize=(3.2 * len(scores), 2.8), squeeze=False)
+    for ax, name in zip(axes[0], scores):
+        v = bench.scores[name]
+        ok = np.isfinite(v)
+        edges = np.histogram_bin_edges(v[ok], bins=bins) if ok.any() else bins
+        for kind in ("forward", "backward"):
+            x = v[ok & (kinds == kind)]
+            if len(x):
+                ax.hist(x, bins=edges, density=True, histtype="step", label=f"{kind} ({len(x):,})")
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=7)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def kernel_matrix(cell: Any, dataset: Any, net_config: Any, metric: str = "sahd", batch_size: int = 64,
                   seed: int = 0, device: str = "cpu") -> np.ndarray:
     """The ``[B, B]`` spike kernel of an untrained network on one training batch (as the score computes it).

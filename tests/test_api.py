@@ -464,6 +464,15 @@ def test_scores_of_another_table_are_matched_by_hash(table: Path, bench: Benchma
     assert r.exit_code == 2 and "foreign.h5" in r.output and "Traceback" not in r.output
 
 
+def test_plot_by_kind_draws_both_kinds(table: Path, tmp_path: Path) -> None:
+    from api.plots import plot_by_kind
+
+    b = Benchmark(table)
+    b.kind_array[:3] = 1  # three cells counted as backward; one singular value must not break the shared bins
+    b.scores["sahd"][0] = -np.inf
+    assert plot_by_kind(b, ["sahd", "hd"], tmp_path / "kinds.png").stat().st_size > 0
+
+
 # --------------------------------------------------------------------------- CLI and figures
 
 

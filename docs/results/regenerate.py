@@ -23,7 +23,7 @@ from scipy import stats
 
 from api.benchmark import Benchmark
 from api.correlate import agreement, correlate, matched, ranked_shares
-from api.plots import kernel_matrix, plot_agreement, plot_kernels, score_inputs
+from api.plots import kernel_matrix, plot_agreement, plot_by_kind, plot_kernels, score_inputs
 from api.report import fmt, report
 from snnbench.table import SHIPPED, open_table
 
@@ -117,6 +117,7 @@ def cifar10_section(cifar: Path, digits: Path, out: Path) -> list[str]:
     plot_agreement(dg, c, spikes, out / "agreement.png")
     if (kinds == "backward").any() and (kinds == "forward").any():
         lines += ["", *backward_lines(c.scores, kinds, names)]
+        plot_by_kind(c, spikes, out / "backward.png")
     return lines
 
 
