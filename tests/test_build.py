@@ -71,20 +71,27 @@ def test_reference_holds_what_was_asked(reference: Path) -> None:
 
 
 def test_kill_9_at_a_random_point_then_resume_equals_uninterrupted(reference: Path, tmp_path: Path) -> None:
-    """Kill the driver and its pool worker once results are flowing, after a further random delay."""
+    """Kill the driver and its pool worker once results are flowing, after a further random delay (drawn
+    again, from a halved range, when a fast machine finished every row before the kill)."""
     path, journal = tmp_path / "killed.h5", Path(f"{tmp_path / 'killed.h5'}.journal")
-    delay = random.Random(os.getpid() ^ time.time_ns()).uniform(0.0, 1.5)
+    rng = random.Random(os.getpid() ^ time.time_ns())
     cmd = [sys.executable, "-c", "from snnbench.cli import main; main()", "build", str(path), *TINY,
            "--workers", "1", "--fold-seconds", "0.2"]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not (path.exists() and journal.exists() and b'"values"' in journal.read_bytes()) and time.monotonic() < deadline:
-        time.sleep(0.02)  # until the first result is journalled
-    time.sleep(delay)
-    os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, f"the build ended before the kill ({delay:.2f}s after its first result)"
-    survived = open_table(path)  # whatever survived is a complete, readable table
-    assert sum(len(p) for p in survived.protocols.values()) < 18
+    for attempt in range(6):
+        for leftover in tmp_path.iterdir():
+            leftover.unlink()
+        delay = rng.uniform(0.0, 1.5 / 2 ** attempt)
+        proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not (path.exists() and journal.exists() and b'"values"' in journal.read_bytes()) and time.monotonic() < deadline:
+            time.sleep(0.02)  # until the first result is journalled
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL, f"the build ended before the kill ({delay:.2f}s after its first result)"
+        survived = open_table(path)  # whatever survived is a complete, readable table
+        if sum(len(p) for p in survived.protocols.values()) < 18:
+            break
+    assert sum(len(p) for p in survived.protocols.values()) < 18, "every row was stored before the kill, 6 times"
     out = _cli("build", str(path), *TINY, "--workers", "0")
     assert out.count(", 0 failed") == 2
     _same_tables(path, reference)
@@ -124,7 +131,10 @@ def test_a_stopped_driver_leaves_no_worker_running(reference: Path, tmp_path: Pa
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     if sig == signal.SIGTERM:
-        assert proc.returncode == 130 and err.strip().splitlines()[-1].startswith("interrupted: ")
+        # one line of ours; the only other lines allowed are multiprocessing's resource_tracker warning about
+        # the terminated pool's semaphores (printed by the tracker process, which outlives the driver)
+        ours = [line for line in err.strip().splitlines() if "resource_tracker" not in line]
+        assert proc.returncode == 130 and len(ours) == 1 and ours[0].startswith("interrupted: "), err
         assert "Traceback" not in err
     deadline = time.monotonic() + 30
     while any(_alive(w) for w in workers) and time.monotonic() < deadline:
