@@ -20,7 +20,7 @@ import torch
 
 from builders.build import cpu_name
 from builders.stages import run_item
-from snnbench.space import Cell, space
+from snnbench.space import space, to_text
 from snnbench.table import SHIPPED, Protocol, open_table
 
 
@@ -39,7 +39,7 @@ def reproduce(p: Protocol, rows: list[int], source: str | None) -> list[str]:
     lines = []
     for row in rows:
         h, seed = p.hash[row].decode(), int(p.seed[row])
-        text = Cell(space().matrices[space().hashes.index(h)]).text
+        text = to_text(space().matrices[space().hashes.index(h)])  # as builders.plan.plan_items writes it
         record = run_item({"stage": p.type, "settings": p.settings, "rows": [(h, text, seed)], "source": source})[0]
         if "error" in record:
             raise SystemExit(f"row {row}: {record['error']}")
