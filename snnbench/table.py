@@ -584,11 +584,13 @@ def settings_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
     return ""
 
 
-def merge_tables(out: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]]) -> Table:
+def merge_tables(out: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]], *, union: bool = False) -> Table:
     """Join tables (typically shards) into a new file ``out``; refuses inputs built with different settings.
 
-    Every input must hold the same protocols (same ids, i.e. same settings) sliced the same way; rows are
-    united (a row present in several inputs is taken from the first). ``out`` must not exist.
+    Every input must hold the same protocols (same ids, i.e. same settings) sliced the same way; with
+    ``union`` a protocol may be missing from some inputs (e.g. a GPU training run joined to a score table)
+    and is built from those that hold it. Rows are united (a row present in several inputs is taken from the
+    first). ``out`` must not exist.
     """
     out = Path(out)
     if not inputs:
@@ -598,7 +600,7 @@ def merge_tables(out: str | os.PathLike[str], inputs: Sequence[str | os.PathLike
     tables = [open_table(p) for p in inputs]
     ref = tables[0]
     for t in tables[1:]:
-        if set(t.protocols) != set(ref.protocols):
+        if not union and set(t.protocols) != set(ref.protocols):
             extra = sorted(set(t.protocols) ^ set(ref.protocols))[0]
             mine = t.protocols.get(extra) or ref.protocols[extra]
             other_table = ref if extra in t.protocols else t
@@ -606,12 +608,14 @@ def merge_tables(out: str | os.PathLike[str], inputs: Sequence[str | os.PathLike
             detail = settings_diff(mine.settings, twins[0].settings) if twins else f"no {mine.type} protocol"
             raise _fail(t.path, f"built with different settings than {ref.path} ({detail}); refusing to merge")
     merged: dict[str, Protocol] = {}
-    for pid, first in ref.protocols.items():
+    for pid in dict.fromkeys(pid for t in tables for pid in t.protocols):
+        holders = [t for t in tables if pid in t.protocols]
+        first = holders[0].protocols[pid]
         proto = Protocol(pid, first.type, first.settings, list(first.commands), [], first.shards,
                          first.created, first.modified)
-        for t in tables:
+        for t in holders:
             p = t.protocols[pid]
-            if t is not ref:
+            if t is not holders[0]:
                 try:
                     proto.shards = merge_shards(proto.shards, p.shards)
                 except ValueError as err:

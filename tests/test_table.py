@@ -172,6 +172,23 @@ def test_merge_joins_shards_and_refuses_other_settings(tmp_path: Path) -> None:
     assert next(iter(partial.protocols.values())).shards == {"count": 2, "indices": [0]}
 
 
+def test_merge_union_keeps_protocols_of_some_inputs(tmp_path: Path) -> None:
+    recs = _records(CELLS, seeds=(0, 1))
+    half = {r["hash"] for r in recs[: len(recs) // 2]}
+    _write(tmp_path / "a.h5", [r for r in recs if r["hash"] in half], shard=(0, 2))
+    _write(tmp_path / "b.h5", [r for r in recs if r["hash"] not in half], shard=(1, 2))
+    _write(tmp_path / "all.h5", recs)
+    _write(tmp_path / "c.h5", recs[:3], settings={"metric": "hd"})
+    merged = merge_tables(tmp_path / "m.h5", [tmp_path / "a.h5", tmp_path / "c.h5", tmp_path / "b.h5"], union=True)
+    whole, other = open_table(tmp_path / "all.h5"), open_table(tmp_path / "c.h5")
+    assert set(merged.protocols) == set(whole.protocols) | set(other.protocols) and len(merged.protocols) == 2
+    (sahd,), (hd,) = whole.protocols, other.protocols
+    assert merged.protocols[sahd].shards is None and records_equal(merged.protocols[sahd], whole.protocols[sahd])
+    assert records_equal(merged.protocols[hd], other.protocols[hd]) and merged.protocols[hd].settings == other.protocols[hd].settings
+    with pytest.raises(TableError, match="different settings"):  # strict without union
+        merge_tables(tmp_path / "m2.h5", [tmp_path / "a.h5", tmp_path / "c.h5"])
+
+
 # --------------------------------------------------------------------------- promised errors
 
 

@@ -155,12 +155,13 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
 @click.command()
 @click.argument("out")
 @click.argument("inputs", nargs=-1, required=True)
-def merge(out: str, inputs: tuple[str, ...]) -> None:
-    """Join shard tables INPUTS into a new table OUT (refuses tables built with different settings)."""
+@click.option("--union", is_flag=True, help="Keep protocols that only some INPUTS hold (e.g. join a training run to a score table).")
+def merge(out: str, inputs: tuple[str, ...], union: bool) -> None:
+    """Join shard tables INPUTS into a new table OUT (refuses tables built with different settings unless --union)."""
     from snnbench.table import merge_tables
 
     start = time.perf_counter()
-    table = merge_tables(out, inputs)
+    table = merge_tables(out, inputs, union=union)
     rows = ", ".join(f"{p.id} ({p.type}): {len(p):,} rows" for p in table.protocols.values())
     click.echo(f"merged {len(inputs)} tables into {out} ({_size(os.path.getsize(out))}) in {_duration(time.perf_counter() - start)}: {rows}")
 
