@@ -1,7 +1,8 @@
 """The query layer: a table read once into per-cell numpy columns, then queried in microseconds.
 
 A :class:`Benchmark` is a *view* of one table through at most one ``score`` protocol and one
-``train`` protocol (chosen by id prefix, else the largest pair on the same dataset and network). Its cells
+``train`` protocol (chosen by id prefix, else the largest pair on the same dataset and network, else on
+named variants of one dataset, e.g. scores on ``cifar10-jpeg`` and trainings on its subset ``cifar10-jpeg-12k``). Its cells
 are the table's cells that either protocol holds a row for; every per-cell column is indexed by the
 view's cell index ``u`` (``0 .. len - 1``, in space-index order) and holds NaN where a protocol lacks
 the cell. Means are over the seeds a protocol holds for the cell.
@@ -207,13 +208,24 @@ def _candidates(table: Table, type_: str, key: str | None, dataset: str | None) 
     return sorted(found, key=lambda p: (match(p), len(p), p.id), reverse=True)
 
 
-def _setup(p: Protocol) -> tuple[str, str]:
-    """What makes a score and a train protocol comparable: the same dataset (and split) and network."""
-    return (json.dumps(p.settings.get("dataset"), sort_keys=True), json.dumps(p.settings.get("network"), sort_keys=True))
+def _pairing(a: Protocol, b: Protocol) -> int:
+    """How comparable a score and a train protocol are: 2 the same dataset (files and split) and network;
+    1 the same network on a named variant of the same dataset (``cifar10-jpeg-12k``, a subset of
+    ``cifar10-jpeg``, either way round); 0 not comparable."""
+    def setting(p: Protocol, key: str) -> str:
+        return json.dumps(p.settings.get(key), sort_keys=True)
+
+    if setting(a, "network") != setting(b, "network"):
+        return 0
+    if setting(a, "dataset") == setting(b, "dataset"):
+        return 2
+    na, nb = (str(p.settings.get("dataset", {}).get("name")) for p in (a, b))
+    return int(bool(dataset_matches(na, nb) or dataset_matches(nb, na)))
 
 
 def _pick_pair(table: Table, score: str | None, train: str | None, dataset: str | None) -> list[Protocol]:
-    """The view's protocols: the largest score/train pair on the same dataset and network.
+    """The view's protocols: the largest score/train pair on the same dataset and network, else on named
+    variants of one dataset (scores on all of CIFAR-10, accuracies from training on a subset of it).
 
     Protocols named by id are taken as given. When both types exist but no pair matches, the caller
     must choose (a ``ValueError`` says how) rather than mix, say, CIFAR-10 scores with digits accuracies.
@@ -223,10 +235,11 @@ def _pick_pair(table: Table, score: str | None, train: str | None, dataset: str 
         return scores[:1] + trains[:1]
     if score is not None and train is not None:
         return [scores[0], trains[0]]
-    for t in trains:
-        for s in scores:
-            if _setup(s) == _setup(t):
-                return [s, t]
+    for level in (2, 1):
+        for t in trains:
+            for s in scores:
+                if _pairing(s, t) == level:
+                    return [s, t]
     raise ValueError(f"{table.path}: its score and train protocols differ in dataset or network; choose with "
                      f"--dataset / --score-protocol / --train-protocol (score: {', '.join(p.id for p in scores)}; "
                      f"train: {', '.join(p.id for p in trains)})")

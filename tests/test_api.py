@@ -566,6 +566,22 @@ def test_view_pairs_score_and_train_protocols_of_one_setup(table: Path, tmp_path
     assert Benchmark(tmp_path / "both.h5", dataset="cifar10-jpeg").protocol_ids == [variant.id]
     with pytest.raises(ValueError, match="no score or train protocol"):
         Benchmark(tmp_path / "variant.h5", dataset="cifar")
+    # trainings on a named variant (a subset of the scored images) pair with the scores when no exact
+    # pair exists; an exact pair still wins, and a variant on another network never pairs
+    sub = copy.deepcopy(train.settings)
+    sub["dataset"]["name"] = "digits-sub"
+    sub["dataset"]["sha256"] = "0" * 16
+    subset = Protocol(protocol_id("train", sub), "train", sub, hash=train.hash, seed=train.seed, columns=dict(train.columns))
+    write_table(tmp_path / "sub.h5", [score, subset])
+    assert Benchmark(tmp_path / "sub.h5").protocol_ids == [score.id, subset.id]
+    write_table(tmp_path / "exact.h5", [score, subset, train])
+    assert Benchmark(tmp_path / "exact.h5").protocol_ids == [score.id, train.id]
+    wide = copy.deepcopy(sub)
+    wide["network"]["config"]["c1"] = 2 * int(wide["network"]["config"]["c1"])
+    widened = Protocol(protocol_id("train", wide), "train", wide, hash=train.hash, seed=train.seed, columns=dict(train.columns))
+    write_table(tmp_path / "wide.h5", [score, widened])
+    with pytest.raises(ValueError, match="differ in dataset"):
+        Benchmark(tmp_path / "wide.h5")
 
 
 def test_report_on_a_score_only_table_summarises_its_scores(table: Path, tmp_path: Path) -> None:
