@@ -149,7 +149,8 @@ def test_cifar10_scores_cover_the_forward_space_then_a_recorded_backward_sample(
     assert {"sahd", "hd", "vanrossum"} <= set(s["score"]["metrics"]) and s["score"]["repeats"] == 2
     hashes = [h.decode() for h in p.hash]
     assert len(set(hashes)) == len(hashes) == len(p) > 0 and set(p.seed.tolist()) == {0}
-    assert Benchmark(dataset="cifar10").protocol_ids == [p.id]  # found with no path, by its dataset
+    trains = [t.id for t in cifar.protocols.values() if t.type == "train"]
+    assert Benchmark(dataset="cifar10").protocol_ids == [p.id, *trains]  # found with no path, by its dataset
     forward = {space().hashes[u] for u in space().indices("forward")}
     stored = set(hashes)
     temporal = stored - forward
@@ -173,3 +174,32 @@ def test_cifar10_scores_are_reproduced_bit_for_bit(cifar) -> None:
         pytest.skip(f"{CIFAR_NPZ} is not the file set the table was scored on")
     data = load_dataset(CIFAR_NPZ, val_fraction=s["dataset"]["val_fraction"], seed=s["dataset"]["split_seed"])
     _reproduce(p, data, (len(p) // 2,))
+
+
+@needs_cifar
+def test_cifar10_trainings_are_a_hash_order_prefix_of_the_recorded_stratified_sample(cifar) -> None:
+    """Trainings on the 12k/2k subset (a named variant of the scored set, same skeleton) pair with the scores;
+    their cells come from the recorded ``strata:N:sahd`` selection re-derived here from the shipped scores."""
+    if not any(p.type == "train" for p in cifar.protocols.values()):
+        pytest.skip("no CIFAR-10 trainings in this checkout")
+    score, train = _protocol(cifar, "score"), _protocol(cifar, "train")
+    s = train.settings
+    assert s["dataset"]["name"] == "cifar10-jpeg-12k" and s["dataset"]["sha256"] != score.settings["dataset"]["sha256"]
+    assert s["network"] == score.settings["network"] and set(train.seed.tolist()) == {0}
+    hashes = {h.decode() for h in train.hash}
+    assert len(hashes) == len(train)
+    specs = [shlex.split(c) for c in train.commands]
+    chosen = set().union(*(select_cells(a[a.index("--train-cells") + 1], "forward", {score.id: score}) for a in specs))
+    workers = max(int(e.get("workers") or 1) for e in train.environments)
+    assert hashes <= set(sorted(chosen)[:len(hashes) + 4 * workers])
+    # the selection's cells are spread evenly over the deciles of SAHD (brute force over the stored scores)
+    fwd = {space().hashes[u] for u in space().indices("forward")}
+    sahd = {h.decode(): v for h, v in zip(score.hash, score.columns["scores/sahd"]) if h.decode() in fwd}
+    ranked = sorted(sahd, key=lambda h: (sahd[h], h))
+    decile = {h: 10 * i // len(ranked) for i, h in enumerate(ranked)}
+    counts = np.bincount([decile[h] for h in chosen], minlength=10)
+    assert counts.max() - counts.min() <= 1, counts
+    epochs = s["train"]["epochs"]
+    curves = train.columns["curves/val_acc"]
+    assert curves.shape == (len(train), epochs) and np.isfinite(curves).all() and np.allclose(curves[:, -1], train.columns["val_acc"])
+    assert (train.columns["test_acc"] > 0.2).all() and (train.columns["test_acc"] <= 1).all()  # all learned (chance: 0.1)
