@@ -43,9 +43,27 @@ def test_backward_lines_match_a_brute_force_pair_count() -> None:
 def test_sections_run_on_a_built_table(tmp_path) -> None:
     tiny = tiny_table()
     lines = regen.cifar10_section(tiny, tiny, tmp_path)  # the table against itself: every agreement is exact
-    rows = {r.split("|")[1].strip(): r.split("|") for r in lines if r.startswith(("| sahd ", "| hd "))}
+    cut = next(i for i, r in enumerate(lines) if r.startswith("cifar10 trainings:"))
+    rows = {r.split("|")[1].strip(): r.split("|") for r in lines[:cut] if r.startswith(("| sahd ", "| hd "))}
     assert set(rows) == {"sahd", "hd"} and all(float(r[2]) == 1.0 and float(r[3]) == 1.0 for r in rows.values())
     assert (tmp_path / "agreement.png").stat().st_size > 0
+    # the trainings against the scores: tau and rho as scipy computes them on the table's rows
+    from scipy import stats
+
+    from snnbench.table import open_table
+
+    t = open_table(tiny)
+    (sp,), (tp,) = ([p for p in t.protocols.values() if p.type == k] for k in ("score", "train"))
+    score = {h: v for h, v in zip(sp.hash, sp.columns["scores/sahd"])}
+    acc: dict = {}
+    for h, v in zip(tp.hash, tp.columns["test_acc"]):
+        acc.setdefault(h, []).append(v)
+    cells = sorted(set(acc) & set(score))
+    x, y = [score[h] for h in cells], [np.mean(acc[h]) for h in cells]
+    trained = {r.split("|")[1].strip(): r.split("|") for r in lines[cut:] if r.startswith("| sahd ")}
+    assert float(trained["sahd"][2].split()[0]) == round(stats.kendalltau(x, y).statistic, 3)
+    assert float(trained["sahd"][3].split()[0]) == round(stats.spearmanr(x, y).statistic, 3)
+    assert f"| sahd | {len(cells)} |" in (tmp_path / "report.md").read_text()  # the page's correlation table
     lines = regen.kernels_section(tiny, tmp_path, count=2)
     assert lines[0].startswith("kernels: 8 trained cells")
     assert all((tmp_path / f"kernels_{m}.png").stat().st_size > 0 for m in ("sahd", "hd"))

@@ -8,7 +8,7 @@ Prints Markdown (the numbers results.md quotes) and writes the figures under ``-
 ``digits/`` (``snnbench report``'s page and figures, with the settings results.md states), the kernels of
 the best and worst trained digits cells (supplementary section D) with how their off-diagonal ranks
 accuracy, and ``cifar10/`` (cost, singular kernels, the digits-CIFAR-10 agreement, CIFAR-10 scores against
-digits accuracy, backward against forward cells). Seeded: the same tables give the same output. Only the
+digits accuracy, backward against forward cells, and ``snnbench report``'s page of the CIFAR-10 trainings). Seeded: the same tables give the same output. Only the
 kernels section runs networks (on the digits data embedded in the package); no section needs CIFAR-10 files.
 """
 
@@ -118,7 +118,23 @@ def cifar10_section(cifar: Path, digits: Path, out: Path) -> list[str]:
     if (kinds == "backward").any() and (kinds == "forward").any():
         lines += ["", *backward_lines(c.scores, kinds, names)]
         plot_by_kind(c, spikes, out / "backward.png")
+    if np.isfinite(c.accuracy["test"]).any():
+        lines += ["", *trained_lines(c, names, out)]
     return lines
+
+
+def trained_lines(c: Benchmark, names: list[str], out: Path) -> list[str]:
+    """The CIFAR-10 trainings against the table's scores: ``snnbench report``'s page (replay at N = 10 only,
+    no algorithm comparison: too few trained cells) and its correlations with bootstrap intervals."""
+    page = report(c, out, title="CIFAR-10 (shipped table)", sizes=(10,), replay_scores=names, budget=0.0, seed=0)
+    corr = correlate(c, "test", names, bootstrap=1000, seed=0)
+    acc = c.accuracy["test"][np.isfinite(c.accuracy["test"])]
+    lines = [f"cifar10 trainings: page {page}; {len(acc)} cells, test accuracy {acc.mean():.3f} +- {acc.std():.3f} "
+             f"(min {acc.min():.3f}, max {acc.max():.3f})", "",
+             "| score | tau [95%] | rho [95%] |", "|---|---|---|"]
+    for m, r in corr["scores"].items():
+        lines.append(f"| {m} | {_ci(r, 'kendall_tau')} | {_ci(r, 'spearman_rho')} |")
+    return lines + ["", f"highest tau across resamples: {ranked_shares(corr['bootstrap']['best_tau'])}"]
 
 
 def backward_lines(scores: dict[str, np.ndarray], kinds: np.ndarray, names: list[str]) -> list[str]:
