@@ -12,6 +12,7 @@ import ctypes
 import os
 import signal
 import sys
+import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
@@ -39,9 +40,14 @@ def _die_with_parent() -> None:
 
 
 def _init_worker() -> None:
-    """One torch thread per worker process (the pool supplies the parallelism); no orphans."""
+    """One torch thread per worker process (the pool supplies the parallelism); no orphans; a thread lock for
+    tqdm (workers draw no bars, and its default multiprocessing lock leaks a semaphore when a worker is
+    terminated mid-item)."""
     _die_with_parent()
     import torch
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
 
     torch.set_num_threads(1)
     if torch.get_num_interop_threads() != 1:
