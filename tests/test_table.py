@@ -152,12 +152,18 @@ def test_single_writer_and_rows_are_keyed(tmp_path: Path) -> None:
             assert v == first[h.decode()]
 
 
-def test_merge_joins_shards_and_refuses_other_settings(tmp_path: Path) -> None:
+def _two_shards_and_whole(tmp_path: Path) -> list[dict]:
+    """Writes a.h5 and b.h5 (shards 0/2 and 1/2 of the records, by position) and all.h5 (every record)."""
     recs = _records(CELLS, seeds=(0, 1))
     half = {r["hash"] for r in recs[: len(recs) // 2]}
     _write(tmp_path / "a.h5", [r for r in recs if r["hash"] in half], shard=(0, 2))
     _write(tmp_path / "b.h5", [r for r in recs if r["hash"] not in half], shard=(1, 2))
     _write(tmp_path / "all.h5", recs)
+    return recs
+
+
+def test_merge_joins_shards_and_refuses_other_settings(tmp_path: Path) -> None:
+    recs = _two_shards_and_whole(tmp_path)
     merged = merge_tables(tmp_path / "m.h5", [tmp_path / "a.h5", tmp_path / "b.h5"])
     whole = open_table(tmp_path / "all.h5")
     (pid, p), = merged.protocols.items()
@@ -173,11 +179,7 @@ def test_merge_joins_shards_and_refuses_other_settings(tmp_path: Path) -> None:
 
 
 def test_merge_union_keeps_protocols_of_some_inputs(tmp_path: Path) -> None:
-    recs = _records(CELLS, seeds=(0, 1))
-    half = {r["hash"] for r in recs[: len(recs) // 2]}
-    _write(tmp_path / "a.h5", [r for r in recs if r["hash"] in half], shard=(0, 2))
-    _write(tmp_path / "b.h5", [r for r in recs if r["hash"] not in half], shard=(1, 2))
-    _write(tmp_path / "all.h5", recs)
+    recs = _two_shards_and_whole(tmp_path)
     _write(tmp_path / "c.h5", recs[:3], settings={"metric": "hd"})
     merged = merge_tables(tmp_path / "m.h5", [tmp_path / "a.h5", tmp_path / "c.h5", tmp_path / "b.h5"], union=True)
     whole, other = open_table(tmp_path / "all.h5"), open_table(tmp_path / "c.h5")
