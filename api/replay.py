@@ -33,6 +33,12 @@ class Pool:
     kind: str
     dist: str
 
+    @property
+    def effective_size(self) -> float:
+        """``1 / sum(prob^2)``: how many equally likely cells the draws are worth (``P`` when uniform; near 1
+        when one cell, reached by many raw matrices under the paper's sampler, takes most draws)."""
+        return float(1.0 / np.sum(self.prob**2))
+
 
 def default_kind(bench: Benchmark) -> Kind:
     """``"backward"`` when the view holds a backward cell, else ``"forward"``."""

@@ -105,6 +105,11 @@ def report(bench: Benchmark, out: str | os.PathLike[str], *, title: str, split: 
     kept = [n for n in sizes if n <= len(pool.cells)]
     lines += [f"### Replay: draw N cells ({pool.kind} space, paper sampling restricted to the {len(pool.cells):,} cells "
               f"with every score and the {split} accuracy), pick the best-scored", ""]
+    if len(pool.cells):
+        heavy = int(np.argmax(pool.prob))
+        lines += [f"The paper's sampler weighs a cell by the raw matrices that reach it: this pool's effective size "
+                  f"(1 / sum p^2) is {pool.effective_size:,.1f} of {len(pool.cells):,} cells; its heaviest cell, "
+                  f"`{bench.hashes[pool.cells[heavy]]}`, takes {pool.prob[heavy]:.1%} of the draws.", ""]
     if len(kept) < len(sizes):
         lines += [f"Sizes above the pool ({', '.join(str(n) for n in sizes if n not in kept)}) are left out.", ""]
     if kept:

@@ -275,6 +275,9 @@ def test_draws_follow_the_pool_distribution(bench: Benchmark) -> None:
     sd = np.sqrt(pool.prob * (1 - pool.prob) / draws.size)
     assert np.all(np.abs(freq - pool.prob) < 6 * sd)
     assert np.array_equal(draw(pool, 1000, 200, seed=5), draws)
+    assert np.isclose(pool.effective_size, 1 / sum(q * q for q in weight / weight.sum()))
+    uniform = make_pool(bench, ["sahd"], "test", "forward", "uniform")
+    assert np.isclose(uniform.effective_size, len(uniform.cells))
 
 
 @pytest.fixture
