@@ -24,6 +24,7 @@ from scipy import stats
 from api.benchmark import Benchmark
 from api.correlate import agreement, correlate, matched, ranked_shares
 from api.plots import kernel_matrix, plot_agreement, plot_by_kind, plot_kernels, score_inputs
+from api.replay import replay
 from api.report import fmt, report
 from snnbench.table import SHIPPED, open_table
 
@@ -134,7 +135,10 @@ def trained_lines(c: Benchmark, names: list[str], out: Path) -> list[str]:
              "| score | tau [95%] | rho [95%] |", "|---|---|---|"]
     for m, r in corr["scores"].items():
         lines.append(f"| {m} | {_ci(r, 'kendall_tau')} | {_ci(r, 'spearman_rho')} |")
-    return lines + ["", f"highest tau across resamples: {ranked_shares(corr['bootstrap']['best_tau'])}"]
+    lines += ["", f"highest tau across resamples: {ranked_shares(corr['bootstrap']['best_tau'])}"]
+    uniform = replay(c, 10, 1000, names, dist="uniform", seed=0)["methods"]
+    return lines + ["", "replay N = 10, uniform sampling, 1,000 trials: "
+                    + ", ".join(f"{m} {r['mean']:.4f} ± {r['std']:.4f}" for m, r in uniform.items())]
 
 
 def backward_lines(scores: dict[str, np.ndarray], kinds: np.ndarray, names: list[str]) -> list[str]:
