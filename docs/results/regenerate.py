@@ -24,7 +24,7 @@ from scipy import stats
 from api.benchmark import Benchmark
 from api.correlate import agreement, correlate, matched, ranked_shares
 from api.plots import kernel_matrix, plot_agreement, plot_by_kind, plot_kernels, score_inputs
-from api.replay import replay
+from api.replay import make_pool, replay, replay_curve
 from api.report import fmt, report
 from snnbench.table import SHIPPED, open_table
 
@@ -51,6 +51,13 @@ def digits_section(path: Path, out: Path) -> list[str]:
              "| score | top-10 precision | top-100 precision |", "|---|---|---|"]
     for m, r in correlate(bench, "test")["scores"].items():
         lines.append(f"| {m} | {_f(r['top_k_precision'].get('10'), 2)} | {_f(r['top_k_precision'].get('100'), 2)} |")
+    pool = make_pool(bench, DIGITS_REPORT["replay_scores"], "test", dist="uniform")
+    sizes = [n for n in (10, 100, 1000, 5000) if n <= len(pool.cells)]
+    curve = replay_curve(bench, sizes, 1000, DIGITS_REPORT["replay_scores"], dist="uniform", seed=0)
+    lines += ["", f"replay, uniform sampling over the {len(pool.cells)} trained cells (1,000 trials):", "",
+              "| method | " + " | ".join(f"N = {n:,}" for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
+    for m, r in curve["methods"].items():
+        lines.append(f"| {m} | " + " | ".join(f"{a:.4f} ± {sd:.4f}" for a, sd in zip(r["mean"], r["std"])) + " |")
     return lines
 
 
