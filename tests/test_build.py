@@ -108,6 +108,16 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _workers(pid: int) -> set[int]:
+    """Pool worker PIDs of the driver ``pid``: its children but multiprocessing's resource_tracker."""
+    out = set()
+    for c in _children(pid):
+        with contextlib.suppress(OSError):
+            if "resource_tracker" not in Path(f"/proc/{c}/cmdline").read_text():
+                out.add(c)
+    return out
+
+
 def _alive(pid: int) -> bool:
     with contextlib.suppress(OSError, IndexError):
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -124,7 +134,7 @@ def test_sigterm_mid_training_leaks_no_semaphore(tmp_path: Path) -> None:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if len([c for c in _children(proc.pid) if "resource_tracker" not in Path(f"/proc/{c}/cmdline").read_text()]) == 2:
+        if len(_workers(proc.pid)) == 2:
             break
         time.sleep(0.05)
     time.sleep(8.0)  # the workers import torch and start training (200 epochs: far from done)
@@ -144,9 +154,11 @@ def test_a_stopped_driver_leaves_no_worker_running(reference: Path, tmp_path: Pa
            "--workers", "2", "--fold-seconds", "0.2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
+    workers: set[int] = set()  # gathered while waiting: on a fast machine the pool may be done by the first rows
     while not (journal.exists() and b'"values"' in journal.read_bytes()) and time.monotonic() < deadline:
+        workers |= _workers(proc.pid)
         time.sleep(0.02)
-    workers = [c for c in _children(proc.pid) if "resource_tracker" not in Path(f"/proc/{c}/cmdline").read_text()]
+    workers |= _workers(proc.pid)
     assert workers, "no pool worker found"
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
