@@ -345,9 +345,11 @@ def _dataset(g: h5py.Group, name: str, data: np.ndarray) -> h5py.Dataset:
     """A chunked, compressed, checksummed dataset, resizable along its first axis."""
     rows = max(1, min(len(data), 8192))
     chunks = (rows, *data.shape[1:]) if data.ndim > 1 else (rows,)
-    if data.dtype == object:  # variable-length UTF-8 text: HDF5 filters do not apply to it
-        data = np.array([str(v) for v in data], dtype=object)
-        return g.create_dataset(name, data=data, dtype=h5py.string_dtype("utf-8"), maxshape=(None,), chunks=chunks)
+    if data.dtype == object:  # UTF-8 text, fixed width (its longest row) so that the filters apply (variable-length
+        raw = [str(v).encode() for v in data]  # text sits in HDF5's global heap, uncompressed); read back as str
+        width = max([1, *map(len, raw)])
+        return g.create_dataset(name, data=np.array(raw, dtype=h5py.string_dtype("utf-8", width)), maxshape=(None,),
+                                chunks=chunks, **_DS_OPTS)
     return g.create_dataset(name, data=data, maxshape=(None, *data.shape[1:]), chunks=chunks, **_DS_OPTS)
 
 

@@ -81,7 +81,8 @@ def test_round_trip_layout_and_row_order(tmp_path: Path) -> None:
     with h5py.File(path) as f:
         ds = f[f"protocols/{pid}/scores/sahd"]
         assert ds.chunks and ds.compression == "gzip" and ds.fletcher32 and ds.maxshape == (None,)
-        assert h5py.check_string_dtype(f[f"protocols/{pid}/note"].dtype).encoding == "utf-8"
+        note = f[f"protocols/{pid}/note"]  # text: UTF-8, fixed width, compressed like the numbers
+        assert h5py.check_string_dtype(note.dtype).encoding == "utf-8" and note.compression == "gzip" and note.fletcher32
         assert f["cells/hash"].dtype == np.dtype("S16")
         assert json.loads(f[f"protocols/{pid}"].attrs["settings"]) == {"metric": "sahd"}
 
