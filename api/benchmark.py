@@ -223,6 +223,15 @@ def _pairing(a: Protocol, b: Protocol) -> int:
     return int(bool(dataset_matches(na, nb) or dataset_matches(nb, na)))
 
 
+def _final_accuracy(columns: dict[str, np.ndarray], split: str, n: int) -> np.ndarray:
+    """Final ``split`` accuracy from a train protocol's columns (per row, or per cell means): ``train`` is the
+    last epoch of ``curves/train_acc``, the others ``{split}_acc``; NaN [n] when the column is absent."""
+    key = "curves/train_acc" if split == "train" else f"{split}_acc"
+    if key not in columns:
+        return np.full(n, np.nan)
+    return columns[key][:, -1] if split == "train" else columns[key]
+
+
 def _pick_pair(table: Table, score: str | None, train: str | None, dataset: str | None) -> list[Protocol]:
     """The view's protocols: the largest score/train pair on the same dataset and network, else on named
     variants of one dataset (scores on all of CIFAR-10, accuracies from training on a subset of it).
@@ -295,10 +304,9 @@ class Benchmark:
         #: seconds the score protocol spent per cell (all its metrics), mean over seeds
         self.score_seconds: np.ndarray = s.mean.get("seconds", nan) if s else nan
         curves = t.mean if t else {}
-        last_train = curves["curves/train_acc"][:, -1] if "curves/train_acc" in curves else nan
         #: ``{split: float64 [U]}`` final accuracy, mean over seeds
-        self.accuracy: dict[str, np.ndarray] = {
-            "train": last_train, "val": curves.get("val_acc", nan), "test": curves.get("test_acc", nan)}
+        self.accuracy: dict[str, np.ndarray] = {split: _final_accuracy(curves, split, n) for split in ("train", "val", "test")}
+        last_train = self.accuracy["train"]
         #: seconds training one seed of the cell took, mean over seeds
         self.train_seconds: np.ndarray = curves.get("train_seconds", nan)
         params = [c.mean["params"] for c in self._columns if "params" in c.mean]
@@ -390,8 +398,7 @@ class Benchmark:
         t = self._train
         if t is None:
             return [], np.zeros((len(self), 0))
-        cols = t.proto.columns
-        values = cols["curves/train_acc"][:, -1] if split == "train" else cols[f"{split}_acc"]
+        values = _final_accuracy(t.proto.columns, split, len(t.proto))
         seeds = sorted({int(x) for x in t.proto.seed.tolist()})
         out = np.full((len(self), len(seeds)), np.nan)
         cell = np.repeat(np.arange(len(self)), t.count)  # protocol rows are grouped by view cell
