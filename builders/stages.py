@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from builders.plan import cell_seed
+from snnbench.table import spike_layer_values
 
 
 @lru_cache(maxsize=2)
@@ -56,7 +57,7 @@ def train_values(result: dict[str, Any], epochs: int) -> dict[str, Any]:
         "test_acc": float(result["test_acc"]),
         "spikes_per_image": float(spikes["spikes_per_image"]),
         "spike_rate": float(spikes["rate"]),
-        "spike_layers": json.dumps(spikes["layers"], sort_keys=True),
+        **spike_layer_values(spikes["layers"]),
         "train_seconds": float(result["seconds"]),
         "curves/lr": [float(r["lr"]) for r in recs],
         "curves/train_loss": [float(r["train_loss"]) for r in recs],

@@ -257,8 +257,59 @@ def _read_protocol(path: Path, pid: str, g: h5py.Group, cell_hash: np.ndarray) -
     for name, col in cols.items():
         if len(col) != len(cell):
             raise _fail(path, f"corrupt table (protocol {pid}: column {name!r} has {len(col)} rows, expected {len(cell)})")
+    try:
+        cols = _upgrade_columns(cols)
+    except (ValueError, KeyError, TypeError) as err:
+        raise _fail(path, f"corrupt table (protocol {pid}: unreadable spike_layers: {err})") from None
     proto.columns = dict(sorted(cols.items()))
     return proto
+
+
+# --------------------------------------------------------------------------- per-layer spikes
+
+
+def _cell_lifs(c: int, n: int = 4) -> tuple[str, ...]:
+    """LIF names of cell ``c``'s possible edges in the network's registration order: forward edges by
+    target then source node, then backward edges by target then source."""
+    fwd = [f"cell{c}.edges.e{i}{j}.lif" for j in range(n) for i in range(j)]
+    back = [f"cell{c}.edges.e{i}{j}.lif" for j in range(n) for i in range(j + 1, n)]
+    return (*fwd, *back)
+
+
+SPIKE_LAYERS: tuple[str, ...] = (*_cell_lifs(1), "lif1", *_cell_lifs(2), "lif2", "lif3")
+"""Slots of the ``spike_layers/*`` columns: every LIF layer any cell's network can have, in forward order."""
+_SLOT = {name: k for k, name in enumerate(SPIKE_LAYERS)}
+
+
+def spike_layer_values(layers: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
+    """Per-layer spike records (``snnbench.network.spike_stats``: ``name, spikes_per_image, rate``) as the two
+    fixed-width columns ``spike_layers/spikes_per_image`` and ``spike_layers/rate``, one slot per
+    :data:`SPIKE_LAYERS` entry; NaN where the cell's network has no such layer."""
+    spikes, rate = [float("nan")] * len(SPIKE_LAYERS), [float("nan")] * len(SPIKE_LAYERS)
+    for layer in layers:
+        k = _SLOT.get(layer["name"])
+        if k is None:
+            raise ValueError(f"spike layer {layer['name']!r} is not one of the table's LIF slots")
+        spikes[k], rate[k] = float(layer["spikes_per_image"]), float(layer["rate"])
+    return {"spike_layers/spikes_per_image": spikes, "spike_layers/rate": rate}
+
+
+def _upgrade_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's values with a legacy ``spike_layers`` JSON text (older tables) as the numeric slots."""
+    out = dict(values)
+    if isinstance(out.get("spike_layers"), str):
+        out.update(spike_layer_values(json.loads(out.pop("spike_layers"))))
+    return out
+
+
+def _upgrade_columns(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """:func:`_upgrade_values` for whole columns (a file's legacy text column reads as the numeric ones)."""
+    if "spike_layers" not in cols or cols["spike_layers"].dtype != object:
+        return cols
+    rows = [spike_layer_values(json.loads(text)) for text in cols.pop("spike_layers")]
+    for name in ("spike_layers/spikes_per_image", "spike_layers/rate"):
+        cols[name] = np.array([r[name] for r in rows], dtype=np.float64).reshape(len(rows), len(SPIKE_LAYERS))
+    return cols
 
 
 # --------------------------------------------------------------------------- records -> columns
@@ -321,7 +372,7 @@ def add_rows(proto: Protocol, records: Iterable[Mapping[str, Any]]) -> int:
         key = (str(r["hash"]), int(r["seed"]))
         if key not in seen and key not in keys:
             keys.add(key)
-            fresh.append({"hash": key[0], "seed": key[1], "values": {k: _plain(v) for k, v in r["values"].items()}})
+            fresh.append({"hash": key[0], "seed": key[1], "values": {k: _plain(v) for k, v in _upgrade_values(r["values"]).items()}})
     if not fresh:
         return 0
     stored = proto._pending[0]["values"] if proto._pending else (proto.columns if len(proto.hash) else fresh[0]["values"])
@@ -660,6 +711,6 @@ def records_equal(a: Protocol, b: Protocol, *, ignore: Iterable[str] = ()) -> bo
 
 __all__ = [
     "FORMAT", "SCHEMA_VERSION", "Protocol", "Table", "TableError", "TableWriter", "add_rows", "default_table_path",
-    "SHIPPED", "table_datasets",
+    "SHIPPED", "SPIKE_LAYERS", "spike_layer_values", "table_datasets",
     "iter_records", "merge_shards", "merge_tables", "open_table", "protocol_id", "records_equal", "settings_diff", "write_table",
 ]

@@ -17,7 +17,7 @@ from builders.plan import cell_seed, select_cells
 from snnbench.data import load_dataset
 from snnbench.network import NetworkConfig
 from snnbench.scores import SPIKE_METRICS, score_cell
-from snnbench.space import Cell, canonical_batch, prune_batch, raw_matrices, space
+from snnbench.space import OPS, Cell, canonical_batch, prune_batch, raw_matrices, space
 from snnbench.table import SHIPPED, open_table
 
 needs_digits = pytest.mark.skipif(not SHIPPED["digits"].exists(), reason="no shipped digits table in this checkout")
@@ -211,3 +211,19 @@ def test_cifar10_trainings_are_a_hash_order_prefix_of_the_recorded_stratified_sa
     curves = train.columns["curves/val_acc"]
     assert curves.shape == (len(train), epochs) and np.isfinite(curves).all() and np.allclose(curves[:, -1], train.columns["val_acc"])
     assert (train.columns["test_acc"] > 0.2).all() and (train.columns["test_acc"] <= 1).all()  # all learned (chance: 0.1)
+
+
+@pytest.mark.parametrize("name", ["digits", "cifar10"])
+def test_trained_spikes_per_layer_match_each_cells_edges_and_total(name) -> None:
+    """Per-layer spike slots: one per LIF the cell's network has (two per convolution edge of the pruned matrix,
+    one in each of the two cells, plus lif1..3) and they add up to the row's total."""
+    if not SHIPPED[name].exists():
+        pytest.skip(f"no shipped {name} table in this checkout")
+    p = _protocol(open_table(SHIPPED[name]), "train")
+    spikes, rate = p.columns["spike_layers/spikes_per_image"], p.columns["spike_layers/rate"]
+    sp, convs = space(), [OPS.index("conv1x1"), OPS.index("conv3x3")]
+    index_of = {h: u for u, h in enumerate(sp.hashes)}
+    edges = {h: np.isin(Cell(sp.matrices[index_of[h.decode()]].reshape(4, 4)).pruned.to_list(), convs).sum() for h in set(p.hash)}
+    assert [int(n) for n in np.isfinite(spikes).sum(1)] == [2 * edges[h] + 3 for h in p.hash]
+    assert np.array_equal(np.isfinite(spikes), np.isfinite(rate)) and (rate[np.isfinite(rate)] <= 1).all()
+    np.testing.assert_allclose(np.nansum(spikes, 1), p.columns["spikes_per_image"], rtol=1e-9)

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from snnbench.cli import main
 from snnbench.space import Cell, canonical_batch, prune_batch, raw_matrices, space
 from snnbench.table import (
-    FORMAT, SCHEMA_VERSION, TableError, TableWriter, default_table_path, merge_tables, open_table, protocol_id,
-    records_equal,
+    FORMAT, SCHEMA_VERSION, SPIKE_LAYERS, TableError, TableWriter, default_table_path, merge_tables, open_table,
+    protocol_id, records_equal, spike_layer_values,
 )
 
 CELLS = ["0302 0030 3003 0000", "0101 0010 0001 0000", "0004 0000 0000 0000", "0232 0000 0001 0000", "0302 0030 0003 0000"]
@@ -280,3 +280,96 @@ def test_failed_fold_keeps_results_in_the_journal(tmp_path: Path) -> None:
     with TableWriter(path) as w2:
         assert w2.replayed == 2
     assert len(next(iter(open_table(path).protocols.values()))) == 2
+
+
+# --------------------------------------------------------------------------- per-layer spikes
+
+
+def test_spike_layer_slots_cover_every_network_in_forward_order() -> None:
+    """Every LIF layer of a network (forward cells, cells with backward edges) has a slot, in the network's own
+    order (``lif_layers``: registration order), so slot columns line up across cells."""
+    from snnbench.network import build_network, network_config
+
+    config, sp = network_config("digits", "bench"), space()
+    picked = [*sp.indices("forward")[::701], *sp.indices("backward")[::4999]]
+    assert len(picked) > 25
+    for u in picked:
+        names = [n for n, _ in build_network(Cell(sp.matrices[u].reshape(sp.n, sp.n)), config).lif_layers()]
+        slots = [SPIKE_LAYERS.index(n) for n in names]  # raises if a layer has no slot
+        assert slots == sorted(slots) and len(set(slots)) == len(names), sp.hashes[u]
+    assert len(SPIKE_LAYERS) == len(set(SPIKE_LAYERS)) == 2 * 12 + 3
+
+
+def test_spike_layer_values_place_each_layer_in_its_slot() -> None:
+    layers = [{"name": "lif3", "spikes_per_image": 7.0, "rate": 0.5},
+              {"name": "cell2.edges.e13.lif", "spikes_per_image": 2.5, "rate": 0.25}]
+    v = spike_layer_values(layers)
+    spikes, rate = np.array(v["spike_layers/spikes_per_image"]), np.array(v["spike_layers/rate"])
+    k3, k13 = SPIKE_LAYERS.index("lif3"), SPIKE_LAYERS.index("cell2.edges.e13.lif")
+    assert spikes[k3] == 7.0 and rate[k3] == 0.5 and spikes[k13] == 2.5 and rate[k13] == 0.25
+    assert np.isnan(np.delete(spikes, [k3, k13])).all() and np.isnan(np.delete(rate, [k3, k13])).all()
+    assert np.nansum(spikes) == 9.5
+    with pytest.raises(ValueError, match="'cell3.edges.e01.lif' is not one of the table's LIF slots"):
+        spike_layer_values([{"name": "cell3.edges.e01.lif", "spikes_per_image": 1.0, "rate": 0.1}])
+
+
+def _spike_records(cells: list[str]) -> list[dict]:
+    """Train-like records holding per-layer spikes as the legacy JSON text column."""
+    out = []
+    for n, text in enumerate(cells):
+        layers = [{"name": "lif1", "neurons": 64, "steps": 5, "spikes_per_image": 10.0 + n, "rate": 0.1},
+                  {"name": "cell1.edges.e01.lif", "neurons": 64, "steps": 5, "spikes_per_image": 3.0 * n, "rate": 0.01 * n}]
+        out.append({"hash": Cell.from_text(text).hash, "seed": 0,
+                    "values": {"test_acc": 0.5 + n / 100, "spike_layers": json.dumps(layers)}})
+    return out
+
+
+def test_legacy_spike_layer_text_reads_and_resumes_as_numeric_slots(tmp_path: Path) -> None:
+    """Older tables stored per-layer spikes as JSON text: they read as the slot columns, a resumed build
+    (new rows, and legacy rows replayed from a journal) extends them, and nothing is lost."""
+    recs = _spike_records(CELLS[:4])
+    expect = {r["hash"]: spike_layer_values(json.loads(r["values"]["spike_layers"])) for r in recs}
+    path = tmp_path / "legacy.h5"
+    pid = _write(path, recs[:2])
+    with h5py.File(path, "r+") as f:  # rewrite as an older snnbench wrote it: one JSON text column
+        g = f["protocols"][pid]
+        texts = {h: r["values"]["spike_layers"] for r in recs for h in [r["hash"].encode()]}
+        cell_hash = f["cells/hash"][()]
+        legacy = [texts[cell_hash[i]] for i in g["cell"][()]]
+        del g["spike_layers/spikes_per_image"], g["spike_layers/rate"], g["spike_layers"]
+        g.create_dataset("spike_layers", data=np.array([t.encode() for t in legacy], dtype=h5py.string_dtype("utf-8", 400)))
+
+    def check(n: int) -> None:
+        p = open_table(path).protocol(pid)
+        assert len(p) == n and "spike_layers" not in p.columns
+        for h, sp, rt in zip(p.hash, p.columns["spike_layers/spikes_per_image"], p.columns["spike_layers/rate"]):
+            want = expect[h.decode()]
+            np.testing.assert_array_equal(sp, want["spike_layers/spikes_per_image"])
+            np.testing.assert_array_equal(rt, want["spike_layers/rate"])
+
+    check(2)
+    script = textwrap.dedent(f"""
+        import json, os
+        from snnbench.table import TableWriter
+        w = TableWriter({str(path)!r})
+        p = w.ensure_protocol("score", {{"metric": "sahd"}}, command="snnbench build t", environment={ENV!r}, shard=None)
+        w.add(p.id, json.loads({json.dumps(json.dumps(recs[2:3]))}))
+        os._exit(0)  # a legacy row left in the journal, not folded
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True)
+    new = {**recs[3], "values": {"test_acc": recs[3]["values"]["test_acc"], **expect[recs[3]["hash"]]}}
+    _write(path, [new])  # replays the journal, adds a row in the new form, folds
+    check(4)
+    with h5py.File(path, "r") as f:
+        assert "spike_layers" in f["protocols"][pid] and isinstance(f["protocols"][pid]["spike_layers"], h5py.Group)
+        assert f["protocols"][pid]["spike_layers/rate"].shape == (4, len(SPIKE_LAYERS))
+
+
+def test_unreadable_legacy_spike_layers_is_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "t.h5"
+    pid = _write(path, _spike_records(CELLS[:1]))
+    with h5py.File(path, "r+") as f:
+        g = f["protocols"][pid]
+        del g["spike_layers"]
+        g.create_dataset("spike_layers", data=np.array([b"[{not json"], dtype=h5py.string_dtype("utf-8", 20)))
+    _one_line_error(path, f"protocol {pid}: unreadable spike_layers")
