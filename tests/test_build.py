@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -240,6 +241,23 @@ def _check_info(path: Path) -> None:
                 assert st["mean"] == pytest.approx(float(np.mean(col))) and st["max"] == pytest.approx(float(np.max(col)))
         assert p["commands"] and p["commands"][0].startswith("snnbench build ")
         assert p["worker_seconds"] == pytest.approx(float(np.sum(proto.columns["seconds"])))
+
+
+def test_info_rebuild_commands_name_the_table_shown(tmp_path: Path) -> None:
+    """Shards built into scratch files and merged: info prints each distinct command once, writing to the
+    merged table (the recorded commands, with their scratch paths, stay in the file's provenance)."""
+    args = [*TINY[:8], "--scores", "params", "--train-epochs", "0", "--quiet", "--workers", "0"]
+    a, b, merged = tmp_path / "scratch a.h5", tmp_path / "b.h5", tmp_path / "merged.h5"
+    _cli("build", str(a), *args, "--cells", "sample:6:1")
+    _cli("build", str(b), *args, "--cells", "sample:6:1")
+    _cli("build", str(b), *args, "--cells", "sample:9:2")
+    _cli("merge", "--union", str(merged), str(a), str(b))
+    text = _cli("info", str(merged))
+    rebuild = [line.split("rebuild: ", 1)[1] for line in text.splitlines() if "rebuild: " in line]
+    assert [shlex.split(c)[:3] for c in rebuild] == [["snnbench", "build", str(merged)]] * 2
+    assert [(argv := shlex.split(c))[argv.index("--cells") + 1] for c in rebuild] == ["sample:6:1", "sample:9:2"]
+    (p,) = open_table(merged).protocols.values()
+    assert {shlex.split(c)[2] for c in p.commands} == {str(a), str(b)}
 
 
 def test_info_reports_coverage_and_statistics(reference: Path, tmp_path: Path) -> None:

@@ -163,13 +163,26 @@ def merge(out: str, inputs: tuple[str, ...], union: bool) -> None:
     start = time.perf_counter()
     table = merge_tables(out, inputs, union=union)
     rows = ", ".join(f"{p.id} ({p.type}): {len(p):,} rows" for p in table.protocols.values())
-    click.echo(f"merged {len(inputs)} tables into {out} ({_size(os.path.getsize(out))}) in {_duration(time.perf_counter() - start)}: {rows}")
+    click.echo(f"merged {len(inputs)} table{'s' if len(inputs) > 1 else ''} into {out} ({_size(os.path.getsize(out))}) in {_duration(time.perf_counter() - start)}: {rows}")
 
 
 def _environment_line(env: dict) -> str:
     cpu = f" ({env['cpu_capability']})" if "cpu_capability" in env else ""
     return (f"{env.get('device_name', '?')}{cpu}, torch {env.get('torch', '?')}, {env.get('executor', '?')} executor, "
             f"workers {env.get('workers', '?')}, {env.get('platform', '?')}")
+
+
+def _rebuild_commands(commands: list[str], path: str) -> list[str]:
+    """The recorded build commands with their output table replaced by ``path`` (the table shown: a build into a
+    scratch file that was merged in rebuilds this one), duplicates dropped, first-recorded order kept."""
+    out = []
+    for cmd in commands:
+        argv = shlex.split(cmd)
+        if argv[:2] == ["snnbench", "build"] and len(argv) > 2:
+            argv[2] = str(path)
+            cmd = shlex.join(argv)
+        out.append(cmd)
+    return list(dict.fromkeys(out))
 
 
 @click.command()
@@ -208,6 +221,6 @@ def info(table: str | None, dataset: str | None, as_json: bool) -> None:
             click.echo(f"  compute: {p['worker_seconds'] / 3600:.2f} worker-hours ({p['worker_seconds'] / p['rows']:.3g} s per row)")
         for env in dict.fromkeys(_environment_line(e) for e in p["environments"]):
             click.echo(f"  built with: {env}")
-        for cmd in p["commands"]:
+        for cmd in _rebuild_commands(p["commands"], d["path"]):
             click.echo(f"  rebuild: {cmd}")
     sys.stdout.flush()
