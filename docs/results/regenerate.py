@@ -24,7 +24,7 @@ from scipy import stats
 from api.benchmark import Benchmark
 from api.correlate import agreement, correlate, matched, ranked_shares
 from api.plots import kernel_matrix, plot_agreement, plot_by_kind, plot_kernels, score_inputs
-from api.replay import make_pool, replay, replay_curve
+from api.replay import make_pool, replay_curve
 from api.report import fmt, report
 from snnbench.table import SHIPPED, open_table
 
@@ -43,6 +43,16 @@ def _ci(r: dict[str, Any], key: str) -> str:
     return f"{_f(r[key])} [{_f(lo)}, {_f(hi)}]"
 
 
+def replay_lines(bench: Benchmark, sizes: list[int], names: list[str], trained: int) -> list[str]:
+    """The replay table: each method's picked-cell test accuracy (mean ± std) at each N, 1,000 uniform trials."""
+    curve = replay_curve(bench, sizes, 1000, names, dist="uniform", seed=0)
+    lines = ["", f"replay, uniform sampling over the {trained} trained cells (1,000 trials):", "",
+             "| method | " + " | ".join(f"N = {n:,}" for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
+    for m, r in curve["methods"].items():
+        lines.append(f"| {m} | " + " | ".join(f"{a:.4f} ± {sd:.4f}" for a, sd in zip(r["mean"], r["std"])) + " |")
+    return lines
+
+
 def digits_section(path: Path, out: Path) -> list[str]:
     """``snnbench report`` on the digits table with results.md's settings (page and figures in ``out``)."""
     bench = Benchmark(path)
@@ -53,12 +63,7 @@ def digits_section(path: Path, out: Path) -> list[str]:
         lines.append(f"| {m} | {_f(r['top_k_precision'].get('10'), 2)} | {_f(r['top_k_precision'].get('100'), 2)} |")
     pool = make_pool(bench, DIGITS_REPORT["replay_scores"], "test", dist="uniform")
     sizes = [n for n in (10, 100, 1000, 5000) if n <= len(pool.cells)]
-    curve = replay_curve(bench, sizes, 1000, DIGITS_REPORT["replay_scores"], dist="uniform", seed=0)
-    lines += ["", f"replay, uniform sampling over the {len(pool.cells)} trained cells (1,000 trials):", "",
-              "| method | " + " | ".join(f"N = {n:,}" for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
-    for m, r in curve["methods"].items():
-        lines.append(f"| {m} | " + " | ".join(f"{a:.4f} ± {sd:.4f}" for a, sd in zip(r["mean"], r["std"])) + " |")
-    return lines
+    return lines + replay_lines(bench, sizes, DIGITS_REPORT["replay_scores"], len(pool.cells))
 
 
 def off_diagonal(k: np.ndarray) -> float:
@@ -132,20 +137,20 @@ def cifar10_section(cifar: Path, digits: Path, out: Path) -> list[str]:
 
 
 def trained_lines(c: Benchmark, names: list[str], out: Path) -> list[str]:
-    """The CIFAR-10 trainings against the table's scores: ``snnbench report``'s page (replay at N = 10 only,
-    no algorithm comparison: too few trained cells) and its correlations with bootstrap intervals."""
-    page = report(c, out, title="CIFAR-10 (shipped table)", sizes=(10,), replay_scores=names, budget=0.0, seed=0)
-    corr = correlate(c, "test", names, bootstrap=1000, seed=0)
+    """The CIFAR-10 trainings against the table's scores: ``snnbench report``'s page (replay at each N up to
+    half the trained cells, no algorithm comparison: too few trained cells) and its correlations with
+    bootstrap intervals."""
     acc = c.accuracy["test"][np.isfinite(c.accuracy["test"])]
+    sizes = [n for n in (10, 100, 1000) if 2 * n <= len(acc)]
+    page = report(c, out, title="CIFAR-10 (shipped table)", sizes=sizes, replay_scores=names, budget=0.0, seed=0)
+    corr = correlate(c, "test", names, bootstrap=1000, seed=0)
     lines = [f"cifar10 trainings: page {page}; {len(acc)} cells, test accuracy {acc.mean():.3f} +- {acc.std():.3f} "
              f"(min {acc.min():.3f}, max {acc.max():.3f})", "",
              "| score | tau [95%] | rho [95%] |", "|---|---|---|"]
     for m, r in corr["scores"].items():
         lines.append(f"| {m} | {_ci(r, 'kendall_tau')} | {_ci(r, 'spearman_rho')} |")
     lines += ["", f"highest tau across resamples: {ranked_shares(corr['bootstrap']['best_tau'])}"]
-    uniform = replay(c, 10, 1000, names, dist="uniform", seed=0)["methods"]
-    return lines + ["", "replay N = 10, uniform sampling, 1,000 trials: "
-                    + ", ".join(f"{m} {r['mean']:.4f} ± {r['std']:.4f}" for m, r in uniform.items())]
+    return lines + replay_lines(c, sizes, names, len(acc))
 
 
 def backward_lines(scores: dict[str, np.ndarray], kinds: np.ndarray, names: list[str]) -> list[str]:
