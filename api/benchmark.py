@@ -28,7 +28,7 @@ import numpy as np
 
 from api.lookup import Key, cell_key
 from snnbench.space import Cell, to_text
-from snnbench.table import (SHIPPED, Protocol, Table, dataset_matches, default_table_path, open_table, shipped_table,
+from snnbench.table import (SHIPPED, SPIKE_LAYERS, Protocol, Table, dataset_matches, default_table_path, open_table, shipped_table,
                             table_datasets)
 
 _KINDS = ("forward", "backward")
@@ -154,6 +154,15 @@ class _Columns:
             v = self.proto.columns[k][row]
             out[k] = v.tolist() if isinstance(v, (np.ndarray, np.generic)) else v
         return out
+
+
+def _layers(per_image: list[float | None] | None, rate: list[float | None] | None) -> dict[str, dict[str, float | None]] | None:
+    """Per-layer spikes of a record, ``{layer: {"per_image", "rate"}}`` in forward order, from the two slot rows
+    (NaN or None: the cell has no such layer); None when the table has no per-layer columns."""
+    if per_image is None or rate is None:
+        return None
+    return {SPIKE_LAYERS[k]: {"per_image": x, "rate": r} for k, (x, r) in enumerate(zip(per_image, rate))
+            if x is not None and x == x}
 
 
 def _aggregate(proto: Protocol, cell_of_row: np.ndarray, u_count: int) -> _Columns:
@@ -309,6 +318,11 @@ class Benchmark:
         last_train = self.accuracy["train"]
         #: seconds training one seed of the cell took, mean over seeds
         self.train_seconds: np.ndarray = curves.get("train_seconds", nan)
+        #: ``{"spikes_per_image", "rate"}: float64 [U, 27]`` per LIF layer (slots: ``snnbench.table.SPIKE_LAYERS``),
+        #: mean over seeds, from training; NaN where a cell has no such layer (empty: the train protocol lacks them)
+        self.spike_layers: dict[str, np.ndarray] = {k: curves[f"spike_layers/{k}"] for k in ("spikes_per_image", "rate")
+                                                    if f"spike_layers/{k}" in curves}
+        self._layer_items: dict[int, list[tuple[str, float, float]]] = {}  # per cell: its layers' (name, spikes, rate)
         params = [c.mean["params"] for c in self._columns if "params" in c.mean]
         self.params: np.ndarray = np.fmax.reduce(params) if params else nan
         for c in self._columns:
@@ -448,7 +462,8 @@ class Benchmark:
         params = tv.get("params")
         params = get("params") if params is None else params
         rec["params"] = None if params is None else int(params)
-        rec["spikes"] = ({"per_image": tv["spikes_per_image"], "rate": tv.get("spike_rate")}
+        rec["spikes"] = ({"per_image": tv["spikes_per_image"], "rate": tv.get("spike_rate"),
+                          "layers": _layers(tv.get("spike_layers/spikes_per_image"), tv.get("spike_layers/rate"))}
                          if tv.get("spikes_per_image") is not None else None)
         rec["train_seconds"] = tv.get("train_seconds")
         rec["score_seconds"] = get("seconds")
@@ -507,7 +522,7 @@ class Benchmark:
             if r[param] is not None:
                 params = r[param]
             if r[per_image] is not None:
-                spikes = {"per_image": r[per_image], "rate": r[rate]}
+                spikes = {"per_image": r[per_image], "rate": r[rate], "layers": self._mean_layers(u)}
             seeds["train"] = t.seed_list[int(r[start]):int(r[end])]
         rec["scores"], rec["singular"], rec["accuracy"], rec["curves"] = scores, singular, accuracy, curves
         rec["params"] = None if params is None else int(params)
@@ -516,6 +531,16 @@ class Benchmark:
         rec["protocols"] = dict(self._protocol_types)
         rec["missing"] = missing
         return rec
+
+    def _mean_layers(self, u: int) -> dict[str, dict[str, float]] | None:
+        """Per-layer spikes of cell ``u``, means over seeds (each cell's present layers found once, then cached)."""
+        if len(self.spike_layers) < 2:
+            return None
+        items = self._layer_items.get(u)
+        if items is None:
+            x, r = self.spike_layers["spikes_per_image"][u], self.spike_layers["rate"][u]
+            items = self._layer_items[u] = [(SPIKE_LAYERS[k], float(x[k]), float(r[k])) for k in np.flatnonzero(np.isfinite(x))]
+        return {name: {"per_image": x, "rate": r} for name, x, r in items}
 
     def _seed_values(self, c: _Columns | None, u: int, seed: int, missing: list[str]) -> dict[str, Any]:
         """One seed's values of cell ``u`` in a protocol (empty, and the protocol listed missing, if absent)."""

@@ -1,7 +1,7 @@
 """Query-layer speed on a synthetic table of the whole backward space (102,596 cells).
 
 Writes the table through ``snnbench.table.write_table`` (a score protocol on every cell, a 1-seed
-train protocol with 4-epoch curves on every cell, values synthetic), then measures side by side:
+train protocol with 4-epoch curves and per-layer spikes on every cell, values synthetic), then measures side by side:
 open time, ``query`` p50/p99 (fresh cells, repeated cells, other matrix forms, against building
 ``snnbench.space.Cell`` + ``.hash``), and replay time (1,000 trials at N = 5,000).
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from snnbench.space import Cell, space
-from snnbench.table import Protocol, protocol_id, write_table
+from snnbench.table import SPIKE_LAYERS, Protocol, protocol_id, write_table
 
 
 def synthetic_table(path: Path, seed: int = 0) -> None:
@@ -35,11 +35,13 @@ def synthetic_table(path: Path, seed: int = 0) -> None:
     t_settings = {"synthetic": True, "train": {"epochs": 4}, "dataset": {"name": "synthetic"}}
     final = 1 / (1 + np.exp(-quality))
     curves = final[:, None] * np.linspace(0.4, 1.0, 4)[None]
+    layers = np.where(rng.random((u, len(SPIKE_LAYERS))) < 0.2, rng.uniform(0, 1e3, (u, len(SPIKE_LAYERS))), np.nan)
+    layers[:, [SPIKE_LAYERS.index(n) for n in ("lif1", "lif2", "lif3")]] = rng.uniform(0, 1e3, (u, 3))  # about 8 layers a cell
     train = Protocol(protocol_id("train", t_settings), "train", t_settings, hash=hashes, seed=np.zeros(u, np.int64), columns={
         "val_acc": final + 0.01 * rng.normal(size=u), "test_acc": final, "train_seconds": rng.uniform(20, 60, size=u),
         "params": score.columns["params"], "spikes_per_image": rng.uniform(1e3, 1e4, size=u), "spike_rate": rng.uniform(0, 0.2, size=u),
         "curves/train_acc": curves, "curves/val_acc": curves, "curves/test_acc": curves, "curves/lr": np.tile([0.1, 0.07, 0.03, 0.0], (u, 1)),
-        "seconds": rng.uniform(20, 60, size=u)})
+        "spike_layers/spikes_per_image": layers, "spike_layers/rate": layers / 1e4, "seconds": rng.uniform(20, 60, size=u)})
     write_table(path, [score, train])
 
 

@@ -21,7 +21,7 @@ from api.lookup import cell_key
 from api.replay import draw, make_pool, pick, replay, replay_curve
 from snnbench.cli import main
 from snnbench.space import Cell, canonical_batch, prune_batch, raw_matrices, space, validate
-from snnbench.table import SHIPPED, default_table_path, open_table, table_datasets
+from snnbench.table import SHIPPED, SPIKE_LAYERS, default_table_path, open_table, table_datasets
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,17 @@ def _naive_rows(table: Path) -> dict[str, dict[str, list[tuple[int, dict]]]]:
         rows = out.setdefault(p.type, {})
         for i in range(len(p)):
             rows.setdefault(p.hash[i].decode(), []).append((int(p.seed[i]), {k: v[i] for k, v in p.columns.items()}))
+    return out
+
+
+def _naive_layers(rows: list[dict]) -> dict[str, dict]:
+    """Per-layer spikes, means over the rows, slot by slot (layers no row has left out)."""
+    out = {}
+    for k, name in enumerate(SPIKE_LAYERS):
+        x = [float(v["spike_layers/spikes_per_image"][k]) for v in rows]
+        r = [float(v["spike_layers/rate"][k]) for v in rows]
+        if not np.isnan(x).all():
+            out[name] = {"per_image": pytest.approx(sum(x) / len(x), rel=1e-12), "rate": pytest.approx(sum(r) / len(r), rel=1e-12)}
     return out
 
 
@@ -146,6 +157,9 @@ def test_record_values_equal_a_naive_read_of_the_file(table: Path, bench: Benchm
         assert rec["train_seconds"] == pytest.approx(np.mean([v["train_seconds"] for _, v in train]), rel=1e-12)
         assert rec["params"] == int(train[0][1]["params"])
         assert rec["spikes"]["per_image"] == pytest.approx(np.mean([v["spikes_per_image"] for _, v in train]))
+        assert rec["spikes"]["layers"] == _naive_layers([v for _, v in train])
+        assert list(rec["spikes"]["layers"]) == [n for n in SPIKE_LAYERS if n in rec["spikes"]["layers"]]  # forward order
+        assert sum(x["per_image"] for x in rec["spikes"]["layers"].values()) == pytest.approx(rec["spikes"]["per_image"])
         assert rec["seeds"] == {"score": [s for s, _ in score], "train": [s for s, _ in train]}
         assert rec["missing"] == []
         for seed, values in train:  # one seed on request: that row's values, kept apart per split
@@ -154,7 +168,8 @@ def test_record_values_equal_a_naive_read_of_the_file(table: Path, bench: Benchm
             assert one["accuracy"] == {"train": values["curves/train_acc"][-1], "val": values["val_acc"], "test": values["test_acc"]}
             assert one["curves"]["train_loss"] == [None if x != x else x for x in values["curves/train_loss"].tolist()]
             assert one["train_seconds"] == values["train_seconds"] and one["params"] == int(values["params"])
-            assert one["spikes"] == {"per_image": values["spikes_per_image"], "rate": values["spike_rate"]}
+            assert one["spikes"] == {"per_image": values["spikes_per_image"], "rate": values["spike_rate"],
+                                     "layers": _naive_layers([values])}
             json.dumps(one, allow_nan=False)
         for seed, values in score:  # ... and the score row of that seed
             one = bench.query(rec["matrix"], seed=seed)
