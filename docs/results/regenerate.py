@@ -22,6 +22,7 @@ import numpy as np
 from scipy import stats
 
 from api.benchmark import Benchmark
+from api.algorithms import compare
 from api.correlate import agreement, correlate, matched, ranked_shares
 from api.plots import kernel_matrix, plot_agreement, plot_by_kind, plot_kernels, score_inputs
 from api.replay import make_pool, replay_curve
@@ -63,7 +64,15 @@ def digits_section(path: Path, out: Path) -> list[str]:
         lines.append(f"| {m} | {_f(r['top_k_precision'].get('10'), 2)} | {_f(r['top_k_precision'].get('100'), 2)} |")
     pool = make_pool(bench, DIGITS_REPORT["replay_scores"], "test", dist="uniform")
     sizes = [n for n in (10, 100, 1000, 5000) if n <= len(pool.cells)]
-    return lines + replay_lines(bench, sizes, DIGITS_REPORT["replay_scores"], len(pool.cells))
+    lines += replay_lines(bench, sizes, DIGITS_REPORT["replay_scores"], len(pool.cells))
+    # random search at the paper's search's cost: the first curve point past score_train's mean time
+    budget, runs, seed = DIGITS_REPORT["budget"], DIGITS_REPORT["runs"], DIGITS_REPORT["seed"]
+    paper = compare(bench, [a for a in DIGITS_REPORT["algorithms"] if a.startswith("score_train")], budget, runs, seed=seed)
+    cost = max(r["seconds_mean"] for r in paper["algorithms"].values())
+    rnd = compare(bench, ["random"], budget, runs, seed=seed)
+    k = int(np.searchsorted(rnd["times"], cost))
+    return lines + ["", f"random search at {rnd['times'][k]:.0f} s (score_train's runs end by {cost:.0f} s on average): "
+                        f"test {_f(rnd['algorithms']['random']['curve_mean'][k], 4)}"]
 
 
 def off_diagonal(k: np.ndarray) -> float:
