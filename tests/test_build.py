@@ -23,6 +23,7 @@ from builders.build import Stage, build
 from builders.executors import LocalExecutor, WorkerDied
 from builders.plan import cell_seed, in_shard, parse_seeds, parse_shard, select_cells
 from snnbench.cli import main
+from snnbench.cli.build import _rebuild_commands
 from snnbench.space import Cell, space
 from snnbench.table import Protocol, open_table, records_equal
 
@@ -258,6 +259,7 @@ def test_info_rebuild_commands_name_the_table_shown(tmp_path: Path) -> None:
     assert [(argv := shlex.split(c))[argv.index("--cells") + 1] for c in rebuild] == ["sample:6:1", "sample:9:2"]
     (p,) = open_table(merged).protocols.values()
     assert {shlex.split(c)[2] for c in p.commands} == {str(a), str(b)}
+    assert _rebuild_commands(["snnbench build 'unbalanced", "make all"], "t.h5") == ["snnbench build 'unbalanced", "make all"]
 
 
 def test_info_reports_coverage_and_statistics(reference: Path, tmp_path: Path) -> None:

@@ -177,7 +177,10 @@ def _rebuild_commands(commands: list[str], path: str) -> list[str]:
     scratch file that was merged in rebuilds this one), duplicates dropped, first-recorded order kept."""
     out = []
     for cmd in commands:
-        argv = shlex.split(cmd)
+        try:
+            argv = shlex.split(cmd)
+        except ValueError:  # not a command line this snnbench wrote: shown as recorded
+            argv = []
         if argv[:2] == ["snnbench", "build"] and len(argv) > 2:
             argv[2] = str(path)
             cmd = shlex.join(argv)
