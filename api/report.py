@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -50,6 +50,26 @@ def _protocol_lines(bench: Benchmark) -> list[str]:
                      f"pool {s['network']['config']['pool']}, T {s['network']['config']['timesteps']}; {s['device']} "
                      f"({env.get('device_name', '?')}), {env.get('workers', '?')} workers")
     return lines
+
+
+def equal_cost_lines(result: dict[str, Any], split: str = "test") -> list[str]:
+    """Random search's incumbent at each ``score_train`` entry's mean cost, from one :func:`compare` result.
+
+    The point read is the first curve time at or past that cost (the same seeded runs as the table: the
+    algorithms' runs do not depend on each other), so random search is never credited with less time.
+    """
+    algos = result["algorithms"]
+    if "random" not in algos:
+        return []
+    times, rand = np.asarray(result["times"]), algos["random"]["curve_mean"]
+    lines = []
+    for name, r in algos.items():
+        if name.split(":")[0] != "score_train":
+            continue
+        k = min(int(np.searchsorted(times, r["seconds_mean"])), len(times) - 1)
+        lines.append(f"- `{name}` ends at {r['seconds_mean']:,.0f} s on average: random search's {split} accuracy "
+                     f"at {times[k]:,.0f} s is {fmt(rand[k])}, against {fmt(r['final_mean'])}.")
+    return ["", "At equal cost (the paper's search against random search):", "", *lines] if lines else []
 
 
 def report(bench: Benchmark, out: str | os.PathLike[str], *, title: str, split: str = "test", observe: str = "val",
@@ -138,6 +158,7 @@ def report(bench: Benchmark, out: str | os.PathLike[str], *, title: str, split: 
         for name, r in result["algorithms"].items():
             final = "–" if r["final_mean"] is None else f"{r['final_mean']:.4f} ± {r['final_std']:.4f}"
             lines.append(f"| {name} | {final} | {r['trained_mean']:.1f} | {r['seconds_mean']:,.6g} |")
+        lines += equal_cost_lines(result, split)
         plot_compare(result, out / "compare.png")
         lines += ["", "![best accuracy against simulated time](compare.png)", ""]
     page = out / "report.md"

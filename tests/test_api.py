@@ -641,6 +641,11 @@ def test_report_page_holds_the_functions_numbers(bench: Benchmark, tmp_path: Pat
                      report="test", score="sahd", seed=5)
     for name, r in result["algorithms"].items():
         assert f"| {name} | {r['final_mean']:.4f} ± {r['final_std']:.4f} | {r['trained_mean']:.1f} |" in text
+    cost = result["algorithms"]["score_train"]["seconds_mean"]
+    at = next(i for i, t in enumerate(result["times"]) if t >= cost)  # the first curve point not before that cost
+    assert (f"- `score_train` ends at {cost:,.0f} s on average: random search's test accuracy at "
+            f"{result['times'][at]:,.0f} s is {result['algorithms']['random']['curve_mean'][at]:.4f}, against "
+            f"{result['algorithms']['score_train']['final_mean']:.4f}.") in text
     assert text == report(bench, tmp_path / "again", title="tiny", sizes=(2, 4, 1000), trials=50, runs=3, budget=budget,
                           seed=5).read_text()  # seeded
 

@@ -22,7 +22,6 @@ import numpy as np
 from scipy import stats
 
 from api.benchmark import Benchmark
-from api.algorithms import compare
 from api.correlate import agreement, correlate, matched, ranked_shares
 from api.plots import kernel_matrix, plot_agreement, plot_by_kind, plot_kernels, score_inputs
 from api.replay import make_pool, replay_curve
@@ -58,21 +57,13 @@ def digits_section(path: Path, out: Path) -> list[str]:
     """``snnbench report`` on the digits table with results.md's settings (page and figures in ``out``)."""
     bench = Benchmark(path)
     page = report(bench, out, title="digits (shipped table)", **DIGITS_REPORT)
-    lines = [f"digits: page {page} (replay, correlations with intervals, algorithm comparison)", "",
+    lines = [f"digits: page {page} (replay, correlations with intervals, algorithm comparison and random search at equal cost)", "",
              "| score | top-10 precision | top-100 precision |", "|---|---|---|"]
     for m, r in correlate(bench, "test")["scores"].items():
         lines.append(f"| {m} | {_f(r['top_k_precision'].get('10'), 2)} | {_f(r['top_k_precision'].get('100'), 2)} |")
     pool = make_pool(bench, DIGITS_REPORT["replay_scores"], "test", dist="uniform")
     sizes = [n for n in (10, 100, 1000, 5000) if n <= len(pool.cells)]
-    lines += replay_lines(bench, sizes, DIGITS_REPORT["replay_scores"], len(pool.cells))
-    # random search at the paper's search's cost: the first curve point past score_train's mean time (the same
-    # seeded runs as the report page's comparison; each algorithm's runs do not depend on the others)
-    algos = ["random", *(a for a in DIGITS_REPORT["algorithms"] if a.startswith("score_train"))]
-    result = compare(bench, algos, DIGITS_REPORT["budget"], DIGITS_REPORT["runs"], seed=DIGITS_REPORT["seed"])
-    cost = max(r["seconds_mean"] for name, r in result["algorithms"].items() if name != "random")
-    k = int(np.searchsorted(result["times"], cost))
-    return lines + ["", f"random search at {result['times'][k]:.0f} s (score_train's runs end by {cost:.0f} s on average): "
-                        f"test {_f(result['algorithms']['random']['curve_mean'][k], 4)}"]
+    return lines + replay_lines(bench, sizes, DIGITS_REPORT["replay_scores"], len(pool.cells))
 
 
 def off_diagonal(k: np.ndarray) -> float:
