@@ -185,13 +185,13 @@ class Oracle:
         return list(dict.fromkeys(v for v in cells if v >= 0 and v != u))
 
 
-def random_search(o: Oracle, rng: np.random.Generator, **_: Any) -> None:
+def random_search(o: Oracle, rng: np.random.Generator, **_unused: Any) -> None:
     """Train uniformly drawn cells of the space until the budget runs out."""
     while True:
         o.train(o.random_cell(rng))
 
 
-def regularized_evolution(o: Oracle, rng: np.random.Generator, population: int = 20, sample: int = 5, **_: Any) -> None:
+def regularized_evolution(o: Oracle, rng: np.random.Generator, population: int = 20, sample: int = 5, **_unused: Any) -> None:
     """Real et al. (2019): tournament of ``sample`` from a population of ``population``; mutate; drop the oldest."""
     pop: list[tuple[int, float]] = []
     for _ in range(population):
@@ -211,7 +211,7 @@ def _mutate(o: Oracle, u: int, rng: np.random.Generator) -> int:
     return near[rng.integers(len(near))] if near else o.random_cell(rng)
 
 
-def local_search(o: Oracle, rng: np.random.Generator, **_: Any) -> None:
+def local_search(o: Oracle, rng: np.random.Generator, **_unused: Any) -> None:
     """Hill climbing (White et al. 2021): train every neighbour, move to the best if it improves, else restart."""
     while True:
         u = o.random_cell(rng)
@@ -226,7 +226,7 @@ def local_search(o: Oracle, rng: np.random.Generator, **_: Any) -> None:
             best, u = top
 
 
-def reinforce(o: Oracle, rng: np.random.Generator, lr: float = 0.5, momentum: float = 0.9, **_: Any) -> None:
+def reinforce(o: Oracle, rng: np.random.Generator, lr: float = 0.5, momentum: float = 0.9, **_unused: Any) -> None:
     """REINFORCE with one softmax per pair (Williams 1992), reward = observed accuracy, moving-average baseline.
 
     A sampled matrix outside the space is redrawn (up to 100 times, then a uniform cell of the space
@@ -256,7 +256,7 @@ def reinforce(o: Oracle, rng: np.random.Generator, lr: float = 0.5, momentum: fl
             logits[p] += lr * (reward - baseline) * grad
 
 
-def score_then_train(o: Oracle, rng: np.random.Generator, candidates: int = 100, top: int = 5, **_: Any) -> None:
+def score_then_train(o: Oracle, rng: np.random.Generator, candidates: int = 100, top: int = 5, **_unused: Any) -> None:
     """The paper's search, generalised: score ``candidates`` distinct cells, train the ``top`` best-scored."""
     if o.score is None:
         raise ValueError("score_then_train needs a score (e.g. score='sahd')")

@@ -55,7 +55,8 @@ def _rows_in_cells(cell_hash: np.ndarray, proto_hashes: list[np.ndarray]) -> lis
     """Row of ``/cells`` of every protocol row, matched by hash (a protocol with one row per cell, in
     cell order, is recognised by one comparison)."""
     out: list[np.ndarray] = []
-    order = sorted_ids = None
+    order: np.ndarray | None = None
+    sorted_ids = np.empty(0, dtype=np.uint64)  # set with order
     for h in proto_hashes:
         if len(h) == len(cell_hash) and np.array_equal(h, cell_hash):
             out.append(np.arange(len(h)))

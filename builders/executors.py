@@ -101,13 +101,13 @@ class LocalExecutor:
             while True:
                 broken = False
                 while len(pending) < limit:
-                    item = backlog.pop() if backlog else next(queue, None)
-                    if item is None:
+                    job: dict[str, Any] | None = backlog.pop() if backlog else next(queue, None)
+                    if job is None:
                         break
                     try:
-                        pending[pool.submit(fn, item)] = item
+                        pending[pool.submit(fn, job)] = job
                     except BrokenProcessPool:
-                        backlog.append(item)
+                        backlog.append(job)
                         broken = True
                         break
                 if not pending and not backlog:

@@ -459,7 +459,7 @@ def load_dataset(
     """
     text = os.fspath(name_or_npz_path)
     root = Path(data_dir) if data_dir is not None else default_data_dir()
-    common = {"val_fraction": val_fraction, "seed": seed}
+    common: dict[str, Any] = {"val_fraction": val_fraction, "seed": seed}
     if text == "digits":
         train, test = _digits()
         return from_arrays("digits", train, test, num_classes=10, crop_padding=1, hflip=False, source="sklearn.datasets.load_digits", **common)

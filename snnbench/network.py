@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 import torch
@@ -116,7 +116,7 @@ def network_config(dataset: str, preset: str = "paper", **overrides: Any) -> Net
         raise ValueError(f"dataset: expected one of {', '.join(DATASETS)}, got {dataset!r}")
     if preset not in PRESETS:
         raise ValueError(f"preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
-    fields = dict(_PAPER[dataset])
+    fields: dict[str, Any] = dict(_PAPER[dataset])
     if preset == "bench":
         fields.update(_BENCH[dataset])
     unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(NetworkConfig)})
@@ -158,10 +158,11 @@ class TimeBatchNorm2d(nn.BatchNorm2d):
         if self.track_running_stats and self.momentum is not None:
             n = b * h * w
             unbiased = var * (n / max(n - 1, 1))
+            rm, rv, nb = cast(Tensor, self.running_mean), cast(Tensor, self.running_var), cast(Tensor, self.num_batches_tracked)
             for step in range(t):
-                self.running_mean.lerp_(mean[step, 0].to(self.running_mean.dtype), self.momentum)
-                self.running_var.lerp_(unbiased[step, 0].to(self.running_var.dtype), self.momentum)
-            self.num_batches_tracked.add_(t)
+                rm.lerp_(mean[step, 0].to(rm.dtype), self.momentum)
+                rv.lerp_(unbiased[step, 0].to(rv.dtype), self.momentum)
+            nb.add_(t)
         return out.to(x.dtype).view(t, b, h, w, c).permute(0, 1, 4, 2, 3)
 
 
@@ -235,8 +236,9 @@ class SNASCell(nn.Module):
         self.alive = [bool(a) for a in self.cell.pruned.alive]
         out_lifs: list[list[LIF]] = [[] for _ in range(self.n)]
         for name, edge in self.edges.items():
-            if hasattr(edge, "lif"):
-                out_lifs[int(name[1])].append(edge.lif)
+            lif = getattr(edge, "lif", None)
+            if isinstance(lif, LIF):
+                out_lifs[int(name[1])].append(lif)
         self.sibling_lifs = out_lifs
         self.groups = self._components(m)
         self.step_through_time = False
@@ -344,7 +346,7 @@ class SNASNet(nn.Module):
         if x.dim() != 4 or x.shape[1] != c.in_channels:
             raise ValueError(f"input: expected [B, {c.in_channels}, H, W], got shape {tuple(x.shape)}")
         b = x.shape[0]
-        if self.stem[0].weight.is_contiguous(memory_format=torch.channels_last):
+        if cast(nn.Conv2d, self.stem[0]).weight.is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)
         static = self.stem(x)
         y = self.cell1(static.unsqueeze(0).expand(c.timesteps, *static.shape))
@@ -451,7 +453,7 @@ def spike_stats(model: SNASNet, x: Tensor) -> dict[str, Any]:
         for h in handles:
             h.remove()
     b = x.shape[0]
-    layers = [
+    layers: list[dict[str, Any]] = [
         {"name": name, "neurons": int(n), "steps": int(steps), "spikes_per_image": s / b, "rate": s / (b * n * steps) if steps else 0.0}
         for name, (s, n, steps) in counts.items()
     ]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -35,7 +35,7 @@ from torch import Tensor, nn
 TAU = 4.0 / 3.0
 THRESHOLD = 1.0
 
-_compiled: dict[str, Callable[..., tuple[Tensor, ...]]] = {}
+_compiled: dict[str, Callable[..., Any]] = {}
 _use_compile = False
 
 
@@ -84,12 +84,13 @@ def _backward_loop(
         else:
             gxt = torch.mul(gh, k, out=gx[t])
             v_prev = hs[t - 1] * (hs[t - 1] < THRESHOLD) if t > 0 else v0
+            assert gk is not None  # a tensor whenever k is
             gk = gk + (gh * (x[t] - v_prev)).sum()
         grad_v = gh.sub_(gxt)
     return gx, grad_v, gk
 
 
-def _loops() -> tuple[Callable[..., tuple[Tensor, ...]], Callable[..., tuple[Tensor, ...]]]:
+def _loops() -> tuple[Callable[..., Any], Callable[..., Any]]:
     if not _use_compile:
         return _forward_loop, _backward_loop
     if not _compiled:

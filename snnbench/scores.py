@@ -174,8 +174,9 @@ def van_rossum_kernel(S: Tensor, tau: float = VAN_ROSSUM_TAU) -> Tensor:
 
 def spiking_layers(model: nn.Module) -> list[nn.Module]:
     """The model's LIF layers: ``model.lif_layers()`` when it has it, else every ``snnbench.neuron.LIF``."""
-    if hasattr(model, "lif_layers"):
-        return [module for _, module in model.lif_layers()]
+    lif_layers = getattr(model, "lif_layers", None)
+    if callable(lif_layers):
+        return [module for _, module in lif_layers()]
     return [m for m in model.modules() if isinstance(m, LIF)]
 
 

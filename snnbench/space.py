@@ -27,7 +27,7 @@ import hashlib
 import itertools
 import json
 from functools import lru_cache
-from typing import Iterator, Literal
+from typing import Any, Iterator, Literal
 
 import numpy as np
 
@@ -62,7 +62,7 @@ def _parse_text(text: str) -> np.ndarray:
     return np.array([[int(c) for c in r] for r in rows], dtype=np.int64)
 
 
-def _to_array(obj: object) -> np.ndarray:
+def _to_array(obj: Any) -> np.ndarray:
     """Turn text, a nested sequence, an array or a tensor into a numeric numpy array (unchecked)."""
     if isinstance(obj, (str, bytes)):
         return _parse_text(obj.decode() if isinstance(obj, bytes) else obj)
@@ -199,14 +199,14 @@ def _check_kind(kind: str) -> None:
 # --------------------------------------------------------------------------- the enumerated space
 
 
-def flat_entries(matrix: object, n: int) -> list | None:
+def flat_entries(matrix: Any, n: int) -> list[Any] | None:
     """Row-major entries of the common matrix forms (text, nested lists/tuples, a numpy array, a
     :class:`Cell`), read without numpy work and not yet checked; ``None`` for any other form."""
     t = type(matrix)
     if t is list or t is tuple:
         if len(matrix) != n:
             return None
-        flat = []
+        flat: list[Any] = []
         for row in matrix:
             if (type(row) is not list and type(row) is not tuple) or len(row) != n:
                 return None

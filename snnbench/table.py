@@ -367,7 +367,8 @@ def add_rows(proto: Protocol, records: Iterable[Mapping[str, Any]]) -> int:
     nothing). Rows are buffered; :meth:`Protocol.settle` turns them into columns.
     """
     seen = proto.done()
-    fresh, keys = [], set()
+    fresh: list[dict[str, Any]] = []
+    keys: set[tuple[str, int]] = set()
     for r in records:
         key = (str(r["hash"]), int(r["seed"]))
         if key not in seen and key not in keys:
@@ -375,7 +376,7 @@ def add_rows(proto: Protocol, records: Iterable[Mapping[str, Any]]) -> int:
             fresh.append({"hash": key[0], "seed": key[1], "values": {k: _plain(v) for k, v in _upgrade_values(r["values"]).items()}})
     if not fresh:
         return 0
-    stored = proto._pending[0]["values"] if proto._pending else (proto.columns if len(proto.hash) else fresh[0]["values"])
+    stored: Mapping[str, Any] = proto._pending[0]["values"] if proto._pending else (proto.columns if len(proto.hash) else fresh[0]["values"])
     names = sorted(stored)
     for r in fresh:
         if sorted(r["values"]) != names:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from snnbench.data import NAMES, Dataset, Split
-from snnbench.network import NetworkConfig, build_network, count_params, network_config, spike_stats
+from snnbench.network import NetworkConfig, SNASNet, build_network, count_params, network_config, spike_stats
 from snnbench.space import Cell
 
 PRESETS = ("paper", "bench")
@@ -129,7 +129,7 @@ def _autocast(device: torch.device, amp: bool) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
 
 
-def _test_spikes(model: torch.nn.Module, dataset: Dataset, split: Split, batch_size: int) -> dict[str, Any]:
+def _test_spikes(model: SNASNet, dataset: Dataset, split: Split, batch_size: int) -> dict[str, Any]:
     """``spike_stats`` over the whole split (eval mode): batch results averaged with weights = batch sizes."""
     model.eval()
     total: dict[str, Any] = {}
@@ -230,7 +230,7 @@ def train_cell(
                 correct += (out.detach().argmax(1) == y).sum()
                 bar.update(1)  # host-side counter only: no synchronisation
             state.epoch += 1
-            record = {"epoch": state.epoch, "lr": lr, "train_loss": loss_sum.item() / n, "train_acc": correct.item() / n,
+            record: dict[str, Any] = {"epoch": state.epoch, "lr": lr, "train_loss": loss_sum.item() / n, "train_acc": correct.item() / n,
                       "val_acc": evaluate(model, data, data.val, cfg.eval_batch_size, cfg.amp)}
             if state.epoch in cfg.test_epochs or state.epoch == cfg.epochs:
                 record["test_acc"] = evaluate(model, data, data.test, cfg.eval_batch_size, cfg.amp)

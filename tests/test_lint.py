@@ -1,4 +1,5 @@
-"""Static check of the whole code base: no unused import or variable, no undefined name (pyflakes)."""
+"""Static checks of the whole code base: no unused import or variable, no undefined name (pyflakes); the
+library's type hints agree with its code (mypy, settings in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -15,3 +16,11 @@ def test_pyflakes_finds_nothing() -> None:
     out = io.StringIO()
     found = checkRecursive([str(ROOT / d) for d in ("snnbench", "builders", "api", "benchmarks", "tests", "docs")], Reporter(out, out))
     assert found == 0, out.getvalue()
+
+
+def test_mypy_finds_nothing() -> None:
+    from mypy import api
+
+    paths = [str(ROOT / d) for d in ("snnbench", "builders", "api")]
+    out, err, status = api.run(["--config-file", str(ROOT / "pyproject.toml"), *paths])
+    assert status == 0, out + err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from snnbench.cli.common import echo_json, matrix_argument, parse_matrix
-from snnbench.space import KINDS, enumerate_cells, space
+from snnbench.space import KINDS, Kind, enumerate_cells, space
 
 kind_option = click.option("--kind", type=click.Choice(KINDS), default="forward", show_default=True)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -19,7 +19,7 @@ def cells() -> None:
 @cells.command()
 @kind_option
 @json_option
-def count(kind: str, as_json: bool) -> None:
+def count(kind: Kind, as_json: bool) -> None:
     """Raw and unique cell counts of a kind's space."""
     sp = space()
     raw, unique = int(sp.raw_counts[kind].sum()), len(sp.indices(kind))
@@ -46,7 +46,7 @@ def hash_(matrix: tuple[str, ...], as_json: bool) -> None:
 @kind_option
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="Print at most N cells.")
 @json_option
-def list_(kind: str, limit: int | None, as_json: bool) -> None:
+def list_(kind: Kind, limit: int | None, as_json: bool) -> None:
     """Every unique cell of a kind: hash, canonical matrix, kind, raw matrices mapping to it."""
     rows = []
     for i, (cell, raw) in enumerate(enumerate_cells(kind)):  # type: ignore[arg-type]
