@@ -49,7 +49,7 @@ def hash_(matrix: tuple[str, ...], as_json: bool) -> None:
 def list_(kind: Kind, limit: int | None, as_json: bool) -> None:
     """Every unique cell of a kind: hash, canonical matrix, kind, raw matrices mapping to it."""
     rows = []
-    for i, (cell, raw) in enumerate(enumerate_cells(kind)):  # type: ignore[arg-type]
+    for i, (cell, raw) in enumerate(enumerate_cells(kind)):
         if limit is not None and i >= limit:
             break
         rows.append({"hash": cell.hash, "canonical": cell.text, "kind": cell.kind, "raw": raw})
