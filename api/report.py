@@ -72,36 +72,50 @@ def equal_cost_lines(result: dict[str, Any], split: str = "test") -> list[str]:
     return ["", "At equal cost (the paper's search against random search):", "", *lines] if lines else []
 
 
-def report(bench: Benchmark, out: str | os.PathLike[str], *, title: str, split: str = "test", observe: str = "val",
-           sizes: Sequence[int] = DEFAULT_SIZES, trials: int = 1000, replay_scores: Sequence[str] | None = None,
-           algorithms: Sequence[str] = DEFAULT_ALGORITHMS, budget: float | None = None, runs: int = 100,
-           score: str = "sahd", seed: int = 0, bootstrap: int = 1000) -> Path:
+def report(bench: Benchmark, out: str | os.PathLike[str], *, title: str, **settings: Any) -> Path:
     """Write ``out/report.md`` and its figures for ``bench``; returns the page's path.
 
-    ``budget`` defaults to the time of training 10% of the searchable cells (mean training time).
+    ``settings``: those of :func:`report_sections`; the page is its sections in order.
+    """
+    sections = report_sections(bench, out, title=title, **settings)
+    page = Path(out) / "report.md"
+    page.write_text("\n".join(line for block in sections.values() for line in block) + "\n")
+    return page
+
+
+def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str, split: str = "test",
+                    observe: str = "val", sizes: Sequence[int] = DEFAULT_SIZES, trials: int = 1000,
+                    replay_scores: Sequence[str] | None = None, algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
+                    budget: float | None = None, runs: int = 100, score: str = "sahd", seed: int = 0,
+                    bootstrap: int = 1000) -> dict[str, list[str]]:
+    """The report's Markdown blocks, in page order, writing their figures into ``out``.
+
+    Keys: ``head`` (title, protocols), then ``summary`` for a view without ``split`` accuracies, else
+    ``scores``, ``replay`` and, when the budget is positive, ``compare`` (its last lines: random search at
+    each ``score_train`` entry's cost). ``budget`` defaults to the time of training 10% of the searchable
+    cells (mean training time).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = list(bench.scores)
-    lines = [f"## {title}", "", f"Table `{bench.path.name}`; view protocols:", "", *_protocol_lines(bench), ""]
+    sections = {"head": [f"## {title}", "", f"Table `{bench.path.name}`; view protocols:", "", *_protocol_lines(bench), ""]}
 
     if not np.isfinite(bench.accuracy[split]).any():  # a score-only view: describe its scores, nothing to rank
-        lines += [f"No cell of this view holds a {split} accuracy, so there is nothing to correlate, replay or search "
-                  "against; the scores it holds:", "", "| score | cells | singular | min | mean | max | seconds per cell "
-                  "(all scores) |", "|---|---|---|---|---|---|---|"]
+        lines = sections["summary"] = [
+            f"No cell of this view holds a {split} accuracy, so there is nothing to correlate, replay or search "
+            "against; the scores it holds:", "", "| score | cells | singular | min | mean | max | seconds per cell "
+            "(all scores) |", "|---|---|---|---|---|---|---|"]
         for m, v in bench.scores.items():
             ok = np.isfinite(v)
             lines.append(f"| {m} | {int((~np.isnan(v)).sum()):,} | {int(np.isneginf(v).sum()):,} | "
                          f"{fmt(v[ok].min() if ok.any() else None)} | {fmt(v[ok].mean() if ok.any() else None)} | "
                          f"{fmt(v[ok].max() if ok.any() else None)} | {fmt(np.nanmean(bench.score_seconds), 3)} |")
-        page = out / "report.md"
-        page.write_text("\n".join(lines) + "\n")
-        return page
+        return sections
 
     corr = correlate(bench, split, bootstrap=bootstrap, seed=seed)
     ci = (lambda v: f" [{fmt(v[0], 3)}, {fmt(v[1], 3)}]" if v else "") if bootstrap else (lambda v: "")  # noqa: E731
     interval = " [95% interval]" if bootstrap else ""
-    lines += [f"### Scores against {split} accuracy", "",
+    lines = sections["scores"] = [f"### Scores against {split} accuracy", "",
               f"| score | cells | Kendall tau{interval} | Spearman rho{interval} | top-10% precision | seconds per cell (all scores) |",
               "|---|---|---|---|---|---|"]
     for m, r in corr["scores"].items():
@@ -123,7 +137,7 @@ def report(bench: Benchmark, out: str | os.PathLike[str], *, title: str, split: 
     chosen = list(replay_scores) if replay_scores is not None else names
     pool = make_pool(bench, chosen, split)
     kept = [n for n in sizes if n <= len(pool.cells)]
-    lines += [f"### Replay: draw N cells ({pool.kind} space, paper sampling restricted to the {len(pool.cells):,} cells "
+    lines = sections["replay"] = [f"### Replay: draw N cells ({pool.kind} space, paper sampling restricted to the {len(pool.cells):,} cells "
               f"with every score and the {split} accuracy), pick the best-scored", ""]
     if len(pool.cells):
         heavy = int(np.argmax(pool.prob))
@@ -148,7 +162,7 @@ def report(bench: Benchmark, out: str | os.PathLike[str], *, title: str, split: 
     if budget > 0:
         result = compare(bench, algorithms, budget, runs, split=observe, report=split, score=score, seed=seed)
         best = result["table_best"]
-        lines += [f"### NAS algorithms with simulated cost ({runs} runs, budget {budget:,.6g} s)", "",
+        lines = sections["compare"] = [f"### NAS algorithms with simulated cost ({runs} runs, budget {budget:,.6g} s)", "",
                   f"The algorithms observe {observe} accuracy and pay the stored training time (and, for `score_train`, "
                   f"the stored scoring time: it scores 100 random cells by {score} — by M for `score_train:M` — and "
                   f"trains the 5 best-scored); the incumbent's {split} accuracy is reported, and a curve starts once "
@@ -161,7 +175,5 @@ def report(bench: Benchmark, out: str | os.PathLike[str], *, title: str, split: 
         lines += equal_cost_lines(result, split)
         plot_compare(result, out / "compare.png")
         lines += ["", "![best accuracy against simulated time](compare.png)", ""]
-    page = out / "report.md"
-    page.write_text("\n".join(lines) + "\n")
-    return page
+    return sections
 

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from api.benchmark import Benchmark, CellNotFound, load, query, resolve_table
 from api.algorithms import compare
 from api.correlate import correlate, seed_agreement, top_k_precision
-from api.report import report
+from api.report import report, report_sections
 from api.lookup import cell_key
 from api.replay import draw, make_pool, pick, replay, replay_curve
 from snnbench.cli import main
@@ -648,6 +648,10 @@ def test_report_page_holds_the_functions_numbers(bench: Benchmark, tmp_path: Pat
             f"{result['algorithms']['score_train']['final_mean']:.4f}.") in text
     assert text == report(bench, tmp_path / "again", title="tiny", sizes=(2, 4, 1000), trials=50, runs=3, budget=budget,
                           seed=5).read_text()  # seeded
+    sections = report_sections(bench, tmp_path / "blocks", title="tiny", sizes=(2, 4, 1000), trials=50, runs=3,
+                               budget=budget, seed=5)
+    assert list(sections) == ["head", "scores", "replay", "compare"]
+    assert sections["compare"][0].startswith("### NAS algorithms") and "\n".join(sum(sections.values(), [])) + "\n" == text
 
 
 def test_report_cli(table: Path, tmp_path: Path) -> None:
