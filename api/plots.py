@@ -141,6 +141,12 @@ def kernel_matrix(cell: Any, dataset: Any, net_config: Any, metric: str = "sahd"
     Weights and batch come from ``seed`` (as :func:`snnbench.scores.score_cell` seeds them); training
     mode, no gradients, every LIF layer at every step (``snnbench.scores.SpikeKernels``).
     """
+    return kernel_matrices(cell, dataset, net_config, [metric], batch_size, seed, device)[metric]
+
+
+def kernel_matrices(cell: Any, dataset: Any, net_config: Any, metrics: Sequence[str] = ("sahd", "hd"),
+                    batch_size: int = 64, seed: int = 0, device: str = "cpu") -> dict[str, np.ndarray]:
+    """:func:`kernel_matrix` for several metrics from one forward pass (each equal to its own call)."""
     import torch
 
     from snnbench.network import build_network
@@ -153,9 +159,9 @@ def kernel_matrix(cell: Any, dataset: Any, net_config: Any, metric: str = "sahd"
         model = build_network(Cell(cell), net_config).to(dev)
         (x, _), = draw_batches(dataset, batch_size, 1, seed, dev)
         model.train()
-        with torch.no_grad(), SpikeKernels(spiking_layers(model), [metric]) as acc:
+        with torch.no_grad(), SpikeKernels(spiking_layers(model), list(metrics)) as acc:
             model(x)
-    return acc.kernels()[metric].cpu().numpy()
+    return {m: k.cpu().numpy() for m, k in acc.kernels().items()}
 
 
 def plot_kernels(kernels: Sequence[np.ndarray], titles: Sequence[str], path: str | os.PathLike[str],

@@ -77,7 +77,11 @@ def report(bench: Benchmark, out: str | os.PathLike[str], *, title: str, **setti
 
     ``settings``: those of :func:`report_sections`; the page is its sections in order.
     """
-    sections = report_sections(bench, out, title=title, **settings)
+    return write_page(report_sections(bench, out, title=title, **settings), out)
+
+
+def write_page(sections: dict[str, list[str]], out: str | os.PathLike[str]) -> Path:
+    """Write ``out/report.md``: the blocks of :func:`report_sections` in order; returns its path."""
     page = Path(out) / "report.md"
     page.write_text("\n".join(line for block in sections.values() for line in block) + "\n")
     return page

@@ -521,7 +521,7 @@ def test_cli(table: Path, bench: Benchmark, tmp_path: Path) -> None:
 
 def test_kernel_figure(bench: Benchmark, tmp_path: Path) -> None:
     """The figure's kernel: symmetric, diagonal = mean neurons per LIF call (d_H(i, i) = 0)."""
-    from api.plots import kernel_matrix, plot_kernels
+    from api.plots import kernel_matrices, kernel_matrix, plot_kernels
     from snnbench.data import load_dataset
     from snnbench.network import NetworkConfig, build_network
     from snnbench.neuron import LIF
@@ -531,6 +531,9 @@ def test_kernel_figure(bench: Benchmark, tmp_path: Path) -> None:
     data = load_dataset("digits")
     k = kernel_matrix(bench.matrices[0], data, config, "sahd", batch_size=16, seed=0)
     assert k.shape == (16, 16) and np.allclose(k, k.T)
+    both = kernel_matrices(bench.matrices[1], data, config, ["sahd", "hd"], batch_size=16, seed=3)
+    for m in ("sahd", "hd"):  # one pass gives what a call per metric gives
+        assert np.array_equal(both[m], kernel_matrix(bench.matrices[1], data, config, m, batch_size=16, seed=3))
     sizes: list[tuple[int, int]] = []
     model = build_network(Cell(bench.matrices[0]), config)
     for layer in model.modules():
