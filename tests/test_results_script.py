@@ -4,14 +4,17 @@ computations, sections run end to end on a tiny built table, stored rows recompu
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from api_tables import tiny_table
 
 _spec = importlib.util.spec_from_file_location("regenerate", Path(__file__).resolve().parents[1] / "docs/results/regenerate.py")
 regen = importlib.util.module_from_spec(_spec)
+sys.modules["regenerate"] = regen  # its worker processes pickle functions by module name
 _spec.loader.exec_module(regen)
 _spec = importlib.util.spec_from_file_location("reproduce", Path(__file__).resolve().parents[1] / "docs/results/reproduce.py")
 repro = importlib.util.module_from_spec(_spec)
@@ -40,11 +43,10 @@ def test_backward_lines_match_a_brute_force_pair_count() -> None:
     assert float(share) == (kinds[top] == "backward").mean() and float(overall) == round(169 / 198, 2)
 
 
-def test_sections_run_on_a_built_table(tmp_path) -> None:
+def test_sections_run_on_a_built_table(tmp_path, monkeypatch) -> None:
     tiny = tiny_table()
-    lines = regen.cifar10_section(tiny, tiny, tmp_path)  # the table against itself: every agreement is exact
-    cut = next(i for i, r in enumerate(lines) if r.startswith("cifar10 trainings:"))
-    rows = {r.split("|")[1].strip(): r.split("|") for r in lines[:cut] if r.startswith(("| sahd ", "| hd "))}
+    blocks = regen.cifar10_section(tiny, tiny, tmp_path)  # the table against itself: every agreement is exact
+    rows = {r.split("|")[1].strip(): r.split("|") for r in blocks["cifar10-agreement"] if r.startswith(("| sahd ", "| hd "))}
     assert set(rows) == {"sahd", "hd"} and all(float(r[2]) == 1.0 and float(r[3]) == 1.0 for r in rows.values())
     assert (tmp_path / "agreement.png").stat().st_size > 0
     # the trainings against the scores: tau and rho as scipy computes them on the table's rows
@@ -60,15 +62,48 @@ def test_sections_run_on_a_built_table(tmp_path) -> None:
         acc.setdefault(h, []).append(v)
     cells = sorted(set(acc) & set(score))
     x, y = [score[h] for h in cells], [np.mean(acc[h]) for h in cells]
-    trained = next(r.split("|") for r in lines[cut:] if r.startswith("| sahd "))  # the correlation table (the replay's follows)
-    assert float(trained[2].split()[0]) == round(stats.kendalltau(x, y).statistic, 3)
-    assert float(trained[3].split()[0]) == round(stats.spearmanr(x, y).statistic, 3)
-    replay = [r.split("|") for r in lines[cut:] if r.startswith(("| random ", "| oracle "))]
+    trained = next(r.split("|") for r in blocks["cifar10-scores"] if r.startswith("| sahd "))
+    assert float(trained[2].split()[0].strip("*")) == round(stats.kendalltau(x, y).statistic, 3)
+    assert float(trained[3].split()[0].strip("*")) == round(stats.spearmanr(x, y).statistic, 3)
+    replay = [r.split("|") for r in blocks["cifar10-replay"] if r.startswith(("| random ", "| oracle "))]
     assert len(replay) == 2 and all(len(r) == 4 for r in replay)  # one column, N = 10: the pool holds 8 cells
     assert f"| sahd | {len(cells)} |" in (tmp_path / "report.md").read_text()  # the page's correlation table
-    lines = regen.kernels_section(tiny, tmp_path, count=2)
-    assert lines[0].startswith("kernels: 8 trained cells")
+    assert blocks["cifar10-replay-paper"][0].startswith("The paper's sampler")
+
+    # kernels: worker processes (which import the script by name) give the naive per-metric computation
+    monkeypatch.syspath_prepend(str(Path(regen.__file__).parent))
+    from api.benchmark import Benchmark
+    from api.plots import kernel_matrix, score_inputs
+
+    (lines,) = regen.kernels_section(tiny, tmp_path, count=2, workers=2).values()
+    bench = Benchmark(tiny)
+    data, config = score_inputs(bench)
+    test = bench.accuracy["test"]
+    done = np.flatnonzero(np.isfinite(test))
+    assert lines[0].startswith(f"Over the {len(done)} trained cells")
+    for m in ("sahd", "hd"):
+        low = [-regen.off_diagonal(kernel_matrix(bench.matrices[u], data, config, m)) for u in done]
+        row = next(r.split("|") for r in lines if r.startswith(f"| {m} |"))
+        assert float(row[2]) == round(stats.kendalltau(low, test[done]).statistic, 3)
+        assert float(row[3]) == round(stats.kendalltau(low, bench.scores[m][done]).statistic, 3)
     assert all((tmp_path / f"kernels_{m}.png").stat().st_size > 0 for m in ("sahd", "hd"))
+
+
+def test_write_blocks_replaces_marked_text_only(tmp_path) -> None:
+    page = tmp_path / "page.md"
+    text = ("intro\n<!-- regenerate:a -->\nold a\n<!-- /regenerate -->\nmiddle\n"
+            "<!-- regenerate:b -->\nold b\nmore\n<!-- /regenerate -->\nend\n")
+    page.write_text(text)
+    regen.write_blocks(page, {"b": ["| new |", "", "b"]})
+    assert page.read_text() == text.replace("old b\nmore\n", "| new |\n\nb\n")
+    before = page.read_text()
+    for blocks in ({"a": ["x"], "c": ["y"]}, {"c": []}):  # a block without markers: nothing written
+        with pytest.raises(SystemExit, match="c$"):
+            regen.write_blocks(page, blocks)
+        assert page.read_text() == before
+    page.write_text(text + "<!-- regenerate:a -->\n<!-- /regenerate -->\n")  # markers twice
+    with pytest.raises(SystemExit, match="for a$"):
+        regen.write_blocks(page, {"a": ["x"]})
 
 
 def test_reproduce_recomputes_stored_rows_bit_for_bit_on_the_same_machine() -> None:

@@ -1,20 +1,27 @@
-"""Regenerate every number and figure of docs/results.md from the shipped tables.
+"""Regenerate every table of docs/results.md, and its figures, from the shipped tables.
 
-    python docs/results/regenerate.py                    # all sections, figures into docs/results/
-    python docs/results/regenerate.py --only cifar10     # one section: digits | kernels | cifar10
+    python docs/results/regenerate.py --write docs/results.md     # all sections; rewrite the page's tables
+    python docs/results/regenerate.py --only cifar10               # one section (digits | kernels | cifar10), print only
     python docs/results/regenerate.py --out /tmp/r --digits T.h5 --cifar10 T2.h5
 
-Prints Markdown (the numbers results.md quotes) and writes the figures under ``--out``:
-``digits/`` (``snnbench report``'s page and figures, with the settings results.md states), the kernels of
-the best and worst trained digits cells (supplementary section D) with how their off-diagonal ranks
-accuracy, and ``cifar10/`` (cost, singular kernels, the digits-CIFAR-10 agreement, CIFAR-10 scores against
-digits accuracy, backward against forward cells, and ``snnbench report``'s page of the CIFAR-10 trainings). Seeded: the same tables give the same output. Only the
-kernels section runs networks (on the digits data embedded in the package); no section needs CIFAR-10 files.
+Each section returns named Markdown blocks and prints them; ``--write PAGE`` replaces each block's text in
+PAGE between ``<!-- regenerate:NAME -->`` and ``<!-- /regenerate -->`` (every block computed must have its
+markers there; blocks of sections not run are left as they are), so the page's tables are never transcribed
+by hand. Figures go under ``--out``: ``digits/`` (``snnbench report``'s page and figures, with the settings
+results.md states), the kernels of the best and worst trained digits cells (supplementary section D) with
+how their off-diagonal ranks accuracy, and ``cifar10/`` (the digits-CIFAR-10 agreement, backward against
+forward cells, and ``snnbench report``'s page of the CIFAR-10 trainings). Seeded: the same tables give the
+same output. Only the kernels section runs networks (on the digits data embedded in the package); no
+section needs CIFAR-10 files.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -23,47 +30,98 @@ from scipy import stats
 
 from api.benchmark import Benchmark
 from api.correlate import agreement, correlate, matched, ranked_shares
-from api.plots import kernel_matrix, plot_agreement, plot_by_kind, plot_kernels, score_inputs
+from api.plots import kernel_matrices, plot_agreement, plot_by_kind, plot_kernels, score_inputs
 from api.replay import make_pool, replay_curve
-from api.report import fmt, report
+from api.report import fmt, report_sections, write_page
 from snnbench.table import SHIPPED, open_table
 
+Blocks = dict[str, list[str]]
 SPIKE_SCORES = ("sahd", "hd", "vanrossum")
-DIGITS_REPORT = {"replay_scores": ["sahd", "hd", "vanrossum", "snip", "grad_norm"], "budget": 1500.0, "runs": 100,
+KERNELS = ("sahd", "hd")  # the kernels drawn and ranked (supplementary section D), in this order
+DIGITS_REPORT: dict[str, Any] = {"replay_scores": ["sahd", "hd", "vanrossum", "snip", "grad_norm"], "budget": 1500.0, "runs": 100,
                  "algorithms": ["random", "evolution", "local", "reinforce", "score_train:sahd", "score_train:hd",
                                 "score_train:vanrossum"], "trials": 1000, "bootstrap": 1000, "seed": 0}
+
+
+# Seconds per cell of each metric alone: `benchmarks/bench_scores.py --batch-size 64 --repeats 2`, one
+# thread, the 2-core CPU machine (a measurement of the code, not a column of the table).
+METRIC_SECONDS = {"sahd": 0.097, "hd": 0.097, "vanrossum": 0.134, "sahd_release": 0.100, "grad_norm": 0.222,
+                  "snip": 0.193, "jacob_cov": 0.151, "synflow": 0.025, "params": 0.008}
 
 
 def _f(x: float | None, digits: int = 3) -> str:
     return fmt(x, digits)
 
 
-def _ci(r: dict[str, Any], key: str) -> str:
+def _ci(r: dict[str, Any], key: str, bold: bool = False) -> str:
     lo, hi = r.get(f"{key}_ci") or (None, None)
-    return f"{_f(r[key])} [{_f(lo)}, {_f(hi)}]"
+    value = f"**{_f(r[key])}**" if bold else _f(r[key])
+    return f"{value} [{_f(lo)}, {_f(hi)}]"
 
 
-def replay_lines(bench: Benchmark, sizes: list[int], names: list[str], trained: int) -> list[str]:
-    """The replay table: each method's picked-cell test accuracy (mean ± std) at each N, 1,000 uniform trials."""
+def _best(rows: dict[str, dict[str, Any]], key: str) -> str:
+    """The score with the largest ``|key|`` (set in bold: the strongest signal, either sign)."""
+    return max(rows, key=lambda m: -np.inf if rows[m][key] is None else abs(rows[m][key]))
+
+
+def _quote(block: list[str], first: str) -> list[str]:
+    """The lines of a report block from the first one starting with ``first`` up to its figure."""
+    start = next(i for i, line in enumerate(block) if line.startswith(first))
+    stop = next((i for i, line in enumerate(block) if i > start and line.startswith("![")), len(block))
+    lines = block[start:stop]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def replay_table(bench: Benchmark, sizes: list[int], names: list[str]) -> list[str]:
+    """Each method's picked-cell test accuracy (mean ± std) at each N, 1,000 uniform trials (seeds 0..)."""
     curve = replay_curve(bench, sizes, 1000, names, dist="uniform", seed=0)
-    lines = ["", f"replay, uniform sampling over the {trained} trained cells (1,000 trials):", "",
-             "| method | " + " | ".join(f"N = {n:,}" for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
+    lines = ["| method | " + " | ".join(f"N = {n:,}" for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
     for m, r in curve["methods"].items():
         lines.append(f"| {m} | " + " | ".join(f"{a:.4f} ± {sd:.4f}" for a, sd in zip(r["mean"], r["std"])) + " |")
     return lines
 
 
-def digits_section(path: Path, out: Path) -> list[str]:
-    """``snnbench report`` on the digits table with results.md's settings (page and figures in ``out``)."""
+def scores_block(bench: Benchmark) -> list[str]:
+    """Correlations with 95% bootstrap intervals (best in bold), top-10/100 precision, each metric's own
+    seconds per cell; which score has the highest tau across resamples; the two seeds against each other."""
+    corr = correlate(bench, "test", bootstrap=1000, seed=0)
+    rows = corr["scores"]
+    cells = max(r["cells"] for r in rows.values())
+    lines = [f"{cells:,} trained cells, test accuracy (mean of the seeds); 1,000 paired bootstrap resamples, seed 0:", "",
+             "| score | Kendall tau [95% interval] | Spearman rho [95% interval] | top-10 precision | top-100 precision "
+             "| seconds per cell (metric alone) |", "|---|---|---|---|---|---|"]
+    tau, rho = _best(rows, "kendall_tau"), _best(rows, "spearman_rho")
+    for m, r in rows.items():
+        top = r["top_k_precision"]
+        lines.append(f"| {m} | {_ci(r, 'kendall_tau', m == tau)} | {_ci(r, 'spearman_rho', m == rho)} | "
+                     f"{_f(top.get('10'), 2)} | {_f(top.get('100'), 2)} | {_f(METRIC_SECONDS.get(m), 3)} |")
+    lines += ["", f"Highest tau across the resamples: {ranked_shares(corr['bootstrap']['best_tau'])}."]
+    for a in corr["seed_agreement"]:
+        lines += ["", f"The target against itself: seed {a['seeds'][0]} against seed {a['seeds'][1]} on {a['cells']:,} "
+                      f"cells, Kendall tau {_f(a['kendall_tau'])}, Spearman rho {_f(a['spearman_rho'])}, mean |difference| "
+                      f"{_f(a['mean_abs_difference'], 4)} test accuracy."]
+    return lines
+
+
+def digits_section(path: Path, out: Path) -> Blocks:
+    """``snnbench report`` on the digits table with results.md's settings (page and figures in ``out``), the
+    correlation table and the replay under uniform sampling."""
     bench = Benchmark(path)
-    page = report(bench, out, title="digits (shipped table)", **DIGITS_REPORT)
-    lines = [f"digits: page {page} (replay, correlations with intervals, algorithm comparison and random search at equal cost)", "",
-             "| score | top-10 precision | top-100 precision |", "|---|---|---|"]
-    for m, r in correlate(bench, "test")["scores"].items():
-        lines.append(f"| {m} | {_f(r['top_k_precision'].get('10'), 2)} | {_f(r['top_k_precision'].get('100'), 2)} |")
+    sections = report_sections(bench, out, title="digits (shipped table)", **DIGITS_REPORT)
+    write_page(sections, out)
     pool = make_pool(bench, DIGITS_REPORT["replay_scores"], "test", dist="uniform")
     sizes = [n for n in (10, 100, 1000, 5000) if n <= len(pool.cells)]
-    return lines + replay_lines(bench, sizes, DIGITS_REPORT["replay_scores"], len(pool.cells))
+    left = [n for n in (10, 100, 1000, 5000) if n > len(pool.cells)]
+    uniform = [f"With uniform sampling over the {len(pool.cells):,} cells (1,000 trials per N, seeds 0..{len(sizes) - 1}):", "",
+               *replay_table(bench, sizes, DIGITS_REPORT["replay_scores"])]
+    if left:
+        uniform += ["", f"N = {', '.join(f'{n:,}' for n in left)} left out: the pool holds {len(pool.cells):,} cells."]
+    return {"digits-scores": scores_block(bench),
+            "digits-replay-paper": _quote(sections["replay"], "The paper's sampler"),
+            "digits-replay-uniform": uniform,
+            "digits-compare": _quote(sections["compare"], "The algorithms observe")}
 
 
 def off_diagonal(k: np.ndarray) -> float:
@@ -72,27 +130,56 @@ def off_diagonal(k: np.ndarray) -> float:
     return float((k.sum() - np.trace(k)) / (k.shape[0] * (k.shape[0] - 1)))
 
 
-def kernels_section(path: Path, out: Path, count: int = 4) -> list[str]:
+_KERNEL_INPUTS: tuple[Any, Any] | None = None
+
+
+def _init_kernel_worker(path: Path) -> None:
+    global _KERNEL_INPUTS
+    import torch
+
+    torch.set_num_threads(1)
+    _KERNEL_INPUTS = score_inputs(Benchmark(path))
+
+
+def _off_diagonals(matrices: list[Any]) -> list[tuple[float, float]]:
+    """(SAHD, HD) mean normalised off-diagonal of each cell's kernels, in a worker."""
+    assert _KERNEL_INPUTS is not None
+    data, config = _KERNEL_INPUTS
+    return [(off_diagonal(k["sahd"]), off_diagonal(k["hd"]))
+            for k in (kernel_matrices(x, data, config, KERNELS) for x in matrices)]
+
+
+def kernels_section(path: Path, out: Path, count: int = 4, workers: int = 2) -> Blocks:
     """Kernels of the ``count`` most and least accurate trained cells (one figure per metric), and Kendall tau
-    of every trained cell's mean normalised off-diagonal against test accuracy and against its stored score."""
+    of every trained cell's mean normalised off-diagonal against test accuracy and against its stored score
+    (``workers`` processes, one thread each: the numbers do not depend on them)."""
     bench = Benchmark(path)
     data, config = score_inputs(bench)
     acc = bench.accuracy["test"]
     trained = np.flatnonzero(np.isfinite(acc))
     order = trained[np.lexsort((trained, -acc[trained]))]  # best first, ties by view index
-    shown = np.concatenate([order[:count], order[-count:]])
-    lines = [f"kernels: {len(trained)} trained cells; batch 64, seed 0, untrained networks", "",
-             "| metric | off-diagonal vs test accuracy: tau | off-diagonal vs stored score: tau | score vs accuracy: tau |",
-             "|---|---|---|---|"]
-    for metric in ("sahd", "hd"):
-        kernels = {int(u): kernel_matrix(bench.matrices[u], data, config, metric) for u in trained}
-        plot_kernels([kernels[int(u)] for u in shown],
-                     [f"{bench.hashes[u][:8]}  test {acc[u]:.3f}" for u in shown], out / f"kernels_{metric}.png")
-        low = -np.array([off_diagonal(kernels[int(u)]) for u in trained])  # higher: better separated
+    shown = [kernel_matrices(bench.matrices[u], data, config, KERNELS) for u in (*order[:count], *order[-count:])]
+    titles = [f"{bench.hashes[u][:8]}  test {acc[u]:.3f}" for u in (*order[:count], *order[-count:])]
+    chunks = [[bench.matrices[u] for u in part] for part in np.array_split(trained, max(1, len(trained) // 100))]
+    if workers > 1:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_kernel_worker,
+                                 initargs=(path,)) as pool:
+            parts = list(pool.map(_off_diagonals, chunks))
+    else:
+        _init_kernel_worker(path)
+        parts = [_off_diagonals(c) for c in chunks]
+    low = -np.array([v for part in parts for v in part])  # higher: better separated
+    lines = [f"Over the {len(trained):,} trained cells (Kendall tau; the off-diagonal's sign flipped, so positive "
+             "means lower off-diagonal goes with higher accuracy or score):", "",
+             "| kernel | mean off-diagonal vs test accuracy | mean off-diagonal vs the stored score | stored score vs "
+             "test accuracy |", "|---|---|---|---|"]
+    for i, metric in enumerate(KERNELS):
+        plot_kernels([k[metric] for k in shown], titles, out / f"kernels_{metric}.png")
         score = bench.scores[metric][trained]
-        lines.append(f"| {metric} | {_f(stats.kendalltau(low, acc[trained]).statistic)} | "
-                     f"{_f(stats.kendalltau(low, score).statistic)} | {_f(stats.kendalltau(score, acc[trained]).statistic)} |")
-    return lines
+        lines.append(f"| {metric} | {_f(stats.kendalltau(low[:, i], acc[trained]).statistic)} | "
+                     f"{_f(stats.kendalltau(low[:, i], score).statistic)} | "
+                     f"{_f(stats.kendalltau(score, acc[trained]).statistic)} |")
+    return {"digits-kernels": lines}
 
 
 def _score_protocol(path: Path) -> Any:
@@ -100,57 +187,70 @@ def _score_protocol(path: Path) -> Any:
     return p
 
 
-def cifar10_section(cifar: Path, digits: Path, out: Path) -> list[str]:
-    """Cost, coverage and singular kernels of the CIFAR-10 table; its agreement with digits; its scores against
-    digits accuracy (bootstrap intervals); backward against forward cells where it holds both. Uses the spike
-    scores and params that both tables hold."""
+def cifar10_section(cifar: Path, digits: Path, out: Path) -> Blocks:
+    """Cost, coverage and singular kernels of the CIFAR-10 table; its agreement with digits and its scores against
+    digits accuracy (bootstrap intervals); backward against forward cells where it holds both; its own trainings.
+    Uses the spike scores and params that both tables hold."""
     c, dg = Benchmark(cifar), Benchmark(digits)
     names = [m for m in (*SPIKE_SCORES, "params") if m in c.scores and m in dg.scores]
     spikes = [m for m in names if m in SPIKE_SCORES]
     p, dp = _score_protocol(cifar), _score_protocol(digits)
     kinds = np.array(c.kinds)
     secs = c.score_seconds[np.isfinite(c.score_seconds)]
-    lines = [f"cifar10: {len(c):,} cells ({int((kinds == 'forward').sum()):,} forward, "
-             f"{int((kinds == 'backward').sum()):,} backward); {secs.mean():.2f} s per cell per worker "
-             f"(median {np.median(secs):.2f}); singular: "
-             + ", ".join(f"{m} {int(np.isneginf(c.scores[m]).sum())}" for m in spikes)
-             + f"; mean spike rate at initialisation {np.mean(p.columns['spike_rate']):.3f}"]
     ud = matched(dg, c)[0]
-    lines.append(f"shared with digits: {len(ud):,} cells, {int(np.isneginf(dg.scores[spikes[0]][ud]).sum())} of them "
-                 f"singular on digits by {spikes[0]} (digits mean spike rate {np.mean(dp.columns['spike_rate']):.3f})")
+    blocks = {"cifar10-summary": [
+        f"From the table: {len(c):,} cells ({int((kinds == 'forward').sum()):,} forward, "
+        f"{int((kinds == 'backward').sum()):,} with a backward edge), {secs.mean():.2f} s per cell per worker "
+        f"(median {np.median(secs):.2f}); singular kernels: " + ", ".join(f"{m} {int(np.isneginf(c.scores[m]).sum())}" for m in spikes)
+        + f"; mean spike rate at initialisation {np.mean(p.columns['spike_rate']):.3f} (digits: "
+        f"{np.mean(dp.columns['spike_rate']):.3f}, where {int(np.isneginf(dg.scores[spikes[0]][ud]).sum())} of the "
+        f"{len(ud):,} cells both tables hold are singular by {spikes[0]})."]}
     agree = agreement(dg, c, names)["scores"]
     across = correlate(dg, "test", names, source=c, bootstrap=1000, seed=0)
     own = correlate(dg, "test", names)["scores"]
-    lines += ["", "| score | tau digits vs CIFAR-10 | rho | CIFAR-10 score vs digits test acc: tau [95%] | digits score: tau |",
-              "|---|---|---|---|---|"]
+    cells = max(r["cells"] for r in across["scores"].values())
+    best = _best(across["scores"], "kendall_tau")
+    lines = blocks["cifar10-agreement"] = [
+        f"| score | Kendall tau, digits vs CIFAR-10 score | Spearman rho | CIFAR-10 score vs digits test accuracy ({cells:,} "
+        "cells): tau [95% interval] | digits score vs digits accuracy: tau |", "|---|---|---|---|---|"]
     for m in names:
         lines.append(f"| {m} | {_f(agree[m]['kendall_tau'])} | {_f(agree[m]['spearman_rho'])} | "
-                     f"{_ci(across['scores'][m], 'kendall_tau')} | {_f(own[m]['kendall_tau'])} |")
-    lines += ["", f"highest tau across resamples: {ranked_shares(across['bootstrap']['best_tau'])}"]
+                     f"{_ci(across['scores'][m], 'kendall_tau', m == best)} | {_f(own[m]['kendall_tau'])} |")
+    lines += ["", f"Highest tau of the CIFAR-10 scores against digits accuracy across 1,000 paired resamples (seed 0): "
+                  f"{ranked_shares(across['bootstrap']['best_tau'])}."]
     plot_agreement(dg, c, spikes, out / "agreement.png")
     if (kinds == "backward").any() and (kinds == "forward").any():
-        lines += ["", *backward_lines(c.scores, kinds, names)]
+        blocks["cifar10-backward"] = backward_lines(c.scores, kinds, names)
         plot_by_kind(c, spikes, out / "backward.png")
     if np.isfinite(c.accuracy["test"]).any():
-        lines += ["", *trained_lines(c, names, out)]
-    return lines
+        blocks.update(trained_blocks(c, names, out))
+    return blocks
 
 
-def trained_lines(c: Benchmark, names: list[str], out: Path) -> list[str]:
+def trained_blocks(c: Benchmark, names: list[str], out: Path) -> Blocks:
     """The CIFAR-10 trainings against the table's scores: ``snnbench report``'s page (replay at N = 10 and at
-    each larger N up to half the trained cells, no algorithm comparison: too few trained cells) and its
-    correlations with bootstrap intervals."""
-    acc = c.accuracy["test"][np.isfinite(c.accuracy["test"])]
+    each larger N up to half the trained cells, no algorithm comparison: too few trained cells), correlations
+    with bootstrap intervals, and the replay under uniform sampling."""
+    trained = np.isfinite(c.accuracy["test"])
+    acc = c.accuracy["test"][trained]
     sizes = [10, *(n for n in (100, 1000) if 2 * n <= len(acc))]
-    page = report(c, out, title="CIFAR-10 (shipped table)", sizes=sizes, replay_scores=names, budget=0.0, seed=0)
+    sections = report_sections(c, out, title="CIFAR-10 (shipped table)", sizes=sizes, replay_scores=names, budget=0.0, seed=0)
+    write_page(sections, out)
     corr = correlate(c, "test", names, bootstrap=1000, seed=0)
-    lines = [f"cifar10 trainings: page {page}; {len(acc)} cells, test accuracy {acc.mean():.3f} +- {acc.std():.3f} "
-             f"(min {acc.min():.3f}, max {acc.max():.3f})", "",
-             "| score | tau [95%] | rho [95%] |", "|---|---|---|"]
+    secs = np.nanmean(c.score_seconds[trained])
+    tau = _best(corr["scores"], "kendall_tau")
+    lines = [f"{len(acc):,} trained cells: test accuracy {acc.mean():.3f} ± {acc.std():.3f} (min {acc.min():.3f}, max "
+             f"{acc.max():.3f}); 1,000 paired bootstrap resamples, seed 0:", "",
+             "| score | Kendall tau [95% interval] | Spearman rho [95% interval] | seconds per cell (3 kernels in one pass, CPU) |",
+             "|---|---|---|---|"]
     for m, r in corr["scores"].items():
-        lines.append(f"| {m} | {_ci(r, 'kendall_tau')} | {_ci(r, 'spearman_rho')} |")
-    lines += ["", f"highest tau across resamples: {ranked_shares(corr['bootstrap']['best_tau'])}"]
-    return lines + replay_lines(c, sizes, names, len(acc))
+        lines.append(f"| {m} | {_ci(r, 'kendall_tau', m == tau)} | {_ci(r, 'spearman_rho')} | "
+                     f"{f'{secs:.1f}' if m in SPIKE_SCORES else '–'} |")
+    lines += ["", f"Highest tau across the resamples: {ranked_shares(corr['bootstrap']['best_tau'])}."]
+    replay = [f"Replay, uniform sampling over the {len(acc):,} trained cells, 1,000 trials per N (test accuracy of the pick):",
+              "", *replay_table(c, sizes, names)]
+    return {"cifar10-scores": lines, "cifar10-replay": replay,
+            "cifar10-replay-paper": _quote(sections["replay"], "The paper's sampler")}
 
 
 def backward_lines(scores: dict[str, np.ndarray], kinds: np.ndarray, names: list[str]) -> list[str]:
@@ -158,8 +258,8 @@ def backward_lines(scores: dict[str, np.ndarray], kinds: np.ndarray, names: list
     random backward cell outscores a random forward one (Mann-Whitney AUC, ties count half), and the
     backward share of the top 1% of the scored cells against their share of all scored cells."""
     bwd, fwd = kinds == "backward", kinds == "forward"
-    lines = [f"backward against forward cells ({int(bwd.sum()):,} and {int(fwd.sum()):,}):", "",
-             "| score | median forward | median backward | P(backward > forward) | backward share of the top 1% (of all) |",
+    lines = [f"{int(bwd.sum()):,} cells with a backward edge against the {int(fwd.sum()):,} forward cells:", "",
+             "| score | median forward | median backward | P(backward > forward) | backward share of the top 1% (of all scored) |",
              "|---|---|---|---|---|"]
     for m in names:
         v = scores[m]
@@ -167,9 +267,27 @@ def backward_lines(scores: dict[str, np.ndarray], kinds: np.ndarray, names: list
         a, b = v[ok & fwd], v[ok & bwd]
         auc = stats.mannwhitneyu(b, a).statistic / (len(a) * len(b))
         top = np.flatnonzero(ok)[np.argsort(-v[ok], kind="stable")[:max(1, int(0.01 * ok.sum()))]]
-        lines.append(f"| {m} | {np.median(a):.6g} | {np.median(b):.6g} | {auc:.3f} | "
+        lines.append(f"| {m} | {np.median(a):.4g} | {np.median(b):.4g} | {auc:.3f} | "
                      f"{bwd[top].mean():.2f} ({bwd[ok].mean():.2f}) |")
     return lines
+
+
+MARKED = re.compile(r"(<!-- regenerate:([\w-]+) -->\n).*?(<!-- /regenerate -->)", re.S)
+
+
+def write_blocks(page: Path, blocks: Blocks) -> None:
+    """Replace each block's text in ``page`` between its markers; ``SystemExit`` (page untouched) when a block
+    has no markers or has them twice. Other marked blocks are kept; the file is replaced atomically."""
+    text = page.read_text()
+    found = [m.group(2) for m in MARKED.finditer(text)]
+    bad = sorted(n for n in blocks if found.count(n) != 1)
+    if bad:
+        raise SystemExit(f"{page}: need exactly one <!-- regenerate:NAME --> ... <!-- /regenerate --> for {', '.join(bad)}")
+    text = MARKED.sub(lambda m: m.group(1) + "".join(f"{line}\n" for line in blocks[m.group(2)]) + m.group(3)
+                      if m.group(2) in blocks else m.group(0), text)
+    tmp = page.with_name(page.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, page)
 
 
 def main() -> None:
@@ -179,16 +297,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=here)
     ap.add_argument("--digits", type=Path, default=SHIPPED["digits"])
     ap.add_argument("--cifar10", type=Path, default=SHIPPED["cifar10"])
+    ap.add_argument("--write", type=Path, metavar="PAGE", help="rewrite the marked blocks of PAGE (docs/results.md)")
     args = ap.parse_args()
     only = set(args.only or ["digits", "kernels", "cifar10"])
-    sections = []
+    blocks: Blocks = {}
     if "digits" in only:
-        sections.append(digits_section(args.digits, args.out / "digits"))
+        blocks.update(digits_section(args.digits, args.out / "digits"))
     if "kernels" in only:
-        sections.append(kernels_section(args.digits, args.out / "digits"))
+        blocks.update(kernels_section(args.digits, args.out / "digits"))
     if "cifar10" in only:
-        sections.append(cifar10_section(args.cifar10, args.digits, args.out / "cifar10"))
-    print("\n\n".join("\n".join(s) for s in sections))
+        blocks.update(cifar10_section(args.cifar10, args.digits, args.out / "cifar10"))
+    print("\n\n".join(f"<!-- {name} -->\n" + "\n".join(lines) for name, lines in blocks.items()))
+    if args.write:
+        write_blocks(args.write, blocks)
 
 
 if __name__ == "__main__":
