@@ -4,6 +4,7 @@
 :func:`api.algorithms.compare` on a :class:`~api.benchmark.Benchmark` and writes a Markdown page
 (``report.md``, numbers exactly as those functions return them) with its figures next to it. Every
 setting that shapes a number (split, sizes, trials, seeds, budget, runs) is printed on the page.
+:func:`report_sections` returns the same page as named blocks (for documents that quote one).
 
 Invariants
 ----------
@@ -119,9 +120,10 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
     corr = correlate(bench, split, bootstrap=bootstrap, seed=seed)
     ci = (lambda v: f" [{fmt(v[0], 3)}, {fmt(v[1], 3)}]" if v else "") if bootstrap else (lambda v: "")  # noqa: E731
     interval = " [95% interval]" if bootstrap else ""
-    lines = sections["scores"] = [f"### Scores against {split} accuracy", "",
-              f"| score | cells | Kendall tau{interval} | Spearman rho{interval} | top-10% precision | seconds per cell (all scores) |",
-              "|---|---|---|---|---|---|"]
+    lines = sections["scores"] = [
+        f"### Scores against {split} accuracy", "",
+        f"| score | cells | Kendall tau{interval} | Spearman rho{interval} | top-10% precision | seconds per cell (all scores) |",
+        "|---|---|---|---|---|---|"]
     for m, r in corr["scores"].items():
         tenth = max(1, int(round(0.1 * r["cells"])))
         top = r["top_k_precision"].get(str(tenth))
@@ -141,8 +143,9 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
     chosen = list(replay_scores) if replay_scores is not None else names
     pool = make_pool(bench, chosen, split)
     kept = [n for n in sizes if n <= len(pool.cells)]
-    lines = sections["replay"] = [f"### Replay: draw N cells ({pool.kind} space, paper sampling restricted to the {len(pool.cells):,} cells "
-              f"with every score and the {split} accuracy), pick the best-scored", ""]
+    lines = sections["replay"] = [
+        f"### Replay: draw N cells ({pool.kind} space, paper sampling restricted to the {len(pool.cells):,} cells "
+        f"with every score and the {split} accuracy), pick the best-scored", ""]
     if len(pool.cells):
         heavy = int(np.argmax(pool.prob))
         lines += [f"The paper's sampler weighs a cell by the raw matrices that reach it: this pool's effective size "
@@ -166,13 +169,14 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
     if budget > 0:
         result = compare(bench, algorithms, budget, runs, split=observe, report=split, score=score, seed=seed)
         best = result["table_best"]
-        lines = sections["compare"] = [f"### NAS algorithms with simulated cost ({runs} runs, budget {budget:,.6g} s)", "",
-                  f"The algorithms observe {observe} accuracy and pay the stored training time (and, for `score_train`, "
-                  f"the stored scoring time: it scores 100 random cells by {score} — by M for `score_train:M` — and "
-                  f"trains the 5 best-scored); the incumbent's {split} accuracy is reported, and a curve starts once "
-                  f"every run has trained a cell. Best cell in the view (by {observe}): "
-                  f"`{best['hash']}` ({split} {best[split]:.4f}).", "",
-                  f"| algorithm | final {split} accuracy (mean ± std) | cells trained | simulated seconds |", "|---|---|---|---|"]
+        lines = sections["compare"] = [
+            f"### NAS algorithms with simulated cost ({runs} runs, budget {budget:,.6g} s)", "",
+            f"The algorithms observe {observe} accuracy and pay the stored training time (and, for `score_train`, "
+            f"the stored scoring time: it scores 100 random cells by {score} — by M for `score_train:M` — and "
+            f"trains the 5 best-scored); the incumbent's {split} accuracy is reported, and a curve starts once "
+            f"every run has trained a cell. Best cell in the view (by {observe}): "
+            f"`{best['hash']}` ({split} {best[split]:.4f}).", "",
+            f"| algorithm | final {split} accuracy (mean ± std) | cells trained | simulated seconds |", "|---|---|---|---|"]
         for name, r in result["algorithms"].items():
             final = "–" if r["final_mean"] is None else f"{r['final_mean']:.4f} ± {r['final_std']:.4f}"
             lines.append(f"| {name} | {final} | {r['trained_mean']:.1f} | {r['seconds_mean']:,.6g} |")
