@@ -231,7 +231,7 @@ def train_cell(
                 bar.update(1)  # host-side counter only: no synchronisation
             state.epoch += 1
             record: dict[str, Any] = {"epoch": state.epoch, "lr": lr, "train_loss": loss_sum.item() / n, "train_acc": correct.item() / n,
-                      "val_acc": evaluate(model, data, data.val, cfg.eval_batch_size, cfg.amp)}
+                                      "val_acc": evaluate(model, data, data.val, cfg.eval_batch_size, cfg.amp)}
             if state.epoch in cfg.test_epochs or state.epoch == cfg.epochs:
                 record["test_acc"] = evaluate(model, data, data.test, cfg.eval_batch_size, cfg.amp)
             record["seconds"] = time.perf_counter() - t0

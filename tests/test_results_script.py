@@ -76,6 +76,7 @@ def test_sections_run_on_a_built_table(tmp_path, monkeypatch) -> None:
     from api.plots import kernel_matrix, score_inputs
 
     (lines,) = regen.kernels_section(tiny, tmp_path, count=2, workers=2).values()
+    assert regen.kernels_section(tiny, tmp_path, count=2, workers=1) == {"digits-kernels": lines}  # in-process
     bench = Benchmark(tiny)
     data, config = score_inputs(bench)
     test = bench.accuracy["test"]

@@ -32,7 +32,7 @@ from api.benchmark import Benchmark
 from api.correlate import agreement, correlate, matched, ranked_shares
 from api.plots import kernel_matrices, plot_agreement, plot_by_kind, plot_kernels, score_inputs
 from api.replay import make_pool, replay_curve
-from api.report import fmt, report_sections, write_page
+from api.report import DEFAULT_SIZES, fmt, report_sections, write_page
 from snnbench.table import SHIPPED, open_table
 
 Blocks = dict[str, list[str]]
@@ -112,8 +112,8 @@ def digits_section(path: Path, out: Path) -> Blocks:
     sections = report_sections(bench, out, title="digits (shipped table)", **DIGITS_REPORT)
     write_page(sections, out)
     pool = make_pool(bench, DIGITS_REPORT["replay_scores"], "test", dist="uniform")
-    sizes = [n for n in (10, 100, 1000, 5000) if n <= len(pool.cells)]
-    left = [n for n in (10, 100, 1000, 5000) if n > len(pool.cells)]
+    sizes = [n for n in DEFAULT_SIZES if n <= len(pool.cells)]
+    left = [n for n in DEFAULT_SIZES if n > len(pool.cells)]
     uniform = [f"With uniform sampling over the {len(pool.cells):,} cells (1,000 trials per N, seeds 0..{len(sizes) - 1}):", "",
                *replay_table(bench, sizes, DIGITS_REPORT["replay_scores"])]
     if left:
@@ -141,10 +141,11 @@ def _init_kernel_worker(path: Path) -> None:
     _KERNEL_INPUTS = score_inputs(Benchmark(path))
 
 
-def _off_diagonals(matrices: list[Any]) -> list[tuple[float, float]]:
-    """(SAHD, HD) mean normalised off-diagonal of each cell's kernels, in a worker."""
-    assert _KERNEL_INPUTS is not None
-    data, config = _KERNEL_INPUTS
+def _off_diagonals(matrices: list[Any], inputs: tuple[Any, Any] | None = None) -> list[tuple[float, float]]:
+    """(SAHD, HD) mean normalised off-diagonal of each cell's kernels; ``inputs``: (data, config), else the worker's."""
+    inputs = inputs or _KERNEL_INPUTS
+    assert inputs is not None
+    data, config = inputs
     return [(off_diagonal(k["sahd"]), off_diagonal(k["hd"]))
             for k in (kernel_matrices(x, data, config, KERNELS) for x in matrices)]
 
@@ -158,16 +159,16 @@ def kernels_section(path: Path, out: Path, count: int = 4, workers: int = 2) -> 
     acc = bench.accuracy["test"]
     trained = np.flatnonzero(np.isfinite(acc))
     order = trained[np.lexsort((trained, -acc[trained]))]  # best first, ties by view index
-    shown = [kernel_matrices(bench.matrices[u], data, config, KERNELS) for u in (*order[:count], *order[-count:])]
-    titles = [f"{bench.hashes[u][:8]}  test {acc[u]:.3f}" for u in (*order[:count], *order[-count:])]
+    ends = (*order[:count], *order[-count:])
+    shown = [kernel_matrices(bench.matrices[u], data, config, KERNELS) for u in ends]
+    titles = [f"{bench.hashes[u][:8]}  test {acc[u]:.3f}" for u in ends]
     chunks = [[bench.matrices[u] for u in part] for part in np.array_split(trained, max(1, len(trained) // 100))]
     if workers > 1:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_kernel_worker,
                                  initargs=(path,)) as pool:
             parts = list(pool.map(_off_diagonals, chunks))
     else:
-        _init_kernel_worker(path)
-        parts = [_off_diagonals(c) for c in chunks]
+        parts = [_off_diagonals(c, (data, config)) for c in chunks]
     low = -np.array([v for part in parts for v in part])  # higher: better separated
     lines = [f"Over the {len(trained):,} trained cells (Kendall tau; the off-diagonal's sign flipped, so positive "
              "means lower off-diagonal goes with higher accuracy or score):", "",
