@@ -25,7 +25,7 @@ from builders.plan import cell_seed, in_shard, parse_seeds, parse_shard, select_
 from snnbench.cli import main
 from snnbench.cli.build import _rebuild_commands
 from snnbench.space import Cell, space
-from snnbench.table import Protocol, open_table, records_equal
+from snnbench.table import Protocol, TableError, open_table, records_equal
 
 # Tiny but real: the bench skeleton on digits narrowed to a few channels, 2 time steps.
 TINY = ["--net", "c1=2", "--net", "c2=4", "--net", "hidden=8", "--net", "timesteps=2", "--score-batch", "8",
@@ -120,10 +120,59 @@ def _workers(pid: int) -> set[int]:
     return out
 
 
+def _stored_rows(path: Path, journal: Path) -> int:
+    """Rows a build has made durable so far: those folded into the table and those journalled (each counted once)."""
+    rows: set[tuple[str, str, int]] = set()
+    with contextlib.suppress(OSError, TableError):
+        for p in open_table(path).protocols.values():
+            rows |= {(p.id, h.decode(), int(s)) for h, s in zip(p.hash, p.seed)}
+    with contextlib.suppress(OSError):
+        for line in journal.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if "values" in entry:
+                    rows.add((entry["protocol"], entry["hash"], entry["seed"]))
+    return len(rows)
+
+
 def _alive(pid: int) -> bool:
     with contextlib.suppress(OSError, IndexError):
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     return False
+
+
+class _SignalsWhenCollected:
+    """Sends this process SIGTERM from ``__del__``: the KeyboardInterrupt its handler raises there is swallowed
+    by Python ("Exception ignored in ..."), as happens when `kill PID` lands in a weakref callback."""
+
+    def __del__(self) -> None:
+        signal.raise_signal(signal.SIGTERM)
+
+
+def test_an_interrupt_swallowed_by_a_finalizer_still_stops_the_build(reference: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import builders.stages
+
+    run_item, items = builders.stages.run_item, []
+
+    def work(item: dict) -> list[dict]:
+        items.append(item)
+        if len(items) == 1:
+            _SignalsWhenCollected()  # collected at once: SIGTERM inside __del__
+        return run_item(item)
+
+    monkeypatch.setattr(builders.stages, "run_item", work)
+    path = tmp_path / "t.h5"
+    hooked = sys.unraisablehook
+    result = CliRunner().invoke(main, ["build", str(path), *TINY, "--workers", "0"])
+    assert result.exit_code == 130 and "interrupted: " in result.output, result.output
+    assert "Traceback" not in result.output and "Exception ignored" not in result.output
+    assert sys.unraisablehook is hooked and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    stored = sum(len(p) for p in open_table(path).protocols.values())
+    assert stored < 18 and len(items) <= 2  # stopped within an item or two, not at the end
+    monkeypatch.undo()
+    _cli("build", str(path), *TINY, "--workers", "0")
+    _same_tables(path, reference)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -157,12 +206,21 @@ def test_a_stopped_driver_leaves_no_worker_running(reference: Path, tmp_path: Pa
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     workers: set[int] = set()  # gathered while waiting: on a fast machine the pool may be done by the first rows
-    while not (journal.exists() and b'"values"' in journal.read_bytes()) and time.monotonic() < deadline:
+    while _stored_rows(path, journal) == 0 and proc.poll() is None and time.monotonic() < deadline:
         workers |= _workers(proc.pid)
         time.sleep(0.02)
+    # freeze the build (driver, then its workers) so that no row lands between this check and the signal
+    proc.send_signal(signal.SIGSTOP)
     workers |= _workers(proc.pid)
+    for w in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(w, signal.SIGSTOP)
     assert workers, "no pool worker found"
-    proc.send_signal(sig)
+    assert proc.poll() is None and _stored_rows(path, journal) < 18, "the build ended before the test could stop it"
+    proc.send_signal(sig)  # pending until the driver continues (SIGKILL: at once)
+    for pid in (*workers, proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
     _, err = proc.communicate(timeout=60)
     if sig == signal.SIGTERM:
         # one line of ours and nothing else (no resource_tracker warning about semaphores of terminated workers)

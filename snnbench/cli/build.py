@@ -56,6 +56,27 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+class _Resend:
+    """``sys.unraisablehook`` for the length of a build: Python swallows a KeyboardInterrupt raised inside a
+    finalizer (a weakref callback, ``__del__``), so a Ctrl-C or ``kill PID`` landing there would let the build run
+    on to the end; this hook sends SIGTERM again 50 ms later, until one lands in the build itself. Other
+    unraisable exceptions go to the previous hook."""
+
+    def __init__(self) -> None:
+        self.previous = sys.unraisablehook
+        self.done = False
+
+    def __call__(self, unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            self.previous(unraisable)
+        else:
+            threading.Timer(0.05, self._send).start()
+
+    def _send(self) -> None:
+        if not self.done:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 @click.command()
 @click.argument("table", required=False)
 @click.option("--dataset", default=DEFAULTS["dataset"], show_default=True, help="digits, cifar10, cifar100, tinyimagenet or a train .npz path.")
@@ -117,6 +138,9 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
     executor = make_executor(opts["executor"], workers=opts["workers"], address=opts["ray_address"], gpus=gpus)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # `kill PID` acts as Ctrl-C
+    resend = _Resend()
+    if main_thread:
+        sys.unraisablehook = resend
     try:
         report = run_build(path, stages, work=run_item, executor=executor, shard=shard, progress=not quiet,
                            environment=lambda: environment(opts["device"], opts["executor"], opts["workers"]),
@@ -129,6 +153,8 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
         sys.exit(130)
     finally:
         if main_thread:
+            resend.done = True
+            sys.unraisablehook = resend.previous
             signal.signal(signal.SIGTERM, previous)
     summary = {
         "table": str(report.path.resolve()), "size_bytes": report.size, "seconds": round(report.seconds, 3),
