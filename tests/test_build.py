@@ -166,11 +166,11 @@ def test_an_interrupt_swallowed_by_a_finalizer_still_stops_the_build(reference: 
 
     monkeypatch.setattr(builders.stages, "run_item", work)
     path = tmp_path / "t.h5"
-    hooked = sys.unraisablehook
+    hooked, handler = sys.unraisablehook, signal.getsignal(signal.SIGTERM)
     result = CliRunner().invoke(main, ["build", str(path), *TINY, "--workers", "0"])
     assert result.exit_code == 130 and "interrupted: " in result.output, result.output
     assert "Traceback" not in result.output and "Exception ignored" not in result.output
-    assert sys.unraisablehook is hooked and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert sys.unraisablehook is hooked and signal.getsignal(signal.SIGTERM) is handler  # both restored
     stored = sum(len(p) for p in open_table(path).protocols.values())
     assert stored < 18 and len(items) <= 2  # stopped within an item or two, not at the end
     monkeypatch.undo()
