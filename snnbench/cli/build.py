@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -9,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,25 +58,38 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-class _Resend:
-    """``sys.unraisablehook`` for the length of a build: Python swallows a KeyboardInterrupt raised inside a
-    finalizer (a weakref callback, ``__del__``), so a Ctrl-C or ``kill PID`` landing there would let the build run
-    on to the end; this hook sends SIGTERM again 50 ms later, until one lands in the build itself. Other
-    unraisable exceptions go to the previous hook."""
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While the body runs, `kill PID` acts as Ctrl-C (KeyboardInterrupt); handler and hook restored on exit.
 
-    def __init__(self) -> None:
-        self.previous = sys.unraisablehook
-        self.done = False
+    Python swallows a KeyboardInterrupt raised inside a finalizer (a weakref callback, ``__del__``), which would
+    let a build run on to the end: a ``sys.unraisablehook`` sends SIGTERM again 50 ms later, until one lands in
+    the body (other unraisable exceptions go to the previous hook). Signals reach the main thread only: elsewhere
+    this changes nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous_hook, done = sys.unraisablehook, threading.Event()
 
-    def __call__(self, unraisable: Any) -> None:
-        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
-            self.previous(unraisable)
-        else:
-            threading.Timer(0.05, self._send).start()
-
-    def _send(self) -> None:
-        if not self.done:
+    def resend() -> None:
+        if not done.is_set():
             os.kill(os.getpid(), signal.SIGTERM)
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            threading.Timer(0.05, resend).start()
+        else:
+            previous_hook(unraisable)
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        done.set()
+        sys.unraisablehook = previous_hook
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.command()
@@ -136,26 +151,17 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
                    "about 8.5 CPU-minutes: 5 minutes on 2 idle cores, 1 minute on 16.", err=True)
     gpus = opts["gpus_per_task"] if opts["gpus_per_task"] is not None else (1.0 if opts["device"] == "cuda" else 0.0)
     executor = make_executor(opts["executor"], workers=opts["workers"], address=opts["ray_address"], gpus=gpus)
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # `kill PID` acts as Ctrl-C
-    resend = _Resend()
-    if main_thread:
-        sys.unraisablehook = resend
-    try:
-        report = run_build(path, stages, work=run_item, executor=executor, shard=shard, progress=not quiet,
-                           environment=lambda: environment(opts["device"], opts["executor"], opts["workers"]),
-                           fold_seconds=fold_seconds)
-    except WorkerDied as err:
-        raise click.ClickException(f"{err}; rerun the same command to resume") from None
-    except KeyboardInterrupt:
-        click.echo(f"interrupted: the rows finished so far are stored in {path}; rerun the same command to resume",
-                   err=True)
-        sys.exit(130)
-    finally:
-        if main_thread:
-            resend.done = True
-            sys.unraisablehook = resend.previous
-            signal.signal(signal.SIGTERM, previous)
+    with _sigterm_interrupts():
+        try:
+            report = run_build(path, stages, work=run_item, executor=executor, shard=shard, progress=not quiet,
+                               environment=lambda: environment(opts["device"], opts["executor"], opts["workers"]),
+                               fold_seconds=fold_seconds)
+        except WorkerDied as err:
+            raise click.ClickException(f"{err}; rerun the same command to resume") from None
+        except KeyboardInterrupt:
+            click.echo(f"interrupted: the rows finished so far are stored in {path}; rerun the same command to resume",
+                       err=True)
+            sys.exit(130)
     summary = {
         "table": str(report.path.resolve()), "size_bytes": report.size, "seconds": round(report.seconds, 3),
         "replayed_from_journal": report.replayed,
