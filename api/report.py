@@ -92,13 +92,14 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
                     observe: str = "val", sizes: Sequence[int] = DEFAULT_SIZES, trials: int = 1000,
                     replay_scores: Sequence[str] | None = None, algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
                     budget: float | None = None, runs: int = 100, score: str = "sahd", seed: int = 0,
-                    bootstrap: int = 1000) -> dict[str, list[str]]:
+                    bootstrap: int = 1000, correlation: dict[str, Any] | None = None) -> dict[str, list[str]]:
     """The report's Markdown blocks, in page order, writing their figures into ``out``.
 
     Keys: ``head`` (title, protocols), then ``summary`` for a view without ``split`` accuracies, else
     ``scores``, ``replay`` and, when the budget is positive, ``compare`` (its last lines: random search at
     each ``score_train`` entry's cost). ``budget`` defaults to the time of training 10% of the searchable
-    cells (mean training time).
+    cells (mean training time). ``correlation``: the caller's own ``correlate(bench, split, bootstrap=bootstrap,
+    seed=seed)``, used instead of recomputing it (one made with other settings or scores is refused).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,7 +118,11 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
                          f"{fmt(v[ok].max() if ok.any() else None)} | {fmt(np.nanmean(bench.score_seconds), 3)} |")
         return sections
 
-    corr = correlate(bench, split, bootstrap=bootstrap, seed=seed)
+    corr = correlation if correlation is not None else correlate(bench, split, bootstrap=bootstrap, seed=seed)
+    made = (corr["split"], corr.get("bootstrap", {}).get("resamples", 0), corr.get("bootstrap", {}).get("seed", seed), list(corr["scores"]))
+    if made != (split, bootstrap, seed, names):
+        raise ValueError(f"correlation: made for (split, bootstrap, seed, scores) {made}, the report needs "
+                         f"{(split, bootstrap, seed, names)}")
     ci = (lambda v: f" [{fmt(v[0], 3)}, {fmt(v[1], 3)}]" if v else "") if bootstrap else (lambda v: "")  # noqa: E731
     interval = " [95% interval]" if bootstrap else ""
     lines = sections["scores"] = [

@@ -7,6 +7,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -656,6 +657,16 @@ def test_report_page_holds_the_functions_numbers(bench: Benchmark, tmp_path: Pat
     assert list(sections) == ["head", "scores", "replay", "compare"]
     assert sections["compare"][0].startswith("### NAS algorithms") and "\n".join(sum(sections.values(), [])) + "\n" == text
 
+
+
+def test_report_sections_reuse_a_given_correlation_made_with_their_settings(bench: Benchmark, tmp_path: Path) -> None:
+    settings: dict[str, Any] = {"title": "tiny", "sizes": (2,), "trials": 5, "runs": 1, "budget": 0.0, "bootstrap": 200, "seed": 3}
+    given = report_sections(bench, tmp_path / "a", correlation=correlate(bench, "test", bootstrap=200, seed=3), **settings)
+    assert given == report_sections(bench, tmp_path / "b", **settings)
+    for wrong in (correlate(bench, "val", bootstrap=200, seed=3), correlate(bench, "test", bootstrap=200, seed=4),
+                  correlate(bench, "test"), correlate(bench, "test", list(bench.scores)[:1], bootstrap=200, seed=3)):
+        with pytest.raises(ValueError, match="correlation: made for"):
+            report_sections(bench, tmp_path / "c", correlation=wrong, **settings)
 
 def test_report_cli(table: Path, tmp_path: Path) -> None:
     run = CliRunner().invoke

@@ -83,10 +83,10 @@ def replay_table(bench: Benchmark, sizes: list[int], names: list[str]) -> list[s
     return lines
 
 
-def scores_block(bench: Benchmark) -> list[str]:
-    """Correlations with 95% bootstrap intervals (best in bold), top-10/100 precision, each metric's own
-    seconds per cell; which score has the highest tau across resamples; the two seeds against each other."""
-    corr = correlate(bench, "test", bootstrap=1000, seed=0)
+def scores_block(corr: dict[str, Any]) -> list[str]:
+    """``correlate``'s result as correlations with 95% bootstrap intervals (best in bold), top-10/100 precision,
+    each metric's own seconds per cell; which score has the highest tau across resamples; the two seeds against
+    each other."""
     rows = corr["scores"]
     cells = max(r["cells"] for r in rows.values())
     lines = [f"{cells:,} trained cells, test accuracy (mean of the seeds); 1,000 paired bootstrap resamples, seed 0:", "",
@@ -109,7 +109,8 @@ def digits_section(path: Path, out: Path) -> Blocks:
     """``snnbench report`` on the digits table with results.md's settings (page and figures in ``out``), the
     correlation table and the replay under uniform sampling."""
     bench = Benchmark(path)
-    sections = report_sections(bench, out, title="digits (shipped table)", **DIGITS_REPORT)
+    corr = correlate(bench, "test", bootstrap=DIGITS_REPORT["bootstrap"], seed=DIGITS_REPORT["seed"])
+    sections = report_sections(bench, out, title="digits (shipped table)", correlation=corr, **DIGITS_REPORT)
     write_page(sections, out)
     pool = make_pool(bench, DIGITS_REPORT["replay_scores"], "test", dist="uniform")
     sizes = [n for n in DEFAULT_SIZES if n <= len(pool.cells)]
@@ -118,7 +119,7 @@ def digits_section(path: Path, out: Path) -> Blocks:
                *replay_table(bench, sizes, DIGITS_REPORT["replay_scores"])]
     if left:
         uniform += ["", f"N = {', '.join(f'{n:,}' for n in left)} left out: the pool holds {len(pool.cells):,} cells."]
-    return {"digits-scores": scores_block(bench),
+    return {"digits-scores": scores_block(corr),
             "digits-replay-paper": _quote(sections["replay"], "The paper's sampler"),
             "digits-replay-uniform": uniform,
             "digits-compare": _quote(sections["compare"], "The algorithms observe")}
@@ -235,9 +236,10 @@ def trained_blocks(c: Benchmark, names: list[str], out: Path) -> Blocks:
     trained = np.isfinite(c.accuracy["test"])
     acc = c.accuracy["test"][trained]
     sizes = [10, *(n for n in (100, 1000) if 2 * n <= len(acc))]
-    sections = report_sections(c, out, title="CIFAR-10 (shipped table)", sizes=sizes, replay_scores=names, budget=0.0, seed=0)
-    write_page(sections, out)
     corr = correlate(c, "test", names, bootstrap=1000, seed=0)
+    sections = report_sections(c, out, title="CIFAR-10 (shipped table)", sizes=sizes, replay_scores=names, budget=0.0, seed=0,
+                               correlation=corr if names == list(c.scores) else None)
+    write_page(sections, out)
     secs = np.nanmean(c.score_seconds[trained])
     tau = _best(corr["scores"], "kendall_tau")
     lines = [f"{len(acc):,} trained cells: test accuracy {acc.mean():.3f} ± {acc.std():.3f} (min {acc.min():.3f}, max "
