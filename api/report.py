@@ -119,7 +119,8 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
         return sections
 
     corr = correlation if correlation is not None else correlate(bench, split, bootstrap=bootstrap, seed=seed)
-    made = (corr["split"], corr.get("bootstrap", {}).get("resamples", 0), corr.get("bootstrap", {}).get("seed", seed), list(corr["scores"]))
+    resampled = corr.get("bootstrap", {})
+    made = (corr["split"], resampled.get("resamples", 0), resampled.get("seed", seed), list(corr["scores"]))
     if made != (split, bootstrap, seed, names):
         raise ValueError(f"correlation: made for (split, bootstrap, seed, scores) {made}, the report needs "
                          f"{(split, bootstrap, seed, names)}")

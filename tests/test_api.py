@@ -658,11 +658,14 @@ def test_report_page_holds_the_functions_numbers(bench: Benchmark, tmp_path: Pat
     assert sections["compare"][0].startswith("### NAS algorithms") and "\n".join(sum(sections.values(), [])) + "\n" == text
 
 
-
 def test_report_sections_reuse_a_given_correlation_made_with_their_settings(bench: Benchmark, tmp_path: Path) -> None:
     settings: dict[str, Any] = {"title": "tiny", "sizes": (2,), "trials": 5, "runs": 1, "budget": 0.0, "bootstrap": 200, "seed": 3}
-    given = report_sections(bench, tmp_path / "a", correlation=correlate(bench, "test", bootstrap=200, seed=3), **settings)
-    assert given == report_sections(bench, tmp_path / "b", **settings)
+    corr = correlate(bench, "test", bootstrap=200, seed=3)
+    assert report_sections(bench, tmp_path / "a", correlation=corr, **settings) == report_sections(bench, tmp_path / "b", **settings)
+    first = next(iter(corr["scores"]))
+    corr["scores"][first]["kendall_tau"] = 0.987654  # the given result is what the page prints: not recomputed
+    assert any(line.startswith(f"| {first} |") and "| 0.988 [" in line
+               for line in report_sections(bench, tmp_path / "a", correlation=corr, **settings)["scores"])
     for wrong in (correlate(bench, "val", bootstrap=200, seed=3), correlate(bench, "test", bootstrap=200, seed=4),
                   correlate(bench, "test"), correlate(bench, "test", list(bench.scores)[:1], bootstrap=200, seed=3)):
         with pytest.raises(ValueError, match="correlation: made for"):
