@@ -671,6 +671,7 @@ def test_report_sections_reuse_a_given_correlation_made_with_their_settings(benc
         with pytest.raises(ValueError, match="correlation: made for"):
             report_sections(bench, tmp_path / "c", correlation=wrong, **settings)
 
+
 def test_report_cli(table: Path, tmp_path: Path) -> None:
     run = CliRunner().invoke
     r = run(main, ["report", "--table", str(table), "--out", str(tmp_path / "c"), "-n", "4", "--trials", "5", "--runs", "1"])
