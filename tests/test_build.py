@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import os
 import random
@@ -11,8 +12,10 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -176,6 +179,22 @@ def test_an_interrupt_swallowed_by_a_finalizer_still_stops_the_build(reference: 
     monkeypatch.undo()
     _cli("build", str(path), *TINY, "--workers", "0")
     _same_tables(path, reference)
+
+
+def test_a_resend_under_way_lands_before_the_handler_is_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    cli_build = importlib.import_module("snnbench.cli.build")  # the package's `build` attribute is the command
+    sending, handler_when_sent = threading.Event(), []
+
+    def slow_kill(pid: int, signum: int) -> None:  # a resend caught between its check and its signal
+        sending.set()
+        time.sleep(0.3)
+        handler_when_sent.append(signal.getsignal(signal.SIGTERM))
+
+    monkeypatch.setattr(cli_build.os, "kill", slow_kill)
+    with cli_build._sigterm_interrupts():
+        sys.unraisablehook(SimpleNamespace(exc_value=KeyboardInterrupt(), exc_type=KeyboardInterrupt))
+        assert sending.wait(5)
+    assert handler_when_sent == [cli_build._interrupt]  # the exit waited for the signal: it met our handler
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

@@ -70,11 +70,12 @@ def _sigterm_interrupts() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous_hook, done = sys.unraisablehook, threading.Event()
+    previous_hook, done, lock = sys.unraisablehook, threading.Event(), threading.Lock()
 
-    def resend() -> None:
-        if not done.is_set():
-            os.kill(os.getpid(), signal.SIGTERM)
+    def resend() -> None:  # under the lock: no signal lands once the handler is being restored
+        with lock:
+            if not done.is_set():
+                os.kill(os.getpid(), signal.SIGTERM)
 
     def hook(unraisable: Any) -> None:
         if isinstance(unraisable.exc_value, KeyboardInterrupt):
@@ -87,7 +88,8 @@ def _sigterm_interrupts() -> Iterator[None]:
     try:
         yield
     finally:
-        done.set()
+        with lock:
+            done.set()
         sys.unraisablehook = previous_hook
         signal.signal(signal.SIGTERM, previous)
 
