@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import hashlib
 import importlib
@@ -195,6 +196,24 @@ def test_a_resend_under_way_lands_before_the_handler_is_restored(monkeypatch: py
         sys.unraisablehook(SimpleNamespace(exc_value=KeyboardInterrupt(), exc_type=KeyboardInterrupt))
         assert sending.wait(5)
     assert handler_when_sent == [cli_build._interrupt]  # the exit waited for the signal: it met our handler
+
+
+def test_a_resend_landing_during_the_exit_is_raised_after_the_restores(monkeypatch: pytest.MonkeyPatch) -> None:
+    cli_build = importlib.import_module("snnbench.cli.build")
+    sending = threading.Event()
+
+    def late_kill(pid: int, signum: int) -> None:  # the signal lands while the exit waits for the lock
+        sending.set()
+        time.sleep(0.3)
+        _thread.interrupt_main(signum)
+
+    monkeypatch.setattr(cli_build.os, "kill", late_kill)
+    hooked, handler = sys.unraisablehook, signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with cli_build._sigterm_interrupts():
+            sys.unraisablehook(SimpleNamespace(exc_value=KeyboardInterrupt(), exc_type=KeyboardInterrupt))
+            assert sending.wait(5)
+    assert sys.unraisablehook is hooked and signal.getsignal(signal.SIGTERM) is handler
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

@@ -64,8 +64,9 @@ def _sigterm_interrupts() -> Iterator[None]:
 
     Python swallows a KeyboardInterrupt raised inside a finalizer (a weakref callback, ``__del__``), which would
     let a build run on to the end: a ``sys.unraisablehook`` sends SIGTERM again 50 ms later, until one lands in
-    the body (other unraisable exceptions go to the previous hook). Signals reach the main thread only: elsewhere
-    this changes nothing.
+    the body (other unraisable exceptions go to the previous hook). No resend is sent once the exit has begun; one
+    sent just before lands during the exit, which then restores both and raises it. Signals reach the main
+    thread only: elsewhere this changes nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -88,10 +89,18 @@ def _sigterm_interrupts() -> Iterator[None]:
     try:
         yield
     finally:
-        with lock:
-            done.set()
-        sys.unraisablehook = previous_hook
-        signal.signal(signal.SIGTERM, previous)
+        late: KeyboardInterrupt | None = None
+        while True:  # an interrupt landing here must not skip the restores
+            try:
+                with lock:
+                    done.set()
+                sys.unraisablehook = previous_hook
+                signal.signal(signal.SIGTERM, previous)
+                break
+            except KeyboardInterrupt as err:
+                late = err
+        if late is not None:
+            raise late
 
 
 @click.command()
@@ -153,17 +162,17 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
                    "about 8.5 CPU-minutes: 5 minutes on 2 idle cores, 1 minute on 16.", err=True)
     gpus = opts["gpus_per_task"] if opts["gpus_per_task"] is not None else (1.0 if opts["device"] == "cuda" else 0.0)
     executor = make_executor(opts["executor"], workers=opts["workers"], address=opts["ray_address"], gpus=gpus)
-    with _sigterm_interrupts():
-        try:
+    try:
+        with _sigterm_interrupts():
             report = run_build(path, stages, work=run_item, executor=executor, shard=shard, progress=not quiet,
                                environment=lambda: environment(opts["device"], opts["executor"], opts["workers"]),
                                fold_seconds=fold_seconds)
-        except WorkerDied as err:
-            raise click.ClickException(f"{err}; rerun the same command to resume") from None
-        except KeyboardInterrupt:
-            click.echo(f"interrupted: the rows finished so far are stored in {path}; rerun the same command to resume",
-                       err=True)
-            sys.exit(130)
+    except WorkerDied as err:
+        raise click.ClickException(f"{err}; rerun the same command to resume") from None
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: the rows finished so far are stored in {path}; rerun the same command to resume",
+                   err=True)
+        sys.exit(130)
     summary = {
         "table": str(report.path.resolve()), "size_bytes": report.size, "seconds": round(report.seconds, 3),
         "replayed_from_journal": report.replayed,
