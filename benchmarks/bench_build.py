@@ -75,6 +75,9 @@ class _Keep:
     def close(self) -> None:
         pass
 
+    def abort(self) -> None:
+        self.inner.abort()
+
 
 if __name__ == "__main__":
     main()

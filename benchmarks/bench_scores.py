@@ -34,7 +34,7 @@ def release_style_sahd(model: torch.nn.Module, x: torch.Tensor) -> float:
     """SPEC section 5 computed the way the authors' release does: per call and step, a float32 kernel
     from ``x (1 - x)^T + (1 - x) x^T``, copied to a float64 numpy accumulator on the host."""
     batch = x.shape[0]
-    acc = {"K": np.zeros((batch, batch)), "calls": 0}
+    acc: dict[str, Any] = {"K": np.zeros((batch, batch)), "calls": 0}
 
     def hook(_module: Any, _inp: Any, out: torch.Tensor) -> None:
         for t in range(out.shape[0]):

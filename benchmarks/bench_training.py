@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,24 +53,24 @@ def step_forward(model: SNASNet, x: torch.Tensor) -> torch.Tensor:
     tau = 4.0 / 3.0
     v: dict[int, torch.Tensor] = {}
 
-    def lif(module: torch.nn.Module, inp: torch.Tensor) -> torch.Tensor:
+    def lif(module: Any, inp: torch.Tensor) -> torch.Tensor:
         h = v.get(id(module), torch.zeros_like(inp))
         h = h + (inp - h) / tau
         s = _ATanSpike.apply(h - 1.0)
         v[id(module)] = h * (1 - s.detach())
         return s
 
-    def bn(m: torch.nn.BatchNorm2d, inp: torch.Tensor) -> torch.Tensor:
+    def bn(m: Any, inp: torch.Tensor) -> torch.Tensor:
         return F.batch_norm(inp, m.running_mean, m.running_var, m.weight, m.bias, m.training, m.momentum, m.eps)
 
-    def edge(e: torch.nn.Module, inp: torch.Tensor) -> torch.Tensor:
+    def edge(e: Any, inp: torch.Tensor) -> torch.Tensor:
         if e.op == "skip":
             return inp
         if e.op == "avgpool3x3":
             return F.avg_pool2d(inp, 3, 1, 1, count_include_pad=True)
         return bn(e.bn, e.conv(lif(e.lif, inp)))
 
-    def cell_step(cell: torch.nn.Module, x_t: torch.Tensor, delayed: list) -> tuple[torch.Tensor, list]:
+    def cell_step(cell: Any, x_t: torch.Tensor, delayed: list) -> tuple[torch.Tensor, list]:
         y: list[torch.Tensor] = []
         for j in range(cell.n):
             terms = [x_t] if j == 0 else [edge(cell.edges[f"e{i}{j}"], y[i]) for i in cell.forward_in[j]]
@@ -85,7 +86,7 @@ def step_forward(model: SNASNet, x: torch.Tensor) -> torch.Tensor:
     mask = F.dropout(torch.ones(b, model.fc1.in_features, device=x.device), c.dropout, training=model.training)
     d1: list = [None] * model.cell1.n
     d2: list = [None] * model.cell2.n
-    out = 0.0
+    out: Any = 0.0
     for _ in range(c.timesteps):
         y, d1 = cell_step(model.cell1, static, d1)
         y = lif(model.lif1, bn(model.bn1, y))
