@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -201,7 +201,7 @@ def score_inputs(bench: Any, data_dir: str | None = None) -> tuple[Any, Any]:
     return data, NetworkConfig(**settings["network"]["config"])
 
 
-def kernel_figure(bench: Any, matrices: Sequence[Any], path: str | os.PathLike[str], metric: str = "sahd",
+def kernel_figure(bench: Any, matrices: Iterable[Any], path: str | os.PathLike[str], metric: str = "sahd",
                   batch_size: int = 64, seed: int = 0, split: str = "test", data_dir: str | None = None) -> Path:
     """Supplementary Fig. 2 for cells of a table: each cell's kernel (the view's score protocol's dataset
     and network), titled with its hash and stored ``split`` accuracy."""
