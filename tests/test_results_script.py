@@ -26,6 +26,14 @@ def test_off_diagonal_is_the_mean_normalised_off_diagonal_entry() -> None:
     assert regen.off_diagonal(k) == (1 + 3 + 1 + 2 + 3 + 2) / 3 / 6
 
 
+def test_quote_takes_a_report_block_from_its_opening_words_to_its_figure() -> None:
+    block = ["Intro.", "", "The paper's sampler, N = 10:", "| a |", "", "![curve](x.png)", "After."]
+    assert regen._quote(block, "The paper's sampler") == ["The paper's sampler, N = 10:", "| a |"]
+    assert regen._quote(block[:5], "The paper's sampler") == ["The paper's sampler, N = 10:", "| a |"]  # no figure
+    with pytest.raises(ValueError, match="'The algorithms observe'"):  # reworded report: named, not StopIteration
+        regen._quote(block, "The algorithms observe")
+
+
 def test_backward_lines_match_a_brute_force_pair_count() -> None:
     rng = np.random.default_rng(0)
     kinds = np.array(["forward"] * 30 + ["backward"] * 170)

@@ -66,7 +66,9 @@ def _best(rows: dict[str, dict[str, Any]], key: str) -> str:
 
 def _quote(block: list[str], first: str) -> list[str]:
     """The lines of a report block from the first one starting with ``first`` up to its figure."""
-    start = next(i for i, line in enumerate(block) if line.startswith(first))
+    start = next((i for i, line in enumerate(block) if line.startswith(first)), None)
+    if start is None:
+        raise ValueError(f"no line of the report block starts with {first!r}: did api.report's wording change?")
     stop = next((i for i, line in enumerate(block) if i > start and line.startswith("![")), len(block))
     lines = block[start:stop]
     while lines and not lines[-1]:
