@@ -205,7 +205,7 @@ def test_a_resend_landing_during_the_exit_is_raised_after_the_restores(monkeypat
     def late_kill(pid: int, signum: int) -> None:  # the signal lands while the exit waits for the lock
         sending.set()
         time.sleep(0.3)
-        _thread.interrupt_main(signum)
+        _thread.interrupt_main(signal.SIGTERM)
 
     monkeypatch.setattr(cli_build.os, "kill", late_kill)
     hooked, handler = sys.unraisablehook, signal.getsignal(signal.SIGTERM)
