@@ -5,7 +5,6 @@ from __future__ import annotations
 import _thread
 import contextlib
 import hashlib
-import importlib
 import json
 import os
 import random
@@ -27,7 +26,7 @@ from builders.build import Stage, build
 from builders.executors import LocalExecutor, WorkerDied
 from builders.plan import cell_seed, in_shard, parse_seeds, parse_shard, select_cells
 from snnbench.cli import main
-from snnbench.cli.build import _rebuild_commands
+from snnbench.cli.build import _interrupt, _rebuild_commands, _sigterm_interrupts
 from snnbench.space import Cell, space
 from snnbench.table import Protocol, TableError, open_table, records_equal
 
@@ -183,7 +182,6 @@ def test_an_interrupt_swallowed_by_a_finalizer_still_stops_the_build(reference: 
 
 
 def test_a_resend_under_way_lands_before_the_handler_is_restored(monkeypatch: pytest.MonkeyPatch) -> None:
-    cli_build = importlib.import_module("snnbench.cli.build")  # the package's `build` attribute is the command
     sending, handler_when_sent = threading.Event(), []
 
     def slow_kill(pid: int, signum: int) -> None:  # a resend caught between its check and its signal
@@ -191,15 +189,14 @@ def test_a_resend_under_way_lands_before_the_handler_is_restored(monkeypatch: py
         time.sleep(0.3)
         handler_when_sent.append(signal.getsignal(signal.SIGTERM))
 
-    monkeypatch.setattr(cli_build.os, "kill", slow_kill)
-    with cli_build._sigterm_interrupts():
+    monkeypatch.setattr(os, "kill", slow_kill)
+    with _sigterm_interrupts():
         sys.unraisablehook(SimpleNamespace(exc_value=KeyboardInterrupt(), exc_type=KeyboardInterrupt))
         assert sending.wait(5)
-    assert handler_when_sent == [cli_build._interrupt]  # the exit waited for the signal: it met our handler
+    assert handler_when_sent == [_interrupt]  # the exit waited for the signal: it met our handler
 
 
 def test_a_resend_landing_during_the_exit_is_raised_after_the_restores(monkeypatch: pytest.MonkeyPatch) -> None:
-    cli_build = importlib.import_module("snnbench.cli.build")
     sending = threading.Event()
 
     def late_kill(pid: int, signum: int) -> None:  # the signal lands while the exit waits for the lock
@@ -207,10 +204,10 @@ def test_a_resend_landing_during_the_exit_is_raised_after_the_restores(monkeypat
         time.sleep(0.3)
         _thread.interrupt_main(signal.SIGTERM)
 
-    monkeypatch.setattr(cli_build.os, "kill", late_kill)
+    monkeypatch.setattr(os, "kill", late_kill)
     hooked, handler = sys.unraisablehook, signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt):
-        with cli_build._sigterm_interrupts():
+        with _sigterm_interrupts():
             sys.unraisablehook(SimpleNamespace(exc_value=KeyboardInterrupt(), exc_type=KeyboardInterrupt))
             assert sending.wait(5)
     assert sys.unraisablehook is hooked and signal.getsignal(signal.SIGTERM) is handler
