@@ -298,6 +298,7 @@ def test_make_subset_keeps_balanced_source_rows_and_loads(tmp_path) -> None:
     from pathlib import Path
 
     spec = importlib.util.spec_from_file_location("make_subset", Path(__file__).resolve().parents[1] / "benchmarks/make_subset.py")
+    assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     rng = np.random.default_rng(3)

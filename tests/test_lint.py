@@ -1,5 +1,5 @@
 """Static checks of the whole code base: no unused import or variable, no undefined name (pyflakes); the
-library's type hints agree with its code (mypy, settings in pyproject.toml)."""
+type hints of the library, scripts and tests agree with their code (mypy, settings in pyproject.toml)."""
 
 from __future__ import annotations
 

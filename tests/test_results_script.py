@@ -6,19 +6,25 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
 from api_tables import tiny_table
 
-_spec = importlib.util.spec_from_file_location("regenerate", Path(__file__).resolve().parents[1] / "docs/results/regenerate.py")
-regen = importlib.util.module_from_spec(_spec)
-sys.modules["regenerate"] = regen  # its worker processes pickle functions by module name
-_spec.loader.exec_module(regen)
-_spec = importlib.util.spec_from_file_location("reproduce", Path(__file__).resolve().parents[1] / "docs/results/reproduce.py")
-repro = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(repro)
+
+def _script(name: str) -> ModuleType:
+    """Import docs/results/<name>.py under ``name`` (its worker processes pickle functions by module name)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / f"docs/results/{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+regen, repro = _script("regenerate"), _script("reproduce")
 
 
 def test_off_diagonal_is_the_mean_normalised_off_diagonal_entry() -> None:
@@ -79,7 +85,7 @@ def test_sections_run_on_a_built_table(tmp_path, monkeypatch) -> None:
     assert blocks["cifar10-replay-paper"][0].startswith("The paper's sampler")
 
     # kernels: worker processes (which import the script by name) give the naive per-metric computation
-    monkeypatch.syspath_prepend(str(Path(regen.__file__).parent))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "docs/results"))
     from api.benchmark import Benchmark
     from api.plots import kernel_matrix, score_inputs
 
@@ -106,7 +112,8 @@ def test_write_blocks_replaces_marked_text_only(tmp_path) -> None:
     regen.write_blocks(page, {"b": ["| new |", "", "b"]})
     assert page.read_text() == text.replace("old b\nmore\n", "| new |\n\nb\n")
     before = page.read_text()
-    for blocks in ({"a": ["x"], "c": ["y"]}, {"c": []}):  # a block without markers: nothing written
+    unmarked: list[dict[str, list[str]]] = [{"a": ["x"], "c": ["y"]}, {"c": []}]
+    for blocks in unmarked:  # a block without markers: nothing written
         with pytest.raises(SystemExit, match="c$"):
             regen.write_blocks(page, blocks)
         assert page.read_text() == before
