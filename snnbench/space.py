@@ -57,7 +57,7 @@ def _parse_text(text: str) -> np.ndarray:
         raise ValueError(f"format: {text!r} is neither the text form '0302 0030 3003 0000' nor a JSON list")
     if any(len(r) != len(rows) for r in rows):
         raise ValueError(
-            f"shape: text form needs {len(rows)} rows of {len(rows)} digits, got row lengths {[len(r) for r in rows]}"
+            f"shape: the text form is square (N rows of N digits), got {len(rows)} row(s) of lengths {[len(r) for r in rows]}"
         )
     return np.array([[int(c) for c in r] for r in rows], dtype=np.int64)
 

@@ -271,6 +271,7 @@ def test_every_input_form_gives_the_same_cell(form: object) -> None:
     [
         ([[0, 1], [0, 0]], "shape"),
         ("0302 0030 3003", "shape"),
+        ("0302 0030", "shape: the text form is square (N rows of N digits), got 2 row(s) of lengths [4, 4]"),
         ("0302 0030 3003 000", "shape"),
         ([[0, 1, 0, 1], [0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]], "shape"),
         ([[0, 5, 0, 1], [0] * 4, [0] * 4, [0] * 4], "codes: entry [0][1] = 5"),
