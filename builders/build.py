@@ -191,6 +191,8 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: st
                                         "tau": VAN_ROSSUM_TAU}}
         stages.append(Stage("score", settings, cells, kind, parse_seeds(score_seeds), batch=16,
                             command=base + score_args + " --train-epochs 0", source=source))
+    if "epochs" in train:
+        raise ValueError("--train epochs: the budget is set with --train-epochs")
     if train_epochs:
         tcfg = train_config("bench", **{**train, "epochs": train_epochs})
         settings = {**common, "train": tcfg.to_dict()}

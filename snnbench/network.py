@@ -43,7 +43,8 @@ PRESETS = ("paper", "bench")
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """Everything that fixes the skeleton around a cell (see ``docs/network.md``)."""
+    """Everything that fixes the skeleton around a cell (see ``docs/network.md``). Fields are checked on
+    construction and held as plain ``int`` / ``float`` / ``bool``: equal settings serialise (and hash) equally."""
 
     c1: int
     c2: int
@@ -63,8 +64,13 @@ class NetworkConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"network config: {name} must be a positive integer, got {value!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"network config: dropout must be in [0, 1), got {self.dropout!r}")
+            object.__setattr__(self, name, int(value))  # plain Python types: settings hash as JSON
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float, np.number)) or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"network config: dropout must be a number in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.learnable_tau, (bool, np.bool_)):
+            raise ValueError(f"network config: learnable_tau must be true or false, got {self.learnable_tau!r}")
+        object.__setattr__(self, "dropout", float(self.dropout))
+        object.__setattr__(self, "learnable_tau", bool(self.learnable_tau))
         if self.final_size < 1:
             raise ValueError(
                 f"network config: image_size {self.image_size} is too small for stem stride {self.stem_stride}, "

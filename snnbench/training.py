@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -39,7 +40,9 @@ OPTIMIZERS = ("sgd", "adam")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """A training budget and optimiser. ``test_epochs`` are 1-based; the test split is also scored at the end."""
+    """A training budget and optimiser. ``test_epochs`` are 1-based; the test split is also scored at the end.
+    Fields are checked on construction and held as plain ``int`` / ``float`` / ``bool`` (``test_epochs``: a
+    sorted tuple of distinct epochs within the budget): equal settings serialise (and hash) equally."""
 
     epochs: int = 300
     batch_size: int = 64
@@ -55,13 +58,27 @@ class TrainConfig:
     amp: bool = True
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ValueError(f"epochs, batch_size and eval_batch_size must be >= 1, got {self.epochs}, {self.batch_size}, {self.eval_batch_size}")
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            object.__setattr__(self, name, _integer(name, getattr(self, name), 1))
+        for name in ("lr", "momentum", "weight_decay", "lr_min_factor"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
+                raise ValueError(f"train config: {name} must be a finite number, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        for name in ("nesterov", "augment", "amp"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"train config: {name} must be true or false, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, bool(getattr(self, name)))
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+            raise ValueError(f"train config: optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if not (self.lr > 0 and 0 <= self.lr_min_factor <= 1 and 0 <= self.momentum < 1 and self.weight_decay >= 0):
-            raise ValueError("need lr > 0, 0 <= lr_min_factor <= 1, 0 <= momentum < 1, weight_decay >= 0")
-        object.__setattr__(self, "test_epochs", tuple(sorted({int(e) for e in self.test_epochs})))
+            raise ValueError("train config: need lr > 0, 0 <= lr_min_factor <= 1, 0 <= momentum < 1, weight_decay >= 0")
+        if isinstance(self.test_epochs, (str, bytes)) or not isinstance(self.test_epochs, (list, tuple)):
+            raise ValueError(f"train config: test_epochs must be a list of epochs, got {self.test_epochs!r}")
+        epochs = {_integer("test_epochs entry", e, 1) for e in self.test_epochs}
+        if epochs and max(epochs) > self.epochs:
+            raise ValueError(f"train config: test_epochs {sorted(epochs)} go past the budget of {self.epochs} epochs")
+        object.__setattr__(self, "test_epochs", tuple(sorted(epochs)))
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of 0-based ``epoch``: ``lr_min + (lr - lr_min) * (1 + cos(pi * epoch / epochs)) / 2``."""
@@ -72,6 +89,12 @@ class TrainConfig:
         d = asdict(self)
         d["test_epochs"] = list(self.test_epochs)
         return d
+
+
+def _integer(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"train config: {name} must be an integer >= {low}, got {value!r}")
+    return int(value)
 
 
 _TRAIN_PRESETS = {

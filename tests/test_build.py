@@ -380,6 +380,11 @@ def test_info_reports_coverage_and_statistics(reference: Path, tmp_path: Path) -
     (["--scores", "sahd,nope"], "metric: unknown"),
     (["--scores", "none", "--train-epochs", "0"], "nothing to build"),
     (["--net", "c1"], "--net: expected KEY=VALUE"),
+    (["--net", "dropout=abc"], "dropout must be a number in [0, 1), got 'abc'"),
+    (["--train", "lr=abc"], "lr must be a finite number, got 'abc'"),
+    (["--train", "batch_size=1.5"], "batch_size must be an integer >= 1, got 1.5"),
+    (["--train", "test_epochs=5"], "test_epochs must be a list of epochs, got 5"),
+    (["--train", "epochs=50"], "--train epochs: the budget is set with --train-epochs"),
     (["--train-cells", "top:2:sahd", "--scores", "none"], "needs exactly one stored score protocol"),
 ])
 def test_bad_options_give_one_line_errors(tmp_path: Path, args: list[str], message: str) -> None:

@@ -102,6 +102,10 @@ def test_config_overrides_and_errors():
         network_config("digits", "paper", pool=8)
     with pytest.raises(ValueError, match="positive"):
         network_config("digits", "paper", c1=0)
+    with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\), got 'abc'"):
+        network_config("digits", "paper", dropout="abc")
+    with pytest.raises(ValueError, match="learnable_tau must be true or false, got 'yes'"):
+        network_config("digits", "paper", learnable_tau="yes")
 
 
 def test_initialisation_follows_spec():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 import snnbench.training as training
 from snnbench.cli import main
 from snnbench.data import load_dataset
-from snnbench.network import build_network
+from snnbench.network import build_network, network_config
 from snnbench.training import TrainConfig, network_config_for, train_cell, train_config
 
 FORWARD = "0303 0033 0003 0000"
@@ -134,9 +135,38 @@ def test_config_validation_and_to_dict():
         TrainConfig(optimizer="rmsprop")
 
 
-def test_npz_dataset_gets_a_skeleton_from_its_shape(tmp_path):
-    import numpy as np
+@pytest.mark.parametrize("field, value, message", [
+    ("lr", "abc", "lr must be a finite number, got 'abc'"),
+    ("lr", float("inf"), "lr must be a finite number"),
+    ("momentum", True, "momentum must be a finite number, got True"),
+    ("lr", -0.1, "need lr > 0"),
+    ("batch_size", 1.5, "batch_size must be an integer >= 1, got 1.5"),
+    ("epochs", "3", "epochs must be an integer >= 1, got '3'"),
+    ("amp", "maybe", "amp must be true or false, got 'maybe'"),
+    ("nesterov", 1, "nesterov must be true or false, got 1"),
+    ("test_epochs", 4, "test_epochs must be a list of epochs, got 4"),
+    ("test_epochs", "48", "test_epochs must be a list of epochs, got '48'"),
+    ("test_epochs", [0], "test_epochs entry must be an integer >= 1, got 0"),
+    ("test_epochs", [2.5], "test_epochs entry must be an integer >= 1, got 2.5"),
+    ("test_epochs", [4, 13], "test_epochs [4, 13] go past the budget of 12 epochs"),
+])
+def test_bad_setting_is_a_one_line_error(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError) as err:
+        train_config("bench", **{field: value})
+    assert message in str(err.value) and "\n" not in str(err.value)
 
+
+def test_equal_settings_of_other_number_types_make_equal_configs() -> None:
+    """1 and 1.0, numpy scalars, lists and tuples: one config, one JSON form (hence one protocol id)."""
+    a = train_config("bench", lr=1, weight_decay=0, batch_size=np.int64(32), test_epochs=[8, 4, 8], amp=np.bool_(False))
+    b = train_config("bench", lr=1.0, weight_decay=0.0, batch_size=32, test_epochs=(4, 8), amp=False)
+    assert a == b and json.dumps(a.to_dict()) == json.dumps(b.to_dict())
+    assert type(a.lr) is float and type(a.batch_size) is int and type(a.amp) is bool and a.test_epochs == (4, 8)
+    n1, n2 = network_config("digits", "bench", dropout=0, c1=np.int32(8)), network_config("digits", "bench", dropout=0.0, c1=8)
+    assert n1 == n2 and json.dumps(n1.to_dict()) == json.dumps(n2.to_dict()) and type(n1.c1) is int
+
+
+def test_npz_dataset_gets_a_skeleton_from_its_shape(tmp_path):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "train.npz", images=rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8), labels=np.arange(40) % 4)
     np.savez(tmp_path / "test.npz", images=rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8), labels=np.arange(8) % 4)
