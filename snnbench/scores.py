@@ -349,10 +349,12 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """``torch.device(device)``; ``ValueError`` when it is malformed or its backend is unavailable."""
     try:
         dev = torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"device: {err}") from None
+    except RuntimeError:
+        raise ValueError(f"device: {str(device)!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: CUDA is not available on this machine")
+        raise ValueError(f"device: {dev}: CUDA is not available on this machine; use cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device: {dev}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return dev
 
 

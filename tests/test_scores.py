@@ -434,3 +434,13 @@ def test_cli_score_json_and_errors() -> None:
         res = runner.invoke(main, bad)
         assert res.exit_code == 2, (bad, res.output)
         assert "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("command", ["score", "train"])
+@pytest.mark.parametrize("device, message", [
+    ("gpu", "device: 'gpu' is not a torch device (e.g. cpu, cuda, cuda:1)"),
+    ("cuda:7", "device: cuda:7: "),  # no CUDA here, or fewer than 8 devices
+])
+def test_cli_bad_device_is_a_one_line_error(command: str, device: str, message: str) -> None:
+    res = CliRunner().invoke(main, [command, "0303 0030 0003 0000", "--dataset", "digits", "--device", device])
+    assert res.exit_code == 2 and res.output.startswith("Error: " + message) and res.output.count("\n") == 1, res.output

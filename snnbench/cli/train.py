@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import click
-import torch
 
 from snnbench.cli.common import echo_json, matrix_argument, parse_matrix
 from snnbench.data import load_dataset
+from snnbench.scores import resolve_device
 from snnbench.training import PRESETS, network_config_for, train_cell, train_config
 
 
@@ -37,8 +37,7 @@ def train(
 ) -> None:
     """Train MATRIX (e.g. "0302 0030 3003 0000") with surrogate gradients; a progress bar goes to stderr."""
     cell = parse_matrix(matrix)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    resolve_device(device)
     data = load_dataset(dataset, data_dir, download=download, seed=seed)
     if train_images or test_images:
         data = data.subset(train=train_images, test=test_images, seed=seed)
