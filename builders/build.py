@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 from tqdm.auto import tqdm
 
 from builders.executors import Executor, LocalExecutor, Work
-from builders.plan import parse_shard, plan_items, select_cells
+from builders.plan import check_cells, parse_shard, plan_items, select_cells
 from snnbench.table import Protocol, TableWriter, open_table
 
 
@@ -78,6 +78,7 @@ def build(path: str | os.PathLike[str], stages: Sequence[Stage], *, work: Work, 
     shard = parse_shard(shard) if isinstance(shard, str) else shard
     executor = executor or LocalExecutor(0)
     reports: list[StageReport] = []
+    _check_selections(path, stages)
     try:
         replayed = _run_stages(path, stages, work, executor, shard, environment(), progress, fold_seconds, reports)
     except BaseException:  # interrupted or failed: finished rows are folded already, stop the rest now
@@ -88,15 +89,27 @@ def build(path: str | os.PathLike[str], stages: Sequence[Stage], *, work: Work, 
     return BuildReport(Path(path), reports, time.perf_counter() - start, size, replayed)
 
 
+def _check_selections(path: str | os.PathLike[str], stages: Sequence[Stage]) -> None:
+    """Select each stage's cells from the stored table before anything is written, up to the first score
+    stage (later selections may rank by this run's scores): a bad selection leaves no file and no protocol."""
+    path = Path(path)
+    if path.with_name(path.name + ".journal").exists():
+        return  # an interrupted writer's rows are not folded yet: the writer replays them, then selects
+    protocols = open_table(path).protocols if path.exists() else {}
+    for stage in stages:
+        select_cells(stage.cells, stage.kind, protocols)
+        if stage.type == "score":
+            break
+
+
 def _run_stages(path: str | os.PathLike[str], stages: Sequence[Stage], work: Work, executor: Executor,
                 shard: tuple[int, int] | None, env: dict[str, Any], progress: bool, fold_seconds: float,
                 reports: list[StageReport]) -> int:
     """Run the stages in order under one writer (its exit folds whatever finished); returns rows replayed."""
     with TableWriter(path) as writer:
         for stage in stages:
+            hashes = select_cells(stage.cells, stage.kind, writer.protocols, [r.protocol for r in reports])
             proto = writer.ensure_protocol(stage.type, stage.settings, command=stage.command, environment=env, shard=shard)
-            scored_by = [r.protocol for r in reports]
-            hashes = select_cells(stage.cells, stage.kind, writer.protocols, scored_by)
             items, skipped = plan_items(stage.type, proto, hashes, stage.seeds, shard, stage.batch, stage.source)
             report = StageReport(proto.id, stage.type, skipped=skipped, wanted=skipped + sum(len(i.rows) for i in items))
             reports.append(report)
@@ -193,6 +206,9 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: st
                             command=base + score_args + " --train-epochs 0", source=source))
     if "epochs" in train:
         raise ValueError("--train epochs: the budget is set with --train-epochs")
+    for selection, wanted in ((cells, scores.strip().lower() != "none"), (train_cells, train_epochs > 0)):
+        if wanted:
+            check_cells(selection, kind)
     if train_epochs:
         tcfg = train_config("bench", **{**train, "epochs": train_epochs})
         settings = {**common, "train": tcfg.to_dict()}

@@ -72,26 +72,54 @@ def select_cells(spec: str, kind: str, protocols: Mapping[str, Protocol] | None 
     cells ranked by METRIC (singular, -inf scores rank lowest; NaN ones are left out), drawn uniformly
     within each bin (seed 0 by default; nested as N grows, like ``sample:``); a FILE: one cell per line (text form, JSON list or 16-hex hash; ``#`` comments).
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
+    spec = spec.strip()
+    form, m = _parse(spec, kind)
     sp = space()
     pool = sp.indices(kind)  # type: ignore[arg-type]
-    spec = spec.strip()
-    if spec == "all":
+    if form == "all":
         chosen = pool
-    elif spec.startswith("sample:"):
-        m = re.fullmatch(r"sample:(\d+)(?::(\d+))?", spec)
-        if not m or int(m[1]) < 1:
-            raise ValueError(f"cells: expected sample:N or sample:N:SEED with N >= 1, got {spec!r}")
+    elif form == "sample":
         n = min(int(m[1]), len(pool))
         chosen = np.sort(np.random.default_rng(int(m[2] or 0)).permutation(pool)[:n])  # samples nest as N grows
-    elif spec.startswith("top:"):
-        chosen = _top(spec, pool, protocols or {}, scored_by)
-    elif spec.startswith("strata:"):
-        chosen = _strata(spec, pool, protocols or {}, scored_by)
+    elif form == "top":
+        chosen = _top(spec, m, pool, protocols or {}, scored_by)
+    elif form == "strata":
+        chosen = _strata(spec, m, pool, protocols or {}, scored_by)
     else:
         chosen = _from_file(Path(spec), kind)
     return [sp.hashes[int(u)] for u in chosen]
+
+
+def check_cells(spec: str, kind: str) -> None:
+    """``ValueError`` unless ``spec`` is a well-formed selection for ``kind`` (a FILE is read and checked);
+    needs no table, so a build can refuse a bad selection before it writes anything."""
+    spec = spec.strip()
+    if _parse(spec, kind)[0] == "file":
+        _from_file(Path(spec), kind)
+
+
+_FORMS = {
+    "sample": (re.compile(r"sample:(\d+)(?::(\d+))?"), "sample:N or sample:N:SEED with N >= 1"),
+    "top": (re.compile(r"top:(\d+):([\w/.-]+)"), "top:K:METRIC (e.g. top:20:sahd)"),
+    "strata": (re.compile(r"strata:(\d+):([\w/.-]+?)(?::(\d+))?(?::(\d+))?"),
+               "strata:N:METRIC[:BINS[:SEED]] with N, BINS >= 1 (e.g. strata:200:sahd)"),
+}
+
+
+def _parse(spec: str, kind: str) -> tuple[str, Any]:
+    """The selection's form (``all``, ``sample``, ``top``, ``strata`` or ``file``) and its regex match."""
+    if kind not in KINDS:
+        raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
+    if spec == "all":
+        return "all", None
+    form = spec.split(":", 1)[0]
+    if form not in _FORMS or ":" not in spec:
+        return "file", None
+    pattern, usage = _FORMS[form]
+    m = pattern.fullmatch(spec)
+    if not m or int(m[1]) < 1 or (form == "strata" and m[3] is not None and int(m[3]) < 1):
+        raise ValueError(f"cells: expected {usage}, got {spec!r}")
+    return form, m
 
 
 def _ranked(spec: str, metric: str, pool: np.ndarray, protocols: Mapping[str, Protocol],
@@ -120,18 +148,12 @@ def _ranked(spec: str, metric: str, pool: np.ndarray, protocols: Mapping[str, Pr
     return scored
 
 
-def _top(spec: str, pool: np.ndarray, protocols: Mapping[str, Protocol], scored_by: Sequence[str]) -> np.ndarray:
-    m = re.fullmatch(r"top:(\d+):([\w/.-]+)", spec)
-    if not m or int(m[1]) < 1:
-        raise ValueError(f"cells: expected top:K:METRIC (e.g. top:20:sahd), got {spec!r}")
+def _top(spec: str, m: Any, pool: np.ndarray, protocols: Mapping[str, Protocol], scored_by: Sequence[str]) -> np.ndarray:
     scored = [t for t in _ranked(spec, m[2], pool, protocols, scored_by) if np.isfinite(t[0])]
     return np.sort(np.array([u for _, u in scored[:int(m[1])]], dtype=np.int64))
 
 
-def _strata(spec: str, pool: np.ndarray, protocols: Mapping[str, Protocol], scored_by: Sequence[str]) -> np.ndarray:
-    m = re.fullmatch(r"strata:(\d+):([\w/.-]+?)(?::(\d+))?(?::(\d+))?", spec)
-    if not m or int(m[1]) < 1 or (m[3] is not None and int(m[3]) < 1):
-        raise ValueError(f"cells: expected strata:N:METRIC[:BINS[:SEED]] with N, BINS >= 1 (e.g. strata:200:sahd), got {spec!r}")
+def _strata(spec: str, m: Any, pool: np.ndarray, protocols: Mapping[str, Protocol], scored_by: Sequence[str]) -> np.ndarray:
     n, bins, seed = int(m[1]), int(m[3] or 10), int(m[4] or 0)
     ranked = np.array([u for _, u in _ranked(spec, m[2], pool, protocols, scored_by)], dtype=np.int64)
     if len(ranked) < bins:

@@ -380,6 +380,9 @@ def test_info_reports_coverage_and_statistics(reference: Path, tmp_path: Path) -
     (["--scores", "sahd,nope"], "metric: unknown"),
     (["--scores", "none", "--train-epochs", "0"], "nothing to build"),
     (["--net", "c1"], "--net: expected KEY=VALUE"),
+    (["--train-cells", "sample:0"], "cells: expected sample:N"),  # refused before the score stage runs
+    *([(["--device", "cuda"], "device: cuda: CUDA is not available on this machine; use cpu")]
+      if not torch.cuda.is_available() else []),
     (["--net", "dropout=abc"], "dropout must be a number in [0, 1), got 'abc'"),
     (["--train", "lr=abc"], "lr must be a finite number, got 'abc'"),
     (["--train", "batch_size=1.5"], "batch_size must be an integer >= 1, got 1.5"),
@@ -391,6 +394,21 @@ def test_bad_options_give_one_line_errors(tmp_path: Path, args: list[str], messa
     result = CliRunner().invoke(main, ["build", str(tmp_path / "t.h5"), *TINY, "--workers", "0", *args])
     assert result.exit_code == 2, result.output
     assert result.output.startswith("Error: ") and message in result.output and result.output.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # refused before any file is made
+
+
+def test_a_selection_that_cannot_be_made_leaves_the_table_untouched(reference: Path, tmp_path: Path) -> None:
+    path = tmp_path / "t.h5"
+    path.write_bytes(reference.read_bytes())
+    for cells in ("top:2:nope", "strata:4:sahd:99"):  # no stored 'nope' score; fewer scored cells than bins
+        result = CliRunner().invoke(main, ["build", str(path), *TINY, "--workers", "0", "--scores", "none",
+                                           "--train-cells", cells])
+        assert result.exit_code == 2 and result.output.startswith("Error: cells: ") and result.output.count("\n") == 1
+        assert path.read_bytes() == reference.read_bytes()  # no empty protocol added, not even rewritten
+    assert not (tmp_path / "new.h5").exists()
+    result = CliRunner().invoke(main, ["build", str(tmp_path / "new.h5"), *TINY, "--workers", "0", "--scores", "none",
+                                       "--train-cells", "top:2:sahd"])
+    assert result.exit_code == 2 and "no score protocol" in result.output and not (tmp_path / "new.h5").exists()
 
 
 def test_score_rows_match_an_independent_recomputation() -> None:

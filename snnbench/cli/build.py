@@ -145,12 +145,15 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
     from builders.executors import WorkerDied, make_executor
     from builders.plan import parse_shard
     from builders.stages import run_item
+    from snnbench.scores import resolve_device
 
     path = _table_arg(table)
     quiet, as_json = opts.pop("quiet"), opts.pop("as_json")
     fold_seconds = opts.pop("fold_seconds")
     default = all(ctx.get_parameter_source(n) == click.core.ParameterSource.DEFAULT for n in ctx.params if n not in ("table", "quiet", "as_json"))
     shard = parse_shard(opts["shard"])
+    if opts["executor"] == "local":  # a Ray cluster's workers may have GPUs this driver lacks
+        resolve_device(opts["device"])
     skip = ("executor", "workers", "ray_address", "gpus_per_task", "net", "train")
     stages = make_stages(table=path, **{k: v for k, v in opts.items() if k not in skip},
                          net=_key_values(opts["net"], "--net"), train=_key_values(opts["train"], "--train"))
