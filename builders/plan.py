@@ -24,6 +24,12 @@ from snnbench.space import KINDS, Cell, space, to_text
 from snnbench.table import Protocol
 
 CELL_SPECS = "all | sample:N[:SEED] | top:K:METRIC | strata:N:METRIC[:BINS[:SEED]] | FILE"
+_FORMS = {  # selection form -> (pattern, usage for the error message)
+    "sample": (re.compile(r"sample:(\d+)(?::(\d+))?"), "sample:N or sample:N:SEED with N >= 1"),
+    "top": (re.compile(r"top:(\d+):([\w/.-]+)"), "top:K:METRIC (e.g. top:20:sahd)"),
+    "strata": (re.compile(r"strata:(\d+):([\w/.-]+?)(?::(\d+))?(?::(\d+))?"),
+               "strata:N:METRIC[:BINS[:SEED]] with N, BINS >= 1 (e.g. strata:200:sahd)"),
+}
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -96,14 +102,6 @@ def check_cells(spec: str, kind: str) -> None:
     spec = spec.strip()
     if _parse(spec, kind)[0] == "file":
         _from_file(Path(spec), kind)
-
-
-_FORMS = {
-    "sample": (re.compile(r"sample:(\d+)(?::(\d+))?"), "sample:N or sample:N:SEED with N >= 1"),
-    "top": (re.compile(r"top:(\d+):([\w/.-]+)"), "top:K:METRIC (e.g. top:20:sahd)"),
-    "strata": (re.compile(r"strata:(\d+):([\w/.-]+?)(?::(\d+))?(?::(\d+))?"),
-               "strata:N:METRIC[:BINS[:SEED]] with N, BINS >= 1 (e.g. strata:200:sahd)"),
-}
 
 
 def _parse(spec: str, kind: str) -> tuple[str, Any]:
