@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from builders.executors import Executor, LocalExecutor, Work
 from builders.plan import check_cells, parse_shard, plan_items, select_cells
-from snnbench.table import Protocol, TableWriter, open_table
+from snnbench.table import Protocol, TableWriter, journal_path, open_table
 
 
 @dataclass
@@ -78,8 +78,8 @@ def build(path: str | os.PathLike[str], stages: Sequence[Stage], *, work: Work, 
     shard = parse_shard(shard) if isinstance(shard, str) else shard
     executor = executor or LocalExecutor(0)
     reports: list[StageReport] = []
-    _check_selections(path, stages)
     try:
+        _check_selections(path, stages)
         replayed = _run_stages(path, stages, work, executor, shard, environment(), progress, fold_seconds, reports)
     except BaseException:  # interrupted or failed: finished rows are folded already, stop the rest now
         executor.abort()
@@ -90,16 +90,20 @@ def build(path: str | os.PathLike[str], stages: Sequence[Stage], *, work: Work, 
 
 
 def _check_selections(path: str | os.PathLike[str], stages: Sequence[Stage]) -> None:
-    """Select each stage's cells from the stored table before anything is written, up to the first score
-    stage (later selections may rank by this run's scores): a bad selection leaves no file and no protocol."""
-    path = Path(path)
-    if path.with_name(path.name + ".journal").exists():
-        return  # an interrupted writer's rows are not folded yet: the writer replays them, then selects
-    protocols = open_table(path).protocols if path.exists() else {}
+    """Up to the first score stage (later selections may rank by this run's scores), each stage's selection is
+    checked, and those that rank by stored scores (``top:``, ``strata:``) are made from the stored table, before
+    anything is written: a bad selection leaves no file and no protocol."""
+    ranked = []
     for stage in stages:
-        select_cells(stage.cells, stage.kind, protocols)
+        if check_cells(stage.cells, stage.kind) in ("top", "strata"):
+            ranked.append(stage)
         if stage.type == "score":
             break
+    if not ranked or journal_path(path).exists():
+        return  # a journal: an interrupted writer's rows are not folded yet; the writer replays them, then selects
+    protocols = open_table(path).protocols if Path(path).exists() else {}
+    for stage in ranked:
+        select_cells(stage.cells, stage.kind, protocols)
 
 
 def _run_stages(path: str | os.PathLike[str], stages: Sequence[Stage], work: Work, executor: Executor,

@@ -96,12 +96,14 @@ def select_cells(spec: str, kind: str, protocols: Mapping[str, Protocol] | None 
     return [sp.hashes[int(u)] for u in chosen]
 
 
-def check_cells(spec: str, kind: str) -> None:
-    """``ValueError`` unless ``spec`` is a well-formed selection for ``kind`` (a FILE is read and checked);
-    needs no table, so a build can refuse a bad selection before it writes anything."""
-    spec = spec.strip()
-    if _parse(spec, kind)[0] == "file":
-        _from_file(Path(spec), kind)
+def check_cells(spec: str, kind: str) -> str:
+    """The form (``all``, ``sample``, ``top``, ``strata`` or ``file``) of ``spec``, a well-formed selection for
+    ``kind`` (a FILE is read and checked), else ``ValueError``; needs no table, so a build can refuse a bad
+    selection before it writes anything."""
+    form = _parse(spec.strip(), kind)[0]
+    if form == "file":
+        _from_file(Path(spec.strip()), kind)
+    return form
 
 
 def _parse(spec: str, kind: str) -> tuple[str, Any]:

@@ -483,6 +483,11 @@ def _fsync_dir(directory: Path) -> None:
 # --------------------------------------------------------------------------- the single writer
 
 
+def journal_path(path: str | os.PathLike[str]) -> Path:
+    """Where a writer of the table at ``path`` journals rows not yet folded into it (``<table>.journal``)."""
+    return Path(path).with_name(Path(path).name + ".journal")
+
+
 class TableWriter:
     """The one process allowed to change a table: holds ``<table>.lock``, journals results, folds atomically.
 
@@ -492,7 +497,7 @@ class TableWriter:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.journal_path = self.path.with_name(self.path.name + ".journal")
+        self.journal_path = journal_path(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.path.with_name(self.path.name + ".lock"), "a")
         try:
