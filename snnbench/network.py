@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from snnbench import fields
 from snnbench.neuron import LIF, carry_state, share_spikes
 from snnbench.space import OPS, Cell
 
@@ -61,16 +62,11 @@ class NetworkConfig:
 
     def __post_init__(self) -> None:
         for name in ("c1", "c2", "hidden", "num_classes", "group", "stem_stride", "pool", "timesteps", "in_channels", "image_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"network config: {name} must be a positive integer, got {value!r}")
-            object.__setattr__(self, name, int(value))  # plain Python types: settings hash as JSON
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float, np.number)) or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"network config: dropout must be a number in [0, 1), got {self.dropout!r}")
-        if not isinstance(self.learnable_tau, (bool, np.bool_)):
-            raise ValueError(f"network config: learnable_tau must be true or false, got {self.learnable_tau!r}")
-        object.__setattr__(self, "dropout", float(self.dropout))
-        object.__setattr__(self, "learnable_tau", bool(self.learnable_tau))
+            object.__setattr__(self, name, fields.integer("network", name, getattr(self, name)))
+        object.__setattr__(self, "dropout", fields.real("network", "dropout", self.dropout))
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"network config: dropout must be in [0, 1), got {self.dropout!r}")
+        object.__setattr__(self, "learnable_tau", fields.boolean("network", "learnable_tau", self.learnable_tau))
         if self.final_size < 1:
             raise ValueError(
                 f"network config: image_size {self.image_size} is too small for stem stride {self.stem_stride}, "

@@ -25,11 +25,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from snnbench import fields
 from snnbench.data import NAMES, Dataset, Split
 from snnbench.network import NetworkConfig, SNASNet, build_network, count_params, network_config, spike_stats
 from snnbench.space import Cell
@@ -59,23 +59,18 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size"):
-            object.__setattr__(self, name, _integer(name, getattr(self, name), 1))
+            object.__setattr__(self, name, fields.integer("train", name, getattr(self, name)))
         for name in ("lr", "momentum", "weight_decay", "lr_min_factor"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
-                raise ValueError(f"train config: {name} must be a finite number, got {value!r}")
-            object.__setattr__(self, name, float(value))
+            object.__setattr__(self, name, fields.real("train", name, getattr(self, name)))
         for name in ("nesterov", "augment", "amp"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"train config: {name} must be true or false, got {getattr(self, name)!r}")
-            object.__setattr__(self, name, bool(getattr(self, name)))
+            object.__setattr__(self, name, fields.boolean("train", name, getattr(self, name)))
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"train config: optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if not (self.lr > 0 and 0 <= self.lr_min_factor <= 1 and 0 <= self.momentum < 1 and self.weight_decay >= 0):
             raise ValueError("train config: need lr > 0, 0 <= lr_min_factor <= 1, 0 <= momentum < 1, weight_decay >= 0")
         if isinstance(self.test_epochs, (str, bytes)) or not isinstance(self.test_epochs, (list, tuple)):
             raise ValueError(f"train config: test_epochs must be a list of epochs, got {self.test_epochs!r}")
-        epochs = {_integer("test_epochs entry", e, 1) for e in self.test_epochs}
+        epochs = {fields.integer("train", "test_epochs entry", e) for e in self.test_epochs}
         if epochs and max(epochs) > self.epochs:
             raise ValueError(f"train config: test_epochs {sorted(epochs)} go past the budget of {self.epochs} epochs")
         object.__setattr__(self, "test_epochs", tuple(sorted(epochs)))
@@ -89,12 +84,6 @@ class TrainConfig:
         d = asdict(self)
         d["test_epochs"] = list(self.test_epochs)
         return d
-
-
-def _integer(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"train config: {name} must be an integer >= {low}, got {value!r}")
-    return int(value)
 
 
 _TRAIN_PRESETS = {

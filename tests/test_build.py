@@ -383,7 +383,7 @@ def test_info_reports_coverage_and_statistics(reference: Path, tmp_path: Path) -
     (["--train-cells", "sample:0"], "cells: expected sample:N"),  # refused before the score stage runs
     *([(["--device", "cuda"], "device: cuda: CUDA is not available on this machine; use cpu")]
       if not torch.cuda.is_available() else []),
-    (["--net", "dropout=abc"], "dropout must be a number in [0, 1), got 'abc'"),
+    (["--net", "dropout=abc"], "dropout must be a finite number, got 'abc'"),
     (["--train", "lr=abc"], "lr must be a finite number, got 'abc'"),
     (["--train", "batch_size=1.5"], "batch_size must be an integer >= 1, got 1.5"),
     (["--train", "test_epochs=5"], "test_epochs must be a list of epochs, got 5"),

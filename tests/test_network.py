@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -100,10 +101,14 @@ def test_config_overrides_and_errors():
         network_config("cifar10", "huge")
     with pytest.raises(ValueError, match="too small"):
         network_config("digits", "paper", pool=8)
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="c1 must be an integer >= 1, got 0"):
         network_config("digits", "paper", c1=0)
-    with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\), got 'abc'"):
+    with pytest.raises(ValueError, match="dropout must be a finite number, got 'abc'"):
         network_config("digits", "paper", dropout="abc")
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.0"):
+        network_config("digits", "paper", dropout=1)
+    with pytest.raises(ValueError, match="dropout must be a finite number, got np.complex128"):
+        network_config("digits", "paper", dropout=np.complex128(0.5))
     with pytest.raises(ValueError, match="learnable_tau must be true or false, got 'yes'"):
         network_config("digits", "paper", learnable_tau="yes")
 

@@ -140,6 +140,8 @@ def test_config_validation_and_to_dict():
     ("lr", float("inf"), "lr must be a finite number"),
     ("momentum", True, "momentum must be a finite number, got True"),
     ("lr", -0.1, "need lr > 0"),
+    ("lr", np.complex128(0.1), "lr must be a finite number, got np.complex128"),
+    ("lr", np.float32("nan"), "lr must be a finite number, got np.float32(nan)"),
     ("batch_size", 1.5, "batch_size must be an integer >= 1, got 1.5"),
     ("epochs", "3", "epochs must be an integer >= 1, got '3'"),
     ("amp", "maybe", "amp must be true or false, got 'maybe'"),
@@ -158,10 +160,10 @@ def test_bad_setting_is_a_one_line_error(field: str, value: object, message: str
 
 def test_equal_settings_of_other_number_types_make_equal_configs() -> None:
     """1 and 1.0, numpy scalars, lists and tuples: one config, one JSON form (hence one protocol id)."""
-    a = train_config("bench", lr=1, weight_decay=0, batch_size=np.int64(32), test_epochs=[8, 4, 8], amp=np.bool_(False))
-    b = train_config("bench", lr=1.0, weight_decay=0.0, batch_size=32, test_epochs=(4, 8), amp=False)
+    a = train_config("bench", lr=1, momentum=np.float32(0.5), weight_decay=0, batch_size=np.int64(32), test_epochs=[8, 4, 8], amp=np.bool_(False))
+    b = train_config("bench", lr=1.0, momentum=0.5, weight_decay=0.0, batch_size=32, test_epochs=(4, 8), amp=False)
     assert a == b and json.dumps(a.to_dict()) == json.dumps(b.to_dict())
-    assert type(a.lr) is float and type(a.batch_size) is int and type(a.amp) is bool and a.test_epochs == (4, 8)
+    assert type(a.lr) is float and type(a.momentum) is float and type(a.batch_size) is int and type(a.amp) is bool and a.test_epochs == (4, 8)
     n1, n2 = network_config("digits", "bench", dropout=0, c1=np.int32(8)), network_config("digits", "bench", dropout=0.0, c1=8)
     assert n1 == n2 and json.dumps(n1.to_dict()) == json.dumps(n2.to_dict()) and type(n1.c1) is int
 

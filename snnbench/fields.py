@@ -1,0 +1,34 @@
+"""Checked configuration fields, shared by ``NetworkConfig`` and ``TrainConfig``.
+
+Each helper returns the value as a plain Python ``int`` / ``float`` / ``bool`` (so equal settings serialise and
+hash equally whatever numeric type they came in) or raises a one-line ``ValueError`` naming the config and field.
+Numpy integer, floating and bool scalars are accepted; Python ``bool`` is not a number here, and complex is not.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+def integer(config: str, name: str, value: Any, low: int = 1) -> int:
+    """``value`` as an ``int`` >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{config} config: {name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def real(config: str, name: str, value: Any) -> float:
+    """``value`` as a finite ``float``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
+        raise ValueError(f"{config} config: {name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def boolean(config: str, name: str, value: Any) -> bool:
+    """``value`` as a ``bool``; 0 and 1 are refused, not read as false and true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{config} config: {name} must be true or false, got {value!r}")
+    return bool(value)
