@@ -522,13 +522,14 @@ class TableWriter:
         self.replayed = replayed
 
     def _replay(self) -> int:
-        """Fold the complete lines of a leftover journal into memory (a torn last line is dropped)."""
+        """Fold the complete lines of a leftover journal into memory; a torn last line is dropped and cut off
+        the file, so the journal stays whole lines (the next line appended is not glued onto the fragment)."""
         if not self.journal_path.exists():
             return 0
         added = 0
-        with open(self.journal_path, encoding="utf-8", errors="replace") as fh:
-            lines = fh.read().split("\n")
-        for number, line in enumerate(lines[:-1], 1):  # lines[-1] is "" or an unterminated (torn) line
+        data = self.journal_path.read_bytes()
+        end = data.rfind(b"\n") + 1  # data[end:] is empty or an unterminated (torn) line
+        for number, line in enumerate(data[:end].decode("utf-8", errors="replace").split("\n")[:-1], 1):
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError:
@@ -545,6 +546,8 @@ class TableWriter:
             if proto is None:
                 raise _fail(self.journal_path, f"journal line {number} names unknown protocol {entry['protocol']}")
             added += add_rows(proto, [entry])
+        if end < len(data):
+            os.truncate(self.journal_path, end)
         return added
 
     def __enter__(self) -> "TableWriter":

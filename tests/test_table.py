@@ -135,6 +135,29 @@ def test_journal_survives_a_crash_and_a_torn_line(tmp_path: Path) -> None:
     assert records_equal(p, next(iter(open_table(ref).protocols.values())))
 
 
+def test_torn_line_survives_a_second_crash(tmp_path: Path) -> None:
+    """A torn last line is cut off the journal when it is replayed, so a row journalled after it (then a second
+    crash before any fold) is not glued onto it: the next writer replays that row instead of refusing the journal."""
+    path = tmp_path / "t.h5"
+    recs = _records(CELLS[:2])
+    pid = _write(path, recs[:1])
+    with open(str(path) + ".journal", "a") as fh:
+        fh.write('{"protocol": "abc", "hash": "00')  # a torn write from a first crash
+    script = textwrap.dedent(f"""
+        import json, os
+        from snnbench.table import TableWriter
+        w = TableWriter({str(path)!r})  # nothing to replay: no fold
+        w.add({pid!r}, json.loads({json.dumps(json.dumps(recs[1:]))}))
+        os._exit(0)  # the second crash, before any fold
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True)
+    with TableWriter(path) as w:
+        assert w.replayed == 1
+    ref = tmp_path / "ref.h5"
+    _write(ref, recs)
+    assert records_equal(open_table(path).protocols[pid], open_table(ref).protocols[pid])
+
+
 def test_single_writer_and_rows_are_keyed(tmp_path: Path) -> None:
     path = tmp_path / "t.h5"
     with TableWriter(path) as w:
