@@ -217,7 +217,7 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: st
         tcfg = train_config("bench", **{**train, "epochs": train_epochs})
         settings = {**common, "train": tcfg.to_dict()}
         train_args = "".join(f" --train {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in sorted(train.items()))
-        needs_scores = train_cells.startswith("top:")
+        needs_scores = bool(metrics) and train_cells.startswith("top:")  # the command scored: its rebuild scores too
         command = (base + (score_args if needs_scores else " --scores none") + f" --train-epochs {train_epochs}"
                    + train_args + f" --seeds {','.join(map(str, parse_seeds(seeds)))} --train-cells {shlex.quote(train_cells)}")
         stages.append(Stage("train", settings, train_cells, kind, parse_seeds(seeds), batch=1, command=command, source=source))

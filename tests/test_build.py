@@ -341,6 +341,25 @@ def _check_info(path: Path) -> None:
         assert p["worker_seconds"] == pytest.approx(float(np.sum(proto.columns["seconds"])))
 
 
+@pytest.mark.parametrize("builds, replay", [
+    # top: over scores an earlier command stored: the training's command scores nothing, and runs after the scores'
+    ([["--train-epochs", "0"], ["--scores", "none", "--train-cells", "top:2:sahd"]], ["score", "train"]),
+])
+def test_recorded_commands_rebuild_the_table_on_a_fresh_path(tmp_path: Path, builds: list[list[str]],
+                                                              replay: list[str]) -> None:
+    """The commands `snnbench info` prints (``rebuild:``), of the protocols of the types in ``replay``, in that
+    order, run on a new path, give the same table."""
+    original, fresh = tmp_path / "original.h5", tmp_path / "fresh.h5"
+    for args in builds:
+        _cli("build", str(original), *TINY, "--workers", "0", *args)
+    protocols = open_table(original).protocols.values()
+    for kind in replay:
+        for p in (p for p in protocols if p.type == kind):
+            for cmd in _rebuild_commands(p.commands, str(fresh)):
+                _cli(*shlex.split(cmd)[1:], "--workers", "0", "--quiet")
+    _same_tables(fresh, original)
+
+
 def test_info_rebuild_commands_name_the_table_shown(tmp_path: Path) -> None:
     """Shards built into scratch files and merged: info prints each distinct command once, writing to the
     merged table (the recorded commands, with their scratch paths, stay in the file's provenance)."""
