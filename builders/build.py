@@ -210,14 +210,14 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: st
                             command=base + score_args + " --train-epochs 0", source=source))
     if "epochs" in train:
         raise ValueError("--train epochs: the budget is set with --train-epochs")
-    for selection, wanted in ((cells, scores.strip().lower() != "none"), (train_cells, train_epochs > 0)):
-        if wanted:
-            check_cells(selection, kind)
+    forms = {spec: check_cells(spec, kind) for spec, wanted in ((cells, scores.strip().lower() != "none"),
+                                                                 (train_cells, train_epochs > 0)) if wanted}
     if train_epochs:
         tcfg = train_config("bench", **{**train, "epochs": train_epochs})
         settings = {**common, "train": tcfg.to_dict()}
         train_args = "".join(f" --train {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in sorted(train.items()))
-        needs_scores = bool(metrics) and train_cells.startswith("top:")  # the command scored: its rebuild scores too
+        # ranks by stored scores: those of this command, if it scored, so its rebuild scores too
+        needs_scores = bool(metrics) and forms[train_cells] in ("top", "strata")
         command = (base + (score_args if needs_scores else " --scores none") + f" --train-epochs {train_epochs}"
                    + train_args + f" --seeds {','.join(map(str, parse_seeds(seeds)))} --train-cells {shlex.quote(train_cells)}")
         stages.append(Stage("train", settings, train_cells, kind, parse_seeds(seeds), batch=1, command=command, source=source))

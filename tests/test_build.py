@@ -344,6 +344,9 @@ def _check_info(path: Path) -> None:
 @pytest.mark.parametrize("builds, replay", [
     # top: over scores an earlier command stored: the training's command scores nothing, and runs after the scores'
     ([["--train-epochs", "0"], ["--scores", "none", "--train-cells", "top:2:sahd"]], ["score", "train"]),
+    # top: and strata: over this command's scores: the training's command alone rebuilds both protocols
+    ([["--train-cells", "top:2:sahd"]], ["train"]),
+    ([["--train-cells", "strata:2:sahd:2"]], ["train"]),
 ])
 def test_recorded_commands_rebuild_the_table_on_a_fresh_path(tmp_path: Path, builds: list[list[str]],
                                                               replay: list[str]) -> None:
