@@ -214,10 +214,23 @@ def _read(path: Path, f: h5py.File) -> Table:
     n = len(cells["index"])
     if any(len(v) != n for v in cells.values()):
         raise _fail(path, "corrupt table (/cells datasets differ in length)")
+    _check_hashes(path, cells["hash"])
     protocols: dict[str, Protocol] = {}
     for pid, g in f["protocols"].items():
         protocols[pid] = _read_protocol(path, pid, g, cells["hash"])
     return Table(path, attrs, cells, protocols)
+
+
+def _check_hashes(path: Path, hashes: np.ndarray) -> None:
+    """Every hash of ``/cells/hash`` names a cell of :func:`snnbench.space.space` (writing a table looks them up)."""
+    from snnbench.space import space
+
+    if hashes.ndim != 1 or hashes.dtype.kind != "S":
+        raise _fail(path, f"corrupt table (/cells/hash has dtype {hashes.dtype} and shape {hashes.shape}, expected 1-D hash strings)")
+    known = set(space().hashes)
+    unknown = [text for text in (h.decode(errors="replace") for h in hashes.tolist()) if text not in known]
+    if unknown:
+        raise _fail(path, f"corrupt table (/cells/hash: {unknown[0]!r} is not a cell of the space)")
 
 
 def _attr(value: Any) -> Any:
@@ -242,12 +255,13 @@ def _read_protocol(path: Path, pid: str, g: h5py.Group, cell_hash: np.ndarray) -
     )
     if proto.id != pid or protocol_id(proto.type, proto.settings) != pid:
         raise _fail(path, f"corrupt table (protocol {pid}: id does not match its settings)")
-    cell = g["cell"][()]
+    cell, seed = g["cell"][()], g["seed"][()]
+    for name, key in zip(_KEY_COLUMNS, (cell, seed)):
+        if key.ndim != 1 or key.dtype.kind not in "iu":
+            raise _fail(path, f"corrupt table (protocol {pid}: {name!r} has dtype {key.dtype} and shape {key.shape}, expected 1-D integers)")
     if len(cell) and (cell.min() < 0 or cell.max() >= len(cell_hash)):
         raise _fail(path, f"corrupt table (protocol {pid}: cell index out of range)")
-    proto.hash = cell_hash[cell].astype("S16")
-    proto.seed = g["seed"][()].astype(np.int64)
-    cols: dict[str, np.ndarray] = {}
+    cols: dict[str, np.ndarray] = {"seed": seed}
 
     def visit(name: str, obj: Any) -> None:
         if isinstance(obj, h5py.Dataset) and name not in _KEY_COLUMNS:
@@ -257,6 +271,7 @@ def _read_protocol(path: Path, pid: str, g: h5py.Group, cell_hash: np.ndarray) -
     for name, col in cols.items():
         if len(col) != len(cell):
             raise _fail(path, f"corrupt table (protocol {pid}: column {name!r} has {len(col)} rows, expected {len(cell)})")
+    proto.hash, proto.seed = cell_hash[cell].astype("S16"), cols.pop("seed").astype(np.int64)
     try:
         cols = _upgrade_columns(cols)
     except (ValueError, KeyError, TypeError) as err:

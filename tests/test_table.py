@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Callable
 
 import h5py
 import numpy as np
@@ -278,6 +280,36 @@ def test_corrupt_chunk_is_detected_by_checksum(good: Path) -> None:
         fh.seek(offset + 3)
         fh.write(bytes([byte[0] ^ 0xFF]))
     _one_line_error(good, "corrupt table")
+
+
+def _replace(g: h5py.Group, name: str, data: np.ndarray) -> None:
+    del g[name]
+    g.create_dataset(name, data=data)
+
+
+def _unknown_hash(f: h5py.File, g: h5py.Group) -> None:
+    hashes = f["cells/hash"][()]
+    hashes[0] = b"0123456789abcdef"
+    assert "0123456789abcdef" not in space().hashes
+    _replace(f["cells"], "hash", hashes)
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda f, g: _replace(g, "cell", g["cell"][()].astype(np.float64)), r"'cell' has dtype float64 and shape \(5,\), expected 1-D integers"),
+    (lambda f, g: _replace(g, "cell", g["cell"][()].reshape(-1, 1)), r"'cell' has dtype int32 and shape \(5, 1\), expected 1-D integers"),
+    (lambda f, g: _replace(g, "seed", g["seed"][()][:-1]), "column 'seed' has 4 rows, expected 5"),
+    (_unknown_hash, r"/cells/hash: '0123456789abcdef' is not a cell of the space"),
+], ids=["float-cell", "2d-cell", "short-seed", "unknown-hash"])
+def test_inconsistent_datasets_are_one_line_errors(good: Path, damage: Callable[[h5py.File, h5py.Group], None], match: str) -> None:
+    """Key datasets of the wrong type or length and hashes outside the space are refused on open, so info, merge
+    and build stop with one line instead of a traceback (or, for build, a journal no fold can write)."""
+    with h5py.File(good, "r+") as f:
+        damage(f, f["protocols"][next(iter(f["protocols"]))])
+    _one_line_error(good, f"corrupt table \\(.*{match}")
+    out = good.with_name("merged.h5")
+    result = CliRunner().invoke(main, ["merge", str(out), str(good)])
+    assert result.exit_code == 2 and re.search(match, result.output) and result.output.count("\n") == 1, result.output
+    assert not out.exists()
 
 
 def test_failed_fold_keeps_results_in_the_journal(tmp_path: Path) -> None:
