@@ -194,11 +194,12 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: st
         "network": {"preset": preset, "config": config.to_dict()},
         "device": device,
     }
+    part = parse_shard(shard)
     net_args = "".join(f" --net {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in sorted(net.items()))
     base = (f"snnbench build {shlex.quote(str(table))} --dataset {shlex.quote(source or dataset)} --val-fraction {val_fraction} "
             f"--split-seed {split_seed}" + (f" --dataset-name {shlex.quote(dataset_name)}" if dataset_name else "")
             + f" --kind {kind} --preset {preset}{net_args} --device {device}"
-            + (f" --shard {shard}" if shard else ""))
+            + ("" if part is None else f" --shard {part[0]}/{part[1]}"))
     stages: list[Stage] = []
     metrics = [] if scores.strip().lower() == "none" else list(check_metrics(m.strip() for m in scores.split(",") if m.strip()))
     score_args = (f" --scores {','.join(metrics)} --score-batch {score_batch} --score-repeats {score_repeats} "

@@ -347,6 +347,7 @@ def _check_info(path: Path) -> None:
     # top: and strata: over this command's scores: the training's command alone rebuilds both protocols
     ([["--train-cells", "top:2:sahd"]], ["train"]),
     ([["--train-cells", "strata:2:sahd:2"]], ["train"]),
+    ([["--shard", " 1 / 2 "]], ["score", "train"]),  # a shard as typed, spaces and all
 ])
 def test_recorded_commands_rebuild_the_table_on_a_fresh_path(tmp_path: Path, builds: list[list[str]],
                                                               replay: list[str]) -> None:
