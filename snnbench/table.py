@@ -679,8 +679,7 @@ def merge_tables(out: str | os.PathLike[str], inputs: Sequence[str | os.PathLike
     for t in tables[1:]:
         if not union and set(t.protocols) != set(ref.protocols):
             extra = sorted(set(t.protocols) ^ set(ref.protocols))[0]
-            mine = t.protocols.get(extra) or ref.protocols[extra]
-            other_table = ref if extra in t.protocols else t
+            mine, other_table = (t.protocols[extra], ref) if extra in t.protocols else (ref.protocols[extra], t)
             twins = [p for p in other_table.protocols.values() if p.type == mine.type]
             detail = settings_diff(mine.settings, twins[0].settings) if twins else f"no {mine.type} protocol"
             raise _fail(t.path, f"built with different settings than {ref.path} ({detail}); refusing to merge")

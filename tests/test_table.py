@@ -202,6 +202,10 @@ def test_merge_joins_shards_and_refuses_other_settings(tmp_path: Path) -> None:
         merge_tables(tmp_path / "m.h5", [tmp_path / "a.h5"])
     partial = merge_tables(tmp_path / "m3.h5", [tmp_path / "a.h5"])
     assert next(iter(partial.protocols.values())).shards == {"count": 2, "indices": [0]}
+    _write(tmp_path / "empty.h5", [], settings={"metric": "hd"}, shard=(1, 2))  # a protocol with no rows yet
+    assert len(next(iter(open_table(tmp_path / "empty.h5").protocols.values()))) == 0
+    with pytest.raises(TableError, match=r"empty\.h5: built with different settings .*metric: 'hd' vs 'sahd'"):
+        merge_tables(tmp_path / "m4.h5", [tmp_path / "a.h5", tmp_path / "empty.h5"])
 
 
 def test_merge_union_keeps_protocols_of_some_inputs(tmp_path: Path) -> None:
