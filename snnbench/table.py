@@ -528,7 +528,6 @@ class TableWriter:
                 self.attrs, self.protocols = {}, {}
             replayed = self._replay()
             self._journal = open(self.journal_path, "a", encoding="utf-8")
-            self.pending = 0
             if replayed or not self.path.exists():
                 self.fold()
         except BaseException:
@@ -589,7 +588,7 @@ class TableWriter:
             proto.commands.append(command)
         if environment not in proto.environments:
             proto.environments.append(environment)
-        self._write_line({"protocol_def": _protocol_header(proto)})
+        self._write_lines([{"protocol_def": _protocol_header(proto)}])
         return proto
 
     def add(self, pid: str, records: list[dict[str, Any]]) -> None:
@@ -599,13 +598,12 @@ class TableWriter:
         proto = self.protocols[pid]
         proto.modified = now()
         lines = [{"protocol": pid, "hash": r["hash"], "seed": int(r["seed"]), "values": {k: _plain(v) for k, v in r["values"].items()}} for r in records]
-        self.pending += add_rows(proto, lines)
-        self._journal.write("".join(json.dumps(line, allow_nan=True) + "\n" for line in lines))
-        self._journal.flush()
-        os.fsync(self._journal.fileno())
+        add_rows(proto, lines)
+        self._write_lines(lines)
 
-    def _write_line(self, entry: dict[str, Any]) -> None:
-        self._journal.write(json.dumps(entry) + "\n")
+    def _write_lines(self, entries: list[dict[str, Any]]) -> None:
+        """Append one JSON line per entry to the journal, then fsync once."""
+        self._journal.write("".join(json.dumps(entry) + "\n" for entry in entries))
         self._journal.flush()
         os.fsync(self._journal.fileno())
 
@@ -615,7 +613,6 @@ class TableWriter:
         self.attrs.setdefault("created", now())
         with open(self.journal_path, "w"):
             pass
-        self.pending = 0
 
     def close(self) -> None:
         if self._lock.closed:
