@@ -156,11 +156,15 @@ class LocalExecutor:
 class RayExecutor:
     """Ray tasks (1 CPU each, ``gpus`` GPUs each); a task whose worker dies is retried ``max_retries`` times.
 
-    Connects to ``address`` (a running cluster) or starts a local instance with ``num_cpus`` CPUs.
+    Connects to ``address`` (a running cluster) or starts a local instance with ``num_cpus`` CPUs (default: all
+    cores); ``num_cpus=0`` is refused, before Ray starts: no task (1 CPU each) could ever run.
     """
 
     def __init__(self, address: str | None = None, *, num_cpus: int | None = None, gpus: float = 0.0,
                  max_retries: int = 3, in_flight: int | None = None) -> None:
+        if num_cpus is not None and num_cpus < 1:
+            raise ValueError(f"workers: {num_cpus} (run in this process) is for --executor local only; Ray tasks need "
+                             "CPUs: give >= 1 or leave it out (all cores)")
         try:
             import ray
         except ImportError:

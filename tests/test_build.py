@@ -412,6 +412,7 @@ def test_info_reports_coverage_and_statistics(reference: Path, tmp_path: Path) -
     (["--train", "test_epochs=5"], "test_epochs must be a list of epochs, got 5"),
     (["--train", "epochs=50"], "--train epochs: the budget is set with --train-epochs"),
     (["--train-cells", "top:2:sahd", "--scores", "none"], "needs exactly one stored score protocol"),
+    (["--executor", "ray", "--workers", "0"], "workers: 0 (run in this process) is for --executor local only"),  # Ray with 0 CPUs: a hang
 ])
 def test_bad_options_give_one_line_errors(tmp_path: Path, args: list[str], message: str) -> None:
     result = CliRunner().invoke(main, ["build", str(tmp_path / "t.h5"), *TINY, "--workers", "0", *args])

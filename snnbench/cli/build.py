@@ -125,7 +125,7 @@ def _sigterm_interrupts() -> Iterator[None]:
 @click.option("--train-cells", default=DEFAULTS["train_cells"], show_default=True, help=f"Cells to train: {CELL_SPECS}.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
-@click.option("--workers", type=click.IntRange(min=0), default=None, help="Worker processes (default: CPU cores; 0: run in this process).")
+@click.option("--workers", type=click.IntRange(min=0), default=None, help="Worker processes (default: CPU cores; 0: run in this process, --executor local only).")
 @click.option("--shard", default=None, metavar="I/N", help="Build only the cells whose hash is I modulo N.")
 @click.option("--ray-address", default=None, help="Ray cluster address (default: start a local Ray instance).")
 @click.option("--gpus-per-task", type=float, default=None, help="GPUs each Ray task requests (default: 1 with --device cuda, else 0).")
