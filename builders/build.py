@@ -185,6 +185,11 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: st
         if dataset_name:
             raise ValueError("--dataset-name: only for an .npz dataset (a named dataset keeps its name)")
         config = network_config(dataset, preset, **net)
+        try:  # loaded once here as each worker will load it, so missing files are refused before anything is written
+            load_dataset(dataset, val_fraction=val_fraction, seed=split_seed)
+        except FileNotFoundError as err:  # its message is "what is missing; how to get it", the how for load_dataset
+            raise FileNotFoundError(f"{str(err).split('; ', 1)[0]}; a build does not download: pass --data-dir, or fetch "
+                                    f"it first with snnbench.data.load_dataset({dataset!r}, download=True)") from None
     else:
         source = str(Path(dataset).expanduser().resolve())
         config = network_config_for(load_dataset(source, val_fraction=val_fraction, seed=split_seed), preset, **net)

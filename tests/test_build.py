@@ -421,6 +421,25 @@ def test_bad_options_give_one_line_errors(tmp_path: Path, args: list[str], messa
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # refused before any file is made
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--val-fraction", "1.5"], "Invalid value for '--val-fraction'"),
+    (["--val-fraction", "1"], "Invalid value for '--val-fraction'"),  # no training image left
+    (["--val-fraction", "-0.1"], "Invalid value for '--val-fraction'"),
+    (["--dataset", "cifar100"], "cifar100: "),  # no data in $SNNBENCH_DATA_DIR: found in the driver, not the workers
+])
+def test_bad_dataset_settings_are_refused_before_anything_is_written(reference: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch, args: list[str],
+                                                                     message: str) -> None:
+    monkeypatch.setenv("SNNBENCH_DATA_DIR", str(tmp_path / "no-data"))
+    old, new = tmp_path / "old.h5", tmp_path / "new.h5"
+    old.write_bytes(reference.read_bytes())
+    for path in (old, new):
+        result = CliRunner().invoke(main, ["build", str(path), *TINY, "--workers", "0", *args])
+        assert result.exit_code == 2 and f"Error: {message}" in result.output, result.output
+        assert "Traceback" not in result.output and "--download" not in result.output  # build has no --download
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.h5"] and old.read_bytes() == reference.read_bytes()
+
+
 def test_a_selection_that_cannot_be_made_leaves_the_table_untouched(reference: Path, tmp_path: Path) -> None:
     path = tmp_path / "t.h5"
     path.write_bytes(reference.read_bytes())
