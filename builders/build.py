@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 from tqdm.auto import tqdm
 
 from builders.executors import Executor, LocalExecutor, Work
-from builders.plan import check_cells, parse_shard, plan_items, select_cells
+from builders.plan import check_cells, parse_shard, plan_items, ranking_column, select_cells
 from snnbench.table import Protocol, TableWriter, journal_path, open_table
 
 
@@ -90,15 +90,19 @@ def build(path: str | os.PathLike[str], stages: Sequence[Stage], *, work: Work, 
 
 
 def _check_selections(path: str | os.PathLike[str], stages: Sequence[Stage]) -> None:
-    """Up to the first score stage (later selections may rank by this run's scores), each stage's selection is
-    checked, and those that rank by stored scores (``top:``, ``strata:``) are made from the stored table, before
-    anything is written: a bad selection leaves no file and no protocol."""
+    """Each stage's selection is checked, and those that rank by stored scores (``top:``, ``strata:``) are made
+    from the stored table unless an earlier score stage computes their metric (the ``score.metrics`` of its
+    settings: they then rank by this run's scores), before anything is written: a bad selection leaves no file
+    and no protocol."""
+    computed: set[str] = set()
     ranked = []
     for stage in stages:
-        if check_cells(stage.cells, stage.kind) in ("top", "strata"):
+        check_cells(stage.cells, stage.kind)
+        column = ranking_column(stage.cells, stage.kind)
+        if column is not None and column not in computed:
             ranked.append(stage)
         if stage.type == "score":
-            break
+            computed |= {f"scores/{m}" for m in stage.settings.get("score", {}).get("metrics", ())}
     if not ranked or journal_path(path).exists():
         return  # a journal: an interrupted writer's rows are not folded yet; the writer replays them, then selects
     protocols = open_table(path).protocols if Path(path).exists() else {}

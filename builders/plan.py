@@ -106,6 +106,16 @@ def check_cells(spec: str, kind: str) -> str:
     return form
 
 
+def ranking_column(spec: str, kind: str) -> str | None:
+    """The score column (``scores/METRIC``) a ``top:``/``strata:`` selection ranks by; ``None`` for other forms."""
+    form, m = _parse(spec.strip(), kind)
+    return _column(m[2]) if form in ("top", "strata") else None
+
+
+def _column(metric: str) -> str:
+    return metric if metric.startswith("scores/") else f"scores/{metric}"
+
+
 def _parse(spec: str, kind: str) -> tuple[str, Any]:
     """The selection's form (``all``, ``sample``, ``top``, ``strata`` or ``file``) and its regex match."""
     if kind not in KINDS:
@@ -126,7 +136,7 @@ def _ranked(spec: str, metric: str, pool: np.ndarray, protocols: Mapping[str, Pr
             scored_by: Sequence[str]) -> list[tuple[float, int]]:
     """``(mean METRIC over seeds, space index)`` of the pool's cells in one score protocol, best first
     (ties by space index); cells with a NaN score are left out, singular ones (-inf) come last."""
-    column = metric if metric.startswith("scores/") else f"scores/{metric}"
+    column = _column(metric)
     for p in protocols.values():
         p.settle()
     holders = [p for p in protocols.values() if p.type == "score" and column in p.columns]

@@ -454,6 +454,23 @@ def test_a_selection_that_cannot_be_made_leaves_the_table_untouched(reference: P
     assert result.exit_code == 2 and "no score protocol" in result.output and not (tmp_path / "new.h5").exists()
 
 
+def test_a_ranking_metric_neither_scored_nor_stored_is_refused_before_scoring(reference: Path, tmp_path: Path) -> None:
+    """`--scores hd --train-cells top:1:sahd` on a new table is refused at once, not after the score stage; on a
+    table that holds sahd it ranks by the stored scores."""
+    old, new = tmp_path / "old.h5", tmp_path / "new.h5"
+    old.write_bytes(reference.read_bytes())
+    for path, cells in ((new, "top:1:sahd"), (new, "strata:2:scores/sahd:2"), (old, "top:1:vanrossum")):
+        result = CliRunner().invoke(main, ["build", str(path), *TINY, "--workers", "0", "--scores", "hd",
+                                           "--train-cells", cells])
+        assert result.exit_code == 2 and result.output.startswith("Error: cells: ") and result.output.count("\n") == 1
+        assert "no score protocol" in result.output, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.h5"] and old.read_bytes() == reference.read_bytes()
+    _cli("build", str(old), *TINY, "--workers", "0", "--scores", "hd", "--train-cells", "top:1:sahd", "--seeds", "1")
+    stored = next(p for p in open_table(reference).protocols.values() if p.type == "score")
+    train = next(p for p in open_table(old).protocols.values() if p.type == "train")
+    assert [h.decode() for h in train.hash[train.seed == 1]] == select_cells("top:1:sahd", "forward", {stored.id: stored})
+
+
 def test_score_rows_match_an_independent_recomputation() -> None:
     """A score row's spikes equal network.spike_stats on the same weights and batches; its scores equal score_cell's."""
     import torch
