@@ -173,7 +173,8 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: st
     network config, score settings or training budget, device type. Cells, kind, seeds and shard say
     which rows to fill, so other selections with the same settings resume into the same protocol.
     An ``.npz`` dataset is named by ``dataset_name`` (else its absolute path) and identified by the
-    sha256 of its files, so the same files give the same protocol wherever they lie.
+    sha256 of its files: named, the same files give the same protocol wherever they lie; unnamed, a copy
+    at another path gives another protocol.
     """
     from builders.plan import parse_seeds
     from snnbench.data import NAMES, load_dataset

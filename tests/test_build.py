@@ -690,5 +690,11 @@ def test_npz_datasets_are_named_and_identified_by_content(tmp_path: Path) -> Non
     assert pa.settings["dataset"] == {"name": "tiny-rgb", "sha256": digest, "val_fraction": 0.1, "split_seed": 0}
     assert pa.id == pb.id != pc.id and records_equal(pa, pb, ignore=TIMES)
     assert "--dataset-name tiny-rgb" in pa.commands[0] and str(a) in pa.commands[0]
+    # without --dataset-name the absolute path names the set: the same files elsewhere give another protocol
+    for name, data in (("a2", a), ("b2", b)):
+        _cli("build", str(tmp_path / f"{name}.h5"), "--dataset", str(data), *args[:-2])
+    (pa2,), (pb2,) = (list(open_table(tmp_path / f"{n}.h5").protocols.values()) for n in ("a2", "b2"))
+    assert pa2.settings["dataset"] == {**pa.settings["dataset"], "name": str(a.resolve())}
+    assert pb2.settings["dataset"]["name"] == str(b.resolve()) and len({pa.id, pa2.id, pb2.id}) == 3
     result = CliRunner().invoke(main, ["build", str(tmp_path / "d.h5"), "--dataset", "digits", "--dataset-name", "x"])
     assert result.exit_code == 2 and "--dataset-name" in result.output
