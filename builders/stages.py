@@ -24,11 +24,12 @@ from snnbench.table import spike_layer_values
 @lru_cache(maxsize=2)
 def _dataset(data_json: str, device: str, source: str | None = None) -> Any:
     """The dataset of a protocol (from ``source``, an .npz path, when given), loaded once per worker
-    process and kept on ``device``."""
+    process and kept on ``device``; a named one from ``$SNNBENCH_DATA_DIR``, which the driver sets from
+    ``--data-dir`` before its workers start (the settings hold no folder, so a protocol does not depend on it)."""
     from snnbench.data import load_dataset
 
     d = json.loads(data_json)
-    return load_dataset(source or d["name"], d.get("data_dir"), val_fraction=d["val_fraction"], seed=d["split_seed"]).to(device)
+    return load_dataset(source or d["name"], val_fraction=d["val_fraction"], seed=d["split_seed"]).to(device)
 
 
 def _device(settings: dict[str, Any]) -> str:

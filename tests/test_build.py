@@ -698,3 +698,29 @@ def test_npz_datasets_are_named_and_identified_by_content(tmp_path: Path) -> Non
     assert pb2.settings["dataset"]["name"] == str(b.resolve()) and len({pa.id, pa2.id, pb2.id}) == 3
     result = CliRunner().invoke(main, ["build", str(tmp_path / "d.h5"), "--dataset", "digits", "--dataset-name", "x"])
     assert result.exit_code == 2 and "--dataset-name" in result.output
+
+
+def _cifar10_folder(root: Path, seed: int) -> Path:
+    """A tiny stand-in for the official CIFAR-10 python folder (``root/cifar-10-batches-py``): 20 images a batch."""
+    import pickle
+
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8), b"labels": rng.integers(0, 10, 20).tolist()}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    return root
+
+
+def test_pool_workers_load_a_named_dataset_from_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--data-dir reaches spawned pool workers (through $SNNBENCH_DATA_DIR) and stays out of the settings: the same
+    files in another folder give the same protocol and the same rows."""
+    monkeypatch.setenv("SNNBENCH_DATA_DIR", str(tmp_path / "unset"))  # restored after the builds set it
+    args = [*TINY[:8], "--cells", "sample:2", "--train-epochs", "0", "--quiet", "--dataset", "cifar10"]
+    for name in ("a", "b"):
+        data = _cifar10_folder(tmp_path / f"data-{name}", 0)
+        _cli("build", str(tmp_path / f"{name}.h5"), *args, "--data-dir", str(data), "--workers", "1")
+    (pa,), (pb,) = (list(open_table(tmp_path / f"{n}.h5").protocols.values()) for n in "ab")
+    assert pa.settings["dataset"] == {"name": "cifar10", "val_fraction": 0.1, "split_seed": 0}
+    assert pa.id == pb.id and len(pa) == 2 and records_equal(pa, pb, ignore=TIMES)
