@@ -6,8 +6,8 @@ Records and fields are documented in ``docs/api.md``. Importing ``api`` loads nu
 
 from api.algorithms import compare, run
 from api.benchmark import Benchmark, CellNotFound, load, query, resolve_table
-from api.correlate import correlate
+from api.correlate import agreement, correlate, seed_agreement
 from api.replay import replay, replay_curve
 
-__all__ = ["Benchmark", "CellNotFound", "compare", "correlate", "load", "query", "replay", "replay_curve",
-           "resolve_table", "run"]
+__all__ = ["Benchmark", "CellNotFound", "agreement", "compare", "correlate", "load", "query", "replay", "replay_curve",
+           "resolve_table", "run", "seed_agreement"]

@@ -7,7 +7,9 @@ Invariants
   unpruned or isomorphic proposal of a cell already trained (or scored) costs nothing the second time.
 * The clock only advances by stored times: training a cell costs its mean stored ``train_seconds``,
   scoring it its mean stored score ``seconds``. A run stops before the evaluation that would pass
-  the budget, or when the whole space has been trained.
+  the budget, or when the whole space has been trained, or (a policy that has converged: REINFORCE)
+  after ``max_stall`` free repeats in a row. Random search, evolution's children and local search's
+  restarts only propose cells not yet trained, so they spend the whole budget.
 * The observed value of a trained cell is its accuracy on ``split`` (mean over seeds); the reported
   result is the best observed so far, as a step function of simulated time.
 * A run depends only on its seed: same seed, same trajectory.
@@ -16,6 +18,7 @@ Invariants
 from __future__ import annotations
 
 import itertools
+import math
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -23,7 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from api.benchmark import Benchmark
-from api.replay import default_kind as _default_kind
+from api.replay import default_kind
 from snnbench.space import NUM_OPS
 
 # A pair's state: 0 none, 1-4 forward op on i -> j, 5-8 backward op (code - 4) on j -> i.
@@ -102,18 +105,18 @@ class Oracle:
 
     def __post_init__(self) -> None:
         b = self.bench
+        b.check_split(self.split)
         acc = b.accuracy[self.split]
         ok = np.isfinite(acc) & np.isfinite(b.train_seconds)
         if self.kind == "forward":
             ok &= b.kind_array == 0
         if self.score is not None:
-            if self.score not in b.scores:
-                raise ValueError(f"score: {self.score!r} not in the view (scores: {', '.join(b.scores) or 'none'})")
+            b.check_scores([self.score])
             ok &= ~np.isnan(b.scores[self.score]) & np.isfinite(b.score_seconds)
         self.space = np.flatnonzero(ok)
         if not len(self.space):
             raise ValueError(f"search: no {self.kind} cell of {b.path} holds {self.split} accuracy and training time")
-        self.allowed = ok
+        self._done = np.zeros(len(b), dtype=bool)  # trained, by view index
         per_view = _INDEX.setdefault(b, {})
         key = (self.kind, self.split, self.score)  # the index restricted to this space, shared by every run
         if key not in per_view:
@@ -125,14 +128,6 @@ class Oracle:
         self._index = per_view[key]
         self._options = pair_options(self.kind)
         self._acc, self._cost = acc.tolist(), b.train_seconds.tolist()
-
-    def cell(self, matrix: object) -> int | None:
-        """Unique cell of a proposal, or ``None`` when it is outside the search space."""
-        try:
-            u = self.bench.find(matrix)
-        except ValueError:
-            return None
-        return u if u is not None and self.allowed[u] else None
 
     def cells_of_states(self, states: np.ndarray) -> np.ndarray:
         """Unique cells (-1: outside the space) of state vectors ``[..., 6]`` of this kind."""
@@ -154,6 +149,7 @@ class Oracle:
         self.clock += cost
         value = self._acc[u]
         self.trained[u] = value
+        self._done[u] = True
         self.history.append((self.clock, u, value))
         return value
 
@@ -170,7 +166,23 @@ class Oracle:
         return value
 
     def random_cell(self, rng: np.random.Generator) -> int:
+        """A uniform cell of the space."""
         return int(self.space[rng.integers(len(self.space))])
+
+    def untrained_cell(self, rng: np.random.Generator) -> int:
+        """A uniform cell of the space not trained yet (:class:`BudgetExhausted` when none is left)."""
+        for _ in range(8):  # rejection while most of the space is untrained
+            u = self.random_cell(rng)
+            if not self._done[u]:
+                return u
+        rest = self.space[~self._done[self.space]]
+        if not len(rest):
+            raise BudgetExhausted
+        return int(rest[rng.integers(len(rest))])
+
+    def untrained(self, cells: list[int]) -> list[int]:
+        """``cells`` not trained yet, in order."""
+        return [u for u in cells if not self._done[u]]
 
     def states(self, u: int) -> list[int]:
         return matrix_to_states(self.bench.matrices[u])
@@ -186,16 +198,22 @@ class Oracle:
 
 
 def random_search(o: Oracle, rng: np.random.Generator, **_unused: Any) -> None:
-    """Train uniformly drawn cells of the space until the budget runs out."""
-    while True:
-        o.train(o.random_cell(rng))
+    """Train the cells of the space in a uniformly random order (uniform draws, repeats skipped) until the
+    budget runs out."""
+    for u in rng.permutation(o.space).tolist():
+        o.train(u)
 
 
 def regularized_evolution(o: Oracle, rng: np.random.Generator, population: int = 20, sample: int = 5, **_unused: Any) -> None:
-    """Real et al. (2019): tournament of ``sample`` from a population of ``population``; mutate; drop the oldest."""
+    """Real et al. (2019): tournament of ``sample`` from a population of ``population``; mutate; drop the oldest.
+
+    The first population is distinct uniform cells; a child is a uniform untrained neighbour of its parent (an
+    untrained cell of the space when every neighbour is trained). With free repeats, a child already trained
+    would cost nothing and, on a space of a few thousand cells, fill the population with copies of the best.
+    """
     pop: list[tuple[int, float]] = []
     for _ in range(population):
-        u = o.random_cell(rng)
+        u = o.untrained_cell(rng)
         pop.append((u, o.train(u)))
     while True:
         picks = rng.choice(len(pop), size=min(sample, len(pop)), replace=False)
@@ -206,15 +224,16 @@ def regularized_evolution(o: Oracle, rng: np.random.Generator, population: int =
 
 
 def _mutate(o: Oracle, u: int, rng: np.random.Generator) -> int:
-    """A random neighbour of ``u`` in the space (a random cell when ``u`` has none)."""
-    near = o.neighbours(u)
-    return near[rng.integers(len(near))] if near else o.random_cell(rng)
+    """A uniform untrained neighbour of ``u`` in the space (an untrained cell of the space when it has none)."""
+    near = o.untrained(o.neighbours(u))
+    return near[rng.integers(len(near))] if near else o.untrained_cell(rng)
 
 
 def local_search(o: Oracle, rng: np.random.Generator, **_unused: Any) -> None:
-    """Hill climbing (White et al. 2021): train every neighbour, move to the best if it improves, else restart."""
+    """Hill climbing (White et al. 2021): train every neighbour, move to the best if it improves, else restart
+    (at an untrained cell)."""
     while True:
-        u = o.random_cell(rng)
+        u = o.untrained_cell(rng)
         best = o.train(u)
         while True:
             near = o.neighbours(u)
@@ -280,16 +299,21 @@ def run(bench: Benchmark, algorithm: str, budget: float, seed: int, *, split: st
     """One run of ``algorithm`` until its simulated ``budget`` (seconds) is spent; returns the oracle (history)."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm: expected one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
-    if budget <= 0:
-        raise ValueError(f"budget: expected a positive number of seconds, got {budget}")
+    check_budget(budget)
     if algorithm == "score_train" and score is None:
         score = "sahd"
-    oracle = Oracle(bench, budget, split, score if algorithm == "score_train" else None, kind or _default_kind(bench))
+    oracle = Oracle(bench, budget, split, score if algorithm == "score_train" else None, kind or default_kind(bench, split))
     try:
         ALGORITHMS[algorithm](oracle, np.random.default_rng(seed), **options)
     except BudgetExhausted:
         pass
     return oracle
+
+
+def check_budget(budget: float) -> None:
+    """``ValueError`` unless ``budget`` is a positive finite number (of simulated seconds)."""
+    if not (isinstance(budget, (int, float, np.integer, np.floating)) and math.isfinite(budget) and budget > 0):
+        raise ValueError(f"budget: expected a positive finite number of seconds, got {budget!r}")
 
 
 def trajectory(oracle: Oracle, times: np.ndarray, report: str = "test") -> np.ndarray:
@@ -307,23 +331,37 @@ def trajectory(oracle: Oracle, times: np.ndarray, report: str = "test") -> np.nd
     return out
 
 
+def parse_entries(bench: Benchmark, algorithms: Sequence[str], score: str = "sahd") -> list[tuple[str, str, str]]:
+    """``(entry, algorithm, score)`` per :func:`compare` entry; ``ValueError`` for an unknown algorithm, a score
+    the view lacks, or no entry."""
+    if not algorithms:
+        raise ValueError("algorithm: none given")
+    entries = []
+    for entry in algorithms:
+        name, _, metric = entry.partition(":")
+        if name not in ALGORITHMS or (metric and name != "score_train"):
+            raise ValueError(f"algorithm: expected one of {', '.join(ALGORITHMS)} or score_train:METRIC, got {entry!r}")
+        if name == "score_train":
+            bench.check_scores([metric or score])
+        entries.append((entry, name, metric or score))
+    return entries
+
+
 def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: int, *, split: str = "val",
             report: str = "test", score: str = "sahd", kind: str | None = None, points: int = 50,
             seed: int = 0, options: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Every algorithm over ``runs`` seeds (``seed``, ``seed + 1``, ...): final best accuracy (mean, std) and
     the mean trajectory over time; ``options[name]`` are keyword options of that algorithm.
 
+    ``table_best``: the best ``split`` accuracy of the searched space, the number of cells that tie on it (the
+    first one's ``hash``), their mean ``report`` accuracy (what a perfect search expects) and the space's best
+    ``report`` accuracy (``max_<report>``).
+
     An entry ``"score_train:METRIC"`` runs ``score_train`` by that score (plain ``score_train`` uses ``score``),
     so one comparison can hold the paper's search under several scores.
     """
-    entries = []
-    for entry in algorithms:
-        name, _, metric = entry.partition(":")
-        if name not in ALGORITHMS or (metric and name != "score_train"):
-            raise ValueError(f"algorithm: expected one of {', '.join(ALGORITHMS)} or score_train:METRIC, got {entry!r}")
-        if metric and metric not in bench.scores:
-            raise ValueError(f"algorithm {entry!r}: score {metric!r} not in the view (scores: {', '.join(bench.scores)})")
-        entries.append((entry, name, metric or score))
+    check_budget(budget)
+    entries = parse_entries(bench, algorithms, score)
     times = np.linspace(0, budget, points + 1)[1:]
     out: dict[str, Any] = {"budget": budget, "runs": runs, "split": split, "report": report, "times": times.tolist(),
                            "table": str(bench.path), "algorithms": {}}
@@ -346,8 +384,10 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
             # a mean over every run, so None until each run has trained a cell (no early bias to quick runs)
             "curve_mean": [float(c.mean()) if np.isfinite(c).all() else None for c in np.array(curves).T],
         }
-    space = Oracle(bench, budget, split, None, kind or _default_kind(bench)).space
-    best = int(space[np.argmax(bench.accuracy[split][space])])
-    out["table_best"] = {"hash": bench.hash_array[best].decode(), split: float(bench.accuracy[split][best]),
-                         report: float(bench.accuracy[report][best])}
+    space = Oracle(bench, budget, split, None, kind or default_kind(bench, split)).space
+    observed, reported = bench.accuracy[split][space], bench.accuracy[report][space]
+    tied = np.flatnonzero(observed == observed.max())  # the cells a perfect search by ``split`` could end on
+    out["table_best"] = {"hash": bench.hash_array[space[tied[0]]].decode(), "tied": len(tied),
+                         split: float(observed.max()), report: float(reported[tied].mean()),
+                         f"max_{report}": float(reported.max())}
     return out

@@ -22,7 +22,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -401,15 +401,29 @@ class Benchmark:
 
     def _not_found(self, key: Key, lacking: list[str]) -> CellNotFound:
         text = to_text(np.array(key, dtype=np.int64).reshape(4, 4))
-        what = ", ".join(f"{pid} ({self.table.protocols[pid].type})" for pid in lacking)
-        verb = "protocols {} lack it" if len(lacking) > 1 else "protocol {} lacks it"
-        return CellNotFound(f"cell {Cell(text).hash} ({text}) is not in {self.path}: " + verb.format(what))
+        return CellNotFound(f"cell {Cell(text).hash} ({text}) is not in {self.path}: {self._lack(lacking)}")
+
+    def _lack(self, pids: list[str]) -> str:
+        """``"protocol ID (type) lacks it"`` / ``"protocols ID (type), ... lack it"``."""
+        what = ", ".join(f"{pid} ({self.table.protocols[pid].type})" for pid in pids)
+        return f"protocols {what} lack it" if len(pids) > 1 else f"protocol {what} lacks it"
+
+    def check_split(self, split: str) -> None:
+        """``ValueError`` unless the view has ``split`` accuracies (train, val, test)."""
+        if split not in self.accuracy:
+            raise ValueError(f"split: expected one of {', '.join(self.accuracy)}, got {split!r}")
+
+    def check_scores(self, names: Sequence[str]) -> None:
+        """``ValueError`` naming each of ``names`` the view holds no score of (and an empty list of names)."""
+        missing = [m for m in names if m not in self.scores]
+        if missing or not names:
+            raise ValueError(f"score: {', '.join(map(repr, missing)) or 'none given'} not in the view "
+                             f"(scores: {', '.join(self.scores) or 'none'})")
 
     def accuracy_by_seed(self, split: str = "test") -> tuple[list[int], np.ndarray]:
         """Final ``split`` accuracy of every view cell per training seed: ``(seeds, float64 [U, len(seeds)])``,
         seeds ascending, NaN where a cell has no row for that seed (``accuracy[split]`` is its row mean)."""
-        if split not in self.accuracy:
-            raise ValueError(f"split: expected one of {', '.join(self.accuracy)}, got {split!r}")
+        self.check_split(split)
         t = self._train
         if t is None:
             return [], np.zeros((len(self), 0))
@@ -427,11 +441,7 @@ class Benchmark:
     # ------------------------------------------------------------------ records
     def query(self, matrix: object, seed: int | None = None) -> dict[str, Any]:
         """The record of a cell given in any accepted matrix form (see the module docstring)."""
-        key = cell_key(matrix)
-        u = self._row(key)
-        if u is None:
-            raise self._not_found(key, self.protocol_ids)
-        return self.record(u, seed)
+        return self.record(self.index(matrix), seed)
 
     def query_hash(self, cell_hash: str, seed: int | None = None) -> dict[str, Any]:
         """The record of the cell with this hash."""
@@ -452,9 +462,8 @@ class Benchmark:
             curves = {k.split("/", 1)[1]: v for k, v in tv.items() if k.startswith("curves/")}
             tv["_train_acc"] = tv["curves/train_acc"][-1] if "curves/train_acc" in tv else None
         if len(missing) == len(self._columns):
-            verb = "protocols {} lack it" if len(missing) > 1 else "protocol {} lacks it"
             raise CellNotFound(f"cell {rec['hash']} ({rec['text']}) has no row for seed {seed} in {self.path}: "
-                               + verb.format(", ".join(missing)))
+                               f"{self._lack(missing)}")
         get = sv.get
         rec["scores"] = {m: get("scores/" + m) for m in self._metrics}
         rec["singular"] = {m: (None if get("singular/" + m) is None else bool(sv["singular/" + m])) for m in self._metrics}

@@ -44,9 +44,7 @@ def _names(bench: Benchmark, scores: Sequence[str] | None) -> list[str]:
     if not bench.scores:
         raise ValueError(f"correlate: {bench.path} has no score protocol in this view")
     names = list(scores) if scores is not None else list(bench.scores)
-    missing = [m for m in names if m not in bench.scores]
-    if missing:
-        raise ValueError(f"score: {', '.join(missing)} not in the view (scores: {', '.join(bench.scores)})")
+    bench.check_scores(names)
     return names
 
 
@@ -62,8 +60,7 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
     """
     from scipy import stats
 
-    if split not in bench.accuracy:
-        raise ValueError(f"split: expected one of {', '.join(bench.accuracy)}, got {split!r}")
+    bench.check_split(split)
     if bootstrap < 0:
         raise ValueError(f"bootstrap: expected a number of resamples >= 0, got {bootstrap}")
     origin = source if source is not None else bench
@@ -133,7 +130,10 @@ def agreement(a: Benchmark, b: Benchmark, scores: Sequence[str] | None = None) -
     cells both hold (NaN left out, ``-inf`` ranks lowest), and how many of them are singular in each."""
     from scipy import stats
 
-    names = _names(a, scores if scores is not None else [m for m in a.scores if m in b.scores])
+    names = list(scores) if scores is not None else [m for m in a.scores if m in b.scores]
+    if not names:
+        raise ValueError(f"agreement: {a.path} and {b.path} hold no score in common")
+    _names(a, names)
     _names(b, names)
     ua, ub = matched(a, b)
     out: dict[str, Any] = {"tables": [str(a.path), str(b.path)], "protocols": [a.protocol_ids, b.protocol_ids],

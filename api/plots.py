@@ -56,9 +56,10 @@ def plot_compare(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     times = np.array(result["times"])
     for name, r in result["algorithms"].items():
         ax.plot(times, np.array([np.nan if v is None else v for v in r["curve_mean"]], dtype=float), label=name)
-    best = result.get("table_best", {}).get(result["report"])
-    if best is not None:
-        ax.axhline(best, color="k", lw=0.8, ls=":", label="best in table")
+    best, report = result["table_best"], result["report"]
+    ax.axhline(best[report], color="k", lw=0.8, ls=":", label=f"best {result['split']} in table")
+    if best[f"max_{report}"] > best[report]:
+        ax.axhline(best[f"max_{report}"], color="k", lw=0.8, ls="--", label=f"best {report} in table")
     ax.set_xlabel("simulated time (s)")
     ax.set_ylabel(f"{result['report']} accuracy of the incumbent")
     ax.set_title(f"mean over {result['runs']} runs")

@@ -9,7 +9,8 @@ Invariants
   the kind's whole space this is exactly the paper's sampler.
 * One trial draws ``N`` cells with replacement; a score's pick is the first draw with the highest
   score; "random" is the first draw; "oracle" is the best accuracy among the draws.
-* Everything is seeded: same seed, same draws, same numbers.
+* Everything is seeded: the draws at size N come from ``(seed, N)``, so the numbers at one N do not depend
+  on which other sizes a curve asks for.
 """
 
 from __future__ import annotations
@@ -40,32 +41,31 @@ class Pool:
         return float(1.0 / np.sum(self.prob**2))
 
 
-def default_kind(bench: Benchmark) -> Kind:
-    """``"backward"`` when the view holds a backward cell, else ``"forward"``."""
-    return "backward" if "backward" in bench.kinds else "forward"
+def default_kind(bench: Benchmark, split: str) -> Kind:
+    """``"backward"`` when a backward cell of the view holds ``split`` accuracy, else ``"forward"`` (a table
+    whose backward cells are scored but not trained searches and replays the forward space)."""
+    bench.check_split(split)
+    return "backward" if bool(np.any(np.isfinite(bench.accuracy[split]) & (bench.kind_array == 1))) else "forward"
 
 
 def make_pool(bench: Benchmark, scores: Sequence[str], split: str = "test", kind: Kind | None = None,
               dist: Distribution = "paper") -> Pool:
     """The replay pool (see the module docstring); ``ValueError`` naming what is missing when empty."""
-    kind = kind or default_kind(bench)
-    for m in scores:
-        if m not in bench.scores:
-            raise ValueError(f"score: {m!r} is not in the view's score protocol (scores: {', '.join(bench.scores) or 'none'})")
-    if split not in bench.accuracy:
-        raise ValueError(f"split: expected one of {', '.join(bench.accuracy)}, got {split!r}")
+    bench.check_scores(scores)
+    kind = kind or default_kind(bench, split)
     ok = np.isfinite(bench.accuracy[split])
     for m in scores:
         ok &= ~np.isnan(bench.scores[m])  # -inf (singular kernel) is a valid, lowest score
-    if kind == "forward":
-        ok &= np.array([k == "forward" for k in bench.kinds], dtype=bool)
-    weight = space().probabilities(kind, dist)[bench.space_index] * ok
+    weight = space().probabilities(kind, dist)[bench.space_index] * ok  # 0 off the kind's space
     cells = np.flatnonzero(weight > 0)
     if not len(cells):
         need = ", ".join([f"{split} accuracy", *scores])
         raise ValueError(f"replay: no {kind} cell of {bench.path} holds {need}")
     prob = weight[cells] / weight[cells].sum()
     return Pool(cells.astype(np.int32), prob, kind, dist)
+
+
+MAX_DRAWS = 10**8  # one replay's draws (12 bytes each while they are made)
 
 
 @lru_cache(maxsize=8)
@@ -88,9 +88,12 @@ def _alias(prob_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
 
 
 def draw(pool: Pool, samples: int, trials: int, seed: int | np.random.Generator) -> np.ndarray:
-    """``int32 [trials, samples]`` view indices drawn i.i.d. from the pool (alias method, seeded)."""
+    """``int32 [trials, samples]`` view indices drawn i.i.d. from the pool (alias method, seeded); at most
+    ``MAX_DRAWS`` in all."""
     if samples < 1 or trials < 1:
         raise ValueError(f"replay: samples and trials must be >= 1, got {samples} and {trials}")
+    if samples * trials > MAX_DRAWS:
+        raise ValueError(f"replay: N x trials = {samples:,} x {trials:,} draws, more than {MAX_DRAWS:,}; ask for fewer trials")
     rng = np.random.default_rng(seed)
     k = len(pool.cells)
     u = rng.random((trials, samples)) * k  # one uniform gives the slot (integer part) and the coin (fraction)
@@ -113,7 +116,7 @@ def replay(bench: Benchmark, samples: int, trials: int, scores: Sequence[str] = 
            kind: Kind | None = None, dist: Distribution = "paper", seed: int = 0) -> dict[str, Any]:
     """Picked-cell accuracy (mean, std over trials) for each score, random choice and the oracle best of N."""
     pool = make_pool(bench, scores, split, kind, dist)
-    draws = draw(pool, samples, trials, seed)
+    draws = draw(pool, samples, trials, np.random.default_rng([seed, samples]))
     acc = bench.accuracy[split]
     picked = {m: acc[pick(draws, bench.scores[m])] for m in scores}
     picked["random"] = acc[draws[:, 0]]
@@ -128,8 +131,8 @@ def replay(bench: Benchmark, samples: int, trials: int, scores: Sequence[str] = 
 
 def replay_curve(bench: Benchmark, sizes: Sequence[int], trials: int, scores: Sequence[str] = ("sahd",), *,
                  split: str = "test", kind: Kind | None = None, dist: Distribution = "paper", seed: int = 0) -> dict[str, Any]:
-    """Accuracy against N (supplementary Fig. 3): :func:`replay` at each size, seeds ``seed + i``."""
-    runs = [replay(bench, n, trials, scores, split=split, kind=kind, dist=dist, seed=seed + i) for i, n in enumerate(sizes)]
+    """Accuracy against N (supplementary Fig. 3): :func:`replay` at each size."""
+    runs = [replay(bench, n, trials, scores, split=split, kind=kind, dist=dist, seed=seed) for n in sizes]
     methods = list(runs[0]["methods"])
     return {"sizes": list(sizes), "trials": trials, "split": split, "kind": runs[0]["kind"], "dist": dist, "seed": seed,
             "methods": {m: {"mean": [r["methods"][m]["mean"] for r in runs], "std": [r["methods"][m]["std"] for r in runs]}

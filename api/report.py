@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from api.algorithms import compare
+from api.algorithms import check_budget, compare, parse_entries
 from api.benchmark import Benchmark
 from api.correlate import correlate, ranked_shares
 from api.plots import plot_compare, plot_replay_curve, plot_scatter
@@ -32,9 +32,19 @@ DEFAULT_SIZES = (10, 100, 1000, 5000)
 DEFAULT_ALGORITHMS = ("random", "evolution", "local", "reinforce", "score_train")
 
 
-def fmt(x: float | None, digits: int = 4) -> str:
-    """``x`` to ``digits`` decimals; an en dash for a missing or non-finite value."""
-    return "–" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+def fmt(x: float | None, digits: int = 4, missing: str = "–") -> str:
+    """``x`` to ``digits`` decimals (an integer as it is); ``missing`` for ``None`` or a non-finite value."""
+    if x is None or not np.isfinite(x):
+        return missing
+    return str(x) if isinstance(x, (int, np.integer)) else f"{x:.{digits}f}"
+
+
+def best_line(best: dict[str, Any], observe: str, split: str) -> str:
+    """One sentence on a :func:`compare` result's ``table_best``."""
+    ties = (f"{best['tied']:,} cells tie, mean {split} {best[split]:.4f}" if best["tied"] > 1 else
+            f"{split} {best[split]:.4f}")
+    return (f"Best cell of the searched space by {observe}: `{best['hash']}` ({observe} {best[observe]:.4f}; {ties}); "
+            f"the space's best {split} accuracy is {best['max_' + split]:.4f}.")
 
 
 def _protocol_lines(bench: Benchmark) -> list[str]:
@@ -101,9 +111,17 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
     cells (mean training time). ``correlation``: the caller's own ``correlate(bench, split, bootstrap=bootstrap,
     seed=seed)``, used instead of recomputing it (one made with other settings or scores is refused).
     """
+    names = list(bench.scores)
+    chosen = list(replay_scores) if replay_scores is not None else names
+    for s in (split, observe):  # every option is checked before the first figure is computed
+        bench.check_split(s)
+    if np.isfinite(bench.accuracy[split]).any():
+        bench.check_scores(chosen)
+        parse_entries(bench, algorithms, score)
+        if budget:  # 0: no search section
+            check_budget(budget)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    names = list(bench.scores)
     sections = {"head": [f"## {title}", "", f"Table `{bench.path.name}`; view protocols:", "", *_protocol_lines(bench), ""]}
 
     if not np.isfinite(bench.accuracy[split]).any():  # a score-only view: describe its scores, nothing to rank
@@ -148,7 +166,6 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
     plot_scatter(bench, names, split, out / "scores.png")
     lines += ["", "![scores against accuracy](scores.png)", ""]
 
-    chosen = list(replay_scores) if replay_scores is not None else names
     pool = make_pool(bench, chosen, split)
     kept = [n for n in sizes if n <= len(pool.cells)]
     lines = sections["replay"] = [
@@ -182,8 +199,7 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
             f"The algorithms observe {observe} accuracy and pay the stored training time (and, for `score_train`, "
             f"the stored scoring time: it scores 100 random cells by {score} — by M for `score_train:M` — and "
             f"trains the 5 best-scored); the incumbent's {split} accuracy is reported, and a curve starts once "
-            f"every run has trained a cell. Best cell in the view (by {observe}): "
-            f"`{best['hash']}` ({split} {best[split]:.4f}).", "",
+            f"every run has trained a cell. {best_line(best, observe, split)}", "",
             f"| algorithm | final {split} accuracy (mean ± std) | cells trained | simulated seconds |", "|---|---|---|---|"]
         for name, r in result["algorithms"].items():
             final = "–" if r["final_mean"] is None else f"{r['final_mean']:.4f} ± {r['final_std']:.4f}"

@@ -282,6 +282,28 @@ def test_paper_probabilities_equal_a_brute_force_enumeration() -> None:
         assert max(abs(got[k] - want[k]) for k in got) < 1e-12
 
 
+def test_default_kind_is_backward_only_when_a_backward_cell_holds_accuracy(table: Path) -> None:
+    from api.replay import default_kind
+
+    b = Benchmark(table)  # a fresh view whose arrays this test may change
+    assert default_kind(b, "test") == "forward"
+    b.kind_array[:2] = 1
+    b.accuracy["test"][:2] = np.nan  # backward cells that are scored but not trained
+    assert default_kind(b, "test") == "forward" and make_pool(b, ["sahd"], "test").kind == "forward"
+    b.accuracy["test"][1] = 0.5
+    assert default_kind(b, "test") == "backward"
+    with pytest.raises(ValueError, match="split"):
+        default_kind(b, "nope")
+
+
+def test_draws_past_the_limit_are_refused(bench: Benchmark) -> None:
+    from api.replay import MAX_DRAWS
+
+    pool = make_pool(bench, ["sahd"], "test")
+    with pytest.raises(ValueError, match="ask for fewer trials"):
+        draw(pool, MAX_DRAWS // 1000 + 1, 1000, 0)
+
+
 def test_draws_follow_the_pool_distribution(bench: Benchmark) -> None:
     pool = make_pool(bench, ["sahd"], "test", "forward", "paper")
     weight = np.array([space().probabilities("forward")[bench.space_index[u]] for u in pool.cells])
@@ -309,7 +331,7 @@ def test_replay_equals_a_brute_force_loop(singular_bench: Benchmark) -> None:
     cases: list[tuple[int, Distribution]] = [(1, "paper"), (3, "paper"), (7, "uniform"), (20, "paper")]
     for samples, dist in cases:
         out = replay(bench, samples, 300, ("sahd", "hd"), split="test", dist=dist, seed=11)
-        draws = draw(make_pool(bench, ("sahd", "hd"), "test", None, dist), samples, 300, 11)
+        draws = draw(make_pool(bench, ("sahd", "hd"), "test", None, dist), samples, 300, np.random.default_rng([11, samples]))
         acc = bench.accuracy["test"]
         naive: dict[str, list[float]] = {"sahd": [], "hd": [], "random": [], "oracle": []}
         for trial in draws.tolist():
@@ -329,6 +351,8 @@ def test_replay_equals_a_brute_force_loop(singular_bench: Benchmark) -> None:
                               [max(t, key=lambda u: (bench.scores["sahd"][u], -t.index(u))) for t in draws[:5].tolist()])
     curve = replay_curve(bench, [1, 5], 50, ("sahd",))
     assert curve["methods"]["sahd"]["mean"][0] == replay(bench, 1, 50, ("sahd",), seed=0)["methods"]["sahd"]["mean"]
+    alone = replay_curve(bench, [5], 50, ("sahd",))  # one N's numbers do not depend on the other sizes asked for
+    assert alone["methods"]["sahd"]["mean"] == curve["methods"]["sahd"]["mean"][1:]
     with pytest.raises(ValueError, match="nope"):
         replay(bench, 5, 5, ("nope",))
 
@@ -440,7 +464,7 @@ def test_scores_of_another_table_are_matched_by_hash(table: Path, bench: Benchma
     """agreement() and correlate(source=) against dicts keyed by hash: a second table holding a shuffled
     subset of the cells, its scores changed, one missing (NaN) and one singular (-inf)."""
     from api.correlate import agreement, matched
-    from snnbench.table import Protocol, write_table
+    from snnbench.table import Protocol, protocol_id, write_table
 
     t = open_table(table)
     score = next(p for p in t.protocols.values() if p.type == "score")
@@ -479,6 +503,15 @@ def test_scores_of_another_table_are_matched_by_hash(table: Path, bench: Benchma
     got = json.loads(r.output)
     assert got["scores"] == json.loads(json.dumps(correlate(bench, "test", source=b2)["scores"]))
     assert got["agreement"]["scores"]["sahd"]["kendall_tau"] == pytest.approx(out["scores"]["sahd"]["kendall_tau"])
+    settings = json.loads(json.dumps(score.settings))  # a source holding a score this table lacks
+    settings["score"]["metrics"] = [*settings["score"]["metrics"], "extra"]
+    more = Protocol(protocol_id("score", settings), "score", settings, hash=score.hash[keep], seed=score.seed[keep],
+                    columns={**cols, "scores/extra": rng.normal(size=len(keep)), "singular/extra": np.zeros(len(keep), bool)})
+    write_table(tmp_path / "more.h5", [more])
+    r = CliRunner().invoke(main, ["correlate", "--table", str(table), "--scores-from", str(tmp_path / "more.h5"), "--json"])
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.output)
+    assert list(got["scores"]) == ["sahd", "hd", "extra"] and list(got["agreement"]["scores"]) == ["sahd", "hd"]
     (tmp_path / "foreign.h5").write_bytes(b"not a table")
     r = CliRunner().invoke(main, ["correlate", "--table", str(table), "--scores-from", str(tmp_path / "foreign.h5")])
     assert r.exit_code == 2 and "foreign.h5" in r.output and "Traceback" not in r.output
@@ -507,7 +540,12 @@ def test_cli(table: Path, bench: Benchmark, tmp_path: Path) -> None:
                           (["query", "0302 0030 3003 0000"], "lack it"),
                           (["query", "0302 0030 3003 0000", "--table", str(tmp_path / "x.h5")], "snnbench build"),
                           (["replay", "--score", "nope"], "nope"),
-                          (["compare", "--budget", "10", "--algorithms", "magic"], "magic")):
+                          (["replay", "--score", ","], "score: none given"),
+                          (["replay", "-n", "9", "-n", "20"], "N = 9, 20 is more than the 8 cells of the pool"),
+                          (["compare", "--budget", "10", "--algorithms", "magic"], "magic"),
+                          (["compare", "--budget", "10", "--algorithms", ""], "algorithm: none given"),
+                          (["compare", "--budget", "nan"], "positive finite number"),
+                          (["compare", "--budget", "inf"], "positive finite number")):
         if "--table" not in args:
             args = [*args, "--table", str(table)]
         r = run(main, args)
@@ -515,6 +553,9 @@ def test_cli(table: Path, bench: Benchmark, tmp_path: Path) -> None:
     plot = tmp_path / "replay.png"
     r = run(main, ["replay", "--table", str(table), "-n", "2", "-n", "4", "--trials", "30", "--json", "--plot", str(plot)])
     assert r.exit_code == 0 and json.loads(r.output)["sizes"] == [2, 4] and plot.stat().st_size > 0
+    r = run(main, ["replay", "--table", str(table), "-n", "4", "-n", "9", "--trials", "30", "--json"])
+    assert r.exit_code == 0 and "left out N = 9: more than the 8 cells of the pool" in r.stderr
+    assert json.loads(r.stdout)["sizes"] == [4]
     r = run(main, ["compare", "--table", str(table), "--budget", "3", "--runs", "2", "--plot", str(tmp_path / "c.png")])
     assert r.exit_code == 0 and "evolution" in r.output and (tmp_path / "c.png").exists()
     r = run(main, ["correlate", "--table", str(table), "--json"])
@@ -680,3 +721,8 @@ def test_report_cli(table: Path, tmp_path: Path) -> None:
     assert "| N = 4 |" in (tmp_path / "c" / "report.md").read_text()
     r = run(main, ["report", "--table", str(table), "--out", str(tmp_path / "d"), "-n", "0"])
     assert r.exit_code == 2 and "Traceback" not in r.output and not (tmp_path / "d").exists()
+    for args, message in ((["--replay-scores", "nope"], "score: 'nope' not in the view"),
+                          (["--algorithms", "magic"], "algorithm"), (["--score", "nope"], "score: 'nope'"),
+                          (["--budget", "nan"], "positive finite number")):  # refused before any figure is made
+        r = run(main, ["report", "--table", str(table), "--out", str(tmp_path / "e"), *args])
+        assert r.exit_code == 2 and message in r.output and not (tmp_path / "e").exists(), r.output

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import click
@@ -35,9 +34,9 @@ def _open(table: str | None, score_protocol: str | None, train_protocol: str | N
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+    from api.report import fmt
+
+    return fmt(v, digits, missing="-")
 
 
 @click.command()
@@ -83,11 +82,18 @@ def replay(table: str | None, score_protocol: str | None, train_protocol: str | 
            plot: str | None, as_json: bool) -> None:
     """Replay "draw N cells, train the best-scored": picked accuracy vs random choice and the oracle best of N."""
     from api.plots import plot_replay_curve
-    from api.replay import replay_curve
+    from api.replay import make_pool, replay_curve
 
     bench = _open(table, score_protocol, train_protocol, dataset)
     names = [s.strip() for s in scores.split(",") if s.strip()]
-    curve = replay_curve(bench, sorted(set(samples)), trials, names, split=split, kind=kind, dist=dist, seed=seed)  # type: ignore[arg-type]
+    size = len(make_pool(bench, names, split, kind, dist).cells)  # type: ignore[arg-type]
+    sizes = [n for n in sorted(set(samples)) if n <= size]
+    if len(sizes) < len(set(samples)):  # draws with replacement from fewer cells than N say little
+        above = ", ".join(f"{n:,}" for n in sorted(set(samples)) if n > size)
+        if not sizes:
+            raise ValueError(f"samples: N = {above} is more than the {size:,} cells of the pool")
+        click.echo(f"left out N = {above}: more than the {size:,} cells of the pool", err=True)
+    curve = replay_curve(bench, sizes, trials, names, split=split, kind=kind, dist=dist, seed=seed)  # type: ignore[arg-type]
     if plot:
         plot_replay_curve(curve, plot)
     if as_json:
@@ -123,6 +129,7 @@ def compare(table: str | None, score_protocol: str | None, train_protocol: str |
     """Offline NAS algorithms with simulated cost (stored training and scoring times)."""
     from api.algorithms import compare as run_compare
     from api.plots import plot_compare
+    from api.report import best_line
 
     bench = _open(table, score_protocol, train_protocol, dataset)
     names = [a.strip() for a in algorithms.split(",") if a.strip()]
@@ -133,8 +140,7 @@ def compare(table: str | None, score_protocol: str | None, train_protocol: str |
     if as_json:
         echo_json(result)
         return
-    best = result["table_best"]
-    click.echo(f"budget {budget:g} s, {runs} runs; table best: {best['hash']} ({split} {best[split]:.4f})")
+    click.echo(f"budget {budget:g} s, {runs} runs. {best_line(result['table_best'], observe, split)}")
     click.echo(f"{'algorithm':<12} {'final ' + split:>16} {'trained':>8} {'seconds':>10}")
     for name, r in result["algorithms"].items():
         final = "-" if r["final_mean"] is None else f"{r['final_mean']:.4f} ± {r['final_std']:.4f}"
@@ -162,8 +168,9 @@ def correlate(table: str | None, score_protocol: str | None, train_protocol: str
     bench = _open(table, score_protocol, train_protocol, dataset)
     source = None if scores_from is None else _open(scores_from, None, None, None)
     result = run_correlate(bench, split, source=source, bootstrap=bootstrap, seed=seed)
-    if source is not None:
-        result["agreement"] = agreement(bench, source, list(result["scores"]))
+    shared = [m for m in result["scores"] if m in bench.scores]
+    if source is not None and shared:  # the scores both tables hold (the source may hold more, or others)
+        result["agreement"] = agreement(bench, source, shared)
     if as_json:
         echo_json(result)
         return
@@ -186,7 +193,7 @@ def correlate(table: str | None, score_protocol: str | None, train_protocol: str
         click.echo(f"seed {r['seeds'][0]} against seed {r['seeds'][1]} ({split} accuracy, {r['cells']} cells): "
                    f"tau {_fmt(r['kendall_tau'], 3)}, rho {_fmt(r['spearman_rho'], 3)}, "
                    f"mean |difference| {_fmt(r['mean_abs_difference'], 4)}")
-    if source is not None:
+    if "agreement" in result:
         click.echo(f"agreement of the two tables' scores on {result['agreement']['shared_cells']:,} shared cells:")
         for m, r in result["agreement"]["scores"].items():
             click.echo(f"{m:<12} {r['cells']:>7} {_fmt(r['kendall_tau'], 3):>8} {_fmt(r['spearman_rho'], 3):>8}")
