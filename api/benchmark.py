@@ -604,7 +604,8 @@ class Benchmark:
         return f"Benchmark({str(self.path)!r}, cells={len(self)}, protocols={self.protocol_ids})"
 
 
-_OPEN: dict[tuple[str, int, int, str | None, str | None, str | None], Benchmark] = {}  # (path, mtime_ns, size, view)
+# (path, view) -> ((mtime_ns, size), view): one entry per path and view, replaced when the file changes
+_OPEN: dict[tuple[str, str | None, str | None, str | None], tuple[tuple[int, int], Benchmark]] = {}
 
 
 def load(table: str | os.PathLike[str] | None = None, *, score: str | None = None, train: str | None = None,
@@ -612,11 +613,11 @@ def load(table: str | os.PathLike[str] | None = None, *, score: str | None = Non
     """The :class:`Benchmark` of a table, opened once per process (reopened if the file changed)."""
     path = os.path.abspath(resolve_table(table, dataset))  # string ops and one stat: ~30 us, not pathlib's ~100
     st = os.stat(path)
-    key = (path, st.st_mtime_ns, st.st_size, score, train, dataset)
-    bench = _OPEN.get(key)
-    if bench is None:
-        bench = _OPEN[key] = Benchmark(path, score=score, train=train, dataset=dataset)
-    return bench
+    key, version = (path, score, train, dataset), (st.st_mtime_ns, st.st_size)
+    held = _OPEN.get(key)
+    if held is None or held[0] != version:
+        held = _OPEN[key] = (version, Benchmark(path, score=score, train=train, dataset=dataset))
+    return held[1]
 
 
 def query(matrix: object, table: str | os.PathLike[str] | None = None, *, seed: int | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,15 @@ def test_table_resolution(table: Path, tmp_path: Path, monkeypatch: pytest.Monke
     m = Benchmark(table).matrices[0]
     assert query(m) == query(m, table) == Benchmark(None).query(m)
     assert load() is load(table)
+    copy = tmp_path / "copy.h5"
+    shutil.copy(table, copy)
+    first = load(copy)
+    os.utime(copy, ns=(0, 12345))  # the file "changed": reopened, and the old view is dropped
+    again = load(copy)
+    assert again is not first and again is load(copy)
+    import api.benchmark
+
+    assert [held for key, (_, held) in api.benchmark._OPEN.items() if key[0] == str(copy)] == [again]
     monkeypatch.setenv("SNNBENCH_TABLE", str(tmp_path / "none.h5"))
     with pytest.raises(FileNotFoundError, match="snnbench build"):
         resolve_table()
