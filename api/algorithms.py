@@ -6,7 +6,8 @@ Invariants
   score-based search, the score). Proposals are matrices; each is mapped to its unique cell, so an
   unpruned or isomorphic proposal of a cell already trained (or scored) costs nothing the second time.
 * The clock only advances by stored times: training a cell costs its mean stored ``train_seconds``,
-  scoring it its mean stored score ``seconds``. A run stops before the evaluation that would pass
+  scoring it its mean stored score ``seconds`` (the time of every metric of the score protocol, computed
+  together) unless a ``score_cost`` per cell is given (e.g. one metric's own measured time). A run stops before the evaluation that would pass
   the budget, or when the whole space has been trained, or (a policy that has converged: REINFORCE)
   after ``max_stall`` free repeats in a row. Random search, evolution's children and local search's
   restarts only propose cells not yet trained, so they spend the whole budget.
@@ -102,6 +103,7 @@ class Oracle:
     history: list[tuple[float, int, float]] = field(default_factory=list)  # (time, cell, observed) per new training
     max_stall: int = 1000  # repeat trainings in a row (free) after which a run ends: it is cycling
     stall: int = 0
+    score_cost: float | None = None  # seconds per scored cell; None: the stored score seconds
 
     def __post_init__(self) -> None:
         b = self.bench
@@ -112,7 +114,11 @@ class Oracle:
             ok &= b.kind_array == 0
         if self.score is not None:
             b.check_scores([self.score])
-            ok &= ~np.isnan(b.scores[self.score]) & np.isfinite(b.score_seconds)
+            ok &= ~np.isnan(b.scores[self.score])
+            if self.score_cost is None:
+                ok &= np.isfinite(b.score_seconds)
+            elif not (math.isfinite(self.score_cost) and self.score_cost >= 0):
+                raise ValueError(f"score cost: expected seconds >= 0, got {self.score_cost!r}")
         self.space = np.flatnonzero(ok)
         if not len(self.space):
             raise ValueError(f"search: no {self.kind} cell of {b.path} holds {self.split} accuracy and training time")
@@ -157,7 +163,7 @@ class Oracle:
         """Stored score of cell ``u``; charges its scoring time the first time only."""
         if u in self.scored:
             return self.scored[u]
-        cost = float(self.bench.score_seconds[u])
+        cost = float(self.bench.score_seconds[u]) if self.score_cost is None else self.score_cost
         if self.clock + cost > self.budget:
             raise BudgetExhausted
         self.clock += cost
@@ -295,14 +301,16 @@ ALGORITHMS: dict[str, Callable[..., None]] = {
 
 
 def run(bench: Benchmark, algorithm: str, budget: float, seed: int, *, split: str = "val", score: str | None = None,
-        kind: str | None = None, **options: Any) -> Oracle:
-    """One run of ``algorithm`` until its simulated ``budget`` (seconds) is spent; returns the oracle (history)."""
+        kind: str | None = None, score_cost: float | None = None, **options: Any) -> Oracle:
+    """One run of ``algorithm`` until its simulated ``budget`` (seconds) is spent; returns the oracle (history).
+    ``score_cost``: seconds charged per scored cell (default: the stored score seconds)."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm: expected one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
     check_budget(budget)
     if algorithm == "score_train" and score is None:
         score = "sahd"
-    oracle = Oracle(bench, budget, split, score if algorithm == "score_train" else None, kind or default_kind(bench, split))
+    oracle = Oracle(bench, budget, split, score if algorithm == "score_train" else None, kind or default_kind(bench, split),
+                    score_cost=score_cost)
     try:
         ALGORITHMS[algorithm](oracle, np.random.default_rng(seed), **options)
     except BudgetExhausted:
@@ -331,11 +339,14 @@ def trajectory(oracle: Oracle, times: np.ndarray, report: str = "test") -> np.nd
     return out
 
 
-def parse_entries(bench: Benchmark, algorithms: Sequence[str], score: str = "sahd") -> list[tuple[str, str, str]]:
+def parse_entries(bench: Benchmark, algorithms: Sequence[str], score: str = "sahd",
+                  score_costs: dict[str, float] | None = None) -> list[tuple[str, str, str]]:
     """``(entry, algorithm, score)`` per :func:`compare` entry; ``ValueError`` for an unknown algorithm, a score
-    the view lacks, or no entry."""
+    the view lacks (also as a key of ``score_costs``), or no entry."""
     if not algorithms:
         raise ValueError("algorithm: none given")
+    if score_costs:
+        bench.check_scores(list(score_costs))
     entries = []
     for entry in algorithms:
         name, _, metric = entry.partition(":")
@@ -349,7 +360,8 @@ def parse_entries(bench: Benchmark, algorithms: Sequence[str], score: str = "sah
 
 def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: int, *, split: str = "val",
             report: str = "test", score: str = "sahd", kind: str | None = None, points: int = 50,
-            seed: int = 0, options: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+            seed: int = 0, options: dict[str, dict[str, Any]] | None = None,
+            score_costs: dict[str, float] | None = None) -> dict[str, Any]:
     """Every algorithm over ``runs`` seeds (``seed``, ``seed + 1``, ...): final best accuracy (mean, std) and
     the mean trajectory over time; ``options[name]`` are keyword options of that algorithm.
 
@@ -358,17 +370,21 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
     ``report`` accuracy (``max_<report>``).
 
     An entry ``"score_train:METRIC"`` runs ``score_train`` by that score (plain ``score_train`` uses ``score``),
-    so one comparison can hold the paper's search under several scores.
+    so one comparison can hold the paper's search under several scores. ``score_costs[METRIC]``: seconds charged
+    per cell scored by METRIC (each entry's is in its ``score_cost``; absent: the stored score seconds, which
+    time every metric of the protocol together).
     """
     check_budget(budget)
-    entries = parse_entries(bench, algorithms, score)
+    entries = parse_entries(bench, algorithms, score, score_costs)
     times = np.linspace(0, budget, points + 1)[1:]
     out: dict[str, Any] = {"budget": budget, "runs": runs, "split": split, "report": report, "times": times.tolist(),
                            "table": str(bench.path), "algorithms": {}}
     for entry, name, metric in entries:
+        cost = (score_costs or {}).get(metric) if name == "score_train" else None
         finals, curves, trained, spent = [], [], [], []
         for r in range(runs):
-            o = run(bench, name, budget, seed + r, split=split, score=metric, kind=kind, **(options or {}).get(name, {}))
+            o = run(bench, name, budget, seed + r, split=split, score=metric, kind=kind, score_cost=cost,
+                    **(options or {}).get(name, {}))
             curve = trajectory(o, times, report)
             curves.append(curve)
             finals.append(curve[-1])
@@ -380,7 +396,7 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
             "final_mean": float(finals_a[ok].mean()) if ok.any() else None,
             "final_std": float(finals_a[ok].std()) if ok.any() else None,
             "runs_with_result": int(ok.sum()),
-            "trained_mean": float(np.mean(trained)), "seconds_mean": float(np.mean(spent)),
+            "trained_mean": float(np.mean(trained)), "seconds_mean": float(np.mean(spent)), "score_cost": cost,
             # a mean over every run, so None until each run has trained a cell (no early bias to quick runs)
             "curve_mean": [float(c.mean()) if np.isfinite(c).all() else None for c in np.array(curves).T],
         }

@@ -102,7 +102,8 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
                     observe: str = "val", sizes: Sequence[int] = DEFAULT_SIZES, trials: int = 1000,
                     replay_scores: Sequence[str] | None = None, algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
                     budget: float | None = None, runs: int = 100, score: str = "sahd", seed: int = 0,
-                    bootstrap: int = 1000, correlation: dict[str, Any] | None = None) -> dict[str, list[str]]:
+                    bootstrap: int = 1000, correlation: dict[str, Any] | None = None,
+                    score_costs: dict[str, float] | None = None) -> dict[str, list[str]]:
     """The report's Markdown blocks, in page order, writing their figures into ``out``.
 
     Keys: ``head`` (title, protocols), then ``summary`` for a view without ``split`` accuracies, else
@@ -110,6 +111,7 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
     each ``score_train`` entry's cost). ``budget`` defaults to the time of training 10% of the searchable
     cells (mean training time). ``correlation``: the caller's own ``correlate(bench, split, bootstrap=bootstrap,
     seed=seed)``, used instead of recomputing it (one made with other settings or scores is refused).
+    ``score_costs``: seconds per cell charged for scoring by each metric (:func:`api.algorithms.compare`).
     """
     names = list(bench.scores)
     chosen = list(replay_scores) if replay_scores is not None else names
@@ -117,7 +119,7 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
         bench.check_split(s)
     if np.isfinite(bench.accuracy[split]).any():
         bench.check_scores(chosen)
-        parse_entries(bench, algorithms, score)
+        parse_entries(bench, algorithms, score, score_costs)
         if budget:  # 0: no search section
             check_budget(budget)
     out = Path(out)
@@ -180,7 +182,7 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
         lines += [f"Sizes above the pool ({', '.join(str(n) for n in sizes if n not in kept)}) are left out.", ""]
     if kept:
         curve = replay_curve(bench, kept, trials, chosen, split=split, seed=seed)
-        lines += [f"{trials:,} trials per N (seeds {seed}..{seed + len(kept) - 1}); {split} accuracy of the picked cell, "
+        lines += [f"{trials:,} trials per N (seeded by ({seed}, N)); {split} accuracy of the picked cell, "
                   "mean ± std.", "", "| method | " + " | ".join(f"N = {n:,}" for n in kept) + " |",
                   "|---|" + "---|" * len(kept)]
         for m, r in curve["methods"].items():
@@ -192,12 +194,18 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
     if budget is None:
         budget = float(0.1 * len(cost) * cost.mean()) if len(cost) else 0.0
     if budget > 0:
-        result = compare(bench, algorithms, budget, runs, split=observe, report=split, score=score, seed=seed)
+        result = compare(bench, algorithms, budget, runs, split=observe, report=split, score=score, seed=seed,
+                         score_costs=score_costs)
+        costs = {e.partition(":")[2] or score: r["score_cost"] for e, r in result["algorithms"].items()
+                 if e.partition(":")[0] == "score_train" and r["score_cost"] is not None}
+        paid = ("the stored scoring time (every metric of the score protocol, computed together)" if not costs else
+                "each metric's own scoring time per cell (" + ", ".join(f"{m} {c:g} s" for m, c in costs.items()) +
+                "; the stored time where none is given)")
         best = result["table_best"]
         lines = sections["compare"] = [
             f"### NAS algorithms with simulated cost ({runs} runs, budget {budget:,.6g} s)", "",
             f"The algorithms observe {observe} accuracy and pay the stored training time (and, for `score_train`, "
-            f"the stored scoring time: it scores 100 random cells by {score} — by M for `score_train:M` — and "
+            f"{paid}: it scores 100 random cells by {score} — by M for `score_train:M` — and "
             f"trains the 5 best-scored); the incumbent's {split} accuracy is reported, and a curve starts once "
             f"every run has trained a cell. {best_line(best, observe, split)}", "",
             f"| algorithm | final {split} accuracy (mean ± std) | cells trained | simulated seconds |", "|---|---|---|---|"]

@@ -236,6 +236,26 @@ def test_table_best_names_ties_and_the_best_reported_accuracy() -> None:
     assert best["max_test"] == float(np.max(test[space]))
 
 
+def test_a_given_score_cost_is_charged_per_scored_cell(bench: Benchmark) -> None:
+    """The paper's search charged one metric's own time per scored cell instead of the stored score seconds
+    (which time every metric of the protocol together)."""
+    o = run(bench, "score_train", 1e9, 0, split=OBSERVE, score="hd", score_cost=0.25, candidates=5, top=2)
+    assert len(o.scored) == 5 and len(o.trained) == 2
+    assert o.clock == pytest.approx(5 * 0.25 + sum(bench.train_seconds[u] for u in o.trained), rel=1e-12)
+    result = compare(bench, ["score_train:hd", "score_train", "random"], 1e9, 2, split=OBSERVE, score="sahd",
+                     options={"score_train": {"candidates": 5, "top": 2}}, score_costs={"hd": 0.25})
+    runs = [run(bench, "score_train", 1e9, s, split=OBSERVE, score="sahd", candidates=5, top=2) for s in range(2)]
+    assert result["algorithms"]["score_train:hd"]["score_cost"] == 0.25
+    assert result["algorithms"]["score_train"]["score_cost"] is None and result["algorithms"]["random"]["score_cost"] is None
+    assert result["algorithms"]["score_train"]["seconds_mean"] == pytest.approx(np.mean([r.clock for r in runs]))
+    hd = [run(bench, "score_train", 1e9, s, split=OBSERVE, score="hd", score_cost=0.25, candidates=5, top=2) for s in range(2)]
+    assert result["algorithms"]["score_train:hd"]["seconds_mean"] == pytest.approx(np.mean([r.clock for r in hd]))
+    with pytest.raises(ValueError, match="score: 'nope' not in the view"):
+        compare(bench, ["score_train"], 10, 1, split=OBSERVE, score_costs={"nope": 0.1})
+    with pytest.raises(ValueError, match="score cost"):
+        run(bench, "score_train", 10, 0, split=OBSERVE, score_cost=float("nan"))
+
+
 def test_a_run_cycling_among_paid_cells_ends(bench: Benchmark) -> None:
     """Free repeats (a policy that has converged on trained cells) end a run after max_stall, at no cost."""
     from api.algorithms import BudgetExhausted

@@ -555,6 +555,9 @@ def test_cli(table: Path, bench: Benchmark, tmp_path: Path) -> None:
                           (["compare", "--budget", "10", "--algorithms", "magic"], "magic"),
                           (["compare", "--budget", "10", "--algorithms", ""], "algorithm: none given"),
                           (["compare", "--budget", "nan"], "positive finite number"),
+                          (["compare", "--budget", "10", "--score-cost", "sahd"], "expected METRIC=SECONDS"),
+                          (["compare", "--budget", "10", "--score-cost", "sahd=-1"], "expected METRIC=SECONDS"),
+                          (["compare", "--budget", "10", "--score-cost", "nope=1"], "score: 'nope' not in the view"),
                           (["compare", "--budget", "inf"], "positive finite number")):
         if "--table" not in args:
             args = [*args, "--table", str(table)]
@@ -568,6 +571,11 @@ def test_cli(table: Path, bench: Benchmark, tmp_path: Path) -> None:
     assert json.loads(r.stdout)["sizes"] == [4]
     r = run(main, ["compare", "--table", str(table), "--budget", "3", "--runs", "2", "--plot", str(tmp_path / "c.png")])
     assert r.exit_code == 0 and "evolution" in r.output and (tmp_path / "c.png").exists()
+    r = run(main, ["compare", "--table", str(table), "--budget", "1e9", "--runs", "2", "--algorithms", "score_train:hd",
+                   "--candidates", "4", "--top", "1", "--score-cost", "hd=0.5", "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["algorithms"]["score_train:hd"] == json.loads(json.dumps(compare(
+        bench, ["score_train:hd"], 1e9, 2, options={"score_train": {"candidates": 4, "top": 1}},
+        score_costs={"hd": 0.5})["algorithms"]["score_train:hd"]))
     r = run(main, ["correlate", "--table", str(table), "--json"])
     assert r.exit_code == 0 and set(json.loads(r.output)["scores"]) == {"sahd", "hd"}
 

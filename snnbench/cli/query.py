@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import click
@@ -31,6 +32,27 @@ def _open(table: str | None, score_protocol: str | None, train_protocol: str | N
     from api.benchmark import load
 
     return load(table, score=score_protocol, train=train_protocol, dataset=dataset)
+
+
+score_cost_option = click.option(
+    "--score-cost", "score_costs", multiple=True, metavar="METRIC=SECONDS",
+    help="Seconds charged per cell scored by METRIC in score_train (repeatable; default: the stored score "
+         "seconds, which time every metric of the protocol together).")
+
+
+def _costs(values: tuple[str, ...]) -> dict[str, float]:
+    """``("sahd=0.1", ...)`` -> ``{"sahd": 0.1}``; ``ValueError`` for a malformed or negative entry."""
+    out = {}
+    for v in values:
+        metric, _, seconds = v.partition("=")
+        try:
+            cost = float(seconds)
+        except ValueError:
+            cost = math.nan
+        if not metric.strip() or not math.isfinite(cost) or cost < 0:
+            raise ValueError(f"--score-cost: expected METRIC=SECONDS with seconds >= 0, got {v!r}")
+        out[metric.strip()] = cost
+    return out
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -120,12 +142,13 @@ def replay(table: str | None, score_protocol: str | None, train_protocol: str | 
 @click.option("--observe", type=click.Choice(["train", "val", "test"]), default="val", show_default=True,
               help="Accuracy the algorithms see.")
 @split_option
+@score_cost_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write best accuracy vs time here.")
 @json_option
 def compare(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None,
             algorithms: str, budget: float, runs: int, score: str, candidates: int, top: int, observe: str, split: str,
-            seed: int, plot: str | None, as_json: bool) -> None:
+            score_costs: tuple[str, ...], seed: int, plot: str | None, as_json: bool) -> None:
     """Offline NAS algorithms with simulated cost (stored training and scoring times)."""
     from api.algorithms import compare as run_compare
     from api.plots import plot_compare
@@ -133,8 +156,9 @@ def compare(table: str | None, score_protocol: str | None, train_protocol: str |
 
     bench = _open(table, score_protocol, train_protocol, dataset)
     names = [a.strip() for a in algorithms.split(",") if a.strip()]
+    costs = _costs(score_costs)
     result = run_compare(bench, names, budget, runs, split=observe, report=split, score=score, seed=seed,
-                         options={"score_train": {"candidates": candidates, "top": top}})
+                         options={"score_train": {"candidates": candidates, "top": top}}, score_costs=costs)
     if plot:
         plot_compare(result, plot)
     if as_json:
@@ -216,12 +240,14 @@ def correlate(table: str | None, score_protocol: str | None, train_protocol: str
               help="Simulated seconds per search run (default: training 10% of the searchable cells).")
 @click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--score", default="sahd", show_default=True, help="Score used by score_train.")
+@score_cost_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Resamples for the correlations' 95% intervals (0: none).")
 def report(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None, out: str,
            title: str | None, split: str, observe: str, samples: tuple[int, ...], trials: int, replay_scores: str | None,
-           algorithms: str, budget: float | None, runs: int, score: str, seed: int, bootstrap: int) -> None:
+           algorithms: str, budget: float | None, runs: int, score: str, score_costs: tuple[str, ...], seed: int,
+           bootstrap: int) -> None:
     """Write a results page (correlations, replay table and curve, algorithm comparison) with its figures."""
     from api.report import report as write_report
 
@@ -230,5 +256,5 @@ def report(table: str | None, score_protocol: str | None, train_protocol: str | 
                         sizes=sorted(set(samples)), trials=trials,
                         replay_scores=None if replay_scores is None else [s.strip() for s in replay_scores.split(",") if s.strip()],
                         algorithms=[a.strip() for a in algorithms.split(",") if a.strip()], budget=budget, runs=runs,
-                        score=score, seed=seed, bootstrap=bootstrap)
+                        score=score, seed=seed, bootstrap=bootstrap, score_costs=_costs(score_costs))
     click.echo(str(page))
