@@ -222,15 +222,24 @@ def _read(path: Path, f: h5py.File) -> Table:
 
 
 def _check_hashes(path: Path, hashes: np.ndarray) -> None:
-    """Every hash of ``/cells/hash`` names a cell of :func:`snnbench.space.space` (writing a table looks them up)."""
+    """``/cells/hash`` is 1-D 16-hex-digit strings. Cheap (no space lookup), so opening a table stays fast;
+    the writers (:class:`TableWriter`, :func:`merge_tables`) also check that each names a cell of the space."""
+    if hashes.ndim != 1 or hashes.dtype.kind != "S" or hashes.dtype.itemsize != 16:
+        raise _fail(path, f"corrupt table (/cells/hash has dtype {hashes.dtype} and shape {hashes.shape}, expected 1-D hash strings)")
+    digits = np.frombuffer(hashes.tobytes(), dtype=np.uint8).reshape(-1, 16)
+    bad = ~(((digits >= ord("0")) & (digits <= ord("9"))) | ((digits >= ord("a")) & (digits <= ord("f")))).all(axis=1)
+    if bad.any():
+        raise _fail(path, f"corrupt table (/cells/hash: {bytes(hashes[bad][0])!r} is not 16 hex digits)")
+
+
+def _check_known(table: Table) -> None:
+    """Every cell of ``table`` is a cell of :func:`snnbench.space.space` (checked before anything is written)."""
     from snnbench.space import space
 
-    if hashes.ndim != 1 or hashes.dtype.kind != "S":
-        raise _fail(path, f"corrupt table (/cells/hash has dtype {hashes.dtype} and shape {hashes.shape}, expected 1-D hash strings)")
     known = set(space().hashes)
-    unknown = [text for text in (h.decode(errors="replace") for h in hashes.tolist()) if text not in known]
+    unknown = [h for h in table.cells["hash"].astype(str).tolist() if h not in known]
     if unknown:
-        raise _fail(path, f"corrupt table (/cells/hash: {unknown[0]!r} is not a cell of the space)")
+        raise _fail(table.path, f"corrupt table (/cells/hash: {unknown[0]!r} is not a cell of the space)")
 
 
 def _attr(value: Any) -> Any:
@@ -523,6 +532,7 @@ class TableWriter:
         try:
             if self.path.exists():
                 table = open_table(self.path)
+                _check_known(table)
                 self.attrs, self.protocols = table.attrs, table.protocols
             else:
                 self.attrs, self.protocols = {}, {}
@@ -672,6 +682,8 @@ def merge_tables(out: str | os.PathLike[str], inputs: Sequence[str | os.PathLike
     if out.exists():
         raise _fail(out, "already exists; merge writes a new file (remove it or choose another name)")
     tables = [open_table(p) for p in inputs]
+    for t in tables:
+        _check_known(t)
     ref = tables[0]
     for t in tables[1:]:
         if not union and set(t.protocols) != set(ref.protocols):

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from snnbench.cli import main
 from snnbench.space import Cell, canonical_batch, prune_batch, raw_matrices, space
 from snnbench.table import (
-    FORMAT, SCHEMA_VERSION, SPIKE_LAYERS, TableError, TableWriter, default_table_path, merge_tables, open_table,
+    FORMAT, SCHEMA_VERSION, SPIKE_LAYERS, TableError, TableWriter, default_table_path, journal_path, merge_tables, open_table,
     protocol_id, records_equal, spike_layer_values,
 )
 
@@ -298,15 +298,21 @@ def _unknown_hash(f: h5py.File, g: h5py.Group) -> None:
     _replace(f["cells"], "hash", hashes)
 
 
+def _malformed_hash(f: h5py.File, g: h5py.Group) -> None:
+    hashes = f["cells/hash"][()]
+    hashes[0] = b"0123456789abcdeZ"
+    _replace(f["cells"], "hash", hashes)
+
+
 @pytest.mark.parametrize("damage, match", [
     (lambda f, g: _replace(g, "cell", g["cell"][()].astype(np.float64)), r"'cell' has dtype float64 and shape \(5,\), expected 1-D integers"),
     (lambda f, g: _replace(g, "cell", g["cell"][()].reshape(-1, 1)), r"'cell' has dtype int32 and shape \(5, 1\), expected 1-D integers"),
     (lambda f, g: _replace(g, "seed", g["seed"][()][:-1]), "column 'seed' has 4 rows, expected 5"),
-    (_unknown_hash, r"/cells/hash: '0123456789abcdef' is not a cell of the space"),
-], ids=["float-cell", "2d-cell", "short-seed", "unknown-hash"])
+    (_malformed_hash, r"/cells/hash: b'0123456789abcdeZ' is not 16 hex digits"),
+], ids=["float-cell", "2d-cell", "short-seed", "malformed-hash"])
 def test_inconsistent_datasets_are_one_line_errors(good: Path, damage: Callable[[h5py.File, h5py.Group], None], match: str) -> None:
-    """Key datasets of the wrong type or length and hashes outside the space are refused on open, so info, merge
-    and build stop with one line instead of a traceback (or, for build, a journal no fold can write)."""
+    """Key datasets of the wrong type or length and malformed hashes are refused on open, so info, merge and build
+    stop with one line instead of a traceback (or, for build, a journal no fold can write)."""
     with h5py.File(good, "r+") as f:
         damage(f, f["protocols"][next(iter(f["protocols"]))])
     _one_line_error(good, f"corrupt table \\(.*{match}")
@@ -314,6 +320,21 @@ def test_inconsistent_datasets_are_one_line_errors(good: Path, damage: Callable[
     result = CliRunner().invoke(main, ["merge", str(out), str(good)])
     assert result.exit_code == 2 and re.search(match, result.output) and result.output.count("\n") == 1, result.output
     assert not out.exists()
+
+
+def test_a_hash_outside_the_space_is_refused_before_anything_is_written(good: Path) -> None:
+    """A well-formed hash that names no cell: opening to read is left fast (no space lookup), but merge and a
+    writer (hence build) refuse the table with one line before writing anything."""
+    with h5py.File(good, "r+") as f:
+        _unknown_hash(f, f["protocols"][next(iter(f["protocols"]))])
+    before = good.read_bytes()
+    match = r"/cells/hash: '0123456789abcdef' is not a cell of the space"
+    with pytest.raises(TableError, match=match):
+        TableWriter(good)
+    out = good.with_name("merged.h5")
+    result = CliRunner().invoke(main, ["merge", str(out), str(good)])
+    assert result.exit_code == 2 and re.search(match, result.output) and result.output.count("\n") == 1, result.output
+    assert not out.exists() and good.read_bytes() == before and not journal_path(good).exists()
 
 
 def test_failed_fold_keeps_results_in_the_journal(tmp_path: Path) -> None:
