@@ -77,8 +77,9 @@ def _texts(matrices: np.ndarray) -> np.ndarray:
     return chars.reshape(u, n * (n + 1))[:, :-1].copy().view(f"S{n * (n + 1) - 1}").ravel()
 
 
-class CellNotFound(KeyError):
-    """A valid cell that the table (or one of the view's protocols) holds no result for."""
+class CellNotFound(KeyError, ValueError):
+    """A valid cell that the table (or one of the view's protocols) holds no result for (a lookup miss, hence a
+    ``KeyError``; a user-input error, hence a ``ValueError``, which the CLI prints as one line)."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "cell not found"

@@ -51,6 +51,13 @@ class TableError(ValueError):
     """A table file that cannot be used: the one-line message names the file and the problem."""
 
 
+class ProtocolNotFound(KeyError, ValueError):
+    """No protocol, or more than one, matches an id (prefix): a lookup miss and a user-input error."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "protocol not found"
+
+
 def default_table_path() -> Path:
     """``$SNNBENCH_TABLE`` if set, else ``~/.cache/snnbench/snnbench.h5``."""
     env = os.environ.get("SNNBENCH_TABLE")
@@ -157,7 +164,7 @@ class Table:
         hits = [p for pid, p in self.protocols.items() if pid.startswith(key)]
         if len(hits) != 1:
             known = ", ".join(self.protocols) or "none"
-            raise KeyError(f"{self.path}: {'no' if not hits else 'ambiguous'} protocol {key!r} (protocols: {known})")
+            raise ProtocolNotFound(f"{self.path}: {'no' if not hits else 'ambiguous'} protocol {key!r} (protocols: {known})")
         return hits[0]
 
 

@@ -580,6 +580,21 @@ def test_cli(table: Path, bench: Benchmark, tmp_path: Path) -> None:
     assert r.exit_code == 0 and set(json.loads(r.output)["scores"]) == {"sahd", "hd"}
 
 
+def test_cli_keeps_the_traceback_of_a_bug_but_not_of_a_lookup_miss(table: Path, bench: Benchmark,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bare KeyError inside a command is a bug (exit 1, the exception kept), not an "Error: 'key'" line; the
+    lookup misses a user causes are one line (exit 2)."""
+    r = CliRunner().invoke(main, ["query", "0302 0030 3003 0000", "--table", str(table), "--score-protocol", "zzz"])
+    assert r.exit_code == 2 and "no protocol 'zzz'" in r.output and len(r.output.strip().splitlines()) == 1, r.output
+
+    def broken(self: Benchmark, matrix: object, seed: int | None = None) -> dict:
+        raise KeyError("modified")
+
+    monkeypatch.setattr(Benchmark, "query", broken)
+    r = CliRunner().invoke(main, ["query", Cell(bench.matrices[0]).text, "--table", str(table)])
+    assert r.exit_code == 1 and isinstance(r.exception, KeyError) and "Error: 'modified'" not in r.output
+
+
 def test_kernel_figure(bench: Benchmark, tmp_path: Path) -> None:
     """The figure's kernel: symmetric, diagonal = mean neurons per LIF call (d_H(i, i) = 0)."""
     from api.plots import kernel_matrices, kernel_matrix, plot_kernels

@@ -17,8 +17,9 @@ class InputError(click.ClickException):
     exit_code = 2
 
 
-# Exceptions that mean "the user's input is wrong" (a library ValueError carries a one-line message).
-_USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, FileNotFoundError, OSError)
+# Exceptions that mean "the user's input is wrong" (a library ValueError carries a one-line message; its lookup
+# misses, CellNotFound and ProtocolNotFound, are ValueErrors too). A bare KeyError is a bug: it keeps its traceback.
+_USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, OSError)
 
 
 class SnnbenchGroup(click.Group):
@@ -30,8 +31,7 @@ class SnnbenchGroup(click.Group):
         except (click.exceptions.Exit, BrokenPipeError):
             raise  # a closed pipe (``snnbench info | head``) is not the user's input error
         except _USER_ERRORS as err:
-            message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-            raise InputError(" ".join(str(message).split())) from None
+            raise InputError(" ".join(str(err).split())) from None
 
 
 def matrix_argument(func: Any) -> Any:
