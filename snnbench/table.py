@@ -437,8 +437,9 @@ def _dataset(g: h5py.Group, name: str, data: np.ndarray) -> h5py.Dataset:
 
 
 def write_table(path: str | os.PathLike[str], protocols: Iterable[Protocol], attrs: Mapping[str, Any] | None = None) -> None:
-    """Write a complete table atomically: a temporary file next to ``path``, fsync, ``os.replace``."""
-    path = Path(path)
+    """Write a complete table atomically: a temporary file next to ``path``, fsync, ``os.replace``. A symbolic
+    link is followed: its target is replaced and the link kept."""
+    path = Path(os.path.realpath(path))
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
         _write_file(tmp, sorted(protocols, key=lambda p: p.id), str((attrs or {}).get("created", now())))
@@ -515,8 +516,10 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def journal_path(path: str | os.PathLike[str]) -> Path:
-    """Where a writer of the table at ``path`` journals rows not yet folded into it (``<table>.journal``)."""
-    return Path(path).with_name(Path(path).name + ".journal")
+    """Where a writer of the table at ``path`` journals rows not yet folded into it (``<table>.journal`` next to
+    the file a symbolic link points to)."""
+    real = Path(os.path.realpath(path))
+    return real.with_name(real.name + ".journal")
 
 
 class TableWriter:
@@ -527,7 +530,7 @@ class TableWriter:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+        self.path = Path(os.path.realpath(path))  # a link's target: one lock and journal however it is reached
         self.journal_path = journal_path(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.path.with_name(self.path.name + ".lock"), "a")

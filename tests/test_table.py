@@ -337,6 +337,21 @@ def test_a_hash_outside_the_space_is_refused_before_anything_is_written(good: Pa
     assert not out.exists() and good.read_bytes() == before and not journal_path(good).exists()
 
 
+def test_a_table_reached_through_a_symbolic_link_is_updated_in_place(tmp_path: Path) -> None:
+    """Writing through a link replaces its target and keeps the link (os.replace on the link itself would have
+    turned it into a new file and left the target stale); lock and journal sit by the target."""
+    real, link = tmp_path / "data" / "t.h5", tmp_path / "t.h5"
+    with TableWriter(real) as w:
+        p = w.ensure_protocol("score", {"m": 1}, command="c", environment=ENV, shard=None)
+        w.add(p.id, _records(CELLS[:2]))
+    link.symlink_to(real)
+    with TableWriter(link) as w:
+        assert w.journal_path == journal_path(link) == journal_path(real) == real.with_name("t.h5.journal")
+        w.add(p.id, _records(CELLS[2:4]))
+    assert link.is_symlink() and len(open_table(real).protocols[p.id]) == 4
+    assert not (tmp_path / "t.h5.journal").exists() and not (tmp_path / "t.h5.lock").exists()
+
+
 def test_failed_fold_keeps_results_in_the_journal(tmp_path: Path) -> None:
     """A fold that cannot write (unwritable directory) raises, and the journalled rows survive it."""
     d = tmp_path / "d"
