@@ -72,9 +72,16 @@ def _to_array(obj: Any) -> np.ndarray:
         arr = np.asarray(obj)
     except (ValueError, TypeError) as err:
         raise ValueError(f"shape: cannot read a matrix from {type(obj).__name__}: {' '.join(str(err).split())}") from None
-    if arr.dtype.kind not in "biuf":
+    if arr.dtype.kind == "b" or (isinstance(obj, (list, tuple)) and _holds_bool(obj)):
+        raise ValueError("format: true/false entries are not operation codes (integers 0-4)")
+    if arr.dtype.kind not in "iuf":
         raise ValueError(f"format: cannot read a matrix of integer operation codes from {type(obj).__name__} (dtype {arr.dtype})")
     return arr
+
+
+def _holds_bool(obj: Any) -> bool:
+    """A nested list/tuple with a ``bool`` (or ``numpy.bool_``) entry (``numpy.asarray`` would read it as 0/1)."""
+    return any(_holds_bool(v) if isinstance(v, (list, tuple)) else isinstance(v, (bool, np.bool_)) for v in obj)
 
 
 def validate(matrix: object, nodes: int | None = NUM_NODES) -> np.ndarray:
@@ -199,6 +206,9 @@ def _check_kind(kind: str) -> None:
 # --------------------------------------------------------------------------- the enumerated space
 
 
+_BOOLS = frozenset((bool, np.bool_))
+
+
 def flat_entries(matrix: Any, n: int) -> list[Any] | None:
     """Row-major entries of the common matrix forms (text, nested lists/tuples, a numpy array, a
     :class:`Cell`), read without numpy work and not yet checked; ``None`` for any other form."""
@@ -211,7 +221,7 @@ def flat_entries(matrix: Any, n: int) -> list[Any] | None:
             if (type(row) is not list and type(row) is not tuple) or len(row) != n:
                 return None
             flat += row
-        return flat
+        return flat if _BOOLS.isdisjoint(map(type, flat)) else None  # True == 1: left to validate, which refuses it
     if t is str:
         rows = matrix.replace(",", " ").split()
         if list(map(len, rows)) != [n] * n:
@@ -219,7 +229,7 @@ def flat_entries(matrix: Any, n: int) -> list[Any] | None:
         return [ord(c) - 48 for c in "".join(rows)]  # a non-digit falls outside 0-4 and is rejected
     if t is Cell:
         return matrix.matrix.ravel().tolist()
-    if t is np.ndarray and matrix.shape == (n, n) and matrix.dtype.kind in "biuf":
+    if t is np.ndarray and matrix.shape == (n, n) and matrix.dtype.kind in "iuf":
         return matrix.ravel().tolist()
     return None
 

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from networkx.algorithms.isomorphism import DiGraphMatcher
 
+from api.lookup import cell_key
 from snnbench.cli import main
 from snnbench.space import (
     Cell,
@@ -362,6 +363,22 @@ anything = st.recursive(
     max_leaves=30,
 )
 near_matrices = st.lists(st.lists(st.integers(-1, 5) | st.sampled_from([0.0, 1.0, 2.5, 3.0]), min_size=3, max_size=5), min_size=3, max_size=5)
+
+
+@pytest.mark.parametrize("form", [
+    [[0, True, 0, 1], [0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]],
+    [[0, np.bool_(True), 0, 1], [0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]],
+    np.array([[0, 1, 0, 1], [0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]], dtype=bool),
+    "[[0, true, 0, 1], [0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]]",
+], ids=["python-bool", "numpy-bool", "bool-array", "json-true"])
+def test_true_false_entries_are_not_operation_codes(form: object) -> None:
+    """True == 1 in Python and numpy: a boolean matrix would silently read as skip connections (naive_valid, the
+    reference of the property test below, refuses booleans too)."""
+    if not isinstance(form, str):
+        assert not naive_valid(form)
+    for read in (Cell, cell_hash, cell_key):
+        with pytest.raises(ValueError, match="true/false entries are not operation codes"):
+            read(form)
 
 
 @settings(max_examples=300, deadline=None)
