@@ -202,7 +202,12 @@ class RayExecutor:
                     return
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
-                    yield pending.pop(ref), ray.get(ref)
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayError as err:  # its worker died max_retries + 1 times, or the node
+                        raise WorkerDied(f"a Ray task failed {self.max_retries + 1} times running the same work item "
+                                         f"({type(err).__name__}); rows finished so far are stored") from None
+                    yield pending.pop(ref), result
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)

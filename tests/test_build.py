@@ -668,6 +668,24 @@ def test_a_dead_worker_process_is_replaced_and_its_items_rerun(tmp_path: Path) -
     assert all(victim.encode() not in p.hash for p in kept.values())  # rows finished before the failure are kept
 
 
+def test_a_ray_task_whose_worker_always_dies_ends_the_build_with_worker_died(tmp_path: Path) -> None:
+    """After its retries, a task whose worker process keeps dying is WorkerDied (one line from the CLI), as with
+    the local pool, not a Ray exception traceback; rows finished before it are kept."""
+    from builders.executors import RayExecutor
+
+    victim = select_cells("sample:40", "forward")[17]
+    cfg = {"fake": 1, "marker": str(tmp_path / "marker"), "victim": victim, "always": True}
+    ex = RayExecutor(num_cpus=2, max_retries=1)
+    try:
+        with pytest.raises(WorkerDied, match="failed 2 times"):
+            build(tmp_path / "u.h5", [Stage("score", cfg, "sample:40", "forward", (0,), batch=4, command="c")],
+                  work=die_once, executor=ex, progress=False, fold_seconds=0.0)
+    finally:
+        ex.close()
+    kept = open_table(tmp_path / "u.h5").protocols
+    assert all(victim.encode() not in p.hash for p in kept.values())
+
+
 def _npz_pair(folder: Path, seed: int) -> Path:
     """A small 3-channel 8x8 image set in the .npz pair format (train.npz + test.npz)."""
     rng = np.random.default_rng(seed)
