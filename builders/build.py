@@ -13,7 +13,6 @@ Invariants
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -151,17 +150,6 @@ def _run_stage(writer: TableWriter, proto: Protocol, items: list[dict[str, Any]]
                 last_fold = time.monotonic()
 
 
-def npz_digest(train_path: str) -> str:
-    """First 16 hex digits of the sha256 of an .npz dataset's files (``train.npz``, then its ``test.npz``)."""
-    h = hashlib.sha256()
-    for path in (Path(train_path), Path(train_path).with_name("test.npz")):
-        if path.exists():
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-    return h.hexdigest()[:16]
-
-
 def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: str | None = None, data_dir: str | None,
                 val_fraction: float, split_seed: int,
                 kind: str, preset: str, net: dict[str, Any], scores: str, score_batch: int, score_repeats: int,
@@ -177,7 +165,7 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: st
     at another path gives another protocol.
     """
     from builders.plan import parse_seeds
-    from snnbench.data import NAMES, load_dataset
+    from snnbench.data import NAMES, load_dataset, npz_digest
     from snnbench.network import network_config
     from snnbench.scores import VAN_ROSSUM_TAU, check_metrics
     from snnbench.training import network_config_for, train_config

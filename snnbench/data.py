@@ -22,6 +22,7 @@ Reading the CIFAR pickles uses an unpickler that resolves only the few numpy glo
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 from dataclasses import dataclass, field, replace
@@ -477,3 +478,15 @@ def load_dataset(
         train, test = _read_npz(path), _read_npz(path.with_name("test.npz"))
         return from_arrays(path.parent.name or path.stem, train, test, source=str(path), **common)
     raise ValueError(f"unknown dataset {text!r}: use one of {', '.join(NAMES)} or a path to a train .npz file")
+
+
+def npz_digest(train_path: str | os.PathLike) -> str:
+    """First 16 hex digits of the sha256 of an .npz dataset's files (``train.npz``, then its ``test.npz``): the
+    identity a table records for it, whatever its path."""
+    h = hashlib.sha256()
+    for path in (Path(train_path), Path(train_path).with_name("test.npz")):
+        if path.exists():
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()[:16]

@@ -731,6 +731,22 @@ def _cifar10_folder(root: Path, seed: int) -> Path:
     return root
 
 
+def test_a_worker_refuses_npz_files_other_than_the_protocols(tmp_path: Path) -> None:
+    """A worker whose .npz path holds other files than those the protocol's sha256 names (a cluster node with a
+    stale copy) refuses them instead of filling the protocol with rows from other data."""
+    from builders.stages import _dataset
+    from snnbench.data import npz_digest
+
+    train = _npz_pair(tmp_path / "d", 0)
+    settings = {"name": "toy", "val_fraction": 0.1, "split_seed": 0, "sha256": npz_digest(train)}
+    assert len(_dataset(json.dumps(settings), "cpu", str(train)).train.labels) > 0
+    _npz_pair(tmp_path / "d", 1)  # the files change under the same path (a fresh worker process: no cache)
+    _dataset.cache_clear()
+    with pytest.raises(ValueError, match=f"is not the files the protocol names .sha256 {npz_digest(train)} != "
+                                         f"{settings['sha256']}"):
+        _dataset(json.dumps(settings), "cpu", str(train))
+
+
 def test_pool_workers_load_a_named_dataset_from_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """--data-dir reaches spawned pool workers (through $SNNBENCH_DATA_DIR) and stays out of the settings: the same
     files in another folder give the same protocol and the same rows."""

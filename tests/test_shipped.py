@@ -12,9 +12,8 @@ import pytest
 import torch
 
 from api.benchmark import Benchmark
-from builders.build import npz_digest
 from builders.plan import cell_seed, select_cells
-from snnbench.data import load_dataset
+from snnbench.data import load_dataset, npz_digest
 from snnbench.network import NetworkConfig
 from snnbench.scores import SPIKE_METRICS, score_cell
 from snnbench.space import OPS, Cell, canonical_batch, prune_batch, raw_matrices, space
