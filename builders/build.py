@@ -268,7 +268,9 @@ def environment(device: str, executor: str, workers: int | None) -> dict[str, An
 
 
 def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """What a table holds: per protocol its settings, commands, coverage and summary statistics (JSON-ready)."""
+    """What a table holds: per protocol its settings, commands, coverage and summary statistics (JSON-ready).
+    Score protocols come first (then by id): the order to rebuild in, as a ``top:``/``strata:`` training ranks
+    by stored scores."""
     import numpy as np
 
     table = open_table(path)
@@ -289,7 +291,7 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     forward = len(space().indices("forward"))
     sizes = {"forward": forward, "backward": len(space().indices("backward")) - forward}
     kind_of = dict(zip(table.cells["hash"].tolist(), table.cells["kind"].tolist()))
-    for p in table.protocols.values():
+    for p in sorted(table.protocols.values(), key=lambda p: (p.type != "score", p.id)):
         cells = {h for h in p.hash.tolist()}
         kinds = np.bincount([kind_of[h] for h in cells], minlength=len(KINDS)) if cells else np.zeros(len(KINDS), int)
         stats: dict[str, Any] = {}

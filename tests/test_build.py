@@ -339,6 +339,8 @@ def _check_info(path: Path) -> None:
                 assert st["mean"] == pytest.approx(float(np.mean(col))) and st["max"] == pytest.approx(float(np.max(col)))
         assert p["commands"] and p["commands"][0].startswith("snnbench build ")
         assert p["worker_seconds"] == pytest.approx(float(np.sum(proto.columns["seconds"])))
+    types = [p["type"] for p in d["protocols"]]  # score protocols first: the order to rebuild in
+    assert types == sorted(types, key=lambda t: t != "score") and {p["id"] for p in d["protocols"]} == set(t.protocols)
 
 
 @pytest.mark.parametrize("builds, replay", [
