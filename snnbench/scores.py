@@ -394,8 +394,10 @@ def score_model(
     """Score a built ``model`` on ``repeats`` seeded batches of ``dataset`` (see :func:`score_cell`).
 
     Spike metrics share one no-grad forward pass per batch, ``grad_norm`` and ``snip`` one
-    forward/backward pass; ``synflow`` is data independent and computed once; the global RNG
-    (dropout masks) is the caller's.
+    forward/backward pass; ``synflow`` is data independent and computed once. Every pass group starts
+    from the state the first one found: the global RNG (dropout masks; the caller's) and the model's
+    buffers (BatchNorm running statistics, which training-mode passes move) are restored before each, so
+    a metric's value does not depend on which other metrics the call computes.
     """
     metrics = check_metrics(metrics)
     dev = resolve_device(device)
@@ -403,9 +405,18 @@ def score_model(
     per_batch: dict[str, list[LogDet]] = {m: [] for m in metrics}
     seconds: dict[str, float] = {}
 
+    rng = torch.get_rng_state(), (torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None)
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+
     def timed(names: Sequence[str], work: Any) -> None:
         if not names:
             return
+        torch.set_rng_state(rng[0])
+        if rng[1] is not None:
+            torch.cuda.set_rng_state(rng[1], dev)
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                b.copy_(buffers[name])
         start = time.perf_counter()
         work()
         if dev.type == "cuda":

@@ -370,6 +370,20 @@ def test_score_cell_is_seeded_and_reports_everything(digits) -> None:
     assert all(math.isfinite(v) for v in a["scores"].values())
 
 
+def test_a_metric_does_not_depend_on_the_others_computed_with_it(digits) -> None:
+    """Each metric computed with all the others equals it computed alone, bit for bit: training-mode spike passes
+    move BatchNorm running statistics (read by synflow in eval mode) and draw dropout masks from the global RNG
+    (shifting grad_norm's, snip's and jacob_cov's), so every pass group starts from the state the first found."""
+    cfg = network_config("digits", "bench", c1=4, c2=8, hidden=16, timesteps=3)  # dropout 0.5: masks matter
+    metrics = ("sahd", "hd", "vanrossum", "sahd_release", "grad_norm", "snip", "jacob_cov", "synflow", "params")
+    together = score_cell(CELL, digits, cfg, metrics, batch_size=16, repeats=2, seed=5)
+    for m in metrics:
+        alone = score_cell(CELL, digits, cfg, (m,), batch_size=16, repeats=2, seed=5)
+        assert alone["batch_scores"][m] == together["batch_scores"][m], m
+    reordered = score_cell(CELL, digits, cfg, ("synflow", "jacob_cov", "hd"), batch_size=16, repeats=2, seed=5)
+    assert all(reordered["batch_scores"][m] == together["batch_scores"][m] for m in ("synflow", "jacob_cov", "hd"))
+
+
 def test_score_cell_equals_manual_pipeline(digits) -> None:
     """Same weights (seeded build), same batch (seeded randperm), same SAHD as hooks + brute force."""
     cfg = network_config("digits", "bench", c1=4, c2=8, hidden=16, timesteps=2)
