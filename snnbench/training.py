@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from snnbench import fields
 from snnbench.data import NAMES, Dataset, Split
 from snnbench.network import NetworkConfig, SNASNet, build_network, count_params, network_config, spike_stats
+from snnbench.scores import resolve_device
 from snnbench.space import Cell
 
 PRESETS = ("paper", "bench")
@@ -199,10 +200,10 @@ def train_cell(
     ``on_epoch`` is called with each new record (after the checkpoint is written).
     """
     cell = cell if isinstance(cell, Cell) else Cell(cell)
-    device = torch.device(device)
+    device = resolve_device(device)
     cfg = train_config
     identity = {"cell": cell.text, "seed": seed, "train_config": cfg.to_dict(), "net_config": net_config.to_dict(),
-                "dataset": dataset.summary()}
+                "dataset": dataset.summary(), "device": device.type}  # a run resumes on the device type it began on
 
     torch.manual_seed(seed)
     model = build_network(cell, net_config).to(device)
@@ -299,12 +300,22 @@ def _load_checkpoint(path: Path, identity: dict, model: torch.nn.Module, opt: to
         payload = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure means the file is not our checkpoint
         raise ValueError(f"{path}: not a readable training checkpoint ({type(err).__name__})") from None
-    if payload.get("identity") != identity:
-        raise ValueError(f"{path}: checkpoint of a different run (cell, seed, settings or data differ); delete it or pick another path")
-    model.load_state_dict(payload["model"])
-    opt.load_state_dict(payload["optimizer"])
-    gen.set_state(payload["generator"].cpu())
-    torch.set_rng_state(payload["torch_rng"].cpu())
-    if payload["cuda_rng"]:
-        torch.cuda.set_rng_state_all([s.cpu() for s in payload["cuda_rng"]])
+    if not isinstance(payload, dict) or not _CHECKPOINT_KEYS <= payload.keys():
+        raise ValueError(f"{path}: not a training checkpoint (a {type(payload).__name__} without its fields)")
+    if payload["identity"] != identity:
+        raise ValueError(f"{path}: checkpoint of a different run (cell, seed, settings, data or device differ); delete "
+                         "it or pick another path")
+    try:
+        model.load_state_dict(payload["model"])
+        opt.load_state_dict(payload["optimizer"])
+        gen.set_state(payload["generator"].cpu())
+        torch.set_rng_state(payload["torch_rng"].cpu())
+        if payload["cuda_rng"]:
+            torch.cuda.set_rng_state_all([s.cpu() for s in payload["cuda_rng"]])
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: damaged training checkpoint ({type(err).__name__})") from None
     return _State(epoch=payload["epoch"], records=payload["records"], seconds=payload["seconds"])
+
+
+_CHECKPOINT_KEYS = frozenset({"identity", "model", "optimizer", "generator", "torch_rng", "cuda_rng", "epoch", "records",
+                              "seconds"})

@@ -77,6 +77,19 @@ def test_cpu_runs_repeat_bit_for_bit_and_resume(tiny, tmp_path):
     assert strip_time(resumed) == strip_time(first)
     with pytest.raises(ValueError, match="checkpoint of a different run"):
         train_cell(BACKWARD, tiny, net, cfg, seed=5, checkpoint=ckpt)
+    payload = torch.load(ckpt, weights_only=True)
+    payload["identity"]["device"] = "cuda"  # begun on a GPU: its RNG states would not fit the CPU's
+    torch.save(payload, ckpt)
+    with pytest.raises(ValueError, match="checkpoint of a different run"):
+        train_cell(BACKWARD, tiny, net, cfg, seed=3, checkpoint=ckpt)
+    with pytest.raises(ValueError, match="device: 'gpu' is not a torch device"):
+        train_cell(BACKWARD, tiny, net, cfg, seed=3, device="gpu")
+    for bad, message in ((torch.zeros(3), "not a training checkpoint .a Tensor"), ({"identity": 1}, "not a training checkpoint"),
+                         ({**payload, "identity": torch.load(ckpt, weights_only=True)["identity"] | {"device": "cpu"},
+                           "model": {"nope": torch.zeros(1)}}, "damaged training checkpoint")):
+        torch.save(bad, ckpt)
+        with pytest.raises(ValueError, match=message):
+            train_cell(BACKWARD, tiny, net, cfg, seed=3, checkpoint=ckpt)
 
 
 def test_sgd_paper_optimiser_and_plif(tiny, monkeypatch):
