@@ -23,11 +23,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from snnbench.cli.score import config_for
 from snnbench.data import load_dataset
 from snnbench.network import build_network
 from snnbench.scores import METRICS, draw_batches, resolve_device, score_cell, score_network, spiking_layers
 from snnbench.space import sample_cells
+from snnbench.training import network_config_for
 
 
 def release_style_sahd(model: torch.nn.Module, x: torch.Tensor) -> float:
@@ -95,7 +95,7 @@ def main() -> None:
     data = load_dataset(args.dataset, args.data_dir)
     if device.type == "cuda":
         data = data.to(device)
-    config = config_for(args.dataset, data, args.preset)
+    config = network_config_for(data, args.preset)
     cells = sample_cells(args.cells, "forward", seed=args.seed)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"

@@ -427,6 +427,22 @@ def test_score_model_rejects_bad_settings() -> None:
 # --------------------------------------------------------------------------- CLI
 
 
+def test_cli_score_uses_the_skeleton_of_train_and_build(tmp_path) -> None:
+    """An .npz set gets the skeleton `snnbench train` and `build` give it (network_config_for): for 64-pixel
+    images Tiny-ImageNet's, not CIFAR-10's."""
+    from snnbench.training import network_config_for
+
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 40), ("test", 10)):
+        np.savez(tmp_path / f"{name}.npz", images=rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8),
+                 labels=np.arange(n) % 5)
+    r = CliRunner().invoke(main, ["score", "0303 0033 0003 0000", "--dataset", str(tmp_path / "train.npz"), "--preset",
+                                  "bench", "--batch-size", "4", "--repeats", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    want = network_config_for(load_dataset(tmp_path / "train.npz"), "bench")
+    assert json.loads(r.output)["net_config"] == want.to_dict() and want.stem_stride == 2 and want.num_classes == 5
+
+
 def test_cli_score_json_and_errors() -> None:
     runner = CliRunner()
     args = ["score", "0303 0030 0003 0000", "--dataset", "digits", "--preset", "bench", "--batch-size", "16", "--repeats", "1", "--seed", "2"]

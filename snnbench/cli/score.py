@@ -5,17 +5,10 @@ from __future__ import annotations
 import click
 
 from snnbench.cli.common import echo_json, matrix_argument, parse_matrix
-from snnbench.data import Dataset, load_dataset
-from snnbench.network import DATASETS, PRESETS, NetworkConfig, network_config
+from snnbench.data import load_dataset
+from snnbench.network import PRESETS
 from snnbench.scores import METRICS, score_cell
-
-
-def config_for(dataset: str, data: Dataset, preset: str) -> NetworkConfig:
-    """The skeleton for a dataset argument: its own for a named set, else CIFAR-10's with the data's
-    channels, image size and classes (a ``.npz`` path)."""
-    if dataset in DATASETS:
-        return network_config(dataset, preset)
-    return network_config("cifar10", preset, in_channels=data.channels, image_size=data.image_size, num_classes=data.num_classes)
+from snnbench.training import network_config_for
 
 
 @click.command()
@@ -43,11 +36,12 @@ def score(
 ) -> None:
     """Score MATRIX's untrained network ("0302 0030 3003 0000", four rows, or JSON).
 
-    A ``.npz`` dataset uses the CIFAR-10 skeleton with its own channels, image size and classes.
+    The skeleton is the one ``snnbench train`` and ``build`` use (``network_config_for``): a named set's own; for
+    a ``.npz`` set, CIFAR-10's (Tiny-ImageNet's for images of 64 pixels or more) with its channels, size and classes.
     """
     cell = parse_matrix(matrix)
     data = load_dataset(dataset, data_dir)
-    config = config_for(dataset, data, preset)
+    config = network_config_for(data, preset)
     result = score_cell(cell, data, config, (metric,), batch_size, repeats, seed, device)
     record = {
         "metric": metric,
