@@ -19,7 +19,7 @@ eigenvalue is at most ``B * eps64`` times its largest (numpy's ``matrix_rank`` t
 score is ``-inf`` and the ``singular`` flag is set, never NaN.
 
 Precision: ``X X^T`` is computed in float32, which is exact because every partial sum is an integer
-below ``2**24`` (float64 is used when ``N_A >= 2**24``). On CUDA it runs in TF32, which is exact too:
+below ``2**24`` (``n_i + n_j`` reaches ``2 N_A``: float64 is used when ``N_A >= 2**23``). On CUDA it runs in TF32, which is exact too:
 TF32 rounding cannot change 0/1 inputs and the accumulation is float32.
 Everything after the Gram matrix, and the accumulated kernel, is float64 on the network's device,
 as are the van Rossum traces ``H`` and cross term ``X H^T``. Only the final log-determinant reaches
@@ -56,12 +56,13 @@ _EXACT_FLOAT32 = 2**24
 
 
 def _as_steps(X: Tensor) -> Tensor:
-    """``[B, N]`` or ``[T, B, N]`` 0/1 codes as float ``[T, B, N]`` (float32 unless ``N >= 2**24``)."""
+    """``[B, N]`` or ``[T, B, N]`` 0/1 codes as float ``[T, B, N]``: float32 while every partial sum of
+    ``d_H = n_i + n_j - 2 X X^T`` (up to ``2N``) is an integer float32 holds exactly (``2N < 2**24``), else float64."""
     if X.dim() == 2:
         X = X.unsqueeze(0)
     if X.dim() != 3:
         raise ValueError(f"shape: codes must be [B, N] or [T, B, N], got {tuple(X.shape)}")
-    dtype = torch.float32 if X.shape[-1] < _EXACT_FLOAT32 else torch.float64
+    dtype = torch.float32 if 2 * X.shape[-1] < _EXACT_FLOAT32 else torch.float64
     return X.to(dtype)
 
 

@@ -78,6 +78,14 @@ def test_kernels_equal_brute_force(rate: float) -> None:
     assert sahd_kernel(t).dtype == torch.float64
 
 
+def test_hamming_is_exact_where_float32_sums_would_round() -> None:
+    """N = 2^23 + 1: n_i + n_j passes 2^24, where float32 integers round; the distance stays exact (float64)."""
+    n = 2**23 + 1
+    X = torch.ones((2, n), dtype=torch.uint8)
+    X[1, 0] = 0
+    assert hamming_kernel(X)[0, 1] == n - 1  # N_A - d_H with d_H = 1
+
+
 def test_kernels_per_step_and_any_dtype() -> None:
     rng = np.random.default_rng(3)
     S = (rng.random((4, 6, 20)) < 0.3).astype(np.float32)
