@@ -157,14 +157,15 @@ class TimeBatchNorm2d(nn.BatchNorm2d):
         var = (flat - mean).square_().mean(1, keepdim=True)  # two-pass variance
         scale = self.weight * torch.rsqrt(var + self.eps)
         out = torch.addcmul(self.bias - mean * scale, flat, scale)  # x * scale + shift, as the native CPU kernel
-        if self.track_running_stats and self.momentum is not None:
+        if self.track_running_stats:
             n = b * h * w
             unbiased = var * (n / max(n - 1, 1))
             rm, rv, nb = cast(Tensor, self.running_mean), cast(Tensor, self.running_var), cast(Tensor, self.num_batches_tracked)
             for step in range(t):
-                rm.lerp_(mean[step, 0].to(rm.dtype), self.momentum)
-                rv.lerp_(unbiased[step, 0].to(rv.dtype), self.momentum)
-            nb.add_(t)
+                nb.add_(1)  # momentum None: the cumulative average, 1 / (batches seen), as the native module
+                weight = self.momentum if self.momentum is not None else 1.0 / float(nb)
+                rm.lerp_(mean[step, 0].to(rm.dtype), weight)
+                rv.lerp_(unbiased[step, 0].to(rv.dtype), weight)
         return out.to(x.dtype).view(t, b, h, w, c).permute(0, 1, 4, 2, 3)
 
 

@@ -398,6 +398,23 @@ def test_time_batchnorm_no_grad_path_equals_per_step_native():
     assert int(fast.num_batches_tracked) == 4
 
 
+def test_time_batchnorm_no_grad_path_keeps_a_cumulative_average_without_momentum():
+    """momentum=None: running statistics are the cumulative average over steps, in the no-grad path as in the
+    gradient path (the native kernel); the no-grad path used to leave them untouched."""
+    from snnbench.network import TimeBatchNorm2d
+
+    x = torch.randn(3, 6, 2, 4, 4, dtype=torch.float64) + 2
+    fast, ref = TimeBatchNorm2d(2, momentum=None).double(), TimeBatchNorm2d(2, momentum=None).double()
+    with torch.no_grad():
+        fast(x)
+    ref(x.clone().requires_grad_())
+    torch.testing.assert_close(fast.running_mean, ref.running_mean, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(fast.running_var, ref.running_var, rtol=1e-12, atol=1e-14)
+    want = torch.stack([x[t].mean((0, 2, 3)) for t in range(3)]).mean(0)  # equal counts per step: the plain mean
+    torch.testing.assert_close(fast.running_mean, want, rtol=1e-12, atol=1e-14)
+    assert int(fast.num_batches_tracked) == int(ref.num_batches_tracked) == 3
+
+
 def test_bf16_autocast_keeps_spike_semantics():
     torch.manual_seed(11)
     model = _boosted(build_network(Cell(PUBLISHED), network_config("digits", "bench"))).train()
