@@ -185,8 +185,9 @@ class SpikeKernels:
     """Forward hooks on spiking layers that sum the kernels of every call on the layers' device.
 
     Each hooked output ``[T, B, ...]`` is ``T`` calls (one per step). A layer called step by step
-    (``T = 1``) keeps its van Rossum trace between calls; :meth:`reset` starts a new pass.
-    Use as a context manager around the forward pass(es); :meth:`kernels` gives sum / calls.
+    (``T = 1``) keeps its van Rossum trace from one call to the next, so around several forward passes call
+    :meth:`reset` between them (or use one instance per pass); a multi-step output is a whole pass and starts
+    from a zero trace. Use as a context manager; :meth:`kernels` gives sum / calls.
     """
 
     def __init__(self, layers: Sequence[nn.Module], metrics: Iterable[str], tau: float = VAN_ROSSUM_TAU):
@@ -226,7 +227,8 @@ class SpikeKernels:
                 kernel = (steps * num) - 0.5 * _sahd_ratio(d_h, n, num, metric == "sahd_release").sum(dim=0)
             else:
                 X64 = X.double()  # once for the trace and the cross term
-                h_prev, self._traces[module] = _filtered(X64, self.rho, self._traces.get(module))
+                carried = self._traces.get(module) if steps == 1 else None
+                h_prev, self._traces[module] = _filtered(X64, self.rho, carried)
                 cross = _van_rossum_cross(X64, h_prev).sum(dim=0)
                 kernel = (steps * num) - d_h.sum(dim=0, dtype=torch.float64) - (2.0 * self.rho) * cross
             self.sums[metric] = kernel if metric not in self.sums else self.sums[metric] + kernel

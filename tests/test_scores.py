@@ -252,6 +252,25 @@ def test_stepwise_and_multistep_calls_give_the_same_scores() -> None:
         assert sa[name].value == pytest.approx(sb[name].value, rel=1e-12)
 
 
+def test_two_passes_of_multistep_layers_give_twice_one_pass() -> None:
+    """One SpikeKernels around two identical passes of a multi-step model: each output is a whole pass, so the
+    van Rossum kernel of the two is that of one (a trace carried into the second pass changed it)."""
+    from snnbench.scores import SpikeKernels, spiking_layers
+
+    torch.manual_seed(0)
+    model, x = TinySNN(stepwise=False), tiny_batch()
+    model.train()
+    kernels = []
+    for passes in (1, 2):
+        torch.manual_seed(1)
+        with torch.no_grad(), SpikeKernels(spiking_layers(model), ("vanrossum", "hd")) as acc:
+            for _ in range(passes):
+                model(x)
+        kernels.append(acc.kernels())
+    for m in ("vanrossum", "hd"):
+        torch.testing.assert_close(kernels[0][m], kernels[1][m], rtol=1e-12, atol=1e-9)
+
+
 def test_scores_invariant_to_sample_order() -> None:
     torch.manual_seed(0)
     model = TinySNN()
