@@ -35,7 +35,6 @@ from snnbench.network import NetworkConfig, SNASNet, build_network, count_params
 from snnbench.scores import resolve_device
 from snnbench.space import Cell
 
-PRESETS = ("paper", "bench")
 OPTIMIZERS = ("sgd", "adam")
 
 
@@ -94,6 +93,7 @@ _TRAIN_PRESETS = {
     # (lr 0.1 or 1.0) stays on that plateau for hundreds of steps on `digits`, Adam at 3e-3 leaves it.
     "bench": TrainConfig(epochs=12, batch_size=64, optimizer="adam", lr=3e-3, weight_decay=0.0),
 }
+PRESETS = tuple(_TRAIN_PRESETS)
 
 
 def train_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
@@ -163,9 +163,6 @@ def _weighted_add(acc: Any, new: Any, w: float) -> Any:
     if isinstance(new, (list, tuple)):
         acc = acc if isinstance(acc, list) else [None] * len(new)
         return [_weighted_add(a, v, w) for a, v in zip(acc, new)]
-    if isinstance(new, torch.Tensor):
-        new = new.item() if new.numel() == 1 else new.tolist()
-        return _weighted_add(acc, new, w)
     if not isinstance(new, float):
         return new
     return (acc or 0.0) + w * float(new)
