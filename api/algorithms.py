@@ -7,9 +7,9 @@ Invariants
   unpruned or isomorphic proposal of a cell already trained (or scored) costs nothing the second time.
 * The clock only advances by stored times: training a cell costs its mean stored ``train_seconds``,
   scoring it its mean stored score ``seconds`` (the time of every metric of the score protocol, computed
-  together) unless a ``score_cost`` per cell is given (e.g. one metric's own measured time). A run stops before the evaluation that would pass
-  the budget, or when the whole space has been trained, or (a policy that has converged: REINFORCE)
-  after ``max_stall`` free repeats in a row. Random search, evolution's children and local search's
+  together) unless a ``score_cost`` per cell is given (e.g. one metric's own measured time). A run stops
+  before the evaluation that would pass the budget, or when the whole space has been trained, or (a policy
+  that has converged: REINFORCE) after ``max_stall`` free repeats in a row. Random search, evolution's children and local search's
   restarts only propose cells not yet trained, so they spend the whole budget.
 * The observed value of a trained cell is its accuracy on ``split`` (mean over seeds); the reported
   result is the best observed so far, as a step function of simulated time.
