@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -239,11 +240,17 @@ def _check_hashes(path: Path, hashes: np.ndarray) -> None:
         raise _fail(path, f"corrupt table (/cells/hash: {bytes(hashes[bad][0])!r} is not 16 hex digits)")
 
 
-def _check_known(table: Table) -> None:
-    """Every cell of ``table`` is a cell of :func:`snnbench.space.space` (checked before anything is written)."""
+@lru_cache(maxsize=1)
+def _known_hashes() -> frozenset[str]:
+    """Hashes of every cell of :func:`snnbench.space.space`: what a writer accepts."""
     from snnbench.space import space
 
-    known = set(space().hashes)
+    return frozenset(space().hashes)
+
+
+def _check_known(table: Table) -> None:
+    """Every cell of ``table`` is a cell of :func:`snnbench.space.space` (checked before anything is written)."""
+    known = _known_hashes()
     unknown = [h for h in table.cells["hash"].astype(str).tolist() if h not in known]
     if unknown:
         raise _fail(table.path, f"corrupt table (/cells/hash: {unknown[0]!r} is not a cell of the space)")
@@ -616,6 +623,9 @@ class TableWriter:
         if not records:
             return
         proto = self.protocols[pid]
+        unknown = [r["hash"] for r in records if r["hash"] not in _known_hashes()]
+        if unknown:  # a journal line no fold could write: refused before anything is journalled
+            raise _fail(self.path, f"rows for {unknown[0]!r}, which is not a cell of the space; none of these rows was written")
         proto.modified = now()
         lines = [{"protocol": pid, "hash": r["hash"], "seed": int(r["seed"]), "values": {k: _plain(v) for k, v in r["values"].items()}} for r in records]
         add_rows(proto, lines)

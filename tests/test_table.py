@@ -352,6 +352,20 @@ def test_a_table_reached_through_a_symbolic_link_is_updated_in_place(tmp_path: P
     assert not (tmp_path / "t.h5.journal").exists() and not (tmp_path / "t.h5.lock").exists()
 
 
+def test_a_writer_refuses_rows_of_a_cell_outside_the_space(tmp_path: Path) -> None:
+    """Rows naming no cell of the space are refused before they are journalled (no fold could write them)."""
+    path = tmp_path / "t.h5"
+    with TableWriter(path) as w:
+        p = w.ensure_protocol("score", {"m": 1}, command="c", environment=ENV, shard=None)
+        w.add(p.id, _records(CELLS[:2]))
+        journal = w.journal_path.read_bytes()
+        bad = _records(CELLS[2:3])[0] | {"hash": "0123456789abcdef"}
+        with pytest.raises(TableError, match="rows for '0123456789abcdef', which is not a cell of the space"):
+            w.add(p.id, [*_records(CELLS[3:4]), bad])
+        assert w.journal_path.read_bytes() == journal and len(w.protocols[p.id]) == 2
+    assert len(open_table(path).protocols[p.id]) == 2
+
+
 def test_failed_fold_keeps_results_in_the_journal(tmp_path: Path) -> None:
     """A fold that cannot write (unwritable directory) raises, and the journalled rows survive it."""
     d = tmp_path / "d"
