@@ -375,6 +375,7 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
     time every metric of the protocol together).
     """
     check_budget(budget)
+    bench.check_split(report)
     entries = parse_entries(bench, algorithms, score, score_costs)
     times = np.linspace(0, budget, points + 1)[1:]
     out: dict[str, Any] = {"budget": budget, "runs": runs, "split": split, "report": report, "times": times.tolist(),

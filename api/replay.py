@@ -51,6 +51,7 @@ def default_kind(bench: Benchmark, split: str) -> Kind:
 def make_pool(bench: Benchmark, scores: Sequence[str], split: str = "test", kind: Kind | None = None,
               dist: Distribution = "paper") -> Pool:
     """The replay pool (see the module docstring); ``ValueError`` naming what is missing when empty."""
+    bench.check_split(split)
     bench.check_scores(scores)
     kind = kind or default_kind(bench, split)
     ok = np.isfinite(bench.accuracy[split])

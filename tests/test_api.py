@@ -306,6 +306,14 @@ def test_default_kind_is_backward_only_when_a_backward_cell_holds_accuracy(table
         default_kind(b, "nope")
 
 
+def test_an_unknown_split_is_a_value_error_everywhere(bench: Benchmark) -> None:
+    """Not a KeyError (which the CLI no longer reads as bad input): every entry point names the splits."""
+    for call in (lambda: make_pool(bench, ["sahd"], "nope", "forward"), lambda: replay(bench, 2, 2, split="nope"),
+                 lambda: compare(bench, ["random"], 10, 1, report="nope"), lambda: correlate(bench, "nope")):
+        with pytest.raises(ValueError, match="split: expected one of"):
+            call()
+
+
 def test_draws_past_the_limit_are_refused(bench: Benchmark) -> None:
     from api.replay import MAX_DRAWS
 
