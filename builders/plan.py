@@ -148,7 +148,7 @@ def _ranked(spec: str, metric: str, pool: np.ndarray, protocols: Mapping[str, Pr
         raise ValueError(f"cells: {spec!r} needs exactly one stored score protocol with metric {metric!r}, found {what}")
     proto = holders[0]
     sp = space()
-    index_of = {h: i for i, h in enumerate(sp.hashes)}
+    index_of = sp.hash_index
     sums: dict[int, list[float]] = {}
     for h, v in zip(proto.hash, proto.columns[column]):
         sums.setdefault(index_of[h.decode()], []).append(float(v))
@@ -178,7 +178,7 @@ def _from_file(path: Path, kind: str) -> np.ndarray:
     if not path.is_file():
         raise ValueError(f"cells: {str(path)!r} is neither a selection ({CELL_SPECS}) nor a readable file")
     sp = space()
-    index_of = {h: i for i, h in enumerate(sp.hashes)}
+    index_of = sp.hash_index
     chosen: set[int] = set()
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         text = line.split("#", 1)[0].strip()
@@ -222,7 +222,7 @@ def plan_items(stage: str, proto: Protocol, hashes: Sequence[str], seeds: Sequen
     """
     done = proto.done()
     sp = space()
-    index_of = {h: i for i, h in enumerate(sp.hashes)}
+    index_of = sp.hash_index
     todo, skipped = [], 0
     for h in sorted(hashes):
         if not in_shard(h, shard):

@@ -268,6 +268,7 @@ class Space:
         self._lookup_list_cache: list[int] | None = None
         self._texts: np.ndarray | None = None
         self._hashes: list[str] | None = None
+        self._hash_index: dict[str, int] | None = None
 
     # ---- raw-matrix codes: one base-9 digit per pair (0 none, 1-4 forward op, 5-8 backward op)
     def _pair_codes(self, m: np.ndarray) -> np.ndarray:
@@ -314,6 +315,13 @@ class Space:
         if self._hashes is None:
             self._hashes = [hashlib.sha256(_HASH_PREFIX_BYTES + t).hexdigest()[:16] for t in self.texts]
         return self._hashes
+
+    @property
+    def hash_index(self) -> dict[str, int]:
+        """Hash string -> unique index of every cell (built once; also the set of hashes a table may hold)."""
+        if self._hash_index is None:
+            self._hash_index = {h: u for u, h in enumerate(self.hashes)}
+        return self._hash_index
 
     def fast_index(self, obj: object) -> int | None:
         """Unique index of a matrix in a form :func:`flat_entries` reads, with ``int`` entries, in pure Python.

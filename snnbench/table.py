@@ -33,7 +33,6 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -240,17 +239,11 @@ def _check_hashes(path: Path, hashes: np.ndarray) -> None:
         raise _fail(path, f"corrupt table (/cells/hash: {bytes(hashes[bad][0])!r} is not 16 hex digits)")
 
 
-@lru_cache(maxsize=1)
-def _known_hashes() -> frozenset[str]:
-    """Hashes of every cell of :func:`snnbench.space.space`: what a writer accepts."""
-    from snnbench.space import space
-
-    return frozenset(space().hashes)
-
-
 def _check_known(table: Table) -> None:
     """Every cell of ``table`` is a cell of :func:`snnbench.space.space` (checked before anything is written)."""
-    known = _known_hashes()
+    from snnbench.space import space
+
+    known = space().hash_index
     unknown = [h for h in table.cells["hash"].astype(str).tolist() if h not in known]
     if unknown:
         raise _fail(table.path, f"corrupt table (/cells/hash: {unknown[0]!r} is not a cell of the space)")
@@ -468,7 +461,7 @@ def _write_file(tmp: Path, protocols: list[Protocol], created: str) -> None:
     for p in protocols:
         p.settle()
     sp = space()
-    index_of = {h: i for i, h in enumerate(sp.hashes)}
+    index_of = sp.hash_index
     hashes = sorted({h.decode() for p in protocols for h in p.hash}, key=index_of.__getitem__)
     idx = np.array([index_of[h] for h in hashes], dtype=np.int32)
     row_of = {h.encode(): i for i, h in enumerate(hashes)}
@@ -620,10 +613,13 @@ class TableWriter:
 
     def add(self, pid: str, records: list[dict[str, Any]]) -> None:
         """Journal result records of protocol ``pid`` (one fsync) and add them in memory."""
+        from snnbench.space import space
+
         if not records:
             return
         proto = self.protocols[pid]
-        unknown = [r["hash"] for r in records if r["hash"] not in _known_hashes()]
+        known = space().hash_index
+        unknown = [r["hash"] for r in records if r["hash"] not in known]
         if unknown:  # a journal line no fold could write: refused before anything is journalled
             raise _fail(self.path, f"rows for {unknown[0]!r}, which is not a cell of the space; none of these rows was written")
         proto.modified = now()
