@@ -209,8 +209,8 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: st
                             command=base + score_args + " --train-epochs 0", source=source))
     if "epochs" in train:
         raise ValueError("--train epochs: the budget is set with --train-epochs")
-    forms = {spec: check_cells(spec, kind) for spec, wanted in ((cells, scores.strip().lower() != "none"),
-                                                                 (train_cells, train_epochs > 0)) if wanted}
+    forms = {spec: check_cells(spec, kind) for spec, wanted in ((cells, bool(metrics)), (train_cells, train_epochs > 0))
+             if wanted}
     if train_epochs:
         tcfg = train_config("bench", **{**train, "epochs": train_epochs})
         settings = {**common, "train": tcfg.to_dict()}

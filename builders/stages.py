@@ -24,14 +24,16 @@ from snnbench.table import spike_layer_values
 @lru_cache(maxsize=2)
 def _dataset(data_json: str, device: str, source: str | None = None) -> Any:
     """The dataset of a protocol (from ``source``, an .npz path, when given, refused unless its files hash to the
-    protocol's ``sha256``), loaded once per worker process and kept on ``device``; a named one from ``$SNNBENCH_DATA_DIR``, which the driver sets from
-    ``--data-dir`` before its workers start (the settings hold no folder, so a protocol does not depend on it)."""
+    protocol's ``sha256``), loaded once per worker process and kept on ``device``; a named one from
+    ``$SNNBENCH_DATA_DIR``, which the driver sets from ``--data-dir`` before its workers start (the settings hold
+    no folder, so a protocol does not depend on it)."""
     from snnbench.data import load_dataset, npz_digest
 
     d = json.loads(data_json)
-    if source and "sha256" in d and npz_digest(source) != d["sha256"]:  # e.g. a cluster node holding other files
+    digest = npz_digest(source) if source and "sha256" in d else None
+    if digest is not None and digest != d["sha256"]:  # e.g. a cluster node holding other files
         raise ValueError(f"dataset: {source} on this worker is not the files the protocol names (sha256 "
-                         f"{npz_digest(source)} != {d['sha256']})")
+                         f"{digest} != {d['sha256']})")
     return load_dataset(source or d["name"], val_fraction=d["val_fraction"], seed=d["split_seed"]).to(device)
 
 

@@ -79,9 +79,12 @@ def _to_array(obj: Any) -> np.ndarray:
     return arr
 
 
+_BOOLS = frozenset((bool, np.bool_))  # entry types that compare equal to 0/1 yet are not operation codes
+
+
 def _holds_bool(obj: Any) -> bool:
     """A nested list/tuple with a ``bool`` (or ``numpy.bool_``) entry (``numpy.asarray`` would read it as 0/1)."""
-    return any(_holds_bool(v) if isinstance(v, (list, tuple)) else isinstance(v, (bool, np.bool_)) for v in obj)
+    return any(_holds_bool(v) if isinstance(v, (list, tuple)) else type(v) in _BOOLS for v in obj)
 
 
 def validate(matrix: object, nodes: int | None = NUM_NODES) -> np.ndarray:
@@ -204,9 +207,6 @@ def _check_kind(kind: str) -> None:
 
 
 # --------------------------------------------------------------------------- the enumerated space
-
-
-_BOOLS = frozenset((bool, np.bool_))
 
 
 def flat_entries(matrix: Any, n: int) -> list[Any] | None:
