@@ -200,6 +200,13 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: st
             + ("" if part is None else f" --shard {part[0]}/{part[1]}"))
     stages: list[Stage] = []
     metrics = [] if scores.strip().lower() == "none" else list(check_metrics(m.strip() for m in scores.split(",") if m.strip()))
+    score_form = check_cells(cells, kind) if metrics else None
+    train_form = check_cells(train_cells, kind) if train_epochs else None
+    # a FILE selection is recorded by absolute path, as an .npz dataset is: the command rebuilds from any folder
+    if score_form == "file":
+        cells = str(Path(cells.strip()).expanduser().resolve())
+    if train_form == "file":
+        train_cells = str(Path(train_cells.strip()).expanduser().resolve())
     score_args = (f" --scores {','.join(metrics)} --score-batch {score_batch} --score-repeats {score_repeats} "
                   f"--score-seeds {','.join(map(str, parse_seeds(score_seeds)))} --cells {shlex.quote(cells)}")
     if metrics:
@@ -209,14 +216,12 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: st
                             command=base + score_args + " --train-epochs 0", source=source))
     if "epochs" in train:
         raise ValueError("--train epochs: the budget is set with --train-epochs")
-    forms = {spec: check_cells(spec, kind) for spec, wanted in ((cells, bool(metrics)), (train_cells, train_epochs > 0))
-             if wanted}
     if train_epochs:
         tcfg = train_config("bench", **{**train, "epochs": train_epochs})
         settings = {**common, "train": tcfg.to_dict()}
         train_args = "".join(f" --train {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in sorted(train.items()))
         # ranks by stored scores: those of this command, if it scored, so its rebuild scores too
-        needs_scores = bool(metrics) and forms[train_cells] in ("top", "strata")
+        needs_scores = bool(metrics) and train_form in ("top", "strata")
         command = (base + (score_args if needs_scores else " --scores none") + f" --train-epochs {train_epochs}"
                    + train_args + f" --seeds {','.join(map(str, parse_seeds(seeds)))} --train-cells {shlex.quote(train_cells)}")
         stages.append(Stage("train", settings, train_cells, kind, parse_seeds(seeds), batch=1, command=command, source=source))

@@ -384,6 +384,25 @@ def test_info_rebuild_commands_name_the_table_shown(tmp_path: Path) -> None:
     assert _rebuild_commands(["snnbench build 'unbalanced", "make all"], "t.h5") == ["snnbench build 'unbalanced", "make all"]
 
 
+def test_file_selection_is_recorded_by_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build given a relative FILE selection records it by absolute path, so its recorded command rebuilds
+    the same rows from another folder."""
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir(), elsewhere.mkdir()
+    (work / "my cells.txt").write_text("0302 0030 0003 0000\n0011 0000 0001 0000\n")
+    monkeypatch.chdir(work)
+    args = [*TINY[:8], "--scores", "params", "--train-epochs", "0", "--quiet", "--workers", "0"]
+    _cli("build", "t.h5", *args, "--cells", "my cells.txt")
+    (p,) = open_table(work / "t.h5").protocols.values()
+    (command,) = p.commands
+    argv = shlex.split(command)
+    assert argv[argv.index("--cells") + 1] == str(work / "my cells.txt")
+    monkeypatch.chdir(elsewhere)
+    for cmd in _rebuild_commands(p.commands, str(elsewhere / "t.h5")):
+        _cli(*shlex.split(cmd)[1:], "--workers", "0", "--quiet")
+    _same_tables(elsewhere / "t.h5", work / "t.h5")
+
+
 def test_info_reports_coverage_and_statistics(reference: Path, tmp_path: Path) -> None:
     _check_info(reference)
     text = _cli("info", str(reference))
