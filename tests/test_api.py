@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -400,15 +401,38 @@ def test_correlation_equals_naive_formulas(singular_bench: Benchmark) -> None:
     acc = bench.accuracy["train"]
     for m, r in out["scores"].items():
         s = bench.scores[m]
-        n = len(s)
         assert r["kendall_tau"] == pytest.approx(_naive_tau(s, acc))
         assert r["spearman_rho"] == pytest.approx(_naive_rho(s, acc))
         for k, v in r["top_k_precision"].items():
-            k = int(k)
-            top_s = sorted(range(n), key=lambda i: (-s[i], i))[:k]
-            top_a = sorted(range(n), key=lambda i: (-acc[i], i))[:k]
-            assert v == len(set(top_s) & set(top_a)) / k
+            assert v == pytest.approx(_naive_top_k(s, acc, int(k)))
     assert top_k_precision(np.array([3.0, 2, 1]), np.array([1.0, 2, 3]), 1) == 0.0
+
+
+def _naive_top_k(score: np.ndarray, acc: np.ndarray, k: int) -> float:
+    """Expected top-k overlap / k, cell by cell: a value with g larger and t equal ones (itself included) is
+    in the top k with probability clip((k - g) / t, 0, 1), independently in the two rankings."""
+    def p(x: np.ndarray, i: int) -> float:
+        return min(max((k - sum(y > x[i] for y in x)) / sum(y == x[i] for y in x), 0.0), 1.0)
+    return sum(p(score, i) * p(acc, i) for i in range(len(score))) / k
+
+
+def test_top_k_precision_averages_over_tie_breaks() -> None:
+    """Against brute force: the overlap of the two top-k sets averaged over every tie-break order of both
+    rankings (each order a permutation giving priority among equal values)."""
+    score = np.array([1.0, 1.0, 1.0, 0.0, 2.0, -np.inf])
+    acc = np.array([0.5, 0.5, 0.75, 0.75, 0.75, 0.75])
+    perms = list(itertools.permutations(range(6)))
+
+    def tops(x: np.ndarray, k: int) -> list[frozenset[int]]:
+        return [frozenset(sorted(range(6), key=lambda i: (-x[i], prio[i]))[:k]) for prio in perms]
+
+    for k in range(1, 7):
+        ts, ta = Counter(tops(score, k)), Counter(tops(acc, k))
+        brute = sum(ns * na * len(a & b) for a, ns in ts.items() for b, na in ta.items()) / len(perms) ** 2 / k
+        assert top_k_precision(score, acc, k) == pytest.approx(brute)
+        assert top_k_precision(score[::-1], acc[::-1], k) == pytest.approx(brute)  # not the cells' order
+    assert top_k_precision(score, acc, 1) == pytest.approx(1 / 4)  # score's top is cell 4, one of four tied at 0.75
+    assert top_k_precision(acc, acc, 3) == pytest.approx(4 * (3 / 4) ** 2 / 3)  # 3 of 4 tied, drawn twice
 
 
 def test_seed_agreement_equals_naive_formulas_on_the_rows(table: Path, monkeypatch: pytest.MonkeyPatch) -> None:
