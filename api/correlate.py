@@ -26,7 +26,7 @@ from api.benchmark import Benchmark
 DEFAULT_FRACTIONS = (0.01, 0.05, 0.1)
 
 
-def _top_share(x: np.ndarray, k: int) -> np.ndarray:
+def top_k_share(x: np.ndarray, k: int) -> np.ndarray:
     """Each entry's probability of being among the ``k`` largest when ties are broken uniformly at random."""
     kth = np.partition(x, len(x) - k)[len(x) - k]
     above, tied = x > kth, x == kth
@@ -38,7 +38,7 @@ def _top_share(x: np.ndarray, k: int) -> np.ndarray:
 def top_k_precision(score: np.ndarray, accuracy: np.ndarray, k: int) -> float:
     """Expected fraction of the ``k`` best-scored cells that are among the ``k`` most accurate, ties in either
     ranking broken uniformly at random (accuracies on a small test set tie often): independent of cell order."""
-    return float(_top_share(score, k) @ _top_share(accuracy, k) / k)
+    return float(top_k_share(score, k) @ top_k_share(accuracy, k) / k)
 
 
 def matched(a: Benchmark, b: Benchmark) -> tuple[np.ndarray, np.ndarray]:

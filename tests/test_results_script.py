@@ -52,9 +52,10 @@ def test_backward_lines_match_a_brute_force_pair_count() -> None:
     pairs = [(x > y) + 0.5 * (x == y) for x in b for y in a]
     assert float(cells[3]) == round(float(np.mean(pairs)), 3)
     assert float(cells[1]) == np.median(a) and float(cells[2]) == np.median(b)
-    top = sorted(np.flatnonzero(ok), key=lambda u: (-v[u], u))[:1]  # 1% of the 198 scored cells: 1
+    tied = np.flatnonzero(v == np.nanmax(v))  # the top 1% of the 198 scored cells is 1 cell, any of these
+    assert len(tied) > 1
     share, overall = cells[4].replace("(", " ").replace(")", " ").split()
-    assert float(share) == (kinds[top] == "backward").mean() and float(overall) == round(169 / 198, 2)
+    assert float(share) == round((kinds[tied] == "backward").mean(), 2) and float(overall) == round(169 / 198, 2)
 
 
 def test_sections_run_on_a_built_table(tmp_path, monkeypatch) -> None:

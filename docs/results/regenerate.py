@@ -29,7 +29,7 @@ import numpy as np
 from scipy import stats
 
 from api.benchmark import Benchmark
-from api.correlate import agreement, correlate, matched, ranked_shares
+from api.correlate import agreement, correlate, matched, ranked_shares, top_k_share
 from api.plots import kernel_matrices, plot_agreement, plot_by_kind, plot_kernels, score_inputs
 from api.replay import make_pool, replay_curve
 from api.report import DEFAULT_SIZES, fmt, report_sections, write_page
@@ -262,7 +262,7 @@ def trained_blocks(c: Benchmark, names: list[str], out: Path) -> Blocks:
 def backward_lines(scores: dict[str, np.ndarray], kinds: np.ndarray, names: list[str]) -> list[str]:
     """Per score (NaN: not scored): medians of forward and of backward (temporal) cells, the probability that a
     random backward cell outscores a random forward one (Mann-Whitney AUC, ties count half), and the
-    backward share of the top 1% of the scored cells against their share of all scored cells."""
+    (expected) backward share of the top 1% of the scored cells (ties broken at random) against their share of all scored cells."""
     bwd, fwd = kinds == "backward", kinds == "forward"
     lines = [f"{int(bwd.sum()):,} cells with a backward edge against the {int(fwd.sum()):,} forward cells:", "",
              "| score | median forward | median backward | P(backward > forward) | backward share of the top 1% (of all scored) |",
@@ -272,9 +272,10 @@ def backward_lines(scores: dict[str, np.ndarray], kinds: np.ndarray, names: list
         ok = ~np.isnan(v)
         a, b = v[ok & fwd], v[ok & bwd]
         auc = stats.mannwhitneyu(b, a).statistic / (len(a) * len(b))
-        top = np.flatnonzero(ok)[np.argsort(-v[ok], kind="stable")[:max(1, int(0.01 * ok.sum()))]]
+        k = max(1, int(0.01 * ok.sum()))
+        top = top_k_share(v[ok], k) @ bwd[ok] / k  # expected share, ties broken at random
         lines.append(f"| {m} | {np.median(a):.4g} | {np.median(b):.4g} | {auc:.3f} | "
-                     f"{bwd[top].mean():.2f} ({bwd[ok].mean():.2f}) |")
+                     f"{top:.2f} ({bwd[ok].mean():.2f}) |")
     return lines
 
 
