@@ -461,10 +461,22 @@ def test_cli_count_hash_list() -> None:
         ["cells", "hash", "[[0,1]"],
         ["cells", "count", "--kind", "sideways"],
         ["cells", "list", "--limit", "-1"],
+        ["cells", "--bogus"],  # click's own usage errors, at every level, are one line too
+        ["--bogus"],
+        ["nosuch"],
+        ["query"],
+        ["compare", "--budget", "0"],
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(args: list[str]) -> None:
     out = CliRunner().invoke(main, args)
     assert out.exit_code == 2
     assert "Traceback" not in out.output and out.exception is None or isinstance(out.exception, SystemExit)
-    assert "Error" in out.output
+    (line,) = out.output.strip().splitlines()
+    assert line.startswith("Error: ")
+
+
+def test_cli_bare_group_shows_its_help() -> None:
+    for args in ([], ["cells"]):
+        out = CliRunner().invoke(main, args)
+        assert "Usage: " in out.output and "Commands:" in out.output and "Error" not in out.output

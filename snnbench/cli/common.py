@@ -22,14 +22,33 @@ class InputError(click.ClickException):
 _USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, OSError)
 
 
+# click >= 8.2 shows a bare group's help (``snnbench``) by raising this usage error; it stays as it is
+_HELP_ERRORS: tuple[type[BaseException], ...] = tuple(
+    t for t in (getattr(click.exceptions, "NoArgsIsHelpError", None),) if t is not None)
+
+
+def _one_line(err: click.UsageError) -> click.ClickException:
+    return err if isinstance(err, _HELP_ERRORS) else InputError(" ".join(err.format_message().split()))
+
+
 class SnnbenchGroup(click.Group):
-    """A click group whose commands turn user-input exceptions into one-line errors (exit 2)."""
+    """A click group whose commands turn user-input exceptions, and click's usage errors, into one-line errors
+    (exit 2)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as err:  # the group's own options (``snnbench --bogus``)
+            raise _one_line(err) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, BrokenPipeError):
             raise  # a closed pipe (``snnbench info | head``) is not the user's input error
+        except click.UsageError as err:  # click's own (bad option value, unknown option): one line too
+            raise _one_line(err) from None
         except _USER_ERRORS as err:
             raise InputError(" ".join(str(err).split())) from None
 
