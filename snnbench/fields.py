@@ -13,10 +13,12 @@ from typing import Any
 import numpy as np
 
 
-def integer(config: str, name: str, value: Any, low: int = 1) -> int:
-    """``value`` as an ``int`` >= ``low``."""
+def integer(config: str, name: str, value: Any, low: int = 1, high: int | None = None) -> int:
+    """``value`` as an ``int`` >= ``low`` (and <= ``high`` when given)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise ValueError(f"{config} config: {name} must be an integer >= {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"{config} config: {name} must be at most {high:,}, got {value!r}")
     return int(value)
 
 

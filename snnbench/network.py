@@ -37,6 +37,10 @@ from snnbench.space import OPS, Cell
 
 DATASETS = ("cifar10", "cifar100", "tinyimagenet", "digits")
 PRESETS = ("paper", "bench")
+# Upper bounds of NetworkConfig's integer fields (all are >= 1): far above any real network, low enough that the
+# layer sizes they give stay within torch's integer range.
+LIMITS: dict[str, int] = dict(c1=65536, c2=65536, hidden=65536, num_classes=100_000, group=1024, stem_stride=4096,
+                              pool=4096, timesteps=1024, in_channels=65536, image_size=4096)
 
 
 # --------------------------------------------------------------------------- configuration
@@ -61,8 +65,8 @@ class NetworkConfig:
     dropout: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in ("c1", "c2", "hidden", "num_classes", "group", "stem_stride", "pool", "timesteps", "in_channels", "image_size"):
-            object.__setattr__(self, name, fields.integer("network", name, getattr(self, name)))
+        for name, high in LIMITS.items():
+            object.__setattr__(self, name, fields.integer("network", name, getattr(self, name), high=high))
         object.__setattr__(self, "dropout", fields.real("network", "dropout", self.dropout))
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"network config: dropout must be in [0, 1), got {self.dropout!r}")

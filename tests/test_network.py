@@ -113,6 +113,18 @@ def test_config_overrides_and_errors():
         network_config("digits", "paper", learnable_tau="yes")
 
 
+@pytest.mark.parametrize("field, limit", [("c1", 65536), ("c2", 65536), ("hidden", 65536), ("num_classes", 100_000),
+                                          ("group", 1024), ("timesteps", 1024), ("in_channels", 65536)])
+def test_config_integer_fields_have_an_upper_bound(field: str, limit: int) -> None:
+    """At the bound a config is made and its network's shapes are built; above it (even past int64), one line."""
+    with torch.device("meta"):
+        build_network(Cell(PUBLISHED), network_config("cifar10", "bench", **{field: limit}), channels_last=False)
+    for value in (limit + 1, 10**23):
+        with pytest.raises(ValueError) as err:
+            network_config("cifar10", "bench", **{field: value})
+        assert str(err.value) == f"network config: {field} must be at most {limit:,}, got {value}"
+
+
 def test_initialisation_follows_spec():
     torch.manual_seed(0)
     model = build_network(Cell(PUBLISHED), network_config("cifar10", "bench", c1=16, c2=32, hidden=512))
@@ -484,6 +496,8 @@ def test_cli_summary_overrides_spikes_and_text():
         [PUBLISHED, "--set", "pool=x"],
         [PUBLISHED, "--set", "colour=3"],
         [PUBLISHED, "--dataset", "digits", "--set", "pool=8"],  # 8x8 input cannot be pooled that far
+        [PUBLISHED, "--set", "c1=99999999999999999999999"],  # past int64: refused, not a TypeError in torch
+        [PUBLISHED, "--set", "image_size=99999999999"],
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(args):
