@@ -47,6 +47,7 @@ from snnbench.neuron import LIF
 SPIKE_METRICS: tuple[str, ...] = ("sahd", "hd", "vanrossum", "sahd_release")
 LOSS_METRICS: tuple[str, ...] = ("grad_norm", "snip")
 METRICS: tuple[str, ...] = SPIKE_METRICS + LOSS_METRICS + ("jacob_cov", "synflow", "params")
+BATCH_METRICS: tuple[str, ...] = SPIKE_METRICS + ("jacob_cov",)  # compare a batch's images: need two or more
 SAHD_EPS = 1e-3
 VAN_ROSSUM_TAU = 1.0
 _EXACT_FLOAT32 = 2**24
@@ -349,11 +350,14 @@ def check_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``torch.device(device)``; ``ValueError`` when it is malformed or its backend is unavailable."""
+    """``torch.device(device)``, a CPU or CUDA one; ``ValueError`` when it is malformed, of another type or its
+    backend is unavailable."""
     try:
         dev = torch.device(device)
     except RuntimeError:
         raise ValueError(f"device: {str(device)!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: {str(device)!r} is not supported; use cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: {dev}: CUDA is not available on this machine; use cpu")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
@@ -403,6 +407,9 @@ def score_model(
     a metric's value does not depend on which other metrics the call computes.
     """
     metrics = check_metrics(metrics)
+    pairs = [m for m in metrics if m in BATCH_METRICS]
+    if pairs and batch_size < 2:
+        raise ValueError(f"batch: {', '.join(pairs)} compare the images of a batch: batch size must be >= 2, got {batch_size}")
     dev = resolve_device(device)
     batches = draw_batches(dataset, batch_size, repeats, seed, dev)
     per_batch: dict[str, list[LogDet]] = {m: [] for m in metrics}

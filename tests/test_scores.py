@@ -449,6 +449,14 @@ def test_score_model_rejects_bad_settings() -> None:
         score_model(TinySNN(), data, ("nope",), batch_size=2)
     with pytest.raises(ValueError, match="device"):
         score_model(TinySNN(), data, ("sahd",), batch_size=2, device="bogus")
+    with pytest.raises(ValueError, match="^device: 'meta' is not supported; use cpu, cuda or cuda:N$"):
+        score_model(TinySNN(), data, ("sahd",), batch_size=2, device="meta")
+    for metrics in (("jacob_cov",), ("params", "sahd", "hd")):  # one image has no pairs to compare
+        with pytest.raises(ValueError) as err:
+            score_model(TinySNN(), data, metrics, batch_size=1)
+        assert str(err.value) == (f"batch: {', '.join(m for m in metrics if m != 'params')} compare the images of a "
+                                  "batch: batch size must be >= 2, got 1")
+    assert score_model(TinySNN(), data, ("grad_norm", "synflow"), batch_size=1, repeats=1)["scores"]["synflow"] > 0
 
 
 # --------------------------------------------------------------------------- CLI
@@ -486,6 +494,7 @@ def test_cli_score_json_and_errors() -> None:
         ["score", "0303 0030 0003 0001", "--dataset", "digits"],  # invalid matrix (diagonal)
         ["score", "0303 0030 0003 0000", "--dataset", "digits", "--metric", "magic"],
         ["score", "0303 0030 0003 0000", "--dataset", "digits", "--batch-size", "100000"],
+        ["score", "0303 0030 0003 0000", "--dataset", "digits", "--batch-size", "1", "--metric", "jacob_cov"],
         ["score", "0303 0030 0003 0000", "--dataset", "nosuchset"],
     ):
         res = runner.invoke(main, bad)
@@ -497,6 +506,7 @@ def test_cli_score_json_and_errors() -> None:
 @pytest.mark.parametrize("device, message", [
     ("gpu", "device: 'gpu' is not a torch device (e.g. cpu, cuda, cuda:1)"),
     ("cuda:7", "device: cuda:7: "),  # no CUDA here, or fewer than 8 devices
+    ("meta", "device: 'meta' is not supported; use cpu, cuda or cuda:N"),
 ])
 def test_cli_bad_device_is_a_one_line_error(command: str, device: str, message: str) -> None:
     res = CliRunner().invoke(main, [command, "0303 0030 0003 0000", "--dataset", "digits", "--device", device])

@@ -17,7 +17,7 @@ from snnbench.training import network_config_for
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder holding the datasets.")
 @click.option("--preset", type=click.Choice(PRESETS), default="paper", show_default=True, help="Network skeleton.")
 @click.option("--metric", type=click.Choice(METRICS), default="sahd", show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=2), default=256, show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True, help="Batches averaged.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the weights, the batches and dropout.")
 @click.option("--device", default="cpu", show_default=True)
