@@ -198,6 +198,7 @@ def train_cell(
     """
     cell = cell if isinstance(cell, Cell) else Cell(cell)
     device = resolve_device(device)
+    ckpt = _checkpoint_path(checkpoint) if checkpoint is not None else None
     cfg = train_config
     identity = {"cell": cell.text, "seed": seed, "train_config": cfg.to_dict(), "net_config": net_config.to_dict(),
                 "dataset": dataset.summary(), "device": device.type}  # a run resumes on the device type it began on
@@ -208,7 +209,6 @@ def train_cell(
     gen = torch.Generator(device).manual_seed(seed)
     opt = _optimizer(model, cfg)
     state = _State()
-    ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.is_file():
         state = _load_checkpoint(ckpt, identity, model, opt, gen, device)
 
@@ -271,6 +271,18 @@ def train_cell(
         "spikes": spikes,
         "seconds": state.seconds + time.perf_counter() - t0,
     }
+
+
+def _checkpoint_path(checkpoint: str | os.PathLike) -> Path:
+    """``checkpoint`` as a path whose folder exists and is writable (checked before training, never created)."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        raise ValueError(f"checkpoint: {str(path)!r} is a folder, not a file")
+    if not path.parent.is_dir():
+        raise ValueError(f"checkpoint: folder {str(path.parent)!r} of {str(path)!r} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise ValueError(f"checkpoint: folder {str(path.parent)!r} of {str(path)!r} is not writable")
+    return path
 
 
 def _save_checkpoint(path: Path, identity: dict, model: torch.nn.Module, opt: torch.optim.Optimizer,

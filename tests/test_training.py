@@ -92,6 +92,19 @@ def test_cpu_runs_repeat_bit_for_bit_and_resume(tiny, tmp_path):
             train_cell(BACKWARD, tiny, net, cfg, seed=3, checkpoint=ckpt)
 
 
+def test_a_checkpoint_that_cannot_be_written_is_refused_before_training(tiny, tmp_path):
+    """A missing folder (not created) or a folder given as the file: one line before the first epoch, not after it."""
+    net, cfg = tiny_net(tiny), train_config("bench", epochs=1, batch_size=32)
+    epochs: list[dict] = []
+    for ckpt, message in ((tmp_path / "no" / "run.pt", f"checkpoint: folder {str(tmp_path / 'no')!r} of "
+                                                        f"{str(tmp_path / 'no' / 'run.pt')!r} does not exist"),
+                          (tmp_path, f"checkpoint: {str(tmp_path)!r} is a folder, not a file")):
+        with pytest.raises(ValueError) as err:
+            train_cell(BACKWARD, tiny, net, cfg, checkpoint=ckpt, on_epoch=epochs.append)
+        assert str(err.value) == message
+    assert epochs == [] and list(tmp_path.iterdir()) == []
+
+
 def test_sgd_paper_optimiser_and_plif(tiny, monkeypatch):
     """One step of the paper's SGD equals a hand-written update; PLIF time constants are trained too."""
     cfg = train_config("paper", epochs=1, batch_size=200, augment=False)  # one full batch: a single step
@@ -212,6 +225,7 @@ def test_cli_train_json():
         (["0303 0033 0003 0000", "--dataset", "cifar10", "--data-dir", "{tmp}"], "--download"),
         (["0303 0033 0003 0000", "--dataset", "mnist"], "unknown dataset 'mnist'"),
         (["0303 0033 0003 0000", "--epochs", "0"], "Error: "),
+        (["0303 0033 0003 0000", "--train-images", "50", "--checkpoint", "{tmp}/no/ck.pt"], "/no' of "),
     ],
 )
 def test_cli_bad_input_one_line_exit_2(args, message, tmp_path):
