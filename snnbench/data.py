@@ -36,6 +36,7 @@ import torch.nn.functional as F
 NAMES = ("digits", "cifar10", "cifar100", "tinyimagenet")
 DATA_DIR_ENV = "SNNBENCH_DATA_DIR"
 DIGITS_TEST_EVERY = 5  # digits: image i is a test image iff i % 5 == 4 (359 of 1,797)
+MAX_CLASSES = 100_000  # labels are 0 <= y < MAX_CLASSES (the network's num_classes bound)
 TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 
 
@@ -242,6 +243,8 @@ def from_arrays(
             raise ValueError(
                 f"{name}: {part} labels must be non-negative integers [{len(images)}], got {labels.dtype} {list(labels.shape)}"
             )
+        if labels.size and labels.max() >= MAX_CLASSES:
+            raise ValueError(f"{name}: {part} labels must be below {MAX_CLASSES:,} (classes), got label {labels.max()}")
         splits.append((images, labels.astype(np.int64)))
     (tr_x, tr_y), (te_x, te_y) = splits
     if tr_x.shape[1:] != te_x.shape[1:]:
@@ -433,7 +436,10 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{path}: not a readable .npz file ({err})") from None
     if len(arrays) < 2:
         raise ValueError(f"{path}: needs arrays 'images' (uint8 [N, H, W, C]) and 'labels', has {sorted(arrays) or 'neither'}")
-    return arrays["images"], arrays["labels"]
+    labels = arrays["labels"]
+    if labels.dtype.kind in "iu" and labels.size and labels.max() >= MAX_CLASSES:
+        raise ValueError(f"{path}: labels must be below {MAX_CLASSES:,} (classes), got label {labels.max()}")
+    return arrays["images"], labels
 
 
 def load_dataset(

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from snnbench.data import crop_flip, load_dataset, random_crop_flip
+from snnbench.data import crop_flip, from_arrays, load_dataset, random_crop_flip
 
 RNG = np.random.default_rng(1234)
 
@@ -290,6 +290,18 @@ def test_npz_errors(tmp_path):
         load_dataset(tmp_path / "train.npz")
     with pytest.raises(ValueError, match="pass the training file"):
         load_dataset(tmp_path / "test.npz")
+    np.savez(tmp_path / "test.npz", images=x, labels=np.array([0, 1, 2, 30_000_000_000]))  # not 3e10 classes
+    with pytest.raises(ValueError) as err:
+        load_dataset(tmp_path / "train.npz")
+    assert str(err.value) == f"{tmp_path / 'test.npz'}: labels must be below 100,000 (classes), got label 30000000000"
+
+
+def test_from_arrays_refuses_labels_past_the_class_bound() -> None:
+    x, y = np.zeros((2, 8, 8, 1), np.uint8), np.array([0, 100_000], np.uint64)
+    with pytest.raises(ValueError) as err:
+        from_arrays("mine", (x, np.arange(2)), (x, y), val_fraction=0.0, seed=0)
+    assert str(err.value) == "mine: test labels must be below 100,000 (classes), got label 100000"
+    assert from_arrays("mine", (x, np.arange(2)), (x, np.array([0, 99_999])), val_fraction=0.0, seed=0).num_classes == 100_000
 
 
 def test_make_subset_keeps_balanced_source_rows_and_loads(tmp_path) -> None:
