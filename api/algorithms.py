@@ -18,6 +18,7 @@ Invariants
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 import weakref
@@ -203,14 +204,14 @@ class Oracle:
         return list(dict.fromkeys(v for v in cells if v >= 0 and v != u))
 
 
-def random_search(o: Oracle, rng: np.random.Generator, **_unused: Any) -> None:
+def random_search(o: Oracle, rng: np.random.Generator) -> None:
     """Train the cells of the space in a uniformly random order (uniform draws, repeats skipped) until the
     budget runs out."""
     for u in rng.permutation(o.space).tolist():
         o.train(u)
 
 
-def regularized_evolution(o: Oracle, rng: np.random.Generator, population: int = 20, sample: int = 5, **_unused: Any) -> None:
+def regularized_evolution(o: Oracle, rng: np.random.Generator, population: int = 20, sample: int = 5) -> None:
     """Real et al. (2019): tournament of ``sample`` from a population of ``population``; mutate; drop the oldest.
 
     The first population is distinct uniform cells; a child is a uniform untrained neighbour of its parent (an
@@ -235,7 +236,7 @@ def _mutate(o: Oracle, u: int, rng: np.random.Generator) -> int:
     return near[rng.integers(len(near))] if near else o.untrained_cell(rng)
 
 
-def local_search(o: Oracle, rng: np.random.Generator, **_unused: Any) -> None:
+def local_search(o: Oracle, rng: np.random.Generator) -> None:
     """Hill climbing (White et al. 2021): train every neighbour, move to the best if it improves, else restart
     (at an untrained cell)."""
     while True:
@@ -251,7 +252,7 @@ def local_search(o: Oracle, rng: np.random.Generator, **_unused: Any) -> None:
             best, u = top
 
 
-def reinforce(o: Oracle, rng: np.random.Generator, lr: float = 0.5, momentum: float = 0.9, **_unused: Any) -> None:
+def reinforce(o: Oracle, rng: np.random.Generator, lr: float = 0.5, momentum: float = 0.9) -> None:
     """REINFORCE with one softmax per pair (Williams 1992), reward = observed accuracy, moving-average baseline.
 
     A sampled matrix outside the space is redrawn (up to 100 times, then a uniform cell of the space
@@ -281,7 +282,7 @@ def reinforce(o: Oracle, rng: np.random.Generator, lr: float = 0.5, momentum: fl
             logits[p] += lr * (reward - baseline) * grad
 
 
-def score_then_train(o: Oracle, rng: np.random.Generator, candidates: int = 100, top: int = 5, **_unused: Any) -> None:
+def score_then_train(o: Oracle, rng: np.random.Generator, candidates: int = 100, top: int = 5) -> None:
     """The paper's search, generalised: score ``candidates`` distinct cells, train the ``top`` best-scored."""
     if o.score is None:
         raise ValueError("score_then_train needs a score (e.g. score='sahd')")
@@ -300,12 +301,44 @@ ALGORITHMS: dict[str, Callable[..., None]] = {
 }
 
 
+def _count(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and bool(v >= 1)
+
+
+def _real(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# each algorithm's keyword options (its signature after ``o, rng``) and what each must be
+_OPTION_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "population": (_count, "an integer >= 1"), "sample": (_count, "an integer >= 1"),
+    "candidates": (_count, "an integer >= 1"), "top": (_count, "an integer >= 1"),
+    "lr": (lambda v: _real(v) and v > 0, "a positive finite number"),
+    "momentum": (lambda v: _real(v) and 0 <= v < 1, "a number in [0, 1)"),
+}
+
+
+def check_options(algorithm: str, options: dict[str, Any]) -> None:
+    """``ValueError`` for an unknown algorithm, an option it does not take, or a value out of the option's range."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm: expected one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    takes = list(inspect.signature(ALGORITHMS[algorithm]).parameters)[2:]
+    for key, value in options.items():
+        if key not in takes:
+            raise ValueError(f"{algorithm}: unknown option {key!r} (it takes: {', '.join(takes) or 'none'})")
+        ok, what = _OPTION_CHECKS[key]
+        if not ok(value):
+            raise ValueError(f"{algorithm}: option {key} must be {what}, got {value!r}")
+    if algorithm == "score_train" and options.get("top", 5) > options.get("candidates", 100):
+        raise ValueError(f"score_train: top ({options.get('top', 5)}) is more than candidates ({options.get('candidates', 100)})")
+
+
 def run(bench: Benchmark, algorithm: str, budget: float, seed: int, *, split: str = "val", score: str | None = None,
         kind: str | None = None, score_cost: float | None = None, **options: Any) -> Oracle:
     """One run of ``algorithm`` until its simulated ``budget`` (seconds) is spent; returns the oracle (history).
-    ``score_cost``: seconds charged per scored cell (default: the stored score seconds)."""
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm: expected one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    ``score_cost``: seconds charged per scored cell (default: the stored score seconds); ``options``: the
+    algorithm's own (``ValueError`` for one it does not take, see :func:`check_options`)."""
+    check_options(algorithm, options)
     check_budget(budget)
     if algorithm == "score_train" and score is None:
         score = "sahd"
@@ -343,6 +376,8 @@ def parse_entries(bench: Benchmark, algorithms: Sequence[str], score: str = "sah
                   score_costs: dict[str, float] | None = None) -> list[tuple[str, str, str]]:
     """``(entry, algorithm, score)`` per :func:`compare` entry; ``ValueError`` for an unknown algorithm, a score
     the view lacks (also as a key of ``score_costs``), or no entry."""
+    if isinstance(algorithms, str):
+        raise TypeError(f"algorithms: expected a list of names, got the string {algorithms!r}")
     if not algorithms:
         raise ValueError("algorithm: none given")
     if score_costs:
@@ -375,8 +410,12 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
     time every metric of the protocol together).
     """
     check_budget(budget)
+    if not (_count(runs) and _count(points)):
+        raise ValueError(f"compare: runs and points must be integers >= 1, got {runs!r} and {points!r}")
     bench.check_split(report)
     entries = parse_entries(bench, algorithms, score, score_costs)
+    for name, opts in (options or {}).items():
+        check_options(name, opts)
     times = np.linspace(0, budget, points + 1)[1:]
     out: dict[str, Any] = {"budget": budget, "runs": runs, "split": split, "report": report, "times": times.tolist(),
                            "table": str(bench.path), "algorithms": {}}

@@ -225,6 +225,34 @@ def test_a_budget_that_is_not_a_positive_finite_number_is_refused(bench: Benchma
         compare(bench, ["random"], budget, 1, split=OBSERVE)
 
 
+@pytest.mark.parametrize("algorithm, options, message", [
+    ("evolution", {"population": 0}, "evolution: option population must be an integer >= 1, got 0"),
+    ("evolution", {"sample": 2.5}, "option sample must be an integer >= 1"),
+    ("evolution", {"popsize": 10}, "evolution: unknown option 'popsize' \\(it takes: population, sample\\)"),
+    ("random", {"population": 10}, "random: unknown option 'population' \\(it takes: none\\)"),
+    ("reinforce", {"momentum": 1.0}, "option momentum must be a number in \\[0, 1\\)"),
+    ("reinforce", {"lr": float("nan")}, "option lr must be a positive finite number"),
+    ("score_train", {"candidates": 5, "top": 10}, "top \\(10\\) is more than candidates \\(5\\)"),
+    ("score_train", {"top": True}, "option top must be an integer >= 1"),
+])
+def test_bad_algorithm_options_are_refused(bench: Benchmark, algorithm: str, options: dict, message: str) -> None:
+    """An option the algorithm does not take, or out of its range, was silently ignored or crashed mid-run."""
+    with pytest.raises(ValueError, match=message):
+        run(bench, algorithm, _enough(bench), 0, split=OBSERVE, **options)
+    with pytest.raises(ValueError, match=message):
+        compare(bench, ["random"], _enough(bench), 1, split=OBSERVE, options={algorithm: options})
+
+
+def test_bad_compare_arguments_are_refused(bench: Benchmark) -> None:
+    for runs, points in ((0, 50), (-1, 50), (1, 0), (1.5, 50)):
+        with pytest.raises(ValueError, match="runs and points must be integers >= 1"):
+            compare(bench, ["random"], 100.0, runs, split=OBSERVE, points=points)
+    with pytest.raises(TypeError, match="got the string 'random'"):
+        compare(bench, "random", 100.0, 1, split=OBSERVE)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="algorithm: expected one of .*, got 'evol'"):
+        compare(bench, ["random"], 100.0, 1, split=OBSERVE, options={"evol": {}})
+
+
 def test_table_best_names_ties_and_the_best_reported_accuracy() -> None:
     b = Benchmark(tiny_table())  # a fresh view whose accuracies this test may change
     val, test = b.accuracy["val"], b.accuracy["test"]
