@@ -207,6 +207,8 @@ def _candidates(table: Table, type_: str, key: str | None, dataset: str | None) 
     """Protocols of a type that may serve the view: on ``dataset`` itself before its variants, then most
     rows first (ties: larger id)."""
     if key is not None:
+        if not isinstance(key, str):
+            raise TypeError(f"{type_}: expected a protocol id (str), got {key!r}")
         proto = table.protocol(key)
         if proto.type != type_:
             raise ValueError(f"{table.path}: protocol {proto.id} is a {proto.type} protocol, not a {type_} protocol")
@@ -415,7 +417,10 @@ class Benchmark:
             raise ValueError(f"split: expected one of {', '.join(self.accuracy)}, got {split!r}")
 
     def check_scores(self, names: Sequence[str]) -> None:
-        """``ValueError`` naming each of ``names`` the view holds no score of (and an empty list of names)."""
+        """``ValueError`` naming each of ``names`` the view holds no score of (and an empty list of names);
+        ``TypeError`` for one string (``"sahd"`` would be read letter by letter)."""
+        if isinstance(names, str):
+            raise TypeError(f"scores: expected a list of score names, got the string {names!r} (write [{names!r}])")
         missing = [m for m in names if m not in self.scores]
         if missing or not names:
             raise ValueError(f"score: {', '.join(map(repr, missing)) or 'none given'} not in the view "
@@ -449,7 +454,12 @@ class Benchmark:
         return self.record(self.index_of_hash(cell_hash), seed)
 
     def record(self, u: int, seed: int | None = None) -> dict[str, Any]:
-        """The record of view cell ``u``: means over seeds, or one seed's values when ``seed`` is given."""
+        """The record of view cell ``u`` (``0 <= u < len(self)``): means over seeds, or one seed's values when
+        ``seed`` is given."""
+        if isinstance(u, bool) or not isinstance(u, (int, np.integer)):
+            raise TypeError(f"record: expected a view index (int), got {u!r}")
+        if not 0 <= u < len(self):
+            raise IndexError(f"record: view index {u} out of range [0, {len(self)})")
         if seed is None:
             return self._mean_record(u)
         s, t = self._score, self._train

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from api.benchmark import Benchmark
+from api.replay import MAX_DRAWS
 
 DEFAULT_FRACTIONS = (0.01, 0.05, 0.1)
 
@@ -51,9 +52,9 @@ def matched(a: Benchmark, b: Benchmark) -> tuple[np.ndarray, np.ndarray]:
 def _names(bench: Benchmark, scores: Sequence[str] | None) -> list[str]:
     if not bench.scores:
         raise ValueError(f"correlate: {bench.path} has no score protocol in this view")
-    names = list(scores) if scores is not None else list(bench.scores)
+    names = scores if scores is not None else list(bench.scores)
     bench.check_scores(names)
-    return names
+    return list(names)
 
 
 def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | None = None,
@@ -69,8 +70,8 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
     from scipy import stats
 
     bench.check_split(split)
-    if bootstrap < 0:
-        raise ValueError(f"bootstrap: expected a number of resamples >= 0, got {bootstrap}")
+    if not (isinstance(bootstrap, (int, np.integer)) and bootstrap >= 0):
+        raise ValueError(f"bootstrap: expected a number of resamples >= 0, got {bootstrap!r}")
     origin = source if source is not None else bench
     names = _names(origin, scores)
     if source is None:
@@ -87,6 +88,11 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
     if source is not None:
         out.update(score_table=str(source.path), score_protocols=source.protocol_ids)
     has_acc = np.flatnonzero(np.isfinite(acc))
+    if not len(has_acc):
+        raise ValueError(f"correlate: no cell of {bench.path} holds {split} accuracy")
+    if bootstrap * len(has_acc) > MAX_DRAWS:
+        raise ValueError(f"bootstrap: {bootstrap:,} resamples x {len(has_acc):,} cells, more than {MAX_DRAWS:,} draws; "
+                         "ask for fewer resamples")
     draws = np.random.default_rng(seed).integers(0, len(has_acc), (bootstrap if len(has_acc) else 0, len(has_acc)))
     taus: dict[str, np.ndarray] = {}
     for m in names:
@@ -138,7 +144,7 @@ def agreement(a: Benchmark, b: Benchmark, scores: Sequence[str] | None = None) -
     cells both hold (NaN left out, ``-inf`` ranks lowest), and how many of them are singular in each."""
     from scipy import stats
 
-    names = list(scores) if scores is not None else [m for m in a.scores if m in b.scores]
+    names = _names(a, scores) if scores is not None else [m for m in a.scores if m in b.scores]
     if not names:
         raise ValueError(f"agreement: {a.path} and {b.path} hold no score in common")
     _names(a, names)

@@ -88,11 +88,16 @@ def _alias(prob_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
     return accept, alias  # leftovers keep accept 1 (rounding)
 
 
+def _check_counts(samples: int, trials: int) -> None:
+    """``ValueError`` unless both are integers >= 1."""
+    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in (samples, trials)):
+        raise ValueError(f"replay: samples and trials must be integers >= 1, got {samples!r} and {trials!r}")
+
+
 def draw(pool: Pool, samples: int, trials: int, seed: int | np.random.Generator) -> np.ndarray:
     """``int32 [trials, samples]`` view indices drawn i.i.d. from the pool (alias method, seeded); at most
     ``MAX_DRAWS`` in all."""
-    if samples < 1 or trials < 1:
-        raise ValueError(f"replay: samples and trials must be >= 1, got {samples} and {trials}")
+    _check_counts(samples, trials)
     if samples * trials > MAX_DRAWS:
         raise ValueError(f"replay: N x trials = {samples:,} x {trials:,} draws, more than {MAX_DRAWS:,}; ask for fewer trials")
     rng = np.random.default_rng(seed)
@@ -116,6 +121,7 @@ def pick(draws: np.ndarray, score: np.ndarray) -> np.ndarray:
 def replay(bench: Benchmark, samples: int, trials: int, scores: Sequence[str] = ("sahd",), *, split: str = "test",
            kind: Kind | None = None, dist: Distribution = "paper", seed: int = 0) -> dict[str, Any]:
     """Picked-cell accuracy (mean, std over trials) for each score, random choice and the oracle best of N."""
+    _check_counts(samples, trials)
     pool = make_pool(bench, scores, split, kind, dist)
     draws = draw(pool, samples, trials, np.random.default_rng([seed, samples]))
     acc = bench.accuracy[split]
@@ -133,6 +139,8 @@ def replay(bench: Benchmark, samples: int, trials: int, scores: Sequence[str] = 
 def replay_curve(bench: Benchmark, sizes: Sequence[int], trials: int, scores: Sequence[str] = ("sahd",), *,
                  split: str = "test", kind: Kind | None = None, dist: Distribution = "paper", seed: int = 0) -> dict[str, Any]:
     """Accuracy against N (supplementary Fig. 3): :func:`replay` at each size."""
+    if not len(sizes):
+        raise ValueError("replay: no size N given")
     runs = [replay(bench, n, trials, scores, split=split, kind=kind, dist=dist, seed=seed) for n in sizes]
     methods = list(runs[0]["methods"])
     return {"sizes": list(sizes), "trials": trials, "split": split, "kind": runs[0]["kind"], "dist": dist, "seed": seed,

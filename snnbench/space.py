@@ -46,6 +46,8 @@ _HASH_PREFIX_BYTES = _HASH_PREFIX.encode()
 
 def _parse_text(text: str) -> np.ndarray:
     """Parse the authors' text form (``"0302 0030 3003 0000"``) or a JSON nested list."""
+    if not isinstance(text, str):
+        raise TypeError(f"matrix: expected text such as '0302 0030 3003 0000', got {type(text).__name__} {text!r}")
     stripped = text.strip()
     if stripped.startswith("["):
         try:

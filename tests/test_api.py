@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from api_tables import tiny_table
+from api_tables import TINY_BUILD, tiny_table
 from click.testing import CliRunner
 
 from api.benchmark import Benchmark, CellNotFound, load, query, resolve_table
@@ -112,6 +112,40 @@ def test_invalid_matrices_raise_the_cell_types_error(bench: Benchmark, bad: obje
     with pytest.raises(ValueError) as got:
         bench.query(bad)
     assert str(got.value) == str(want.value)
+
+
+def test_wrong_argument_types_and_ranges_are_named(bench: Benchmark, table: Path) -> None:
+    """Each was an obscure internal error (AttributeError, numpy's seed message, an IndexError, a record of the
+    last cell for -1) or a score name read letter by letter."""
+    for call, error, message in [
+        (lambda: Cell.from_text(None), TypeError, "matrix: expected text"),  # type: ignore[arg-type]
+        (lambda: Benchmark(table, score=5), TypeError, "score: expected a protocol id"),  # type: ignore[arg-type]
+        (lambda: bench.record(-1), IndexError, f"view index -1 out of range \\[0, {len(bench)}\\)"),
+        (lambda: bench.record(len(bench)), IndexError, "out of range"),
+        (lambda: bench.record(1.5), TypeError, "expected a view index"),  # type: ignore[arg-type]
+        (lambda: replay(bench, 5, 3, "sahd", split="train"), TypeError, "got the string 'sahd'"),
+        (lambda: correlate(bench, "train", scores="sahd"), TypeError, "got the string 'sahd'"),
+        (lambda: replay(bench, -1, 3, split="train"), ValueError, "samples and trials must be integers >= 1, got -1"),
+        (lambda: replay(bench, 2.5, 3, split="train"), ValueError, "samples and trials must be integers >= 1"),
+        (lambda: replay_curve(bench, [], 3, split="train"), ValueError, "no size N given"),
+        (lambda: correlate(bench, "train", bootstrap=10**9), ValueError, "resamples x .* cells, more than"),
+        (lambda: correlate(bench, "train", bootstrap=-1), ValueError, "bootstrap: expected a number of resamples"),
+    ]:
+        with pytest.raises(error, match=message):
+            call()
+    assert bench.record(len(bench) - 1)["hash"] == bench.hashes[-1]
+
+
+def test_correlate_without_accuracies_is_refused(tmp_path: Path) -> None:
+    """A score-only table has nothing to correlate with (it printed rows of 0 cells and exited 0)."""
+    path = tmp_path / "scores.h5"
+    result = CliRunner().invoke(main, ["build", str(path), *TINY_BUILD[:8], "--cells", "sample:8:3", "--scores", "params",
+                                       "--train-epochs", "0", "--quiet", "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    with pytest.raises(ValueError, match="holds test accuracy"):
+        correlate(Benchmark(path), "test")
+    result = CliRunner().invoke(main, ["correlate", "--table", str(path)])
+    assert result.exit_code == 2 and "holds test accuracy" in result.output, result.output
 
 
 # --------------------------------------------------------------------------- records
