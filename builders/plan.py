@@ -47,15 +47,24 @@ def in_shard(cell_hash: str, shard: tuple[int, int] | None) -> bool:
     return shard is None or int(cell_hash, 16) % shard[1] == shard[0]
 
 
+MAX_SEEDS = 10_000  # seeds in one --seeds / --score-seeds list
+MAX_SEED = 2**63 - 1  # a table stores seeds as int64
+
+
 def parse_seeds(text: str) -> tuple[int, ...]:
-    """``"0,1,2"`` or ``"0-3"`` -> distinct non-negative seeds, in the order given."""
-    seeds: list[int] = []
+    """``"0,1,2"`` or ``"0-3"`` -> distinct seeds in 0..MAX_SEED, in the order given; at most MAX_SEEDS of them."""
+    seeds: dict[int, None] = {}
     for part in text.replace(" ", "").split(","):
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
         if not m:
             raise ValueError(f"seeds: expected a list like 0,1,2 or a range like 0-4, got {text!r}")
         lo, hi = int(m[1]), int(m[2] or m[1])
-        seeds.extend(s for s in range(lo, hi + 1) if s not in seeds)
+        if max(lo, hi) > MAX_SEED:
+            raise ValueError(f"seeds: {max(lo, hi)} is above the largest seed {MAX_SEED}")
+        if hi - lo < MAX_SEEDS:
+            seeds.update(dict.fromkeys(range(lo, hi + 1)))
+        if hi - lo >= MAX_SEEDS or len(seeds) > MAX_SEEDS:
+            raise ValueError(f"seeds: at most {MAX_SEEDS:,} seeds in one list, got {text[:40] + '...' * (len(text) > 40)!r}")
     if not seeds:
         raise ValueError(f"seeds: no seed in {text!r}")
     return tuple(seeds)

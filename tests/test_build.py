@@ -419,6 +419,7 @@ def test_info_reports_coverage_and_statistics(reference: Path, tmp_path: Path) -
 
 @pytest.mark.parametrize("args, message", [
     (["--shard", "2/2"], "shard: expected I/N"),
+    (["--score-seeds", "0-99999999999"], "seeds: at most 10,000 seeds in one list, got '0-99999999999'"),
     (["--cells", "sample:x"], "cells: expected sample:N"),
     (["--cells", "/nonexistent/cells.txt"], "is neither a selection"),
     (["--scores", "sahd,nope"], "metric: unknown"),
@@ -599,6 +600,12 @@ def test_cell_selections() -> None:
     perm = np.random.default_rng(0).permutation(sp.indices("forward"))  # the documented draw, done directly
     assert set(s) == {sp.hashes[u] for u in perm[:50]}
     assert parse_seeds("0-2,5,1") == (0, 1, 2, 5)
+    assert parse_seeds("9999-0,0-9999,3") == tuple(range(10_000))  # the bound counts distinct seeds; "9999-0" is none
+    for text in ("0-99999999999", "0-9999,10000", ",".join(map(str, range(10_001)))):  # at once, not a quadratic hang
+        with pytest.raises(ValueError, match=r"^seeds: at most 10,000 seeds in one list, got '[0-9,-]{1,40}(\.\.\.)?'$"):
+            parse_seeds(text)
+    with pytest.raises(ValueError, match=r"^seeds: 9223372036854775808 is above the largest seed 9223372036854775807$"):
+        parse_seeds("0,9223372036854775808")
     assert cell_seed("00aa", 0) != cell_seed("00aa", 1) and cell_seed("00aa", 0) == cell_seed("00aa", 0)
 
 
