@@ -189,7 +189,11 @@ def _from_file(path: Path, kind: str) -> np.ndarray:
     sp = space()
     index_of = sp.hash_index
     chosen: set[int] = set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        content = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"cells: {path}: not a text file of cells (byte {err.start} is not UTF-8)") from None
+    for number, line in enumerate(content.splitlines(), 1):
         text = line.split("#", 1)[0].strip()
         if not text:
             continue

@@ -628,6 +628,13 @@ def test_top_and_file_selections(tmp_path: Path) -> None:
     f.write_text("0302 0030 3003 0000\n")
     with pytest.raises(ValueError, match="backward cell"):
         select_cells(str(f), "forward")
+    f.write_bytes(b"\x89HDF\r\n\x1a\n\xff")  # a table given as --cells
+    with pytest.raises(ValueError) as err:
+        select_cells(str(f), "forward")
+    assert str(err.value) == f"cells: {f}: not a text file of cells (byte 0 is not UTF-8)"
+    result = CliRunner().invoke(main, ["build", str(tmp_path / "t.h5"), *TINY, "--workers", "0", "--cells", str(f)])
+    assert result.output == f"Error: cells: {f}: not a text file of cells (byte 0 is not UTF-8)\n"
+    assert result.exit_code == 2 and not (tmp_path / "t.h5").exists()
 
 
 def test_strata_selection_spreads_over_score_bins() -> None:
