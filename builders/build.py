@@ -183,6 +183,8 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: st
         except FileNotFoundError as err:  # its message is "what is missing; how to get it", the how for load_dataset
             raise FileNotFoundError(f"{str(err).split('; ', 1)[0]}; a build does not download: pass --data-dir, or fetch "
                                     f"it first with snnbench.data.load_dataset({dataset!r}, download=True)") from None
+    elif not dataset.endswith(".npz"):  # named as load_dataset names it, before it becomes an absolute path
+        raise ValueError(f"unknown dataset {dataset!r}: use one of {', '.join(NAMES)} or a path to a train .npz file")
     else:
         source = str(Path(dataset).expanduser().resolve())
         config = network_config_for(load_dataset(source, val_fraction=val_fraction, seed=split_seed), preset, **net)

@@ -419,6 +419,8 @@ def test_info_reports_coverage_and_statistics(reference: Path, tmp_path: Path) -
 
 @pytest.mark.parametrize("args, message", [
     (["--shard", "2/2"], "shard: expected I/N"),
+    (["--dataset", "mnist"], "unknown dataset 'mnist': use one of digits, cifar10, cifar100, tinyimagenet or a path to a "
+                             "train .npz file"),
     (["--score-seeds", "0-99999999999"], "seeds: at most 10,000 seeds in one list, got '0-99999999999'"),
     (["--cells", "sample:x"], "cells: expected sample:N"),
     (["--cells", "/nonexistent/cells.txt"], "is neither a selection"),
