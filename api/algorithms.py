@@ -385,7 +385,7 @@ def parse_entries(bench: Benchmark, algorithms: Sequence[str], score: str = "sah
     entries = []
     for entry in algorithms:
         name, _, metric = entry.partition(":")
-        if name not in ALGORITHMS or (metric and name != "score_train"):
+        if name not in ALGORITHMS or (metric and name != "score_train") or entry.endswith(":"):
             raise ValueError(f"algorithm: expected one of {', '.join(ALGORITHMS)} or score_train:METRIC, got {entry!r}")
         if name == "score_train":
             bench.check_scores([metric or score])

@@ -423,8 +423,8 @@ class Benchmark:
             raise TypeError(f"scores: expected a list of score names, got the string {names!r} (write [{names!r}])")
         missing = [m for m in names if m not in self.scores]
         if missing or not names:
-            raise ValueError(f"score: {', '.join(map(repr, missing)) or 'none given'} not in the view "
-                             f"(scores: {', '.join(self.scores) or 'none'})")
+            what = f"{', '.join(map(repr, missing))} not in the view" if missing else "no score name given"
+            raise ValueError(f"score: {what} (scores: {', '.join(self.scores) or 'none'})")
 
     def accuracy_by_seed(self, split: str = "test") -> tuple[list[int], np.ndarray]:
         """Final ``split`` accuracy of every view cell per training seed: ``(seeds, float64 [U, len(seeds)])``,

@@ -73,6 +73,8 @@ def _to_array(obj: Any) -> np.ndarray:
     try:
         arr = np.asarray(obj)
     except (ValueError, TypeError) as err:
+        if isinstance(obj, (list, tuple)) and all(isinstance(row, (list, tuple)) for row in obj):
+            raise ValueError(f"shape: expected a 4x4 matrix, got rows of lengths {[len(row) for row in obj]}") from None
         raise ValueError(f"shape: cannot read a matrix from {type(obj).__name__}: {' '.join(str(err).split())}") from None
     if arr.dtype.kind == "b" or (isinstance(obj, (list, tuple)) and _holds_bool(obj)):
         raise ValueError("format: true/false entries are not operation codes (integers 0-4)")
