@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from builders.plan import CELL_SPECS
-from snnbench.cli.common import InputError, echo_json
+from snnbench.cli.common import FiniteFloatRange, InputError, echo_json
 from snnbench.space import KINDS
 from snnbench.table import default_table_path
 
@@ -128,8 +128,8 @@ def _sigterm_interrupts() -> Iterator[None]:
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="Worker processes (default: CPU cores; 0: run in this process, --executor local only).")
 @click.option("--shard", default=None, metavar="I/N", help="Build only the cells whose hash is I modulo N.")
 @click.option("--ray-address", default=None, help="Ray cluster address (default: start a local Ray instance).")
-@click.option("--gpus-per-task", type=float, default=None, help="GPUs each Ray task requests (default: 1 with --device cuda, else 0).")
-@click.option("--fold-seconds", type=float, default=20.0, show_default=True, help="How often results are folded into the HDF5 file.")
+@click.option("--gpus-per-task", type=FiniteFloatRange(min=0), default=None, help="GPUs each Ray task requests (default: 1 with --device cuda, else 0).")
+@click.option("--fold-seconds", type=FiniteFloatRange(min=0, min_open=True), default=20.0, show_default=True, help="How often results are folded into the HDF5 file.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any
 
@@ -51,6 +52,16 @@ class SnnbenchGroup(click.Group):
             raise _one_line(err) from None
         except _USER_ERRORS as err:
             raise InputError(" ".join(str(err).split())) from None
+
+
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses nan and infinities."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{rv} is not a finite number.", param, ctx)
+        return rv
 
 
 def matrix_argument(func: Any) -> Any:
