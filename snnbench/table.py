@@ -44,6 +44,8 @@ SCHEMA_VERSION = 1
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _KIND_LABELS = ("forward", "backward")
 _KEY_COLUMNS = ("cell", "seed")
+#: Wall-clock columns: not reproducible, so two computations of the same row may differ in them only.
+WALL_CLOCK = ("seconds", "train_seconds", "curves/epoch_seconds")
 PROTOCOL_TYPES = ("score", "train")
 
 
@@ -277,6 +279,8 @@ def _read_protocol(path: Path, pid: str, g: h5py.Group, cell_hash: np.ndarray) -
             raise _fail(path, f"corrupt table (protocol {pid}: {name!r} has dtype {key.dtype} and shape {key.shape}, expected 1-D integers)")
     if len(cell) and (cell.min() < 0 or cell.max() >= len(cell_hash)):
         raise _fail(path, f"corrupt table (protocol {pid}: cell index out of range)")
+    if len(seed) == len(cell):
+        _check_unique(path, pid, cell, seed, cell_hash)
     cols: dict[str, np.ndarray] = {"seed": seed}
 
     def visit(name: str, obj: Any) -> None:
@@ -294,6 +298,19 @@ def _read_protocol(path: Path, pid: str, g: h5py.Group, cell_hash: np.ndarray) -
         raise _fail(path, f"corrupt table (protocol {pid}: unreadable spike_layers: {err})") from None
     proto.columns = dict(sorted(cols.items()))
     return proto
+
+
+def _check_unique(path: Path, pid: str, cell: np.ndarray, seed: np.ndarray, cell_hash: np.ndarray) -> None:
+    """No two rows of a protocol share a (cell, seed) key. Linear for the sorted rows every writer stores; a sort
+    only for a table whose rows are out of order."""
+    order = np.arange(len(cell))
+    ascending = np.diff(cell) > 0
+    if not (ascending | ((np.diff(cell) == 0) & (np.diff(seed) > 0))).all():
+        order = np.lexsort((seed, cell))
+    same = (cell[order][1:] == cell[order][:-1]) & (seed[order][1:] == seed[order][:-1])
+    if same.any():
+        i = order[int(np.argmax(same))]
+        raise _fail(path, f"corrupt table (protocol {pid}: more than one row for cell {cell_hash[cell[i]].decode()} seed {int(seed[i])})")
 
 
 # --------------------------------------------------------------------------- per-layer spikes
@@ -689,8 +706,8 @@ def merge_tables(out: str | os.PathLike[str], inputs: Sequence[str | os.PathLike
 
     Every input must hold the same protocols (same ids, i.e. same settings) sliced the same way; with
     ``union`` a protocol may be missing from some inputs (e.g. a GPU training run joined to a score table)
-    and is built from those that hold it. Rows are united (a row present in several inputs is taken from the
-    first). ``out`` must not exist.
+    and is built from those that hold it. Rows are united; a row present in several inputs must hold the same
+    values in each (except :data:`WALL_CLOCK` columns: taken from the first). ``out`` must not exist.
     """
     out = Path(out)
     if not inputs:
@@ -711,6 +728,9 @@ def merge_tables(out: str | os.PathLike[str], inputs: Sequence[str | os.PathLike
     merged: dict[str, Protocol] = {}
     for pid in dict.fromkeys(pid for t in tables for pid in t.protocols):
         holders = [t for t in tables if pid in t.protocols]
+        for k, t in enumerate(holders):
+            for earlier in holders[:k]:
+                _check_agree(pid, earlier, t)
         first = holders[0].protocols[pid]
         proto = Protocol(pid, first.type, first.settings, list(first.commands), [], first.shards,
                          first.created, first.modified)
@@ -746,19 +766,42 @@ def records_equal(a: Protocol, b: Protocol, *, ignore: Iterable[str] = ()) -> bo
     ob = np.lexsort((b.seed, b.hash))
     if not (np.array_equal(a.hash[oa], b.hash[ob]) and np.array_equal(a.seed[oa], b.seed[ob])):
         return False
-    for name in a.columns:
-        if name in skip:
+    return all(_same_rows(a.columns[name][oa], b.columns[name][ob]).all() for name in a.columns if name not in skip)
+
+
+def _same_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per row: whether two equally long columns hold the same value (floats bit for bit, NaN included)."""
+    if x.shape[1:] != y.shape[1:]:
+        return np.zeros(len(x), dtype=bool)
+    if x.dtype == np.float64 and y.dtype == np.float64:
+        x, y = x.view(np.uint64), y.view(np.uint64)
+    return np.asarray(np.asarray(x == y).reshape(len(x), -1).all(axis=1))
+
+
+def _check_agree(pid: str, a: Table, b: Table) -> None:
+    """Refuse rows that ``a`` and ``b`` both hold for protocol ``pid`` with different values; the wall-clock
+    columns (:data:`WALL_CLOCK`) of two identical computations differ and are not compared."""
+    pa, pb = a.protocols[pid], b.protocols[pid]
+    row_of = {key: i for i, key in enumerate(zip(pa.hash.tolist(), pa.seed.tolist()))}
+    pairs = [(row_of[key], j) for j, key in enumerate(zip(pb.hash.tolist(), pb.seed.tolist())) if key in row_of]
+    if not pairs:
+        return
+    ia, ib = np.array(pairs).T
+    for name in sorted(set(pa.columns) | set(pb.columns)):
+        if name in WALL_CLOCK:
             continue
-        x, y = a.columns[name][oa], b.columns[name][ob]
-        if x.dtype == np.float64 and y.dtype == np.float64:
-            x, y = x.view(np.uint64), y.view(np.uint64)  # bit for bit, NaN included
-        if not np.array_equal(x, y):
-            return False
-    return True
+        if name not in pa.columns or name not in pb.columns:
+            same = np.zeros(len(ia), dtype=bool)
+        else:
+            same = _same_rows(pa.columns[name][ia], pb.columns[name][ib])
+        if not same.all():
+            k = int(np.argmin(same))
+            raise _fail(b.path, f"protocol {pid}: the row for cell {pa.hash[ia[k]].decode()} seed {int(pa.seed[ia[k]])} "
+                                f"differs from the one in {a.path} (column {name!r}); refusing to merge")
 
 
 __all__ = [
-    "FORMAT", "SCHEMA_VERSION", "Protocol", "Table", "TableError", "TableWriter", "add_rows", "default_table_path",
+    "FORMAT", "SCHEMA_VERSION", "WALL_CLOCK", "Protocol", "Table", "TableError", "TableWriter", "add_rows", "default_table_path",
     "SHIPPED", "SPIKE_LAYERS", "spike_layer_values", "table_datasets",
     "iter_records", "merge_shards", "merge_tables", "open_table", "protocol_id", "records_equal", "settings_diff", "write_table",
 ]

@@ -221,6 +221,34 @@ def test_merge_union_keeps_protocols_of_some_inputs(tmp_path: Path) -> None:
         merge_tables(tmp_path / "m2.h5", [tmp_path / "a.h5", tmp_path / "c.h5"])
 
 
+def _timed(records: list[dict], seconds: float) -> list[dict]:
+    """The records with a wall-clock ``seconds`` column (``seconds``, ``seconds + 1``, ...)."""
+    return [{**r, "values": {**r["values"], "seconds": seconds + k}} for k, r in enumerate(records)]
+
+
+def test_merge_refuses_a_row_that_two_inputs_hold_with_different_values(tmp_path: Path) -> None:
+    """A (protocol, cell, seed) row held by several inputs must agree: a recomputation differing only in its
+    wall-clock columns merges (the first input's kept), other values are refused with one line, never picked."""
+    recs = _records(CELLS[:3])
+    pid = _write(tmp_path / "a.h5", _timed(recs, 1.0))
+    _write(tmp_path / "again.h5", _timed(recs + _records(CELLS[3:]), 50.0))  # the same rows recomputed, and two more
+    merged = merge_tables(tmp_path / "m.h5", [tmp_path / "a.h5", tmp_path / "again.h5"]).protocols[pid]
+    first = {r["hash"]: r["values"]["seconds"] for r in _timed(recs, 1.0)}
+    assert len(merged) == len(CELLS) and all(merged.columns["seconds"][i] == first[h.decode()]
+                                             for i, h in enumerate(merged.hash) if h.decode() in first)
+    other = [dict(r) for r in recs]
+    other[1] = {**recs[1], "values": {**recs[1]["values"], "scores/sahd": recs[1]["values"]["scores/sahd"] + 1e-9}}
+    _write(tmp_path / "b.h5", _timed(other, 1.0))
+    match = (rf"b\.h5: protocol {pid}: the row for cell {recs[1]['hash']} seed 0 differs from the one in \S*a\.h5 "
+             r"\(column 'scores/sahd'\); refusing to merge")
+    with pytest.raises(TableError, match=match):
+        merge_tables(tmp_path / "m2.h5", [tmp_path / "a.h5", tmp_path / "b.h5"])
+    for union in ([], ["--union"]):
+        result = CliRunner().invoke(main, ["merge", *union, str(tmp_path / "m3.h5"), str(tmp_path / "a.h5"), str(tmp_path / "b.h5")])
+        assert result.exit_code == 2 and re.search(match, result.output) and result.output.count("\n") == 1, result.output
+    assert not (tmp_path / "m2.h5").exists() and not (tmp_path / "m3.h5").exists()
+
+
 # --------------------------------------------------------------------------- promised errors
 
 
@@ -304,12 +332,22 @@ def _malformed_hash(f: h5py.File, g: h5py.Group) -> None:
     _replace(f["cells"], "hash", hashes)
 
 
+def _duplicate_key(f: h5py.File, g: h5py.Group) -> None:
+    """Point another row (every seed is 0) at the cell of ``CELLS[0]``: one protocol holding that row twice."""
+    cell = g["cell"][()]
+    row = list(f["cells/hash"][()]).index(Cell.from_text(CELLS[0]).hash.encode())
+    assert (g["seed"][()] == 0).all() and (cell == row).sum() == 1
+    cell[np.flatnonzero(cell != row)[-1]] = row
+    _replace(g, "cell", cell)
+
+
 @pytest.mark.parametrize("damage, match", [
     (lambda f, g: _replace(g, "cell", g["cell"][()].astype(np.float64)), r"'cell' has dtype float64 and shape \(5,\), expected 1-D integers"),
     (lambda f, g: _replace(g, "cell", g["cell"][()].reshape(-1, 1)), r"'cell' has dtype int32 and shape \(5, 1\), expected 1-D integers"),
     (lambda f, g: _replace(g, "seed", g["seed"][()][:-1]), "column 'seed' has 4 rows, expected 5"),
     (_malformed_hash, r"/cells/hash: b'0123456789abcdeZ' is not 16 hex digits"),
-], ids=["float-cell", "2d-cell", "short-seed", "malformed-hash"])
+    (_duplicate_key, rf"more than one row for cell {Cell.from_text(CELLS[0]).hash} seed 0"),
+], ids=["float-cell", "2d-cell", "short-seed", "malformed-hash", "duplicate-key"])
 def test_inconsistent_datasets_are_one_line_errors(good: Path, damage: Callable[[h5py.File, h5py.Group], None], match: str) -> None:
     """Key datasets of the wrong type or length and malformed hashes are refused on open, so info, merge and build
     stop with one line instead of a traceback (or, for build, a journal no fold can write)."""
