@@ -714,6 +714,8 @@ def merge_tables(out: str | os.PathLike[str], inputs: Sequence[str | os.PathLike
         raise ValueError("merge: no input table given")
     if out.exists():
         raise _fail(out, "already exists; merge writes a new file (remove it or choose another name)")
+    if not out.parent.is_dir():
+        raise _fail(out, f"cannot write the merged table: no such folder {out.parent}")
     tables = [open_table(p) for p in inputs]
     for t in tables:
         _check_known(t)

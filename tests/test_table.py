@@ -249,6 +249,14 @@ def test_merge_refuses_a_row_that_two_inputs_hold_with_different_values(tmp_path
     assert not (tmp_path / "m2.h5").exists() and not (tmp_path / "m3.h5").exists()
 
 
+def test_merge_into_a_missing_folder_is_one_clear_line(tmp_path: Path) -> None:
+    _write(tmp_path / "a.h5", _records(CELLS[:2]))
+    out = tmp_path / "nowhere" / "out.h5"
+    result = CliRunner().invoke(main, ["merge", str(out), str(tmp_path / "a.h5")])
+    assert result.exit_code == 2 and result.output == f"Error: {out}: cannot write the merged table: no such folder {out.parent}\n"
+    assert not out.parent.exists()
+
+
 # --------------------------------------------------------------------------- promised errors
 
 
