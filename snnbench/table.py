@@ -32,6 +32,7 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -457,11 +458,14 @@ def write_table(path: str | os.PathLike[str], protocols: Iterable[Protocol], att
     """Write a complete table atomically: a temporary file next to ``path``, fsync, ``os.replace``. A symbolic
     link is followed: its target is replaced and the link kept."""
     path = Path(os.path.realpath(path))
+    _check_writable(path)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
         _write_file(tmp, sorted(protocols, key=lambda p: p.id), str((attrs or {}).get("created", now())))
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        with contextlib.suppress(FileNotFoundError):  # the new file keeps the table's permissions
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
     except (OSError, ValueError, TypeError) as err:
         raise _fail(path, f"cannot write the table ({_h5_reason(err)})") from None
@@ -469,6 +473,12 @@ def write_table(path: str | os.PathLike[str], protocols: Iterable[Protocol], att
         with contextlib.suppress(OSError):  # gone already (replaced) or not ours to remove
             os.unlink(tmp)
     _fsync_dir(path.parent)
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse a table file the user may not write (a read-only table is left as it is, not replaced)."""
+    if path.exists() and not os.access(path, os.W_OK):
+        raise _fail(path, "the table file is read-only (no write permission); refusing to replace it")
 
 
 def _write_file(tmp: Path, protocols: list[Protocol], created: str) -> None:
@@ -557,6 +567,7 @@ class TableWriter:
             self._lock.close()
             raise _fail(self.path, f"another process is writing this table (lock {self._lock.name})") from None
         try:
+            _check_writable(self.path)
             if self.path.exists():
                 table = open_table(self.path)
                 _check_known(table)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import textwrap
@@ -435,6 +436,36 @@ def test_failed_fold_keeps_results_in_the_journal(tmp_path: Path) -> None:
     with TableWriter(path) as w2:
         assert w2.replayed == 2
     assert len(next(iter(open_table(path).protocols.values()))) == 2
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o600])
+def test_a_fold_keeps_the_table_files_permissions(tmp_path: Path, mode: int) -> None:
+    """The new file that replaces the table takes the table's mode (the temporary file had the umask's 0644)."""
+    path = tmp_path / "t.h5"
+    pid = _write(path, _records(CELLS[:2]))
+    path.chmod(mode)
+    umask = os.umask(0o022)
+    try:
+        _write(path, _records(CELLS[2:4]))
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == mode and len(open_table(path).protocols[pid]) == 4
+
+
+def test_a_read_only_table_is_refused_before_anything_is_computed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table file the user may not write is refused by a writer (hence a build) with one line, and left as it is."""
+    path = tmp_path / "t.h5"
+    _write(path, _records(CELLS[:2]))
+    path.chmod(0o444)
+    if os.geteuid() == 0:  # root may write any file: have os.access answer as for another user
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda p, m, **kw: m != os.W_OK and access(p, m, **kw) if Path(p).resolve() == path.resolve() else access(p, m, **kw))
+    before = path.read_bytes()
+    with pytest.raises(TableError, match=r"t\.h5: the table file is read-only \(no write permission\); refusing to replace it"):
+        _write(path, _records(CELLS[2:4]))
+    result = CliRunner().invoke(main, ["build", str(path), "--cells", "sample:2", "--train-epochs", "0", "--workers", "0", "--quiet"])
+    assert result.exit_code == 2 and "read-only" in result.output and result.output.count("\n") == 1, result.output
+    assert path.read_bytes() == before and stat.S_IMODE(path.stat().st_mode) == 0o444 and not journal_path(path).exists()
 
 
 # --------------------------------------------------------------------------- per-layer spikes
