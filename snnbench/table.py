@@ -588,6 +588,9 @@ class TableWriter:
         the file, so the journal stays whole lines (the next line appended is not glued onto the fragment)."""
         if not self.journal_path.exists():
             return 0
+        from snnbench.space import space
+
+        known = space().hash_index
         added = 0
         data = self.journal_path.read_bytes()
         end = data.rfind(b"\n") + 1  # data[end:] is empty or an unterminated (torn) line
@@ -596,6 +599,9 @@ class TableWriter:
                 entry = json.loads(line)
             except json.JSONDecodeError:
                 raise _fail(self.journal_path, f"corrupt journal line {number}") from None
+            problem = _journal_problem(entry, self.protocols, known)
+            if problem:
+                raise _fail(self.journal_path, f"corrupt journal line {number} ({problem})")
             if "protocol_def" in entry:
                 d = entry["protocol_def"]
                 old = self.protocols.get(d["id"])
@@ -604,10 +610,15 @@ class TableWriter:
                     fresh.hash, fresh.seed, fresh.columns, fresh.created = old.hash, old.seed, old.columns, old.created
                 self.protocols[d["id"]] = fresh
                 continue
-            proto = self.protocols.get(entry["protocol"])
-            if proto is None:
-                raise _fail(self.journal_path, f"journal line {number} names unknown protocol {entry['protocol']}")
-            added += add_rows(proto, [entry])
+            try:
+                added += add_rows(self.protocols[entry["protocol"]], [entry])
+            except (ValueError, TypeError, KeyError) as err:
+                raise _fail(self.journal_path, f"corrupt journal line {number} ({err})") from None
+        for proto in self.protocols.values():
+            try:
+                proto.settle()
+            except (ValueError, OverflowError) as err:
+                raise _fail(self.journal_path, f"corrupt journal ({err})") from None
         if end < len(data):
             os.truncate(self.journal_path, end)
         return added
@@ -678,6 +689,41 @@ class TableWriter:
                 os.unlink(self.journal_path)
         finally:
             self._lock.close()
+
+
+_HEADER_TYPES: dict[str, type | tuple[type, ...]] = {
+    "id": str, "type": str, "settings": dict, "commands": list, "environments": list, "shards": (dict, type(None)),
+    "created": str, "modified": str}
+
+
+def _journal_problem(entry: Any, protocols: Mapping[str, Protocol], known: Mapping[str, int]) -> str:
+    """What makes a parsed journal line unusable ("" if nothing): it must be a protocol definition as
+    :meth:`TableWriter.ensure_protocol` writes it, or a row of a defined protocol for a cell of the space."""
+    if not isinstance(entry, dict):
+        return f"a JSON {type(entry).__name__}, expected an object"
+    if "protocol_def" in entry:
+        d = entry["protocol_def"]
+        if set(entry) != {"protocol_def"} or not isinstance(d, dict) or set(d) != set(_HEADER_TYPES):
+            return f"protocol definition without the fields {sorted(_HEADER_TYPES)}"
+        wrong = [k for k, t in _HEADER_TYPES.items() if not isinstance(d[k], t)]
+        if wrong:
+            return f"protocol definition field {wrong[0]!r} has type {type(d[wrong[0]]).__name__}"
+        if d["type"] not in PROTOCOL_TYPES or protocol_id(d["type"], d["settings"]) != d["id"]:
+            return f"protocol {d['id']!r}: id does not match its type and settings"
+        if d["shards"] is not None and set(d["shards"]) != {"count", "indices"}:
+            return f"protocol {d['id']!r}: shards {d['shards']!r}, expected null or {{'count', 'indices'}}"
+        return ""
+    if set(entry) != {"protocol", "hash", "seed", "values"}:
+        return f"fields {sorted(entry)}, expected a protocol definition or a row ['hash', 'protocol', 'seed', 'values']"
+    if not isinstance(entry["protocol"], str) or entry["protocol"] not in protocols:
+        return f"names unknown protocol {entry['protocol']!r}"
+    if not isinstance(entry["hash"], str) or entry["hash"] not in known:
+        return f"row for {entry['hash']!r}, which is not a cell of the space"
+    if not isinstance(entry["seed"], int) or isinstance(entry["seed"], bool) or not -2**63 <= entry["seed"] < 2**63:
+        return f"seed {entry['seed']!r} is not a 64-bit integer"
+    if not isinstance(entry["values"], dict):
+        return "row values are not an object"
+    return ""
 
 
 def _protocol_header(p: Protocol) -> dict[str, Any]:

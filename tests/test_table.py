@@ -468,6 +468,52 @@ def test_a_read_only_table_is_refused_before_anything_is_computed(tmp_path: Path
     assert path.read_bytes() == before and stat.S_IMODE(path.stat().st_mode) == 0o444 and not journal_path(path).exists()
 
 
+def _row_line(pid: str, record: dict) -> str:
+    return json.dumps({"protocol": pid, **record})
+
+
+@pytest.mark.parametrize("line, problem", [
+    ("[1, 2]", r"a JSON list, expected an object"),
+    ('{"x": 1}', r"fields \['x'\], expected a protocol definition or a row"),
+    ('{"protocol_def": {"id": "a"}}', r"protocol definition without the fields"),
+    ("UNKNOWN_HASH", r"row for '0123456789abcdef', which is not a cell of the space"),
+    ("STRING_SEED", r"seed '0' is not a 64-bit integer"),
+    ("OTHER_COLUMNS", r"protocol \w{12}: record for cell \w{16} has columns \['x'\], stored rows have"),
+    ("OTHER_PROTOCOL", r"names unknown protocol 'ffffffffffff'"),
+], ids=["list", "other-object", "short-protocol-def", "unknown-hash", "string-seed", "other-columns", "unknown-protocol"])
+def test_a_journal_line_of_the_wrong_shape_is_a_one_line_error(tmp_path: Path, line: str, problem: str) -> None:
+    """A journal line that is JSON but not a row or protocol definition the writer wrote: the next writer refuses
+    it naming the journal and the line, and leaves table and journal as they are (no KeyError or TypeError)."""
+    path = tmp_path / "t.h5"
+    recs = _records(CELLS[:3])
+    pid = _write(path, recs[:1])
+    bad = {"UNKNOWN_HASH": _row_line(pid, {**recs[2], "hash": "0123456789abcdef"}),
+           "STRING_SEED": _row_line(pid, {**recs[2], "seed": "0"}),
+           "OTHER_COLUMNS": _row_line(pid, {**recs[2], "values": {"x": 1.0}}),
+           "OTHER_PROTOCOL": _row_line("ffffffffffff", recs[2])}.get(line, line)
+    journal = journal_path(path)
+    journal.write_text(_row_line(pid, recs[1]) + "\n" + bad + "\n")
+    table, lines = path.read_bytes(), journal.read_bytes()
+    with pytest.raises(TableError, match=rf"^{re.escape(str(journal))}: corrupt journal line 2 \({problem}") as info:
+        TableWriter(path)
+    assert "\n" not in str(info.value)
+    assert path.read_bytes() == table and journal.read_bytes() == lines
+
+
+def test_journal_rows_whose_values_cannot_form_columns_are_refused(tmp_path: Path) -> None:
+    """Rows that are each well formed but cannot share a column (text where numbers are stored) are refused
+    naming the journal, before any fold: table and journal stay as they are."""
+    path = tmp_path / "t.h5"
+    recs = _records(CELLS[:2])
+    pid = _write(path, recs[:1])
+    journal = journal_path(path)
+    journal.write_text(_row_line(pid, {**recs[1], "values": {**recs[1]["values"], "scores/sahd": "high"}}) + "\n")
+    table, lines = path.read_bytes(), journal.read_bytes()
+    with pytest.raises(TableError, match=rf"^{re.escape(str(journal))}: corrupt journal \(column 'scores/sahd': mixes text and numbers\)$"):
+        TableWriter(path)
+    assert path.read_bytes() == table and journal.read_bytes() == lines
+
+
 # --------------------------------------------------------------------------- per-layer spikes
 
 
