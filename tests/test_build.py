@@ -449,6 +449,20 @@ def test_bad_options_give_one_line_errors(tmp_path: Path, args: list[str], messa
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # refused before any file is made
 
 
+@pytest.mark.parametrize("command", [["replay"], ["compare"], ["correlate"], ["report"], ["query", "0303 0033 0003 0000"],
+                                     ["score", "0303 0033 0003 0000", "--dataset", "digits"], ["train", "0303 0033 0003 0000"],
+                                     ["model", "summary", "0303 0033 0003 0000"], ["build", "{tmp}/t.h5", "--split-seed"]])
+@pytest.mark.parametrize("seed", ["-1", "99999999999999999999"])
+def test_seed_options_take_non_negative_64_bit_integers(tmp_path: Path, command: list[str], seed: str) -> None:
+    """Every --seed (and build's --split-seed) is refused by click at once, not by numpy or torch later."""
+    args = [a.replace("{tmp}", str(tmp_path)) for a in command] + ([] if command[-1] == "--split-seed" else ["--seed"])
+    result = CliRunner().invoke(main, [*args, seed])
+    option = "--split-seed" if command[-1] == "--split-seed" else "--seed"
+    assert result.exit_code == 2 and result.output == (f"Error: Invalid value for '{option}': {seed} is not in the range "
+                                                       "0<=x<=9223372036854775807.\n")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("args, message", [
     (["--val-fraction", "1.5"], "Invalid value for '--val-fraction'"),
     (["--val-fraction", "1"], "Invalid value for '--val-fraction'"),  # no training image left

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from builders.plan import CELL_SPECS
-from snnbench.cli.common import FiniteFloatRange, InputError, echo_json
+from snnbench.cli.common import SEED, FiniteFloatRange, InputError, echo_json
 from snnbench.space import KINDS
 from snnbench.table import default_table_path
 
@@ -110,7 +110,7 @@ def _sigterm_interrupts() -> Iterator[None]:
               "the table also records the sha256 of its files.")
 @click.option("--data-dir", default=None, help="Folder holding the dataset files (default: $SNNBENCH_DATA_DIR or ~/.cache/snnbench/data).")
 @click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1, show_default=True, help="Share of training images held out for validation.")
-@click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the validation split.")
+@click.option("--split-seed", type=SEED, default=0, show_default=True, help="Seed of the validation split.")
 @click.option("--kind", type=click.Choice(KINDS), default=DEFAULTS["kind"], show_default=True, help="Cell space to draw cells from.")
 @click.option("--preset", type=click.Choice(["paper", "bench"]), default=DEFAULTS["preset"], show_default=True, help="Skeleton widths.")
 @click.option("--net", "net", multiple=True, metavar="KEY=VALUE", help="Override a NetworkConfig field (repeatable), e.g. --net timesteps=4.")

@@ -54,6 +54,9 @@ class SnnbenchGroup(click.Group):
             raise InputError(" ".join(str(err).split())) from None
 
 
+SEED = click.IntRange(0, 2**63 - 1)  # a --seed: numpy and torch take any of these (a table stores seeds as int64)
+
+
 class FiniteFloatRange(click.FloatRange):
     """``click.FloatRange`` that also refuses nan and infinities."""
 

@@ -7,7 +7,7 @@ from typing import Any
 import click
 import torch
 
-from snnbench.cli.common import echo_json, matrix_argument, parse_matrix
+from snnbench.cli.common import SEED, echo_json, matrix_argument, parse_matrix
 from snnbench.network import DATASETS, PRESETS, build_network, count_params, network_config, spike_stats
 
 _INT_FIELDS = {"c1", "c2", "hidden", "num_classes", "group", "stem_stride", "pool", "timesteps", "in_channels", "image_size"}
@@ -50,7 +50,7 @@ def model() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field (e.g. pool=4).")
 @click.option("--spikes", is_flag=True, help="Also run one random batch (train mode, no grad) and count spikes.")
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Batch size for --spikes.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def summary(
     matrix: tuple[str, ...], dataset: str, preset: str, overrides: tuple[str, ...], spikes: bool, batch: int, seed: int, as_json: bool

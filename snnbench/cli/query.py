@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from snnbench.cli.common import echo_json, matrix_argument
+from snnbench.cli.common import SEED, echo_json, matrix_argument
 
 table_option = click.option("--table", "table", type=click.Path(dir_okay=False), default=None,
                             help="Table file (default: $SNNBENCH_TABLE, else the default build output, else the table "
@@ -64,7 +64,7 @@ def _fmt(v: Any, digits: int = 4) -> str:
 @click.command()
 @matrix_argument
 @_view
-@click.option("--seed", type=int, default=None, help="One seed's results instead of the mean over seeds.")
+@click.option("--seed", type=SEED, default=None, help="One seed's results instead of the mean over seeds.")
 @json_option
 def query(matrix: tuple[str, ...], table: str | None, score_protocol: str | None, train_protocol: str | None,
           dataset: str | None, seed: int | None, as_json: bool) -> None:
@@ -96,7 +96,7 @@ def query(matrix: tuple[str, ...], table: str | None, score_protocol: str | None
 @split_option
 @click.option("--kind", type=click.Choice(["forward", "backward"]), default=None, help="Default: the table's.")
 @click.option("--dist", type=click.Choice(["paper", "uniform"]), default="paper", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write the accuracy-vs-N plot here.")
 @json_option
 def replay(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None,
@@ -143,7 +143,7 @@ def replay(table: str | None, score_protocol: str | None, train_protocol: str | 
               help="Accuracy the algorithms see.")
 @split_option
 @score_cost_option
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write best accuracy vs time here.")
 @json_option
 def compare(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None,
@@ -181,7 +181,7 @@ def compare(table: str | None, score_protocol: str | None, train_protocol: str |
                    "against digits accuracies; also prints how the two tables' scores agree.")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=0, show_default=True,
               help="Resamples for 95% intervals of tau and rho (paired across scores; 1000 is usual).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the resampling.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the resampling.")
 @json_option
 def correlate(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None,
               split: str, scores_from: str | None, bootstrap: int, seed: int, as_json: bool) -> None:
@@ -241,7 +241,7 @@ def correlate(table: str | None, score_protocol: str | None, train_protocol: str
 @click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--score", default="sahd", show_default=True, help="Score used by score_train.")
 @score_cost_option
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Resamples for the correlations' 95% intervals (0: none).")
 def report(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None, out: str,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from snnbench.cli.common import echo_json, matrix_argument, parse_matrix
+from snnbench.cli.common import SEED, echo_json, matrix_argument, parse_matrix
 from snnbench.data import load_dataset
 from snnbench.network import PRESETS
 from snnbench.scores import METRICS, score_cell
@@ -19,7 +19,7 @@ from snnbench.training import network_config_for
 @click.option("--metric", type=click.Choice(METRICS), default="sahd", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=256, show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True, help="Batches averaged.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the weights, the batches and dropout.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the weights, the batches and dropout.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def score(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from snnbench.cli.common import echo_json, matrix_argument, parse_matrix
+from snnbench.cli.common import SEED, echo_json, matrix_argument, parse_matrix
 from snnbench.data import load_dataset
 from snnbench.scores import resolve_device
 from snnbench.training import PRESETS, network_config_for, train_cell, train_config
@@ -25,7 +25,7 @@ from snnbench.training import PRESETS, network_config_for, train_cell, train_con
 @click.option("--learnable-tau", is_flag=True, help="PLIF neurons (learnable membrane time constant).")
 @click.option("--train-images", type=click.IntRange(min=1), default=None, help="Train on a seeded subset of N images.")
 @click.option("--test-images", type=click.IntRange(min=1), default=None, help="Test on a seeded subset of N images.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="Resume from / save to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
