@@ -123,6 +123,14 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
         parse_entries(bench, algorithms, score, score_costs)
         if budget:  # 0: no search section
             check_budget(budget)
+        if correlation is None:  # before the folder is made: a refused report leaves nothing behind
+            corr = correlate(bench, split, bootstrap=bootstrap, seed=seed)
+        else:
+            corr, resampled = correlation, correlation.get("bootstrap", {})
+            made = (corr["split"], resampled.get("resamples", 0), resampled.get("seed", seed), list(corr["scores"]))
+            if made != (split, bootstrap, seed, names):
+                raise ValueError(f"correlation: made for (split, bootstrap, seed, scores) {made}, the report needs "
+                                 f"{(split, bootstrap, seed, names)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sections = {"head": [f"## {title}", "", f"Table `{bench.path.name}`; view protocols:", "", *_protocol_lines(bench), ""]}
@@ -139,14 +147,6 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
                          f"{fmt(v[ok].max() if ok.any() else None)} | {fmt(np.nanmean(bench.score_seconds), 3)} |")
         return sections
 
-    if correlation is None:
-        corr = correlate(bench, split, bootstrap=bootstrap, seed=seed)
-    else:
-        corr, resampled = correlation, correlation.get("bootstrap", {})
-        made = (corr["split"], resampled.get("resamples", 0), resampled.get("seed", seed), list(corr["scores"]))
-        if made != (split, bootstrap, seed, names):
-            raise ValueError(f"correlation: made for (split, bootstrap, seed, scores) {made}, the report needs "
-                             f"{(split, bootstrap, seed, names)}")
     ci = (lambda v: f" [{fmt(v[0], 3)}, {fmt(v[1], 3)}]" if v else "") if bootstrap else (lambda v: "")  # noqa: E731
     interval = " [95% interval]" if bootstrap else ""
     lines = sections["scores"] = [

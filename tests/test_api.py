@@ -813,6 +813,9 @@ def test_report_sections_reuse_a_given_correlation_made_with_their_settings(benc
                   correlate(bench, "test"), correlate(bench, "test", list(bench.scores)[:1], bootstrap=200, seed=3)):
         with pytest.raises(ValueError, match="correlation: made for"):
             report_sections(bench, tmp_path / "c", correlation=wrong, **settings)
+    with pytest.raises(ValueError, match="bootstrap: .* more than"):
+        report_sections(bench, tmp_path / "d", **{**settings, "bootstrap": 10**9})
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()  # a refused report makes no folder
 
 
 def test_report_cli(table: Path, tmp_path: Path) -> None:
