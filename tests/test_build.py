@@ -449,6 +449,23 @@ def test_bad_options_give_one_line_errors(tmp_path: Path, args: list[str], messa
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # refused before any file is made
 
 
+@pytest.mark.parametrize("command, name", [
+    (["build", "", *TINY, "--workers", "0"], "[TABLE]"), (["build", "{tmp}/t.h5", *TINY, "--workers", "0", "--data-dir", ""], "--data-dir"),
+    (["info", ""], "[TABLE]"), (["merge", "", "{tmp}/a.h5"], "OUT"), (["merge", "{tmp}/t.h5", ""], "INPUTS..."),
+    (["query", "0303 0033 0003 0000", "--table", ""], "--table"), (["replay", "--plot", ""], "--plot"),
+    (["compare", "--plot", ""], "--plot"), (["report", "--out", ""], "--out"), (["correlate", "--scores-from", ""], "--scores-from"),
+    (["train", "0303 0033 0003 0000", "--checkpoint", ""], "--checkpoint"),
+    (["score", "0303 0033 0003 0000", "--dataset", "digits", "--data-dir", ""], "--data-dir"),
+])
+def test_an_empty_path_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str], name: str) -> None:
+    """An empty path is not read as the default table or the current folder."""
+    monkeypatch.setenv("SNNBENCH_TABLE", str(tmp_path / "default.h5"))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, [a.replace("{tmp}", str(tmp_path)) for a in command])
+    assert result.exit_code == 2 and result.output == f"Error: Invalid value for '{name}': the path is empty.\n"
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("command", [["replay"], ["compare"], ["correlate"], ["report"], ["query", "0303 0033 0003 0000"],
                                      ["score", "0303 0033 0003 0000", "--dataset", "digits"], ["train", "0303 0033 0003 0000"],
                                      ["model", "summary", "0303 0033 0003 0000"], ["build", "{tmp}/t.h5", "--split-seed"]])

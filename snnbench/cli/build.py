@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from builders.plan import CELL_SPECS
-from snnbench.cli.common import SEED, FiniteFloatRange, InputError, echo_json
+from snnbench.cli.common import SEED, FiniteFloatRange, NonEmptyPath, InputError, echo_json
 from snnbench.space import KINDS
 from snnbench.table import default_table_path
 
@@ -104,11 +104,11 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 @click.command()
-@click.argument("table", required=False)
+@click.argument("table", type=NonEmptyPath(dir_okay=False), required=False)
 @click.option("--dataset", default=DEFAULTS["dataset"], show_default=True, help="digits, cifar10, cifar100, tinyimagenet or a train .npz path.")
 @click.option("--dataset-name", default=None, help="Name an .npz dataset in the table (default: its absolute path); "
               "the table also records the sha256 of its files.")
-@click.option("--data-dir", default=None, help="Folder holding the dataset files (default: $SNNBENCH_DATA_DIR or ~/.cache/snnbench/data).")
+@click.option("--data-dir", type=NonEmptyPath(file_okay=False), default=None, help="Folder holding the dataset files (default: $SNNBENCH_DATA_DIR or ~/.cache/snnbench/data).")
 @click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1, show_default=True, help="Share of training images held out for validation.")
 @click.option("--split-seed", type=SEED, default=0, show_default=True, help="Seed of the validation split.")
 @click.option("--kind", type=click.Choice(KINDS), default=DEFAULTS["kind"], show_default=True, help="Cell space to draw cells from.")
@@ -199,8 +199,8 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
 
 
 @click.command()
-@click.argument("out")
-@click.argument("inputs", nargs=-1, required=True)
+@click.argument("out", type=NonEmptyPath(dir_okay=False))
+@click.argument("inputs", type=NonEmptyPath(dir_okay=False), nargs=-1, required=True)
 @click.option("--union", is_flag=True, help="Keep protocols that only some INPUTS hold (e.g. join a training run to a score table).")
 def merge(out: str, inputs: tuple[str, ...], union: bool) -> None:
     """Join shard tables INPUTS into a new table OUT (refuses tables built with different settings unless --union)."""
@@ -235,7 +235,7 @@ def _rebuild_commands(commands: list[str], path: str) -> list[str]:
 
 
 @click.command()
-@click.argument("table", required=False)
+@click.argument("table", type=NonEmptyPath(dir_okay=False), required=False)
 @click.option("--dataset", default=None, help="With no TABLE: the table `snnbench query --dataset` opens.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(table: str | None, dataset: str | None, as_json: bool) -> None:

@@ -57,6 +57,15 @@ class SnnbenchGroup(click.Group):
 SEED = click.IntRange(0, 2**63 - 1)  # a --seed: numpy and torch take any of these (a table stores seeds as int64)
 
 
+class NonEmptyPath(click.Path):
+    """``click.Path`` that refuses an empty path (which would mean the current folder or, for a table, the default)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value == "":
+            self.fail("the path is empty.", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class FiniteFloatRange(click.FloatRange):
     """``click.FloatRange`` that also refuses nan and infinities."""
 

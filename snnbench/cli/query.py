@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from snnbench.cli.common import SEED, echo_json, matrix_argument
+from snnbench.cli.common import SEED, NonEmptyPath, echo_json, matrix_argument
 
-table_option = click.option("--table", "table", type=click.Path(dir_okay=False), default=None,
+table_option = click.option("--table", "table", type=NonEmptyPath(dir_okay=False), default=None,
                             help="Table file (default: $SNNBENCH_TABLE, else the default build output, else the table "
                                  "shipped for --dataset, digits when none is named).")
 view_options = [
@@ -97,7 +97,7 @@ def query(matrix: tuple[str, ...], table: str | None, score_protocol: str | None
 @click.option("--kind", type=click.Choice(["forward", "backward"]), default=None, help="Default: the table's.")
 @click.option("--dist", type=click.Choice(["paper", "uniform"]), default="paper", show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write the accuracy-vs-N plot here.")
+@click.option("--plot", type=NonEmptyPath(dir_okay=False), default=None, help="Write the accuracy-vs-N plot here.")
 @json_option
 def replay(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None,
            samples: tuple[int, ...], trials: int, scores: str, split: str, kind: str | None, dist: str, seed: int,
@@ -144,7 +144,7 @@ def replay(table: str | None, score_protocol: str | None, train_protocol: str | 
 @split_option
 @score_cost_option
 @click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write best accuracy vs time here.")
+@click.option("--plot", type=NonEmptyPath(dir_okay=False), default=None, help="Write best accuracy vs time here.")
 @json_option
 def compare(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None,
             algorithms: str, budget: float, runs: int, score: str, candidates: int, top: int, observe: str, split: str,
@@ -176,7 +176,7 @@ def compare(table: str | None, score_protocol: str | None, train_protocol: str |
 @click.command()
 @_view
 @split_option
-@click.option("--scores-from", "scores_from", type=click.Path(dir_okay=False, exists=True), default=None,
+@click.option("--scores-from", "scores_from", type=NonEmptyPath(dir_okay=False, exists=True), default=None,
               help="Rank by the scores of this other table (cells matched by hash), e.g. CIFAR-10 scores "
                    "against digits accuracies; also prints how the two tables' scores agree.")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=0, show_default=True,
@@ -225,7 +225,7 @@ def correlate(table: str | None, score_protocol: str | None, train_protocol: str
 
 @click.command()
 @_view
-@click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Folder for report.md and its figures.")
+@click.option("--out", "out", type=NonEmptyPath(file_okay=False), required=True, help="Folder for report.md and its figures.")
 @click.option("--title", default=None, help="Heading of the page (default: the table's file name).")
 @split_option
 @click.option("--observe", type=click.Choice(["train", "val", "test"]), default="val", show_default=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from snnbench.cli.common import SEED, echo_json, matrix_argument, parse_matrix
+from snnbench.cli.common import SEED, NonEmptyPath, echo_json, matrix_argument, parse_matrix
 from snnbench.data import load_dataset
 from snnbench.network import PRESETS
 from snnbench.scores import METRICS, score_cell
@@ -14,7 +14,7 @@ from snnbench.training import network_config_for
 @click.command()
 @matrix_argument
 @click.option("--dataset", required=True, help="digits, cifar10, cifar100, tinyimagenet, or a train .npz path.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder holding the datasets.")
+@click.option("--data-dir", type=NonEmptyPath(file_okay=False), default=None, help="Folder holding the datasets.")
 @click.option("--preset", type=click.Choice(PRESETS), default="paper", show_default=True, help="Network skeleton.")
 @click.option("--metric", type=click.Choice(METRICS), default="sahd", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=256, show_default=True)

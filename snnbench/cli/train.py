@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from snnbench.cli.common import SEED, echo_json, matrix_argument, parse_matrix
+from snnbench.cli.common import SEED, NonEmptyPath, echo_json, matrix_argument, parse_matrix
 from snnbench.data import load_dataset
 from snnbench.scores import resolve_device
 from snnbench.training import PRESETS, network_config_for, train_cell, train_config
@@ -13,7 +13,7 @@ from snnbench.training import PRESETS, network_config_for, train_cell, train_con
 @click.command()
 @matrix_argument
 @click.option("--dataset", default="digits", show_default=True, help="digits, cifar10, cifar100, tinyimagenet or PATH.npz.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder holding the datasets.")
+@click.option("--data-dir", type=NonEmptyPath(file_okay=False), default=None, help="Folder holding the datasets.")
 @click.option("--download", is_flag=True, help="Download a missing CIFAR / Tiny-ImageNet folder into --data-dir.")
 @click.option("--preset", type=click.Choice(PRESETS), default="bench", show_default=True, help="Skeleton and budget.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the preset's epochs.")
@@ -27,7 +27,7 @@ from snnbench.training import PRESETS, network_config_for, train_cell, train_con
 @click.option("--test-images", type=click.IntRange(min=1), default=None, help="Test on a seeded subset of N images.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="Resume from / save to this file.")
+@click.option("--checkpoint", type=NonEmptyPath(dir_okay=False), default=None, help="Resume from / save to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 def train(
     matrix: tuple[str, ...], dataset: str, data_dir: str | None, download: bool, preset: str, epochs: int | None,
