@@ -66,8 +66,10 @@ class TrainConfig:
             object.__setattr__(self, name, fields.boolean("train", name, getattr(self, name)))
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"train config: optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if not (self.lr > 0 and 0 <= self.lr_min_factor <= 1 and 0 <= self.momentum < 1 and self.weight_decay >= 0):
-            raise ValueError("train config: need lr > 0, 0 <= lr_min_factor <= 1, 0 <= momentum < 1, weight_decay >= 0")
+        for name, ok, allowed in (("lr", self.lr > 0, "> 0"), ("lr_min_factor", 0 <= self.lr_min_factor <= 1, "in [0, 1]"),
+                                  ("momentum", 0 <= self.momentum < 1, "in [0, 1)"), ("weight_decay", self.weight_decay >= 0, ">= 0")):
+            if not ok:
+                raise ValueError(f"train config: {name} must be {allowed}, got {getattr(self, name)!r}")
         if isinstance(self.test_epochs, (str, bytes)) or not isinstance(self.test_epochs, (list, tuple)):
             raise ValueError(f"train config: test_epochs must be a list of epochs, got {self.test_epochs!r}")
         epochs = {fields.integer("train", "test_epochs entry", e) for e in self.test_epochs}

@@ -436,6 +436,7 @@ def test_info_reports_coverage_and_statistics(reference: Path, tmp_path: Path) -
       if not torch.cuda.is_available() else []),
     (["--net", "dropout=abc"], "dropout must be a finite number, got 'abc'"),
     (["--train", "lr=abc"], "lr must be a finite number, got 'abc'"),
+    (["--train", "lr=-1"], "train config: lr must be > 0, got -1.0"),
     (["--train", "batch_size=1.5"], "batch_size must be an integer >= 1, got 1.5"),
     (["--train", "test_epochs=5"], "test_epochs must be a list of epochs, got 5"),
     (["--train", "epochs=50"], "--train epochs: the budget is set with --train-epochs"),
