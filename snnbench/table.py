@@ -292,6 +292,10 @@ def _read_protocol(path: Path, pid: str, g: h5py.Group, cell_hash: np.ndarray) -
     for name, col in cols.items():
         if len(col) != len(cell):
             raise _fail(path, f"corrupt table (protocol {pid}: column {name!r} has {len(col)} rows, expected {len(cell)})")
+        ndim = _known_ndim(name)
+        if ndim and (col.ndim != ndim or col.dtype.kind not in "biuf"):
+            raise _fail(path, f"corrupt table (protocol {pid}: column {name!r} has dtype {col.dtype} and shape {col.shape}, "
+                              f"expected {ndim}-D numbers)")
     proto.hash, proto.seed = cell_hash[cell].astype("S16"), cols.pop("seed").astype(np.int64)
     try:
         cols = _upgrade_columns(cols)
@@ -299,6 +303,17 @@ def _read_protocol(path: Path, pid: str, g: h5py.Group, cell_hash: np.ndarray) -
         raise _fail(path, f"corrupt table (protocol {pid}: unreadable spike_layers: {err})") from None
     proto.columns = dict(sorted(cols.items()))
     return proto
+
+
+_NUMBERS_1D = ("test_acc", "val_acc", "seconds", "train_seconds", "params", "spike_rate", "spikes_per_image")
+
+
+def _known_ndim(name: str) -> int:
+    """Dimensions of a column the readers use (rows, or rows x entries), all numeric; 0 for other columns."""
+    group = name.split("/", 1)[0] if "/" in name else None
+    if group in ("curves", "batch_scores", "spike_layers"):
+        return 2
+    return 1 if group in ("scores", "singular") or name in _NUMBERS_1D else 0
 
 
 def _check_unique(path: Path, pid: str, cell: np.ndarray, seed: np.ndarray, cell_hash: np.ndarray) -> None:

@@ -356,7 +356,13 @@ def _duplicate_key(f: h5py.File, g: h5py.Group) -> None:
     (lambda f, g: _replace(g, "seed", g["seed"][()][:-1]), "column 'seed' has 4 rows, expected 5"),
     (_malformed_hash, r"/cells/hash: b'0123456789abcdeZ' is not 16 hex digits"),
     (_duplicate_key, rf"more than one row for cell {Cell.from_text(CELLS[0]).hash} seed 0"),
-], ids=["float-cell", "2d-cell", "short-seed", "malformed-hash", "duplicate-key"])
+    (lambda f, g: _replace(g["scores"], "sahd", np.stack([g["scores/sahd"][()]] * 3, axis=1)),
+     r"column 'scores/sahd' has dtype float64 and shape \(5, 3\), expected 1-D numbers"),
+    (lambda f, g: _replace(g, "params", np.array([b"x"] * len(g["params"]))),
+     r"column 'params' has dtype object and shape \(5,\), expected 1-D numbers"),
+    (lambda f, g: _replace(g["curves"], "val_acc", g["curves/val_acc"][()][:, 0]),
+     r"column 'curves/val_acc' has dtype float64 and shape \(5,\), expected 2-D numbers"),
+], ids=["float-cell", "2d-cell", "short-seed", "malformed-hash", "duplicate-key", "2d-score", "text-params", "1d-curve"])
 def test_inconsistent_datasets_are_one_line_errors(good: Path, damage: Callable[[h5py.File, h5py.Group], None], match: str) -> None:
     """Key datasets of the wrong type or length and malformed hashes are refused on open, so info, merge and build
     stop with one line instead of a traceback (or, for build, a journal no fold can write)."""
