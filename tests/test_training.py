@@ -95,7 +95,7 @@ def test_cpu_runs_repeat_bit_for_bit_and_resume(tiny, tmp_path):
 def test_a_checkpoint_that_cannot_be_written_is_refused_before_training(tiny, tmp_path):
     """A missing folder (not created) or a folder given as the file: one line before the first epoch, not after it."""
     net, cfg = tiny_net(tiny), train_config("bench", epochs=1, batch_size=32)
-    epochs: list[dict] = []
+    epochs = []  # records of epochs run
     for ckpt, message in ((tmp_path / "no" / "run.pt", f"checkpoint: folder {str(tmp_path / 'no')!r} of "
                                                         f"{str(tmp_path / 'no' / 'run.pt')!r} does not exist"),
                           (tmp_path, f"checkpoint: {str(tmp_path)!r} is a folder, not a file")):
