@@ -246,7 +246,7 @@ def test_bad_algorithm_options_are_refused(bench: Benchmark, algorithm: str, opt
 def test_bad_compare_arguments_are_refused(bench: Benchmark) -> None:
     for runs, points in ((0, 50), (-1, 50), (1, 0), (1.5, 50)):
         with pytest.raises(ValueError, match="runs and points must be integers >= 1"):
-            compare(bench, ["random"], 100.0, runs, split=OBSERVE, points=points)
+            compare(bench, ["random"], 100.0, runs, split=OBSERVE, points=points)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="got the string 'random'"):
         compare(bench, "random", 100.0, 1, split=OBSERVE)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="algorithm: expected one of .*, got 'evol'"):

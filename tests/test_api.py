@@ -126,7 +126,7 @@ def test_wrong_argument_types_and_ranges_are_named(bench: Benchmark, table: Path
         (lambda: replay(bench, 5, 3, "sahd", split="train"), TypeError, "got the string 'sahd'"),
         (lambda: correlate(bench, "train", scores="sahd"), TypeError, "got the string 'sahd'"),
         (lambda: replay(bench, -1, 3, split="train"), ValueError, "samples and trials must be integers >= 1, got -1"),
-        (lambda: replay(bench, 2.5, 3, split="train"), ValueError, "samples and trials must be integers >= 1"),
+        (lambda: replay(bench, 2.5, 3, split="train"), ValueError, "samples and trials must be integers >= 1"),  # type: ignore[arg-type]
         (lambda: replay_curve(bench, [], 3, split="train"), ValueError, "no size N given"),
         (lambda: correlate(bench, "train", bootstrap=10**9), ValueError, "resamples x .* cells, more than"),
         (lambda: correlate(bench, "train", bootstrap=-1), ValueError, "bootstrap: expected a number of resamples"),

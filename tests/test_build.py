@@ -388,7 +388,8 @@ def test_file_selection_is_recorded_by_absolute_path(tmp_path: Path, monkeypatch
     """A build given a relative FILE selection records it by absolute path, so its recorded command rebuilds
     the same rows from another folder."""
     work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
-    work.mkdir(), elsewhere.mkdir()
+    work.mkdir()
+    elsewhere.mkdir()
     (work / "my cells.txt").write_text("0302 0030 0003 0000\n0011 0000 0001 0000\n")
     monkeypatch.chdir(work)
     args = [*TINY[:8], "--scores", "params", "--train-epochs", "0", "--quiet", "--workers", "0"]
