@@ -416,6 +416,8 @@ def test_info_reports_coverage_and_statistics(reference: Path, tmp_path: Path) -
          "--train-epochs", "0", "--quiet", "--workers", "0")
     _check_info(mixed)
     assert "of the 95,584 cells with a backward edge" in _cli("info", str(mixed))
+    result = CliRunner().invoke(main, ["info", str(mixed), "--dataset", "digits"])  # was silently ignored
+    assert result.exit_code == 2 and result.output.startswith("Error: --dataset: picks the table when no TABLE"), result.output
 
 
 @pytest.mark.parametrize("args, message", [

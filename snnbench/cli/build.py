@@ -244,6 +244,8 @@ def info(table: str | None, dataset: str | None, as_json: bool) -> None:
     from api.benchmark import resolve_table
     from builders.build import describe
 
+    if table is not None and dataset is not None:
+        raise ValueError("--dataset: picks the table when no TABLE is given; info describes every protocol of TABLE")
     d = describe(resolve_table(table, dataset))
     if as_json:
         echo_json(d)
