@@ -433,6 +433,8 @@ def test_info_reports_coverage_and_statistics(reference: Path, tmp_path: Path) -
     (["--cells", "/nonexistent/cells.txt"], "is neither a selection"),
     (["--scores", "sahd,nope"], "metric: unknown"),
     (["--scores", "none", "--train-epochs", "0"], "nothing to build"),
+    (["--ray-address", "auto"], "only with --executor ray"),
+    (["--gpus-per-task", "1"], "only with --executor ray"),
     (["--net", "c1"], "--net: expected KEY=VALUE"),
     (["--train-cells", "sample:0"], "cells: expected sample:N"),  # refused before the score stage runs
     *([(["--device", "cuda"], "device: cuda: CUDA is not available on this machine; use cpu")]

@@ -152,6 +152,8 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
     fold_seconds = opts.pop("fold_seconds")
     default = all(ctx.get_parameter_source(n) == click.core.ParameterSource.DEFAULT for n in ctx.params if n not in ("table", "quiet", "as_json"))
     shard = parse_shard(opts["shard"])
+    if opts["executor"] != "ray" and (opts["ray_address"] is not None or opts["gpus_per_task"] is not None):
+        raise InputError("--ray-address and --gpus-per-task: only with --executor ray")
     if opts["executor"] == "local":  # a Ray cluster's workers may have GPUs this driver lacks
         resolve_device(opts["device"])
     skip = ("executor", "workers", "ray_address", "gpus_per_task", "net", "train")
