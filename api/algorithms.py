@@ -29,6 +29,7 @@ import numpy as np
 
 from api.benchmark import Benchmark
 from api.replay import default_kind
+from snnbench.fields import is_integer, is_real
 from snnbench.space import NUM_OPS
 
 # A pair's state: 0 none, 1-4 forward op on i -> j, 5-8 backward op (code - 4) on j -> i.
@@ -301,20 +302,12 @@ ALGORITHMS: dict[str, Callable[..., None]] = {
 }
 
 
-def _count(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and bool(v >= 1)
-
-
-def _real(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 # each algorithm's keyword options (its signature after ``o, rng``) and what each must be
 _OPTION_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "population": (_count, "an integer >= 1"), "sample": (_count, "an integer >= 1"),
-    "candidates": (_count, "an integer >= 1"), "top": (_count, "an integer >= 1"),
-    "lr": (lambda v: _real(v) and v > 0, "a positive finite number"),
-    "momentum": (lambda v: _real(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "population": (is_integer, "an integer >= 1"), "sample": (is_integer, "an integer >= 1"),
+    "candidates": (is_integer, "an integer >= 1"), "top": (is_integer, "an integer >= 1"),
+    "lr": (lambda v: is_real(v) and v > 0, "a positive finite number"),
+    "momentum": (lambda v: is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
 }
 
 
@@ -322,15 +315,18 @@ def check_options(algorithm: str, options: dict[str, Any]) -> None:
     """``ValueError`` for an unknown algorithm, an option it does not take, or a value out of the option's range."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm: expected one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
-    takes = list(inspect.signature(ALGORITHMS[algorithm]).parameters)[2:]
+    params = inspect.signature(ALGORITHMS[algorithm]).parameters
+    takes = list(params)[2:]
     for key, value in options.items():
         if key not in takes:
             raise ValueError(f"{algorithm}: unknown option {key!r} (it takes: {', '.join(takes) or 'none'})")
         ok, what = _OPTION_CHECKS[key]
         if not ok(value):
             raise ValueError(f"{algorithm}: option {key} must be {what}, got {value!r}")
-    if algorithm == "score_train" and options.get("top", 5) > options.get("candidates", 100):
-        raise ValueError(f"score_train: top ({options.get('top', 5)}) is more than candidates ({options.get('candidates', 100)})")
+    if algorithm == "score_train":
+        top, candidates = (options.get(k, params[k].default) for k in ("top", "candidates"))
+        if top > candidates:
+            raise ValueError(f"score_train: top ({top}) is more than candidates ({candidates})")
 
 
 def run(bench: Benchmark, algorithm: str, budget: float, seed: int, *, split: str = "val", score: str | None = None,
@@ -410,7 +406,7 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
     time every metric of the protocol together).
     """
     check_budget(budget)
-    if not (_count(runs) and _count(points)):
+    if not (is_integer(runs) and is_integer(points)):
         raise ValueError(f"compare: runs and points must be integers >= 1, got {runs!r} and {points!r}")
     bench.check_split(report)
     entries = parse_entries(bench, algorithms, score, score_costs)

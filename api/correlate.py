@@ -93,7 +93,7 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
     if bootstrap * len(has_acc) > MAX_DRAWS:
         raise ValueError(f"bootstrap: {bootstrap:,} resamples x {len(has_acc):,} cells, more than {MAX_DRAWS:,} draws; "
                          "ask for fewer resamples")
-    draws = np.random.default_rng(seed).integers(0, len(has_acc), (bootstrap if len(has_acc) else 0, len(has_acc)))
+    draws = np.random.default_rng(seed).integers(0, len(has_acc), (bootstrap, len(has_acc)))
     taus: dict[str, np.ndarray] = {}
     for m in names:
         ok = np.isfinite(acc) & ~np.isnan(table[m])  # -inf (singular kernel) ranks lowest
@@ -144,10 +144,10 @@ def agreement(a: Benchmark, b: Benchmark, scores: Sequence[str] | None = None) -
     cells both hold (NaN left out, ``-inf`` ranks lowest), and how many of them are singular in each."""
     from scipy import stats
 
-    names = _names(a, scores) if scores is not None else [m for m in a.scores if m in b.scores]
+    names = scores if scores is not None else [m for m in a.scores if m in b.scores]
     if not names:
         raise ValueError(f"agreement: {a.path} and {b.path} hold no score in common")
-    _names(a, names)
+    names = _names(a, names)
     _names(b, names)
     ua, ub = matched(a, b)
     out: dict[str, Any] = {"tables": [str(a.path), str(b.path)], "protocols": [a.protocol_ids, b.protocol_ids],

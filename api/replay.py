@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from api.benchmark import Benchmark
+from snnbench.fields import is_integer
 from snnbench.space import Distribution, Kind, space
 
 
@@ -90,7 +91,7 @@ def _alias(prob_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_counts(samples: int, trials: int) -> None:
     """``ValueError`` unless both are integers >= 1."""
-    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in (samples, trials)):
+    if not (is_integer(samples) and is_integer(trials)):
         raise ValueError(f"replay: samples and trials must be integers >= 1, got {samples!r} and {trials!r}")
 
 

@@ -13,9 +13,20 @@ from typing import Any
 import numpy as np
 
 
+def is_integer(value: Any, low: int = 1) -> bool:
+    """``value`` is an ``int`` or numpy integer (not a ``bool``) >= ``low``."""
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and bool(value >= low)
+
+
+def is_real(value: Any) -> bool:
+    """``value`` is a finite ``int``/``float`` or numpy number (not a ``bool``)."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+            and math.isfinite(value))
+
+
 def integer(config: str, name: str, value: Any, low: int = 1, high: int | None = None) -> int:
     """``value`` as an ``int`` >= ``low`` (and <= ``high`` when given)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+    if not is_integer(value, low):
         raise ValueError(f"{config} config: {name} must be an integer >= {low}, got {value!r}")
     if high is not None and value > high:
         raise ValueError(f"{config} config: {name} must be at most {high:,}, got {value!r}")
@@ -24,7 +35,7 @@ def integer(config: str, name: str, value: Any, low: int = 1, high: int | None =
 
 def real(config: str, name: str, value: Any) -> float:
     """``value`` as a finite ``float``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
+    if not is_real(value):
         raise ValueError(f"{config} config: {name} must be a finite number, got {value!r}")
     return float(value)
 
