@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import inspect
 import itertools
-import math
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -119,7 +118,7 @@ class Oracle:
             ok &= ~np.isnan(b.scores[self.score])
             if self.score_cost is None:
                 ok &= np.isfinite(b.score_seconds)
-            elif not (math.isfinite(self.score_cost) and self.score_cost >= 0):
+            elif not (is_real(self.score_cost) and self.score_cost >= 0):
                 raise ValueError(f"score cost: expected seconds >= 0, got {self.score_cost!r}")
         self.space = np.flatnonzero(ok)
         if not len(self.space):
@@ -349,7 +348,7 @@ def run(bench: Benchmark, algorithm: str, budget: float, seed: int, *, split: st
 
 def check_budget(budget: float) -> None:
     """``ValueError`` unless ``budget`` is a positive finite number (of simulated seconds)."""
-    if not (isinstance(budget, (int, float, np.integer, np.floating)) and math.isfinite(budget) and budget > 0):
+    if not (is_real(budget) and budget > 0):
         raise ValueError(f"budget: expected a positive finite number of seconds, got {budget!r}")
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from api.benchmark import Benchmark
 from api.replay import MAX_DRAWS
+from snnbench.fields import is_integer
 
 DEFAULT_FRACTIONS = (0.01, 0.05, 0.1)
 
@@ -70,7 +71,7 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
     from scipy import stats
 
     bench.check_split(split)
-    if not (isinstance(bootstrap, (int, np.integer)) and bootstrap >= 0):
+    if not is_integer(bootstrap, 0):
         raise ValueError(f"bootstrap: expected a number of resamples >= 0, got {bootstrap!r}")
     origin = source if source is not None else bench
     names = _names(origin, scores)

@@ -217,7 +217,7 @@ def test_untrained_cell_is_uniform_over_the_untrained(bench: Benchmark) -> None:
         o.untrained_cell(rng)
 
 
-@pytest.mark.parametrize("budget", [float("nan"), float("inf"), -1.0, 0, "10"])
+@pytest.mark.parametrize("budget", [float("nan"), float("inf"), -1.0, 0, "10", True])
 def test_a_budget_that_is_not_a_positive_finite_number_is_refused(bench: Benchmark, budget: Any) -> None:
     with pytest.raises(ValueError, match="budget: expected a positive finite number of seconds"):
         run(bench, "random", budget, 0, split=OBSERVE)
@@ -280,8 +280,9 @@ def test_a_given_score_cost_is_charged_per_scored_cell(bench: Benchmark) -> None
     assert result["algorithms"]["score_train:hd"]["seconds_mean"] == pytest.approx(np.mean([r.clock for r in hd]))
     with pytest.raises(ValueError, match="score: 'nope' not in the view"):
         compare(bench, ["score_train"], 10, 1, split=OBSERVE, score_costs={"nope": 0.1})
-    with pytest.raises(ValueError, match="score cost"):
-        run(bench, "score_train", 10, 0, split=OBSERVE, score_cost=float("nan"))
+    for bad in (float("nan"), -0.5, True):
+        with pytest.raises(ValueError, match="score cost"):
+            run(bench, "score_train", 10, 0, split=OBSERVE, score_cost=bad)
 
 
 def test_a_run_cycling_among_paid_cells_ends(bench: Benchmark) -> None:

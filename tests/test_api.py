@@ -532,8 +532,9 @@ def test_bootstrap_intervals_equal_a_naive_resampling(table: Path) -> None:
     assert r.exit_code == 0 and json.loads(r.output)["scores"] == expected["scores"]
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0 and "highest tau in 30 paired resamples (seed 2)" in r.output
-    with pytest.raises(ValueError, match="bootstrap"):
-        correlate(b, "train", bootstrap=-1)
+    for bad in (-1, True, 2.0):
+        with pytest.raises(ValueError, match="bootstrap"):
+            correlate(b, "train", bootstrap=bad)
 
 
 def test_scores_of_another_table_are_matched_by_hash(table: Path, bench: Benchmark, tmp_path: Path) -> None:
