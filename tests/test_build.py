@@ -384,6 +384,26 @@ def test_info_rebuild_commands_name_the_table_shown(tmp_path: Path) -> None:
     assert _rebuild_commands(["snnbench build 'unbalanced", "make all"], "t.h5") == ["snnbench build 'unbalanced", "make all"]
 
 
+def test_options_of_a_stage_not_run_are_noted_after_the_build(tmp_path: Path) -> None:
+    """Training options with --train-epochs 0 and scoring options with --scores none change nothing: the build
+    says so on stderr after its summary (stdout stays the summary), and leaves them out of the recorded command."""
+    args = [*TINY[:8], "--workers", "0", "--quiet"]
+    r = CliRunner().invoke(main, ["build", str(tmp_path / "s.h5"), *args, "--scores", "params", "--cells", "sample:2",
+                                  "--train-epochs", "0", "--seeds", "0,1", "--train-cells", "sample:1", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["stages"][0]["type"] == "score"
+    assert r.stderr.splitlines() == ["note: --seeds, --train-cells unused with --train-epochs 0 (nothing is trained)"]
+    r = CliRunner().invoke(main, ["build", str(tmp_path / "t.h5"), *args, "--scores", "none", "--score-repeats", "3",
+                                  "--train-epochs", "1", "--train-cells", "sample:1", "--train", "batch_size=256"])
+    assert r.exit_code == 0, r.output
+    assert r.stderr.splitlines() == ["note: --score-repeats unused with --scores none (nothing is scored)"]
+    (p,) = open_table(tmp_path / "t.h5").protocols.values()
+    assert "--score-repeats" not in p.commands[0]
+    r = CliRunner().invoke(main, ["build", str(tmp_path / "t.h5"), *args, "--scores", "none", "--train-epochs", "1",
+                                  "--train-cells", "sample:1", "--train", "batch_size=256"])
+    assert r.exit_code == 0 and r.stderr == "", r.output
+
+
 def test_file_selection_is_recorded_by_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A build given a relative FILE selection records it by absolute path, so its recorded command rebuilds
     the same rows from another folder."""
@@ -640,6 +660,7 @@ def test_cell_selections() -> None:
     assert len(set(s)) == 50 and all(sp.hashes.index(h) in fwd for h in s[:10])
     assert s == sorted(s, key=sp.hashes.index)
     assert set(s) < set(select_cells("sample:400", "forward")) < set(select_cells("sample:4000", "forward"))  # nested
+    assert select_cells("sample:7013:4", "forward") == every  # beyond the space: all of it
     perm = np.random.default_rng(0).permutation(sp.indices("forward"))  # the documented draw, done directly
     assert set(s) == {sp.hashes[u] for u in perm[:50]}
     assert parse_seeds("0-2,5,1") == (0, 1, 2, 5)

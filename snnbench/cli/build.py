@@ -161,6 +161,13 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
                          net=_key_values(opts["net"], "--net"), train=_key_values(opts["train"], "--train"))
     if not stages:
         raise InputError("nothing to build: --scores none and --train-epochs 0")
+    given = {n for n in ctx.params if ctx.get_parameter_source(n) != click.core.ParameterSource.DEFAULT}
+    unused = []  # told after the build, so that a refused build's error stays its one line
+    for stage, names, why in (("train", ("train", "seeds", "train_cells"), "--train-epochs 0 (nothing is trained)"),
+                              ("score", ("score_batch", "score_repeats", "score_seeds", "cells"), "--scores none (nothing is scored)")):
+        flags = [f"--{n.replace('_', '-')}" for n in names if n in given]
+        if flags and stage not in {s.type for s in stages}:
+            unused.append(f"note: {', '.join(flags)} unused with {why}")
     if default and not as_json:
         click.echo("Building the embedded default table: the whole forward space (7,012 cells) scored with SAHD and "
                    "Hamming on digits (bench skeleton), plus 16 cells trained 3 epochs with seeds 0 and 1; "
@@ -193,6 +200,8 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
             click.echo(f"  {s.type:5} protocol {s.protocol}: {s.rows:,} rows stored; this run added {s.added:,}, "
                        f"found {s.skipped:,} already stored, {s.failed:,} failed ({_duration(s.seconds)})")
         click.echo(f"  inspect: snnbench info {shlex.quote(str(report.path))}")
+    for line in unused:
+        click.echo(line, err=True)
     if report.failed:
         for s in report.stages:
             for e in s.errors:
