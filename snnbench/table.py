@@ -574,6 +574,9 @@ class TableWriter:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(os.path.realpath(path))  # a link's target: one lock and journal however it is reached
         self.journal_path = journal_path(self.path)
+        if self.path.exists():  # no lock file is left beside a file that is refused (checked again under the lock)
+            _check_writable(self.path)
+            open_table(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.path.with_name(self.path.name + ".lock"), "a")
         try:
