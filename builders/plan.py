@@ -81,7 +81,8 @@ def select_cells(spec: str, kind: str, protocols: Mapping[str, Protocol] | None 
     """Hashes of the cells ``spec`` names within ``kind``'s space, in space-index order.
 
     ``all``: every unique cell; ``sample:N[:SEED]``: N distinct cells drawn uniformly (seed 0 by
-    default; the first N of one seeded permutation, so a larger N keeps the smaller sample's cells); ``top:K:METRIC``: the K best cells by the mean of METRIC over seeds in a score protocol
+    default; the first N of one seeded permutation, so a larger N keeps the smaller sample's cells; the whole
+    space when N exceeds it); ``top:K:METRIC``: the K best cells by the mean of METRIC over seeds in a score protocol
     (those of ``scored_by`` first, else the only stored one holding METRIC; ties by space index);
     ``strata:N:METRIC[:BINS[:SEED]]``: N cells spread evenly over BINS (default 10) equal-count bins of the
     cells ranked by METRIC (singular, -inf scores rank lowest; NaN ones are left out), drawn uniformly
