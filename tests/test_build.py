@@ -404,6 +404,20 @@ def test_options_of_a_stage_not_run_are_noted_after_the_build(tmp_path: Path) ->
     assert r.exit_code == 0 and r.stderr == "", r.output
 
 
+def test_a_build_with_no_options_announces_the_embedded_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a build given no option but TABLE, --quiet or --json (which silences it) says what the default builds."""
+    import builders.build
+
+    def stop(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # the build itself is not run here
+
+    monkeypatch.setattr(builders.build, "build", stop)
+    for args, told in (([], True), (["--quiet"], True), (["--json"], False), (["--workers", "1"], False)):
+        r = CliRunner().invoke(main, ["build", str(tmp_path / "t.h5"), *args])
+        assert r.exit_code == 130, r.output
+        assert ("Building the embedded default table" in r.stderr) == told, (args, r.stderr)
+
+
 def test_file_selection_is_recorded_by_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A build given a relative FILE selection records it by absolute path, so its recorded command rebuilds
     the same rows from another folder."""

@@ -150,7 +150,8 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
     path = _table_arg(table)
     quiet, as_json = opts.pop("quiet"), opts.pop("as_json")
     fold_seconds = opts.pop("fold_seconds")
-    default = all(ctx.get_parameter_source(n) == click.core.ParameterSource.DEFAULT for n in ctx.params if n not in ("table", "quiet", "as_json"))
+    given = {n for n in ctx.params if ctx.get_parameter_source(n) != click.core.ParameterSource.DEFAULT}
+    default = not given - {"table", "quiet", "as_json"}
     shard = parse_shard(opts["shard"])
     if opts["executor"] != "ray" and (opts["ray_address"] is not None or opts["gpus_per_task"] is not None):
         raise InputError("--ray-address and --gpus-per-task: only with --executor ray")
@@ -161,7 +162,6 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
                          net=_key_values(opts["net"], "--net"), train=_key_values(opts["train"], "--train"))
     if not stages:
         raise InputError("nothing to build: --scores none and --train-epochs 0")
-    given = {n for n in ctx.params if ctx.get_parameter_source(n) != click.core.ParameterSource.DEFAULT}
     unused = []  # told after the build, so that a refused build's error stays its one line
     for stage, names, why in (("train", ("train", "seeds", "train_cells"), "--train-epochs 0 (nothing is trained)"),
                               ("score", ("score_batch", "score_repeats", "score_seeds", "cells"), "--scores none (nothing is scored)")):
