@@ -534,7 +534,7 @@ def test_bootstrap_intervals_equal_a_naive_resampling(table: Path) -> None:
     assert r.exit_code == 0 and "highest tau in 30 paired resamples (seed 2)" in r.output
     for bad in (-1, True, 2.0):
         with pytest.raises(ValueError, match="bootstrap"):
-            correlate(b, "train", bootstrap=bad)
+            correlate(b, "train", bootstrap=bad)  # type: ignore[arg-type]
 
 
 def test_scores_of_another_table_are_matched_by_hash(table: Path, bench: Benchmark, tmp_path: Path) -> None:
