@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import sys
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -391,7 +392,7 @@ def parse_entries(bench: Benchmark, algorithms: Sequence[str], score: str = "sah
 def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: int, *, split: str = "val",
             report: str = "test", score: str = "sahd", kind: str | None = None, points: int = 50,
             seed: int = 0, options: dict[str, dict[str, Any]] | None = None,
-            score_costs: dict[str, float] | None = None) -> dict[str, Any]:
+            score_costs: dict[str, float] | None = None, progress: bool | None = False) -> dict[str, Any]:
     """Every algorithm over ``runs`` seeds (``seed``, ``seed + 1``, ...): final best accuracy (mean, std) and
     the mean trajectory over time; ``options[name]`` are keyword options of that algorithm.
 
@@ -402,7 +403,7 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
     An entry ``"score_train:METRIC"`` runs ``score_train`` by that score (plain ``score_train`` uses ``score``),
     so one comparison can hold the paper's search under several scores. ``score_costs[METRIC]``: seconds charged
     per cell scored by METRIC (each entry's is in its ``score_cost``; absent: the stored score seconds, which
-    time every metric of the protocol together).
+    time every metric of the protocol together). ``progress``: a bar of runs on stderr (``None``: on a terminal).
     """
     check_budget(budget)
     if not (is_integer(runs) and is_integer(points)):
@@ -414,12 +415,18 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
     times = np.linspace(0, budget, points + 1)[1:]
     out: dict[str, Any] = {"budget": budget, "runs": runs, "split": split, "report": report, "times": times.tolist(),
                            "table": str(bench.path), "algorithms": {}}
+    from tqdm import tqdm  # here: importing api stays numpy and h5py only
+
+    bar = tqdm(total=len(entries) * runs, desc="compare", unit="run", file=sys.stderr, dynamic_ncols=True,
+               disable=not (sys.stderr.isatty() if progress is None else progress))
     for entry, name, metric in entries:
         cost = (score_costs or {}).get(metric) if name == "score_train" else None
         finals, curves, trained, spent = [], [], [], []
+        bar.set_postfix_str(entry)
         for r in range(runs):
             o = run(bench, name, budget, seed + r, split=split, score=metric, kind=kind, score_cost=cost,
                     **(options or {}).get(name, {}))
+            bar.update()
             curve = trajectory(o, times, report)
             curves.append(curve)
             finals.append(curve[-1])
@@ -435,6 +442,7 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
             # a mean over every run, so None until each run has trained a cell (no early bias to quick runs)
             "curve_mean": [float(c.mean()) if np.isfinite(c).all() else None for c in np.array(curves).T],
         }
+    bar.close()
     space = Oracle(bench, budget, split, None, kind or default_kind(bench, split)).space
     observed, reported = bench.accuracy[split][space], bench.accuracy[report][space]
     tied = np.flatnonzero(observed == observed.max())  # the cells a perfect search by ``split`` could end on

@@ -104,7 +104,7 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
                     replay_scores: Sequence[str] | None = None, algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
                     budget: float | None = None, runs: int = 100, score: str = "sahd", seed: int = 0,
                     bootstrap: int = 1000, correlation: dict[str, Any] | None = None,
-                    score_costs: dict[str, float] | None = None) -> dict[str, list[str]]:
+                    score_costs: dict[str, float] | None = None, progress: bool | None = False) -> dict[str, list[str]]:
     """The report's Markdown blocks, in page order, writing their figures into ``out``.
 
     Keys: ``head`` (title, protocols), then ``summary`` for a view without ``split`` accuracies, else
@@ -113,6 +113,7 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
     cells (mean training time). ``correlation``: the caller's own ``correlate(bench, split, bootstrap=bootstrap,
     seed=seed)``, used instead of recomputing it (one made with other settings or scores is refused).
     ``score_costs``: seconds per cell charged for scoring by each metric (:func:`api.algorithms.compare`).
+    ``progress``: the comparison's bar of runs on stderr (``None``: on a terminal).
     """
     names = list(bench.scores)
     chosen = list(replay_scores) if replay_scores is not None else names
@@ -196,7 +197,7 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
         budget = float(0.1 * len(cost) * cost.mean()) if len(cost) else 0.0
     if budget > 0:
         result = compare(bench, algorithms, budget, runs, split=observe, report=split, score=score, seed=seed,
-                         score_costs=score_costs, points=COMPARE_POINTS)
+                         score_costs=score_costs, points=COMPARE_POINTS, progress=progress)
         costs = {e.partition(":")[2] or score: r["score_cost"] for e, r in result["algorithms"].items()
                  if e.partition(":")[0] == "score_train" and r["score_cost"] is not None}
         paid = ("the stored scoring time (every metric of the score protocol, computed together)" if not costs else

@@ -146,6 +146,19 @@ def test_trajectory_and_compare_equal_a_naive_best_so_far(bench: Benchmark, tmp_
     assert plot_compare(result, tmp_path / "c.png").stat().st_size > 0
 
 
+def test_compare_progress_counts_every_run_on_stderr_and_changes_nothing(bench: Benchmark,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    budget = 0.2 * _enough(bench)
+    quiet = compare(bench, ["random", "local"], budget, 3, split=OBSERVE)
+    assert capsys.readouterr() == ("", "")
+    shown = compare(bench, ["random", "local"], budget, 3, split=OBSERVE, progress=True)
+    out, err = capsys.readouterr()
+    assert shown == quiet and out == ""
+    assert "compare" in err and "6/6" in err and "local" in err
+    compare(bench, ["random"], budget, 2, split=OBSERVE, progress=None)  # stderr is captured, not a terminal
+    assert capsys.readouterr() == ("", "")
+
+
 def test_compare_runs_score_train_under_each_named_score(bench: Benchmark) -> None:
     budget = _enough(bench)
     opts: dict[str, dict[str, Any]] = {"score_train": {"candidates": 4, "top": 2}}

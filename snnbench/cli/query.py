@@ -158,7 +158,8 @@ def compare(table: str | None, score_protocol: str | None, train_protocol: str |
     names = [a.strip() for a in algorithms.split(",") if a.strip()]
     costs = _costs(score_costs)
     result = run_compare(bench, names, budget, runs, split=observe, report=split, score=score, seed=seed,
-                         options={"score_train": {"candidates": candidates, "top": top}}, score_costs=costs)
+                         options={"score_train": {"candidates": candidates, "top": top}}, score_costs=costs,
+                         progress=None)
     if plot:
         plot_compare(result, plot)
     if as_json:
@@ -256,5 +257,5 @@ def report(table: str | None, score_protocol: str | None, train_protocol: str | 
                         sizes=sorted(set(samples)), trials=trials,
                         replay_scores=None if replay_scores is None else [s.strip() for s in replay_scores.split(",") if s.strip()],
                         algorithms=[a.strip() for a in algorithms.split(",") if a.strip()], budget=budget, runs=runs,
-                        score=score, seed=seed, bootstrap=bootstrap, score_costs=_costs(score_costs))
+                        score=score, seed=seed, bootstrap=bootstrap, score_costs=_costs(score_costs), progress=None)
     click.echo(str(page))
