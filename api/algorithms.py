@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import inspect
 import itertools
-import sys
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -28,6 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from api.benchmark import Benchmark
+from api.progress import progress_bar
 from api.replay import default_kind
 from snnbench.fields import is_integer, is_real
 from snnbench.space import NUM_OPS
@@ -403,7 +403,7 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
     An entry ``"score_train:METRIC"`` runs ``score_train`` by that score (plain ``score_train`` uses ``score``),
     so one comparison can hold the paper's search under several scores. ``score_costs[METRIC]``: seconds charged
     per cell scored by METRIC (each entry's is in its ``score_cost``; absent: the stored score seconds, which
-    time every metric of the protocol together). ``progress``: a bar of runs on stderr (``None``: on a terminal).
+    time every metric of the protocol together). ``progress``: a bar of runs on stderr (``None``: on a terminal; :mod:`api.progress`).
     """
     check_budget(budget)
     if not (is_integer(runs) and is_integer(points)):
@@ -415,10 +415,7 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
     times = np.linspace(0, budget, points + 1)[1:]
     out: dict[str, Any] = {"budget": budget, "runs": runs, "split": split, "report": report, "times": times.tolist(),
                            "table": str(bench.path), "algorithms": {}}
-    from tqdm import tqdm  # here: importing api stays numpy and h5py only
-
-    bar = tqdm(total=len(entries) * runs, desc="compare", unit="run", file=sys.stderr, dynamic_ncols=True,
-               disable=not (sys.stderr.isatty() if progress is None else progress))
+    bar = progress_bar(len(entries) * runs, "compare", "run", progress)
     for entry, name, metric in entries:
         cost = (score_costs or {}).get(metric) if name == "score_train" else None
         finals, curves, trained, spent = [], [], [], []

@@ -17,11 +17,12 @@ share of resamples in which it has the highest Kendall tau.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from api.benchmark import Benchmark
+from api.progress import progress_bar
 from api.replay import MAX_DRAWS
 from snnbench.fields import is_integer
 
@@ -60,10 +61,11 @@ def _names(bench: Benchmark, scores: Sequence[str] | None) -> list[str]:
 
 def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | None = None,
               fractions: Sequence[float] = DEFAULT_FRACTIONS, source: Benchmark | None = None,
-              bootstrap: int = 0, seed: int = 0) -> dict[str, Any]:
+              bootstrap: int = 0, seed: int = 0, progress: bool | None = False) -> dict[str, Any]:
     """Per score: cells used, Kendall tau, Spearman rho (with p-values), top-k precision, seconds per cell;
     with ``bootstrap`` resamples also ``kendall_tau_ci`` and ``spearman_rho_ci`` (95%, see the module);
     ``seed_agreement``: the accuracies of two seeds against each other (:func:`seed_agreement`).
+    ``progress``: a bar of the resamples on stderr (``None``: on a terminal; :mod:`api.progress`).
 
     With ``source``, the scores (and their seconds) come from that view, matched by hash, and the
     accuracies from ``bench``: how a score computed on one dataset ranks cells trained on another.
@@ -96,6 +98,7 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
                          "ask for fewer resamples")
     draws = np.random.default_rng(seed).integers(0, len(has_acc), (bootstrap, len(has_acc)))
     taus: dict[str, np.ndarray] = {}
+    bar = progress_bar(len(names) * bootstrap, "bootstrap", "resample", progress if bootstrap else False)
     for m in names:
         ok = np.isfinite(acc) & ~np.isnan(table[m])  # -inf (singular kernel) ranks lowest
         s, a = table[m][ok], acc[ok]
@@ -108,11 +111,13 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
         else:
             row.update(kendall_tau=None, kendall_p=None, spearman_rho=None, spearman_p=None)
         if bootstrap:
-            taus[m], rhos = _resampled(table[m][has_acc], acc[has_acc], draws)
+            bar.set_postfix_str(m)
+            taus[m], rhos = _resampled(table[m][has_acc], acc[has_acc], draws, bar.update)
             row.update(kendall_tau_ci=_ci(taus[m]), spearman_rho_ci=_ci(rhos))
         ks = sorted({max(1, int(round(f * len(s)))) for f in fractions} | ({10, 100} & set(range(1, len(s) + 1))))
         row["top_k_precision"] = {str(k): top_k_precision(s, a, k) for k in ks if k <= len(s)}
         out["scores"][m] = row
+    bar.close()
     if bootstrap:
         out["bootstrap"] = {"resamples": bootstrap, "seed": seed, "level": 0.95, "best_tau": _best(taus)}
     out["seed_agreement"] = seed_agreement(bench, split)
@@ -166,9 +171,10 @@ def agreement(a: Benchmark, b: Benchmark, scores: Sequence[str] | None = None) -
     return out
 
 
-def _resampled(score: np.ndarray, accuracy: np.ndarray, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _resampled(score: np.ndarray, accuracy: np.ndarray, draws: np.ndarray,
+               done: Callable[[], Any]) -> tuple[np.ndarray, np.ndarray]:
     """Kendall tau and Spearman rho ``[R]`` on each resample (rows of ``draws``: indices into ``score`` and
-    ``accuracy``), restricted to the drawn cells that hold a score; NaN where undefined."""
+    ``accuracy``), restricted to the drawn cells that hold a score; NaN where undefined. ``done()`` after each."""
     from scipy import stats
 
     out = np.full((2, len(draws)), np.nan)
@@ -177,6 +183,7 @@ def _resampled(score: np.ndarray, accuracy: np.ndarray, draws: np.ndarray) -> tu
         if len(idx) >= 2:
             out[0, r] = stats.kendalltau(score[idx], accuracy[idx]).statistic
             out[1, r] = stats.spearmanr(score[idx], accuracy[idx]).statistic
+        done()
     return out[0], out[1]
 
 

@@ -113,7 +113,7 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
     cells (mean training time). ``correlation``: the caller's own ``correlate(bench, split, bootstrap=bootstrap,
     seed=seed)``, used instead of recomputing it (one made with other settings or scores is refused).
     ``score_costs``: seconds per cell charged for scoring by each metric (:func:`api.algorithms.compare`).
-    ``progress``: the comparison's bar of runs on stderr (``None``: on a terminal).
+    ``progress``: the bars of the bootstrap and the comparison on stderr (``None``: on a terminal).
     """
     names = list(bench.scores)
     chosen = list(replay_scores) if replay_scores is not None else names
@@ -125,7 +125,7 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
         if budget:  # 0: no search section
             check_budget(budget)
         if correlation is None:  # before the folder is made: a refused report leaves nothing behind
-            corr = correlate(bench, split, bootstrap=bootstrap, seed=seed)
+            corr = correlate(bench, split, bootstrap=bootstrap, seed=seed, progress=progress)
         else:
             corr, resampled = correlation, correlation.get("bootstrap", {})
             made = (corr["split"], resampled.get("resamples", 0), resampled.get("seed", seed), list(corr["scores"]))

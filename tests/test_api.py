@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -535,6 +536,20 @@ def test_bootstrap_intervals_equal_a_naive_resampling(table: Path) -> None:
     for bad in (-1, True, 2.0):
         with pytest.raises(ValueError, match="bootstrap"):
             correlate(b, "train", bootstrap=bad)  # type: ignore[arg-type]
+
+
+def test_bootstrap_progress_counts_every_resample_and_changes_nothing(table: Path, capsys: pytest.CaptureFixture[str],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    b = Benchmark(table)
+    quiet = json.dumps(correlate(b, "train", bootstrap=5, seed=1))
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # progress=None: shown on a terminal
+    shown = json.dumps(correlate(b, "train", bootstrap=5, seed=1, progress=None))
+    n = 5 * len(json.loads(quiet)["scores"])
+    err = capsys.readouterr().err
+    assert shown == quiet and "bootstrap" in err and f" {n}/{n} " in err
+    correlate(b, "train", progress=None)  # no resamples: no bar
+    assert capsys.readouterr().err == ""
 
 
 def test_scores_of_another_table_are_matched_by_hash(table: Path, bench: Benchmark, tmp_path: Path) -> None:

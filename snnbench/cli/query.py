@@ -192,7 +192,7 @@ def correlate(table: str | None, score_protocol: str | None, train_protocol: str
 
     bench = _open(table, score_protocol, train_protocol, dataset)
     source = None if scores_from is None else _open(scores_from, None, None, None)
-    result = run_correlate(bench, split, source=source, bootstrap=bootstrap, seed=seed)
+    result = run_correlate(bench, split, source=source, bootstrap=bootstrap, seed=seed, progress=None)
     shared = [m for m in result["scores"] if m in bench.scores]
     if source is not None and shared:  # the scores both tables hold (the source may hold more, or others)
         result["agreement"] = agreement(bench, source, shared)
