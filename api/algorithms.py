@@ -403,7 +403,8 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
     An entry ``"score_train:METRIC"`` runs ``score_train`` by that score (plain ``score_train`` uses ``score``),
     so one comparison can hold the paper's search under several scores. ``score_costs[METRIC]``: seconds charged
     per cell scored by METRIC (each entry's is in its ``score_cost``; absent: the stored score seconds, which
-    time every metric of the protocol together). ``progress``: a bar of runs on stderr (``None``: on a terminal; :mod:`api.progress`).
+    time every metric of the protocol together). ``progress``: a bar of runs on stderr (``None``: on a terminal;
+    :mod:`api.progress`).
     """
     check_budget(budget)
     if not (is_integer(runs) and is_integer(points)):
