@@ -181,6 +181,14 @@ def _fail(path: Path, problem: str) -> TableError:
 def open_table(path: str | os.PathLike[str]) -> Table:
     """Read and check a table file; :class:`TableError` for a missing, foreign, truncated, corrupt or newer file."""
     path = Path(path)
+    with _table_file(path) as f:
+        return _read(path, f)
+
+
+@contextlib.contextmanager
+def _table_file(path: Path) -> Iterator[h5py.File]:
+    """``path`` opened for reading once its header is checked (an HDF5 file of snnbench's format and a schema this
+    version reads; no data is read); an error in the body is a :class:`TableError` naming the file."""
     if not path.exists():
         raise _fail(path, "no such table file")
     if path.is_dir():
@@ -195,7 +203,17 @@ def open_table(path: str | os.PathLike[str]) -> Table:
         raise _fail(path, f"truncated or corrupt HDF5 file ({_h5_reason(err)})") from None
     try:
         with f:
-            return _read(path, f)
+            fmt = f.attrs.get("format")
+            if isinstance(fmt, bytes):
+                fmt = fmt.decode(errors="replace")
+            if fmt != FORMAT:
+                raise _fail(path, f"foreign HDF5 file, not an snnbench table (format attribute {fmt!r}, expected {FORMAT!r})")
+            version = int(f.attrs.get("schema_version", -1))
+            if version > SCHEMA_VERSION:
+                raise _fail(path, f"written by a newer snnbench (schema version {version} > {SCHEMA_VERSION}); upgrade snnbench")
+            if version < 1:
+                raise _fail(path, f"corrupt table (schema_version {version})")
+            yield f
     except TableError:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
@@ -208,16 +226,7 @@ def _h5_reason(err: BaseException) -> str:
 
 
 def _read(path: Path, f: h5py.File) -> Table:
-    fmt = f.attrs.get("format")
-    if isinstance(fmt, bytes):
-        fmt = fmt.decode(errors="replace")
-    if fmt != FORMAT:
-        raise _fail(path, f"foreign HDF5 file, not an snnbench table (format attribute {fmt!r}, expected {FORMAT!r})")
-    version = int(f.attrs.get("schema_version", -1))
-    if version > SCHEMA_VERSION:
-        raise _fail(path, f"written by a newer snnbench (schema version {version} > {SCHEMA_VERSION}); upgrade snnbench")
-    if version < 1:
-        raise _fail(path, f"corrupt table (schema_version {version})")
+    """The table in ``f``, whose header :func:`_table_file` checked."""
     attrs = {k: _attr(v) for k, v in f.attrs.items()}
     cg = f["cells"]
     cells = {name: cg[name][()] for name in ("index", "matrix", "hash", "kind", "raw_forward", "raw_backward")}
@@ -574,9 +583,10 @@ class TableWriter:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(os.path.realpath(path))  # a link's target: one lock and journal however it is reached
         self.journal_path = journal_path(self.path)
-        if self.path.exists():  # no lock file is left beside a file that is refused (checked again under the lock)
+        if self.path.exists():  # no lock file is left beside a foreign or read-only file (read under the lock)
             _check_writable(self.path)
-            open_table(self.path)
+            with _table_file(self.path):
+                pass
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.path.with_name(self.path.name + ".lock"), "a")
         try:
