@@ -638,11 +638,11 @@ def test_cli(table: Path, bench: Benchmark, tmp_path: Path) -> None:
                           (["compare", "--budget", "10", "--algorithms", ""], "algorithm: none given"),
                           (["compare", "--budget", "10", "--algorithms", "score_train:"], "got 'score_train:'"),
                           (["query", "[[0,3,0,2],[0,0,3],[0,0,0,3],[0,0,0,0]]"], "got rows of lengths [4, 3, 4, 4]"),
-                          (["compare", "--budget", "nan"], "positive finite number"),
+                          (["compare", "--budget", "nan"], "Invalid value for '--budget': nan is not a finite number."),
                           (["compare", "--budget", "10", "--score-cost", "sahd"], "expected METRIC=SECONDS"),
                           (["compare", "--budget", "10", "--score-cost", "sahd=-1"], "expected METRIC=SECONDS"),
                           (["compare", "--budget", "10", "--score-cost", "nope=1"], "score: 'nope' not in the view"),
-                          (["compare", "--budget", "inf"], "positive finite number")):
+                          (["compare", "--budget", "inf"], "Invalid value for '--budget': inf is not a finite number.")):
         if "--table" not in args:
             args = [*args, "--table", str(table)]
         r = run(main, args)
@@ -843,6 +843,6 @@ def test_report_cli(table: Path, tmp_path: Path) -> None:
     assert r.exit_code == 2 and "Traceback" not in r.output and not (tmp_path / "d").exists()
     for args, message in ((["--replay-scores", "nope"], "score: 'nope' not in the view"),
                           (["--algorithms", "magic"], "algorithm"), (["--score", "nope"], "score: 'nope'"),
-                          (["--budget", "nan"], "positive finite number")):  # refused before any figure is made
+                          (["--budget", "nan"], "Invalid value for '--budget': nan is not a finite number.")):  # refused before any figure is made
         r = run(main, ["report", "--table", str(table), "--out", str(tmp_path / "e"), *args])
         assert r.exit_code == 2 and message in r.output and not (tmp_path / "e").exists(), r.output

@@ -460,6 +460,7 @@ def test_info_reports_coverage_and_statistics(reference: Path, tmp_path: Path) -
     (["--gpus-per-task", "nan"], "Invalid value for '--gpus-per-task': nan is not a finite number."),
     (["--fold-seconds", "0"], "Invalid value for '--fold-seconds': 0.0 is not in the range x>0."),
     (["--fold-seconds", "inf"], "Invalid value for '--fold-seconds': inf is not a finite number."),
+    (["--val-fraction", "nan"], "Invalid value for '--val-fraction': nan is not a finite number."),
     (["--dataset", "mnist"], "unknown dataset 'mnist': use one of digits, cifar10, cifar100, tinyimagenet or a path to a "
                              "train .npz file"),
     (["--score-seeds", "0-99999999999"], "seeds: at most 10,000 seeds in one list, got '0-99999999999'"),

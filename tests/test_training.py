@@ -228,6 +228,7 @@ def test_cli_train_json():
         (["0303 0033 0003 0000", "--dataset", "cifar10", "--data-dir", "{tmp}"], "--download"),
         (["0303 0033 0003 0000", "--dataset", "mnist"], "unknown dataset 'mnist'"),
         (["0303 0033 0003 0000", "--epochs", "0"], "Error: "),
+        (["0303 0033 0003 0000", "--lr", "inf"], "Invalid value for '--lr': inf is not a finite number."),
         (["0303 0033 0003 0000", "--train-images", "50", "--checkpoint", "{tmp}/no/ck.pt"], "/no' of "),
     ],
 )

@@ -109,7 +109,7 @@ def _sigterm_interrupts() -> Iterator[None]:
 @click.option("--dataset-name", default=None, help="Name an .npz dataset in the table (default: its absolute path); "
               "the table also records the sha256 of its files.")
 @click.option("--data-dir", type=NonEmptyPath(file_okay=False), default=None, help="Folder holding the dataset files (default: $SNNBENCH_DATA_DIR or ~/.cache/snnbench/data).")
-@click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1, show_default=True, help="Share of training images held out for validation.")
+@click.option("--val-fraction", type=FiniteFloatRange(0.0, 1.0, max_open=True), default=0.1, show_default=True, help="Share of training images held out for validation.")
 @click.option("--split-seed", type=SEED, default=0, show_default=True, help="Seed of the validation split.")
 @click.option("--kind", type=click.Choice(KINDS), default=DEFAULTS["kind"], show_default=True, help="Cell space to draw cells from.")
 @click.option("--preset", type=click.Choice(["paper", "bench"]), default=DEFAULTS["preset"], show_default=True, help="Skeleton widths.")

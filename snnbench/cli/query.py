@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from snnbench.cli.common import SEED, NonEmptyPath, echo_json, matrix_argument
+from snnbench.cli.common import SEED, FiniteFloatRange, NonEmptyPath, echo_json, matrix_argument
 
 table_option = click.option("--table", "table", type=NonEmptyPath(dir_okay=False), default=None,
                             help="Table file (default: $SNNBENCH_TABLE, else the default build output, else the table "
@@ -134,7 +134,7 @@ def replay(table: str | None, score_protocol: str | None, train_protocol: str | 
 @_view
 @click.option("--algorithms", default="random,evolution,local,reinforce,score_train", show_default=True,
               help="Comma-separated: random, evolution, local, reinforce, score_train, score_train:METRIC.")
-@click.option("--budget", type=click.FloatRange(min=0, min_open=True), required=True, help="Simulated seconds per run.")
+@click.option("--budget", type=FiniteFloatRange(min=0, min_open=True), required=True, help="Simulated seconds per run.")
 @click.option("--runs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--score", default="sahd", show_default=True, help="Score used by score_train.")
 @click.option("--candidates", type=click.IntRange(min=1), default=100, show_default=True, help="score_train: cells scored.")
@@ -237,7 +237,7 @@ def correlate(table: str | None, score_protocol: str | None, train_protocol: str
 @click.option("--replay-scores", default=None, help="Comma-separated scores for the replay (default: every score).")
 @click.option("--algorithms", default="random,evolution,local,reinforce,score_train", show_default=True,
               help="Comma-separated: random, evolution, local, reinforce, score_train, score_train:METRIC.")
-@click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--budget", type=FiniteFloatRange(min=0, min_open=True), default=None,
               help="Simulated seconds per search run (default: training 10% of the searchable cells).")
 @click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--score", default="sahd", show_default=True, help="Score used by score_train.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from snnbench.cli.common import SEED, NonEmptyPath, echo_json, matrix_argument, parse_matrix
+from snnbench.cli.common import SEED, FiniteFloatRange, NonEmptyPath, echo_json, matrix_argument, parse_matrix
 from snnbench.data import load_dataset
 from snnbench.scores import resolve_device
 from snnbench.training import PRESETS, network_config_for, train_cell, train_config
@@ -18,7 +18,7 @@ from snnbench.training import PRESETS, network_config_for, train_cell, train_con
 @click.option("--preset", type=click.Choice(PRESETS), default="bench", show_default=True, help="Skeleton and budget.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the preset's epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=None)
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default=None, help="Override the preset's optimiser.")
 @click.option("--timesteps", type=click.IntRange(min=1), default=None, help="Override T.")
 @click.option("--pool", type=click.IntRange(min=1), default=None, help="Override the final p x p pool (AP4: 4).")
