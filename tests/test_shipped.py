@@ -226,3 +226,23 @@ def test_trained_spikes_per_layer_match_each_cells_edges_and_total(name) -> None
     assert [int(n) for n in np.isfinite(spikes).sum(1)] == [2 * edges[h] + 3 for h in p.hash]
     assert np.array_equal(np.isfinite(spikes), np.isfinite(rate)) and (rate[np.isfinite(rate)] <= 1).all()
     np.testing.assert_allclose(np.nansum(spikes, 1), p.columns["spikes_per_image"], rtol=1e-9)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_readme_and_results_quote_each_tables_size_and_trained_cells(name) -> None:
+    """The hand-written figures of README.md and docs/results.md (size, trained cells) are those of the file."""
+    path = SHIPPED[name]
+    if not path.exists():
+        pytest.skip(f"no shipped {name} table in this checkout")
+    root = Path(__file__).resolve().parents[1]
+    readme, results = (root / "README.md").read_text(), (root / "docs/results.md").read_text()
+    train = _protocol(open_table(path), "train")
+    cells = f"{len(set(train.hash.tolist())):,}"
+    size = f"{path.stat().st_size / 1e6:.1f} MB"
+    assert f"`{name}.h5` ({size})" in readme
+    assert f"Train protocol `{train.id}`: **{cells} cells**" in results
+    if name == "digits":
+        assert f"({cells} cells so far" in readme or f"all {cells}" in readme
+        assert f"## The shipped `digits` table (`snnbench/tables/digits.h5`, {size})" in results
+    else:
+        assert f"{cells} so far" in readme
