@@ -244,5 +244,8 @@ def test_readme_and_results_quote_each_tables_size_and_trained_cells(name) -> No
     if name == "digits":
         assert f"({cells} cells so far" in readme or f"all {cells}" in readme
         assert f"## The shipped `digits` table (`snnbench/tables/digits.h5`, {size})" in results
+        test = Benchmark(path).accuracy["test"]
+        hours = np.sum(train.columns["seconds"]) / 3600
+        assert f"Mean test accuracy {np.nanmean(test):.3f} ({np.nanmean(test):.4f}). {hours:.2f} worker-hours" in results
     else:
         assert f"{cells} so far" in readme
