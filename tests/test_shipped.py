@@ -35,6 +35,13 @@ def cifar():
     return open_table(SHIPPED["cifar10"])
 
 
+def _shipped(request, name):
+    """The shipped table ``name`` (the module's open copy), or a skip when this checkout lacks it."""
+    if not SHIPPED[name].exists():
+        pytest.skip(f"no shipped {name} table in this checkout")
+    return request.getfixturevalue({"digits": "table", "cifar10": "cifar"}[name])
+
+
 def _protocol(table, type_):
     (p,) = [p for p in table.protocols.values() if p.type == type_]
     return p
@@ -212,13 +219,11 @@ def test_cifar10_trainings_are_a_hash_order_prefix_of_the_recorded_stratified_sa
     assert (train.columns["test_acc"] > 0.2).all() and (train.columns["test_acc"] <= 1).all()  # all learned (chance: 0.1)
 
 
-@pytest.mark.parametrize("name", ["digits", "cifar10"])
-def test_trained_spikes_per_layer_match_each_cells_edges_and_total(name) -> None:
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_trained_spikes_per_layer_match_each_cells_edges_and_total(request, name) -> None:
     """Per-layer spike slots: one per LIF the cell's network has (two per convolution edge of the pruned matrix,
     one in each of the two cells, plus lif1..3) and they add up to the row's total."""
-    if not SHIPPED[name].exists():
-        pytest.skip(f"no shipped {name} table in this checkout")
-    p = _protocol(open_table(SHIPPED[name]), "train")
+    p = _protocol(_shipped(request, name), "train")
     spikes, rate = p.columns["spike_layers/spikes_per_image"], p.columns["spike_layers/rate"]
     sp, convs = space(), [OPS.index("conv1x1"), OPS.index("conv3x3")]
     index_of = {h: u for u, h in enumerate(sp.hashes)}
@@ -229,14 +234,12 @@ def test_trained_spikes_per_layer_match_each_cells_edges_and_total(name) -> None
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
-def test_readme_and_results_quote_each_tables_size_and_trained_cells(name) -> None:
+def test_readme_and_results_quote_each_tables_size_and_trained_cells(request, name) -> None:
     """The hand-written figures of README.md and docs/results.md (size, trained cells) are those of the file."""
+    train = _protocol(_shipped(request, name), "train")
     path = SHIPPED[name]
-    if not path.exists():
-        pytest.skip(f"no shipped {name} table in this checkout")
     root = Path(__file__).resolve().parents[1]
     readme, results = (root / "README.md").read_text(), (root / "docs/results.md").read_text()
-    train = _protocol(open_table(path), "train")
     cells = f"{len(set(train.hash.tolist())):,}"
     size = f"{path.stat().st_size / 1e6:.1f} MB"
     assert f"`{name}.h5` ({size})" in readme
