@@ -6,8 +6,9 @@ Invariants
   score-based search, the score). Proposals are matrices; each is mapped to its unique cell, so an
   unpruned or isomorphic proposal of a cell already trained (or scored) costs nothing the second time.
 * The clock only advances by stored times: training a cell costs its mean stored ``train_seconds``,
-  scoring it its mean stored score ``seconds`` (the time of every metric of the score protocol, computed
-  together) unless a ``score_cost`` per cell is given (e.g. one metric's own measured time). A run stops
+  scoring it the score's own stored time (``metric_seconds/METRIC``) where the table holds it for every cell,
+  else the score row's ``seconds`` (every metric of the protocol, computed together; never a mix: see
+  :meth:`Benchmark.scoring_seconds`), unless a ``score_cost`` per cell is given. A run stops
   before the evaluation that would pass the budget, or when the whole space has been trained, or (a policy
   that has converged: REINFORCE) after ``max_stall`` free repeats in a row. Random search, evolution's children and local search's
   restarts only propose cells not yet trained, so they spend the whole budget.
@@ -105,7 +106,8 @@ class Oracle:
     history: list[tuple[float, int, float]] = field(default_factory=list)  # (time, cell, observed) per new training
     max_stall: int = 1000  # repeat trainings in a row (free) after which a run ends: it is cycling
     stall: int = 0
-    score_cost: float | None = None  # seconds per scored cell; None: the stored score seconds
+    score_cost: float | None = None  # seconds per scored cell; None: the stored ones (see score_charge)
+    score_charge: str | None = field(default=None, init=False)  # "given", or the stored column a scored cell costs
 
     def __post_init__(self) -> None:
         b = self.bench
@@ -118,9 +120,12 @@ class Oracle:
             b.check_scores([self.score])
             ok &= ~np.isnan(b.scores[self.score])
             if self.score_cost is None:
-                ok &= np.isfinite(b.score_seconds)
+                self._score_seconds, self.score_charge = b.scoring_seconds(self.score)
+                ok &= np.isfinite(self._score_seconds)
             elif not (is_real(self.score_cost) and self.score_cost >= 0):
                 raise ValueError(f"score cost: expected seconds >= 0, got {self.score_cost!r}")
+            else:
+                self.score_charge = "given"
         self.space = np.flatnonzero(ok)
         if not len(self.space):
             raise ValueError(f"search: no {self.kind} cell of {b.path} holds {self.split} accuracy and training time")
@@ -165,7 +170,7 @@ class Oracle:
         """Stored score of cell ``u``; charges its scoring time the first time only."""
         if u in self.scored:
             return self.scored[u]
-        cost = float(self.bench.score_seconds[u]) if self.score_cost is None else self.score_cost
+        cost = float(self._score_seconds[u]) if self.score_cost is None else self.score_cost
         if self.clock + cost > self.budget:
             raise BudgetExhausted
         self.clock += cost
@@ -402,8 +407,8 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
 
     An entry ``"score_train:METRIC"`` runs ``score_train`` by that score (plain ``score_train`` uses ``score``),
     so one comparison can hold the paper's search under several scores. ``score_costs[METRIC]``: seconds charged
-    per cell scored by METRIC (each entry's is in its ``score_cost``; absent: the stored score seconds, which
-    time every metric of the protocol together). ``progress``: a bar of runs on stderr (``None``: on a terminal;
+    per cell scored by METRIC (each entry's is in its ``score_cost``; absent: the stored ones, and its
+    ``score_charge`` names the column, see :meth:`Benchmark.scoring_seconds`). ``progress``: a bar of runs on stderr (``None``: on a terminal;
     :mod:`api.progress`).
     """
     check_budget(budget)
@@ -419,7 +424,7 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
     bar = progress_bar(len(entries) * runs, "compare", "run", progress)
     for entry, name, metric in entries:
         cost = (score_costs or {}).get(metric) if name == "score_train" else None
-        finals, curves, trained, spent = [], [], [], []
+        finals, curves, trained, spent, charge = [], [], [], [], None
         bar.set_postfix_str(entry)
         for r in range(runs):
             o = run(bench, name, budget, seed + r, split=split, score=metric, kind=kind, score_cost=cost,
@@ -430,6 +435,7 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
             finals.append(curve[-1])
             trained.append(len(o.trained))
             spent.append(o.clock)
+            charge = o.score_charge
         finals_a = np.array(finals)
         ok = np.isfinite(finals_a)
         out["algorithms"][entry] = {
@@ -437,6 +443,7 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
             "final_std": float(finals_a[ok].std()) if ok.any() else None,
             "runs_with_result": int(ok.sum()),
             "trained_mean": float(np.mean(trained)), "seconds_mean": float(np.mean(spent)), "score_cost": cost,
+            "score_charge": charge,
             # a mean over every run, so None until each run has trained a cell (no early bias to quick runs)
             "curve_mean": [float(c.mean()) if np.isfinite(c).all() else None for c in np.array(curves).T],
         }

@@ -28,7 +28,7 @@ import numpy as np
 
 from api.lookup import Key, cell_key
 from snnbench.space import Cell, to_text
-from snnbench.table import (SHIPPED, SPIKE_LAYERS, Protocol, Table, dataset_matches, default_table_path, open_table, shipped_table,
+from snnbench.table import (METRIC_SECONDS, SHIPPED, SPIKE_LAYERS, Protocol, Table, dataset_matches, default_table_path, open_table, shipped_table,
                             table_datasets)
 
 _KINDS = ("forward", "backward")
@@ -316,6 +316,10 @@ class Benchmark:
         self._metrics = list(s.proto.settings.get("score", {}).get("metrics", self.scores)) if s else []
         #: seconds the score protocol spent per cell (all its metrics), mean over seeds
         self.score_seconds: np.ndarray = s.mean.get("seconds", nan) if s else nan
+        #: ``{metric: float64 [U]}`` seconds one metric alone took per cell (metrics sharing a pass: the pass's
+        #: time), mean over seeds; NaN for rows scored before the table stored it
+        self.metric_seconds: dict[str, np.ndarray] = {m: s.mean.get(METRIC_SECONDS + m, nan) if s else nan
+                                                      for m in self.scores}
         curves = t.mean if t else {}
         #: ``{split: float64 [U]}`` final accuracy, mean over seeds
         self.accuracy: dict[str, np.ndarray] = {split: _final_accuracy(curves, split, n) for split in ("train", "val", "test")}
@@ -349,7 +353,7 @@ class Benchmark:
             pos = {name: j for j, name in enumerate(c.names)}.get
             at = lambda name: pos(name, -1)  # noqa: E731  (-1: the None appended to a row)
             if c is s:
-                extra: Any = [(m, at("scores/" + m), at("singular/" + m)) for m in self._metrics]
+                extra: Any = [(m, at("scores/" + m), at("singular/" + m), at(METRIC_SECONDS + m)) for m in self._metrics]
             else:
                 extra = tuple(at(k) for k in ("_train_acc", "val_acc", "test_acc", "spikes_per_image", "spike_rate"))
             c.fast = (at("_has"), at("_start"), at("_end"), at("seconds" if c is s else "train_seconds"), at("params"), extra)
@@ -426,6 +430,17 @@ class Benchmark:
             what = f"{', '.join(map(repr, missing))} not in the view" if missing else "no score name given"
             raise ValueError(f"score: {what} (scores: {', '.join(self.scores) or 'none'})")
 
+    def scoring_seconds(self, metric: str) -> tuple[np.ndarray, str]:
+        """Seconds per cell that scoring by ``metric`` costs, and the column they come from: the metric's own
+        (``metric_seconds/METRIC``) when every cell holding its score has it, else the whole score row's
+        (``seconds``, all the protocol's metrics): never a mix of the two."""
+        self.check_scores([metric])
+        own = self.metric_seconds[metric]
+        held = ~np.isnan(self.scores[metric])
+        if held.any() and np.isfinite(own[held]).all():
+            return own, METRIC_SECONDS + metric
+        return self.score_seconds, "seconds"
+
     def accuracy_by_seed(self, split: str = "test") -> tuple[list[int], np.ndarray]:
         """Final ``split`` accuracy of every view cell per training seed: ``(seeds, float64 [U, len(seeds)])``,
         seeds ascending, NaN where a cell has no row for that seed (``accuracy[split]`` is its row mean)."""
@@ -478,6 +493,7 @@ class Benchmark:
         get = sv.get
         rec["scores"] = {m: get("scores/" + m) for m in self._metrics}
         rec["singular"] = {m: (None if get("singular/" + m) is None else bool(sv["singular/" + m])) for m in self._metrics}
+        rec["metric_seconds"] = {m: get(METRIC_SECONDS + m) for m in self._metrics}
         rec["accuracy"] = {"train": tv.get("_train_acc"), "val": tv.get("val_acc"), "test": tv.get("test_acc")}
         rec["curves"] = curves
         params = tv.get("params")
@@ -509,6 +525,7 @@ class Benchmark:
         missing, seeds = [], {}
         scores = dict.fromkeys(self._metrics)
         singular = dict.fromkeys(self._metrics)
+        metric_seconds = dict.fromkeys(self._metrics)
         curves = params = spikes = train_seconds = score_seconds = None
         accuracy = {"train": None, "val": None, "test": None}
         if s is not None:
@@ -519,9 +536,10 @@ class Benchmark:
             has, start, end, seconds, param, metric_pos = s.fast
             if not r[has]:
                 missing.append(s.id)
-            for m, j, k in metric_pos:
+            for m, j, k, q in metric_pos:
                 scores[m] = r[j]
                 singular[m] = None if r[k] is None else r[k] != 0.0
+                metric_seconds[m] = r[q]
             score_seconds, params = r[seconds], r[param]
             seeds["score"] = s.seed_list[int(r[start]):int(r[end])]
         if t is not None:
@@ -546,6 +564,7 @@ class Benchmark:
                 spikes = {"per_image": r[per_image], "rate": r[rate], "layers": self._mean_layers(u)}
             seeds["train"] = t.seed_list[int(r[start]):int(r[end])]
         rec["scores"], rec["singular"], rec["accuracy"], rec["curves"] = scores, singular, accuracy, curves
+        rec["metric_seconds"] = metric_seconds
         rec["params"] = None if params is None else int(params)
         rec["spikes"], rec["train_seconds"], rec["score_seconds"] = spikes, train_seconds, score_seconds
         rec["seeds"] = {c.proto.type: seeds[c.proto.type] for c in self._columns}
@@ -605,6 +624,7 @@ class Benchmark:
         data.update({f"score_{m}": v for m, v in self.scores.items()})
         data.update({f"{split}_acc": v for split, v in self.accuracy.items()})
         data.update({"params": self.params, "train_seconds": self.train_seconds, "score_seconds": self.score_seconds})
+        data.update({f"metric_seconds_{m}": v for m, v in self.metric_seconds.items()})
         if self._train is not None:
             for name in ("spikes_per_image", "spike_rate"):
                 if name in self._train.mean:

@@ -62,7 +62,8 @@ def _names(bench: Benchmark, scores: Sequence[str] | None) -> list[str]:
 def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | None = None,
               fractions: Sequence[float] = DEFAULT_FRACTIONS, source: Benchmark | None = None,
               bootstrap: int = 0, seed: int = 0, progress: bool | None = False) -> dict[str, Any]:
-    """Per score: cells used, Kendall tau, Spearman rho (with p-values), top-k precision, seconds per cell;
+    """Per score: cells used, Kendall tau, Spearman rho (with p-values), top-k precision, seconds per cell (and
+    the column they come from, :meth:`Benchmark.scoring_seconds`);
     with ``bootstrap`` resamples also ``kendall_tau_ci`` and ``spearman_rho_ci`` (95%, see the module);
     ``seed_agreement``: the accuracies of two seeds against each other (:func:`seed_agreement`).
     ``progress``: a bar of the resamples on stderr (``None``: on a terminal; :mod:`api.progress`).
@@ -77,15 +78,16 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
         raise ValueError(f"bootstrap: expected a number of resamples >= 0, got {bootstrap!r}")
     origin = source if source is not None else bench
     names = _names(origin, scores)
+    costs = {m: origin.scoring_seconds(m) for m in names}
     if source is None:
-        table, seconds = bench.scores, bench.score_seconds
+        table, seconds = bench.scores, {m: c[0] for m, c in costs.items()}
     else:
         ua, ub = matched(bench, source)
         table = {m: np.full(len(bench), np.nan) for m in names}
-        seconds = np.full(len(bench), np.nan)
+        seconds = {m: np.full(len(bench), np.nan) for m in names}
         for m in names:
             table[m][ua] = source.scores[m][ub]
-        seconds[ua] = source.score_seconds[ub]
+            seconds[m][ua] = costs[m][0][ub]
     acc = bench.accuracy[split]
     out: dict[str, Any] = {"table": str(bench.path), "protocols": bench.protocol_ids, "split": split, "scores": {}}
     if source is not None:
@@ -102,7 +104,7 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
     for m in names:
         ok = np.isfinite(acc) & ~np.isnan(table[m])  # -inf (singular kernel) ranks lowest
         s, a = table[m][ok], acc[ok]
-        row: dict[str, Any] = {"cells": int(ok.sum()), "seconds_per_cell": _mean(seconds[ok])}
+        row: dict[str, Any] = {"cells": int(ok.sum()), "seconds_per_cell": _mean(seconds[m][ok]), "seconds_column": costs[m][1]}
         if len(s) >= 2:
             tau = stats.kendalltau(s, a)
             rho = stats.spearmanr(s, a)

@@ -31,7 +31,8 @@ def synthetic_table(path: Path, seed: int = 0) -> None:
     score = Protocol(protocol_id("score", s_settings), "score", s_settings, hash=hashes, seed=np.zeros(u, np.int64), columns={
         "scores/sahd": quality + rng.normal(size=u), "scores/hd": quality + 2 * rng.normal(size=u),
         "singular/sahd": np.zeros(u, bool), "singular/hd": np.zeros(u, bool),
-        "params": rng.integers(1000, 5000, size=u), "seconds": rng.uniform(0.5, 1.5, size=u)})
+        "params": rng.integers(1000, 5000, size=u), "seconds": rng.uniform(0.5, 1.5, size=u),
+        "metric_seconds/sahd": np.full(u, 0.1), "metric_seconds/hd": np.full(u, 0.1)})
     t_settings = {"synthetic": True, "train": {"epochs": 4}, "dataset": {"name": "synthetic"}}
     final = 1 / (1 + np.exp(-quality))
     curves = final[:, None] * np.linspace(0.4, 1.0, 4)[None]

@@ -48,6 +48,7 @@ def score_values(result: dict[str, Any]) -> dict[str, Any]:
         values[f"scores/{m}"] = float(v)
         values[f"batch_scores/{m}"] = [float(x) for x in result["batch_scores"][m]]
         values[f"singular/{m}"] = bool(result["singular"][m])
+        values[f"metric_seconds/{m}"] = float(result["seconds"][m])
     return values
 
 

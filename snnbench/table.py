@@ -47,6 +47,9 @@ _KIND_LABELS = ("forward", "backward")
 _KEY_COLUMNS = ("cell", "seed")
 #: Wall-clock columns: not reproducible, so two computations of the same row may differ in them only.
 WALL_CLOCK = ("seconds", "train_seconds", "curves/epoch_seconds")
+#: Prefix of the per-metric scoring seconds ``metric_seconds/<metric>``: wall clock too, and the one optional
+#: column family (rows scored before it was stored lack it and read NaN).
+METRIC_SECONDS = "metric_seconds/"
 PROTOCOL_TYPES = ("score", "train")
 
 
@@ -145,9 +148,17 @@ class Protocol:
         fresh = self._pending
         if not fresh:
             return
-        names = sorted(fresh[0]["values"])
-        new_cols = {n: _column(n, [r["values"][n] for r in fresh]) for n in names}
-        columns = {n: (_concat(n, self.columns[n], c) if n in self.columns else c) for n, c in new_cols.items()}
+        optional = sorted({n for r in fresh for n in r["values"] if n.startswith(METRIC_SECONDS)}
+                          | {n for n in self.columns if n.startswith(METRIC_SECONDS)})
+        new_cols = {n: _column(n, [r["values"][n] for r in fresh]) for n in _required(fresh[0]["values"])}
+        new_cols.update({n: np.array([r["values"].get(n, np.nan) for r in fresh], dtype=np.float64) for n in optional})
+        columns = {}
+        for n, c in sorted(new_cols.items()):
+            if n in self.columns:
+                c = _concat(n, self.columns[n], c)
+            elif len(self.hash):  # an optional column the stored rows lack
+                c = np.concatenate([np.full(len(self.hash), np.nan), c])
+            columns[n] = c
         self.hash = np.concatenate([self.hash, np.array([r["hash"] for r in fresh], dtype="S16")])
         self.seed = np.concatenate([self.seed, np.array([int(r["seed"]) for r in fresh], dtype=np.int64)])
         self.columns, self._pending = columns, []
@@ -322,7 +333,17 @@ def _known_ndim(name: str) -> int:
     group = name.split("/", 1)[0] if "/" in name else None
     if group in ("curves", "batch_scores", "spike_layers"):
         return 2
-    return 1 if group in ("scores", "singular") or name in _NUMBERS_1D else 0
+    return 1 if group in ("scores", "singular", "metric_seconds") or name in _NUMBERS_1D else 0
+
+
+def is_wall_clock(name: str) -> bool:
+    """Whether a column holds wall-clock seconds (:data:`WALL_CLOCK` or :data:`METRIC_SECONDS`)."""
+    return name in WALL_CLOCK or name.startswith(METRIC_SECONDS)
+
+
+def _required(names: Iterable[str]) -> list[str]:
+    """The column names every row of a protocol must carry: all but the optional :data:`METRIC_SECONDS` ones."""
+    return sorted(n for n in names if not n.startswith(METRIC_SECONDS))
 
 
 def _check_unique(path: Path, pid: str, cell: np.ndarray, seed: np.ndarray, cell_hash: np.ndarray) -> None:
@@ -437,7 +458,8 @@ def add_rows(proto: Protocol, records: Iterable[Mapping[str, Any]]) -> int:
     """Add records (``{"hash", "seed", "values": {column: value}}``) whose key is new; returns rows added.
 
     Every record of a protocol must carry the same columns (a mismatch raises ``ValueError`` and adds
-    nothing). Rows are buffered; :meth:`Protocol.settle` turns them into columns.
+    nothing), except the optional :data:`METRIC_SECONDS` ones: numbers, NaN in the rows that lack them.
+    Rows are buffered; :meth:`Protocol.settle` turns them into columns.
     """
     seen = proto.done()
     fresh: list[dict[str, Any]] = []
@@ -450,11 +472,15 @@ def add_rows(proto: Protocol, records: Iterable[Mapping[str, Any]]) -> int:
     if not fresh:
         return 0
     stored: Mapping[str, Any] = proto._pending[0]["values"] if proto._pending else (proto.columns if len(proto.hash) else fresh[0]["values"])
-    names = sorted(stored)
+    names = _required(stored)
     for r in fresh:
-        if sorted(r["values"]) != names:
-            raise ValueError(f"protocol {proto.id}: record for cell {r['hash']} has columns {sorted(r['values'])}, "
+        if _required(r["values"]) != names:
+            raise ValueError(f"protocol {proto.id}: record for cell {r['hash']} has columns {_required(r['values'])}, "
                              f"stored rows have {names}")
+        odd = [n for n, v in r["values"].items() if n.startswith(METRIC_SECONDS) and not _is_number(v)]
+        if odd:
+            raise ValueError(f"protocol {proto.id}: record for cell {r['hash']}: column {odd[0]!r} holds "
+                             f"{r['values'][odd[0]]!r}, expected seconds (a number)")
     proto._pending.extend(fresh)
     seen.update(keys)
     return len(fresh)
@@ -464,6 +490,10 @@ def add_rows(proto: Protocol, records: Iterable[Mapping[str, Any]]) -> int:
 
 
 _DS_OPTS = dict(compression="gzip", compression_opts=4, shuffle=True, fletcher32=True)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _dataset(g: h5py.Group, name: str, data: np.ndarray) -> h5py.Dataset:
@@ -792,7 +822,7 @@ def merge_tables(out: str | os.PathLike[str], inputs: Sequence[str | os.PathLike
     Every input must hold the same protocols (same ids, i.e. same settings) sliced the same way; with
     ``union`` a protocol may be missing from some inputs (e.g. a GPU training run joined to a score table)
     and is built from those that hold it. Rows are united; a row present in several inputs must hold the same
-    values in each (except :data:`WALL_CLOCK` columns: taken from the first). ``out`` must not exist.
+    values in each (except wall-clock columns, :func:`is_wall_clock`: taken from the first). ``out`` must not exist.
     """
     out = Path(out)
     if not inputs:
@@ -867,7 +897,7 @@ def _same_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _check_agree(pid: str, a: Table, b: Table) -> None:
     """Refuse rows that ``a`` and ``b`` both hold for protocol ``pid`` with different values; the wall-clock
-    columns (:data:`WALL_CLOCK`) of two identical computations differ and are not compared."""
+    columns (:func:`is_wall_clock`) of two identical computations differ and are not compared."""
     pa, pb = a.protocols[pid], b.protocols[pid]
     row_of = {key: i for i, key in enumerate(zip(pa.hash.tolist(), pa.seed.tolist()))}
     pairs = [(row_of[key], j) for j, key in enumerate(zip(pb.hash.tolist(), pb.seed.tolist())) if key in row_of]
@@ -875,7 +905,7 @@ def _check_agree(pid: str, a: Table, b: Table) -> None:
         return
     ia, ib = np.array(pairs).T
     for name in sorted(set(pa.columns) | set(pb.columns)):
-        if name in WALL_CLOCK:
+        if is_wall_clock(name):
             continue
         if name not in pa.columns or name not in pb.columns:
             same = np.zeros(len(ia), dtype=bool)
@@ -888,7 +918,7 @@ def _check_agree(pid: str, a: Table, b: Table) -> None:
 
 
 __all__ = [
-    "FORMAT", "SCHEMA_VERSION", "WALL_CLOCK", "Protocol", "Table", "TableError", "TableWriter", "add_rows", "default_table_path",
+    "FORMAT", "METRIC_SECONDS", "SCHEMA_VERSION", "WALL_CLOCK", "Protocol", "Table", "TableError", "TableWriter", "add_rows", "default_table_path",
     "SHIPPED", "SPIKE_LAYERS", "spike_layer_values", "table_datasets",
-    "iter_records", "merge_shards", "merge_tables", "open_table", "protocol_id", "records_equal", "settings_diff", "write_table",
+    "is_wall_clock", "iter_records", "merge_shards", "merge_tables", "open_table", "protocol_id", "records_equal", "settings_diff", "write_table",
 ]

@@ -28,3 +28,21 @@ def tiny_table() -> Path:
     result = CliRunner().invoke(main, ["build", str(path), *TINY_BUILD], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return path
+
+
+def without_metric_seconds(src: Path, dst: Path, rows: int | None = None) -> Path:
+    """A copy of table ``src`` at ``dst`` as builds before per-metric scoring seconds wrote it: the
+    ``metric_seconds/*`` columns dropped, or (``rows``) NaN in the first ``rows`` rows of each only."""
+    import numpy as np
+
+    from snnbench.table import METRIC_SECONDS, open_table, write_table
+
+    protocols = list(open_table(src).protocols.values())
+    for p in protocols:
+        for name in [n for n in p.columns if n.startswith(METRIC_SECONDS)]:
+            if rows is None:
+                del p.columns[name]
+            else:
+                p.columns[name][:rows] = np.nan
+    write_table(dst, protocols)
+    return dst

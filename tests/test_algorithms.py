@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from api_tables import tiny_table
+from api_tables import tiny_table, without_metric_seconds
 
 from api.algorithms import (ALGORITHMS, Oracle, compare, matrix_to_states, pair_options, run, state_index,
                             states_to_matrix, trajectory)
@@ -65,7 +65,7 @@ def test_no_cell_is_paid_for_twice_and_runs_are_reproducible(bench: Benchmark, n
         o = run(bench, name, budget, seed, split=OBSERVE, score="sahd", **_options(name, bench))
         cells = [u for _, u, _ in o.history]
         assert len(cells) == len(set(cells)) == len(o.trained)
-        paid = sum(bench.train_seconds[u] for u in cells) + sum(bench.score_seconds[u] for u in o.scored)
+        paid = sum(bench.train_seconds[u] for u in cells) + sum(bench.metric_seconds["sahd"][u] for u in o.scored)
         assert o.clock == pytest.approx(paid, rel=1e-12) and o.clock <= budget
         times = [t for t, _, _ in o.history]
         assert times == sorted(times)
@@ -275,6 +275,22 @@ def test_table_best_names_ties_and_the_best_reported_accuracy() -> None:
     assert best["tied"] == 3 and best["hash"] == b.hashes[space[0]] and best["val"] == 2.0
     assert best["test"] == pytest.approx(float(np.mean(test[space[:3]])))
     assert best["max_test"] == float(np.max(test[space]))
+
+
+def test_scoring_charges_the_metrics_own_stored_time_else_the_whole_rows(bench: Benchmark, tmp_path: Path) -> None:
+    """A scored cell costs its stored ``metric_seconds/METRIC`` when every cell has it, else (an older table, or one
+    row without it) the score row's ``seconds`` for every cell, never a mix; ``score_charge`` says which."""
+    legacy = Benchmark(without_metric_seconds(tiny_table(), tmp_path / "legacy.h5"))
+    mixed = Benchmark(without_metric_seconds(tiny_table(), tmp_path / "mixed.h5", rows=1))
+    assert (bench.metric_seconds["hd"] < bench.score_seconds).all()  # so the two charges tell apart
+    for b, m, charged, column in ((bench, "hd", bench.metric_seconds["hd"], "metric_seconds/hd"),
+                                  (legacy, "hd", bench.score_seconds, "seconds"), (mixed, "sahd", bench.score_seconds, "seconds")):
+        o = run(b, "score_train", 1e9, 0, split=OBSERVE, score=m, candidates=5, top=2)
+        assert o.score_charge == column and len(o.scored) == 5
+        assert o.clock == pytest.approx(sum(charged[u] for u in o.scored) + sum(b.train_seconds[u] for u in o.trained), rel=1e-12)
+        got = compare(b, [f"score_train:{m}", "random"], 1e9, 1, split=OBSERVE, options={"score_train": {"candidates": 5, "top": 2}})
+        assert got["algorithms"][f"score_train:{m}"]["score_charge"] == column and got["algorithms"]["random"]["score_charge"] is None
+    assert run(bench, "score_train", 1e9, 0, split=OBSERVE, score="hd", score_cost=0.5).score_charge == "given"
 
 
 def test_a_given_score_cost_is_charged_per_scored_cell(bench: Benchmark) -> None:

@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 import os
+import re
 import shutil
 import sys
 from collections import Counter
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from api_tables import TINY_BUILD, tiny_table
+from api_tables import TINY_BUILD, tiny_table, without_metric_seconds
 from click.testing import CliRunner
 
 from api.benchmark import Benchmark, CellNotFound, load, query, resolve_table
@@ -188,6 +189,11 @@ def test_record_values_equal_a_naive_read_of_the_file(table: Path, bench: Benchm
             else:  # a singular kernel's -inf is reported as None (documented in docs/api.md), never as a number
                 assert rec["scores"][m] is None and singular
         assert rec["score_seconds"] == pytest.approx(np.mean([v["seconds"] for _, v in score]), rel=1e-12)
+        for m in ("sahd", "hd"):  # each metric's own time: at most the row's, one pass for both spike kernels
+            own = [v[f"metric_seconds/{m}"] for _, v in score]
+            assert rec["metric_seconds"][m] == pytest.approx(np.mean(own), rel=1e-12)
+            assert all(0 < x <= v["seconds"] for x, (_, v) in zip(own, score))
+        assert rec["metric_seconds"]["sahd"] == rec["metric_seconds"]["hd"]
         for split, col in (("val", "val_acc"), ("test", "test_acc")):
             assert rec["accuracy"][split] == pytest.approx(np.mean([v[col] for _, v in train]), rel=1e-12)
         assert rec["accuracy"]["train"] == pytest.approx(np.mean([v["curves/train_acc"][-1] for _, v in train]), rel=1e-12)
@@ -216,6 +222,7 @@ def test_record_values_equal_a_naive_read_of_the_file(table: Path, bench: Benchm
                 assert one["scores"][m] == (v if np.isfinite(v) else None)
                 assert one["singular"][m] is bool(values[f"singular/{m}"])
             assert one["score_seconds"] == values["seconds"]
+            assert one["metric_seconds"] == {m: values[f"metric_seconds/{m}"] for m in bench.scores}
         json.dumps(rec, allow_nan=False)  # JSON-ready: no NaN, no numpy types
     with pytest.raises(CellNotFound, match="seed 99"):
         bench.query(bench.matrices[0], seed=99)
@@ -609,6 +616,37 @@ def test_scores_of_another_table_are_matched_by_hash(table: Path, bench: Benchma
     assert r.exit_code == 2 and "foreign.h5" in r.output and "Traceback" not in r.output
 
 
+def test_scoring_seconds_are_a_metrics_own_only_where_every_cell_holds_them(table: Path, bench: Benchmark,
+                                                                            tmp_path: Path) -> None:
+    """Per score, correlate and the report give the metric's own seconds when every scored cell has them, else
+    the whole score row's (marked): never a mix; records give None where a row lacks them."""
+    rows = _naive_rows(table)["score"]
+    for m in ("sahd", "hd"):
+        seconds, column = bench.scoring_seconds(m)
+        naive = [np.mean([v[f"metric_seconds/{m}"] for _, v in rows[h]]) for h in bench.hashes]
+        assert column == f"metric_seconds/{m}" and seconds == pytest.approx(naive, rel=1e-12)
+        r = correlate(bench, "test", [m])["scores"][m]
+        assert r["seconds_column"] == column and r["seconds_per_cell"] == pytest.approx(np.mean(naive), rel=1e-12)
+    text = report(bench, tmp_path / "own", title="own", sizes=(2,), trials=5, runs=1, budget=0, bootstrap=0).read_text()
+    assert "*" not in text.split("### Scores", 1)[1].split("###", 1)[0]  # no footnote: every score has its own time
+    legacy = Benchmark(without_metric_seconds(table, tmp_path / "legacy.h5"))
+    mixed = Benchmark(without_metric_seconds(table, tmp_path / "mixed.h5", rows=1))
+    for b in (legacy, mixed):
+        for m in ("sahd", "hd"):
+            seconds, column = b.scoring_seconds(m)
+            assert column == "seconds" and np.array_equal(seconds, bench.score_seconds)
+            assert correlate(b, "test", [m])["scores"][m]["seconds_per_cell"] == pytest.approx(np.mean(bench.score_seconds))
+    assert all(np.isnan(v).all() for v in legacy.metric_seconds.values())
+    assert all(r["metric_seconds"] == {"sahd": None, "hd": None} for r in legacy)
+    first = mixed.index_of_hash(open_table(tmp_path / "mixed.h5").protocols[bench.protocol_ids[0]].hash[0])
+    assert mixed.record(first)["metric_seconds"]["sahd"] is None and np.isnan(mixed.metric_seconds["sahd"][first])
+    others = [u for u in range(len(mixed)) if u != first]
+    assert np.array_equal(mixed.metric_seconds["sahd"][others], bench.metric_seconds["sahd"][others])
+    text = report(legacy, tmp_path / "r", title="legacy", sizes=(2,), trials=5, runs=1, budget=0, bootstrap=0).read_text()
+    r = correlate(legacy, "test")["scores"]["sahd"]
+    assert f"| {r['seconds_per_cell']:.3f}* |" in text and "\\* The score row's time, every metric" in text
+
+
 def test_plot_by_kind_draws_both_kinds(table: Path, tmp_path: Path) -> None:
     from api.plots import plot_by_kind
 
@@ -628,6 +666,9 @@ def test_cli(table: Path, bench: Benchmark, tmp_path: Path) -> None:
     assert r.exit_code == 0 and json.loads(r.output) == bench.query(text)
     r = run(main, ["query", text, "--table", str(table)])
     assert r.exit_code == 0 and bench.hashes[0] in r.output
+    rec = bench.query(text)
+    for m in ("sahd", "hd"):  # each score with its own seconds
+        assert re.search(rf"score {m} +\S+ .*\({rec['metric_seconds'][m]:.3f} s\)", r.output), r.output
     for args, message in ((["query", "0302", "0030", "3003", "0005"], "operation code"),
                           (["query", "0302 0030 3003 0000"], "lack it"),
                           (["query", "0302 0030 3003 0000", "--table", str(tmp_path / "x.h5")], "snnbench build"),
@@ -660,6 +701,10 @@ def test_cli(table: Path, bench: Benchmark, tmp_path: Path) -> None:
     assert r.exit_code == 0 and json.loads(r.output)["algorithms"]["score_train:hd"] == json.loads(json.dumps(compare(
         bench, ["score_train:hd"], 1e9, 2, options={"score_train": {"candidates": 4, "top": 1}},
         score_costs={"hd": 0.5})["algorithms"]["score_train:hd"]))
+    r = run(main, ["compare", "--table", str(table), "--budget", "1e9", "--runs", "1", "--algorithms", "score_train:hd,score_train:sahd",
+                   "--candidates", "4", "--top", "1", "--score-cost", "hd=0.5"])
+    assert r.exit_code == 0 and "score_train:hd: each scored cell charged 0.5 s given" in r.output
+    assert "score_train:sahd: each scored cell charged the stored metric_seconds/sahd" in r.output
     r = run(main, ["correlate", "--table", str(table), "--json"])
     assert r.exit_code == 0 and set(json.loads(r.output)["scores"]) == {"sahd", "hd"}
 

@@ -227,6 +227,47 @@ def _timed(records: list[dict], seconds: float) -> list[dict]:
     return [{**r, "values": {**r["values"], "seconds": seconds + k}} for k, r in enumerate(records)]
 
 
+def _own(records: list[dict], seconds: float) -> list[dict]:
+    """The records with per-metric scoring seconds ``metric_seconds/sahd`` (``seconds``, ``seconds + 1``, ...)."""
+    return [{**r, "values": {**r["values"], "metric_seconds/sahd": seconds + k}} for k, r in enumerate(records)]
+
+
+def test_per_metric_seconds_are_optional_and_read_nan_where_not_stored(tmp_path: Path) -> None:
+    """``metric_seconds/*`` may be absent from a protocol's older rows (or from some inputs of a merge): those
+    rows read NaN; every other column must still be carried by every row, and the optional ones hold numbers."""
+    old, new = _records(CELLS[:3]), _records(CELLS[3:])
+    pid = _write(tmp_path / "t.h5", old)  # a table built before the column existed
+    with TableWriter(tmp_path / "t.h5") as w:
+        w.add(pid, _own(new, 5.0))
+    p = open_table(tmp_path / "t.h5").protocols[pid]
+    want = {Cell.from_text(c).hash: np.nan for c in CELLS[:3]} | {r["hash"]: 5.0 + k for k, r in enumerate(new)}
+    got = dict(zip(p.hash.astype(str), p.columns["metric_seconds/sahd"].tolist()))
+    assert got.keys() == want.keys() and all(got[h] == want[h] or (np.isnan(got[h]) and np.isnan(want[h])) for h in want)
+    assert p.columns["metric_seconds/sahd"].dtype == np.float64
+    # the reverse: stored rows carry it, a new row does not
+    more = Cell.from_text("0001 0001 0001 0000").hash
+    with TableWriter(tmp_path / "t.h5") as w:
+        w.add(pid, [{"hash": more, "seed": 0, "values": old[0]["values"]}])
+    p = open_table(tmp_path / "t.h5").protocols[pid]
+    assert np.isnan(p.columns["metric_seconds/sahd"][p.hash.astype(str).tolist().index(more)]) and len(p) == 6
+    # a required column missing, or a non-number in an optional one: refused, nothing added
+    with TableWriter(tmp_path / "t.h5") as w:
+        broken = {k: v for k, v in old[1]["values"].items() if k != "params"}
+        with pytest.raises(ValueError, match="has columns"):
+            w.add(pid, [{"hash": old[1]["hash"], "seed": 1, "values": broken}])
+        with pytest.raises(ValueError, match=r"column 'metric_seconds/sahd' holds 'fast', expected seconds"):
+            w.add(pid, [{"hash": old[1]["hash"], "seed": 1, "values": {**old[1]["values"], "metric_seconds/sahd": "fast"}}])
+    assert len(open_table(tmp_path / "t.h5").protocols[pid]) == 6
+    # merge: an input without the column and one with it recomputed (wall clock: not compared, the first kept)
+    _write(tmp_path / "a.h5", old)
+    _write(tmp_path / "b.h5", _own(old + new, 9.0))
+    for first, second, expect in (("a", "b", np.nan), ("b", "a", 9.0)):
+        m = merge_tables(tmp_path / f"m{first}.h5", [tmp_path / f"{first}.h5", tmp_path / f"{second}.h5"]).protocols[pid]
+        assert len(m) == 5
+        col = dict(zip(m.hash.astype(str), m.columns["metric_seconds/sahd"].tolist()))
+        assert np.array_equal(col[old[0]["hash"]], expect, equal_nan=True) and col[new[0]["hash"]] == 12.0
+
+
 def test_merge_refuses_a_row_that_two_inputs_hold_with_different_values(tmp_path: Path) -> None:
     """A (protocol, cell, seed) row held by several inputs must agree: a recomputation differing only in its
     wall-clock columns merges (the first input's kept), other values are refused with one line, never picked."""

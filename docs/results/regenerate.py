@@ -39,7 +39,7 @@ Blocks = dict[str, list[str]]
 SPIKE_SCORES = ("sahd", "hd", "vanrossum")
 KERNELS = ("sahd", "hd")  # the kernels drawn and ranked (supplementary section D), in this order
 # Seconds per cell of each metric alone: `benchmarks/bench_scores.py --batch-size 64 --repeats 2`, one
-# thread, the 2-core CPU machine (a measurement of the code, not a column of the table).
+# thread, the 2-core CPU machine (the shipped tables predate the stored `metric_seconds/*` columns).
 METRIC_SECONDS = {"sahd": 0.097, "hd": 0.097, "vanrossum": 0.134, "sahd_release": 0.100, "grad_norm": 0.222,
                   "snip": 0.193, "jacob_cov": 0.151, "synflow": 0.025, "params": 0.008}
 

@@ -36,8 +36,8 @@ def _open(table: str | None, score_protocol: str | None, train_protocol: str | N
 
 score_cost_option = click.option(
     "--score-cost", "score_costs", multiple=True, metavar="METRIC=SECONDS",
-    help="Seconds charged per cell scored by METRIC in score_train (repeatable; default: the stored score "
-         "seconds, which time every metric of the protocol together).")
+    help="Seconds charged per cell scored by METRIC in score_train (repeatable; default: the metric's own stored "
+         "seconds where every cell has them, else the score row's, which time every metric together).")
 
 
 def _costs(values: tuple[str, ...]) -> dict[str, float]:
@@ -76,7 +76,9 @@ def query(matrix: tuple[str, ...], table: str | None, score_protocol: str | None
         return
     click.echo(f"{rec['hash']}  {rec['text']}  {rec['kind']}  params {_fmt(rec['params'])}")
     for m, v in rec["scores"].items():
-        click.echo(f"  score {m:<12} {_fmt(v)}" + ("  (singular)" if rec["singular"].get(m) else ""))
+        own = rec["metric_seconds"].get(m)
+        click.echo(f"  score {m:<12} {_fmt(v)}" + ("  (singular)" if rec["singular"].get(m) else "")
+                   + ("" if own is None else f"  ({_fmt(own, 3)} s)"))
     acc = rec["accuracy"]
     click.echo(f"  accuracy       train {_fmt(acc['train'])}  val {_fmt(acc['val'])}  test {_fmt(acc['test'])}"
                f"  (seeds {rec['seeds'].get('train', []) if seed is None else seed})")
@@ -170,6 +172,10 @@ def compare(table: str | None, score_protocol: str | None, train_protocol: str |
     for name, r in result["algorithms"].items():
         final = "-" if r["final_mean"] is None else f"{r['final_mean']:.4f} ± {r['final_std']:.4f}"
         click.echo(f"{name:<12} {final:>16} {r['trained_mean']:8.1f} {r['seconds_mean']:10.1f}")
+    for name, r in result["algorithms"].items():
+        if r["score_charge"] is not None:
+            what = f"{r['score_cost']:g} s given" if r["score_charge"] == "given" else f"the stored {r['score_charge']}"
+            click.echo(f"{name}: each scored cell charged {what}")
     if plot:
         click.echo(f"plot: {plot}")
 
