@@ -99,17 +99,19 @@ def write_page(sections: dict[str, list[str]], out: str | os.PathLike[str]) -> P
     return page
 
 
-def _seconds(value: float | None, column: str) -> str:
-    """A seconds-per-cell entry; ``*`` marks the whole score row's time (see :func:`_seconds_note`)."""
-    return fmt(value, 3) + ("*" if column == "seconds" else "")
+#: What a ``*`` after a seconds-per-cell entry (:func:`seconds_entry`) means.
+SECONDS_NOTE = ("The score row's time, every metric of the protocol computed together: the table holds no time of "
+                "this score alone for every cell (`metric_seconds/METRIC`, stored by builds since it was added).")
+
+
+def seconds_entry(value: float | None, column: str, missing: str = "–") -> str:
+    """A seconds-per-cell entry from :meth:`Benchmark.scoring_seconds`' column; ``*`` marks the score row's time."""
+    return fmt(value, 3, missing) + ("*" if column == "seconds" else "")
 
 
 def _seconds_note(columns: list[str]) -> list[str]:
-    """The footnote of a table of :func:`_seconds` entries (none when every score has its own time)."""
-    if "seconds" not in columns:
-        return []
-    return ["", "\\* The score row's time, every metric of the protocol computed together: the table holds no time of "
-                "this score alone for every cell (`metric_seconds/METRIC`, stored by builds since it was added)."]
+    """The footnote of a table of :func:`seconds_entry` entries (none when every score has its own time)."""
+    return ["", "\\* " + SECONDS_NOTE] if "seconds" in columns else []
 
 
 def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str, split: str = "test",
@@ -161,7 +163,7 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
             columns.append(column)
             lines.append(f"| {m} | {int((~np.isnan(v)).sum()):,} | {int(np.isneginf(v).sum()):,} | "
                          f"{fmt(v[ok].min() if ok.any() else None)} | {fmt(v[ok].mean() if ok.any() else None)} | "
-                         f"{fmt(v[ok].max() if ok.any() else None)} | {_seconds(np.nanmean(seconds), column)} |")
+                         f"{fmt(v[ok].max() if ok.any() else None)} | {seconds_entry(np.nanmean(seconds), column)} |")
         lines += _seconds_note(columns)
         return sections
 
@@ -176,7 +178,7 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
         top = r["top_k_precision"].get(str(tenth))
         lines.append(f"| {m} | {r['cells']:,} | {fmt(r['kendall_tau'], 3)}{ci(r.get('kendall_tau_ci'))} | "
                      f"{fmt(r['spearman_rho'], 3)}{ci(r.get('spearman_rho_ci'))} | {fmt(top, 3)} | "
-                     f"{_seconds(r['seconds_per_cell'], r['seconds_column'])} |")
+                     f"{seconds_entry(r['seconds_per_cell'], r['seconds_column'])} |")
     lines += _seconds_note([r["seconds_column"] for r in corr["scores"].values()])
     if bootstrap:
         best = ranked_shares(corr["bootstrap"]["best_tau"])

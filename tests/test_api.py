@@ -645,6 +645,11 @@ def test_scoring_seconds_are_a_metrics_own_only_where_every_cell_holds_them(tabl
     text = report(legacy, tmp_path / "r", title="legacy", sizes=(2,), trials=5, runs=1, budget=0, bootstrap=0).read_text()
     r = correlate(legacy, "test")["scores"]["sahd"]
     assert f"| {r['seconds_per_cell']:.3f}* |" in text and "\\* The score row's time, every metric" in text
+    for path, b, mark in ((table, bench, ""), (tmp_path / "legacy.h5", legacy, "*")):  # the CLI's s/cell column
+        out = CliRunner().invoke(main, ["correlate", "--table", str(path)]).output
+        for m, r in correlate(b, "test")["scores"].items():
+            assert re.search(rf"^{m} .* {r['seconds_per_cell']:.3f}{re.escape(mark)}  1: ", out, re.M), out
+        assert ("* The score row's time" in out) == bool(mark)
 
 
 def test_plot_by_kind_draws_both_kinds(table: Path, tmp_path: Path) -> None:
