@@ -4,7 +4,8 @@ Invariants
 ----------
 * The driver (the process calling :func:`build`) is the only writer of the table; workers only return
   plain records. Results are journalled (fsync) as each work item finishes and folded into the HDF5
-  file atomically every ``fold_seconds`` and at the end, so an interrupted build loses at most the
+  file atomically every ``fold_seconds`` (or, for a table slow to write, as often as keeps folding under
+  :data:`FOLD_SHARE` of the driver's time) and at the end, so an interrupted build loses at most the
   items in flight, and rerunning the same command skips every stored row.
 * Stages run in order (scores before training), so ``top:`` and ``strata:`` training selections see the
   scores of the same command.
@@ -128,10 +129,15 @@ def _run_stages(path: str | os.PathLike[str], stages: Sequence[Stage], work: Wor
         return writer.replayed
 
 
+#: Most of the driver's wall time folding may take: a fold rewrites the whole file, so a large table folds
+#: less often than ``fold_seconds`` (the journal keeps the rows in between durable).
+FOLD_SHARE = 0.05
+
+
 def _run_stage(writer: TableWriter, proto: Protocol, items: list[dict[str, Any]], report: StageReport, work: Work,
                executor: Executor, progress: bool, fold_seconds: float) -> None:
     total = sum(len(i["rows"]) for i in items)
-    last_fold = time.monotonic()
+    last_fold, fold_cost = time.monotonic(), 0.0
     desc = f"{proto.type} {proto.id}"
     with tqdm(total=total, desc=desc, unit="row", disable=not progress or total == 0, file=sys.stderr,
               dynamic_ncols=True, smoothing=0.05) as bar:
@@ -145,9 +151,11 @@ def _run_stage(writer: TableWriter, proto: Protocol, items: list[dict[str, Any]]
             writer.add(proto.id, good)
             report.added += len(good)
             bar.update(len(records))
-            if time.monotonic() - last_fold >= fold_seconds:
+            if time.monotonic() - last_fold >= max(fold_seconds, fold_cost / FOLD_SHARE):
+                start = time.monotonic()
                 writer.fold()
                 last_fold = time.monotonic()
+                fold_cost = last_fold - start
 
 
 def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: str | None = None, data_dir: str | None,

@@ -622,6 +622,52 @@ def _stage(cells: str = "sample:40", seeds: tuple[int, ...] = (0, 1), **settings
     return Stage("score", {"fake": 1, **settings}, cells, "forward", seeds, batch=3)
 
 
+def _naive_fold_points(items: int, item_s: float, fold_s: float, every: float, share: float) -> list[int]:
+    """After which work items a build folds mid-stage, simulated step by step: when ``every`` seconds have passed
+    since the last fold and at least the last fold's duration divided by ``share``."""
+    now = last = cost = 0.0
+    out = []
+    for k in range(1, items + 1):
+        now += item_s
+        if now - last >= max(every, cost / share):
+            now += fold_s
+            last, cost = now, fold_s
+            out.append(k)
+    return out
+
+
+def test_a_slow_fold_is_spaced_by_its_own_cost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a simulated clock (each item 1 s, each fold 0.5 s, --fold-seconds 5): folds wait 0.5 / FOLD_SHARE = 10 s
+    after the last one, not 5; creating the table, the stage's end and the writer's exit fold whatever the clock says."""
+    import builders.build as build_module
+    from snnbench.table import TableWriter
+
+    clock = [0.0]
+    monkeypatch.setattr(build_module, "time", SimpleNamespace(monotonic=lambda: clock[0], perf_counter=lambda: clock[0]))
+    done, folds = [0], []
+    fold = TableWriter.fold
+
+    def slow_fold(self: TableWriter) -> None:
+        fold(self)
+        clock[0] += 0.5
+        folds.append(done[0])
+
+    def work(item: dict) -> list[dict]:
+        clock[0] += 1.0
+        done[0] += 1
+        return fake_work(item)
+
+    monkeypatch.setattr(TableWriter, "fold", slow_fold)
+    build(tmp_path / "t.h5", [_stage()], work=work, progress=False, fold_seconds=5.0)
+    items = done[0]
+    assert items == 27  # 80 rows in items of 3
+    paced = _naive_fold_points(items, 1.0, 0.5, 5.0, build_module.FOLD_SHARE)
+    assert paced == [5, 15, 25]  # by hand: 5 (clock 5.5), then clock >= 15.5 at item 15 (16), >= 26 at item 25
+    assert folds == [0, *paced, items, items]  # a new table is written at once, before the stage's clock starts
+    assert _naive_fold_points(items, 1.0, 0.5, 5.0, 1.0) == [5, 10, 15, 20, 25]  # what --fold-seconds alone gives
+    assert len(next(iter(open_table(tmp_path / "t.h5").protocols.values()))) == 80
+
+
 def test_interrupted_build_resumes_to_the_same_table(tmp_path: Path) -> None:
     whole, part = tmp_path / "whole.h5", tmp_path / "part.h5"
     build(whole, [_stage()], work=fake_work, progress=False)

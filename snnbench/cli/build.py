@@ -129,7 +129,7 @@ def _sigterm_interrupts() -> Iterator[None]:
 @click.option("--shard", default=None, metavar="I/N", help="Build only the cells whose hash is I modulo N.")
 @click.option("--ray-address", default=None, help="Ray cluster address (default: start a local Ray instance).")
 @click.option("--gpus-per-task", type=FiniteFloatRange(min=0), default=None, help="GPUs each Ray task requests (default: 1 with --device cuda, else 0).")
-@click.option("--fold-seconds", type=FiniteFloatRange(min=0, min_open=True), default=20.0, show_default=True, help="How often results are folded into the HDF5 file.")
+@click.option("--fold-seconds", type=FiniteFloatRange(min=0, min_open=True), default=20.0, show_default=True, help="How often results are folded into the HDF5 file (a table slow to write folds less often, see docs/table.md; the journal keeps the rows in between).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
