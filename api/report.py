@@ -99,9 +99,6 @@ def write_page(sections: dict[str, list[str]], out: str | os.PathLike[str]) -> P
     return page
 
 
-#: What a ``*`` after a seconds-per-cell entry (:func:`seconds_entry`) means.
-SECONDS_NOTE = ("The score row's time, every metric of the protocol computed together: the table holds no time of "
-                "this score alone for every cell (`metric_seconds/METRIC`, stored by builds since it was added).")
 
 
 def seconds_entry(value: float | None, column: str, missing: str = "–") -> str:
@@ -109,9 +106,12 @@ def seconds_entry(value: float | None, column: str, missing: str = "–") -> str
     return fmt(value, 3, missing) + ("*" if column == "seconds" else "")
 
 
-def _seconds_note(columns: list[str]) -> list[str]:
-    """The footnote of a table of :func:`seconds_entry` entries (none when every score has its own time)."""
-    return ["", "\\* " + SECONDS_NOTE] if "seconds" in columns else []
+def seconds_note(columns: list[str], star: str = "\\*") -> str | None:
+    """The footnote of :func:`seconds_entry` entries from ``columns`` (None when every score has its own time)."""
+    if "seconds" not in columns:
+        return None
+    return (f"{star} The score row's time, every metric of the protocol computed together: the table holds no time of "
+            "this score alone for every cell (`metric_seconds/METRIC`, stored by builds since it was added).")
 
 
 def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str, split: str = "test",
@@ -164,7 +164,8 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
             lines.append(f"| {m} | {int((~np.isnan(v)).sum()):,} | {int(np.isneginf(v).sum()):,} | "
                          f"{fmt(v[ok].min() if ok.any() else None)} | {fmt(v[ok].mean() if ok.any() else None)} | "
                          f"{fmt(v[ok].max() if ok.any() else None)} | {seconds_entry(np.nanmean(seconds), column)} |")
-        lines += _seconds_note(columns)
+        note = seconds_note(columns)
+        lines += ["", note] if note else []
         return sections
 
     ci = (lambda v: f" [{fmt(v[0], 3)}, {fmt(v[1], 3)}]" if v else "") if bootstrap else (lambda v: "")  # noqa: E731
@@ -179,7 +180,8 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
         lines.append(f"| {m} | {r['cells']:,} | {fmt(r['kendall_tau'], 3)}{ci(r.get('kendall_tau_ci'))} | "
                      f"{fmt(r['spearman_rho'], 3)}{ci(r.get('spearman_rho_ci'))} | {fmt(top, 3)} | "
                      f"{seconds_entry(r['seconds_per_cell'], r['seconds_column'])} |")
-    lines += _seconds_note([r["seconds_column"] for r in corr["scores"].values()])
+    note = seconds_note([r["seconds_column"] for r in corr["scores"].values()])
+    lines += ["", note] if note else []
     if bootstrap:
         best = ranked_shares(corr["bootstrap"]["best_tau"])
         lines += ["", f"Intervals: {bootstrap:,} paired bootstrap resamples of the cells (seed {seed}); highest tau "

@@ -195,7 +195,7 @@ def correlate(table: str | None, score_protocol: str | None, train_protocol: str
     """Kendall tau, Spearman rho and top-k precision of every stored score against accuracy."""
     from api.correlate import agreement, ranked_shares
     from api.correlate import correlate as run_correlate
-    from api.report import SECONDS_NOTE, seconds_entry
+    from api.report import seconds_entry, seconds_note
 
     bench = _open(table, score_protocol, train_protocol, dataset)
     source = None if scores_from is None else _open(scores_from, None, None, None)
@@ -219,8 +219,9 @@ def correlate(table: str | None, score_protocol: str | None, train_protocol: str
         rho = _fmt(r["spearman_rho"], 3) + ci(r.get("spearman_rho_ci"))
         seconds = seconds_entry(r["seconds_per_cell"], r["seconds_column"], "-")
         click.echo(f"{m:<12} {r['cells']:>7} {tau:>{width}} {rho:>{width}} {seconds:>7}  {topk}")
-    if any(r["seconds_column"] == "seconds" for r in result["scores"].values()):
-        click.echo(f"* {SECONDS_NOTE}")
+    note = seconds_note([r["seconds_column"] for r in result["scores"].values()], "*")
+    if note:
+        click.echo(note)
     if boot:
         click.echo(f"highest tau in {boot['resamples']:,} paired resamples (seed {boot['seed']}): "
                    f"{ranked_shares(boot['best_tau'])}")
