@@ -333,7 +333,7 @@ def _known_ndim(name: str) -> int:
     group = name.split("/", 1)[0] if "/" in name else None
     if group in ("curves", "batch_scores", "spike_layers"):
         return 2
-    return 1 if group in ("scores", "singular", "metric_seconds") or name in _NUMBERS_1D else 0
+    return 1 if group in ("scores", "singular", METRIC_SECONDS.rstrip("/")) or name in _NUMBERS_1D else 0
 
 
 def is_wall_clock(name: str) -> bool:
