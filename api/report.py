@@ -99,8 +99,6 @@ def write_page(sections: dict[str, list[str]], out: str | os.PathLike[str]) -> P
     return page
 
 
-
-
 def seconds_entry(value: float | None, column: str, missing: str = "–") -> str:
     """A seconds-per-cell entry from :meth:`Benchmark.scoring_seconds`' column; ``*`` marks the score row's time."""
     return fmt(value, 3, missing) + ("*" if column == "seconds" else "")
