@@ -47,10 +47,15 @@ def _protocol(table, type_):
     return p
 
 
+def _forward_hashes() -> set[str]:
+    """The hashes of the space's unique forward cells (what a complete forward table holds)."""
+    return {space().hashes[u] for u in space().indices("forward")}
+
+
 @needs_digits
 def test_scores_cover_the_whole_forward_space_and_a_recorded_backward_sample(table) -> None:
     p = _protocol(table, "score")
-    fwd = {space().hashes[u] for u in space().indices("forward")}
+    fwd = _forward_hashes()
     stored = {h.decode() for h in p.hash}
     assert len(fwd) == 7012 and fwd <= stored and len(stored) == len(p)
     _in_hash_order_prefix(p, stored - fwd, _recorded_backward_selection(p) - fwd)  # the backward sample, if any
@@ -70,7 +75,7 @@ def test_trained_rows_have_both_seeds_and_full_curves(table) -> None:
     assert p.columns["curves/val_acc"].shape == (len(p), epochs) and np.isfinite(p.columns["curves/val_acc"]).all()
     assert np.allclose(p.columns["curves/val_acc"][:, -1], p.columns["val_acc"])
     # the shipped table is complete: every unique forward cell is trained (issue 8), no other cell is
-    every = {space().hashes[u] for u in space().indices("forward")}
+    every = _forward_hashes()
     assert set(hashes) == every and len(every) == 7012
 
 
@@ -155,7 +160,7 @@ def test_cifar10_scores_cover_the_forward_space_then_a_recorded_backward_sample(
     assert len(set(hashes)) == len(hashes) == len(p) > 0 and set(p.seed.tolist()) == {0}
     trains = [t.id for t in cifar.protocols.values() if t.type == "train"]
     assert Benchmark(dataset="cifar10").protocol_ids == [p.id, *trains]  # found with no path, by its dataset
-    forward = {space().hashes[u] for u in space().indices("forward")}
+    forward = _forward_hashes()
     stored = set(hashes)
     temporal = stored - forward
     if temporal:  # the backward sample starts once the forward space is complete, and is the one recorded
@@ -205,7 +210,7 @@ def test_cifar10_trainings_are_a_hash_order_prefix_of_the_recorded_stratified_sa
         assert got <= set(sorted(new)[:len(got) + 4 * workers])
         done |= sel
     # the selection's cells are spread evenly over the deciles of SAHD (brute force over the stored scores)
-    fwd = {space().hashes[u] for u in space().indices("forward")}
+    fwd = _forward_hashes()
     sahd = {h.decode(): v for h, v in zip(score.hash, score.columns["scores/sahd"]) if h.decode() in fwd}
     ranked = sorted(sahd, key=lambda h: (sahd[h], h))
     decile = {h: 10 * i // len(ranked) for i, h in enumerate(ranked)}
