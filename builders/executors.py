@@ -55,6 +55,30 @@ def _init_worker() -> None:
             torch.set_num_interop_threads(1)
 
 
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the body runs, then deliver them to the handlers in place before.
+
+    ``ProcessPoolExecutor.submit`` starts worker processes on demand; an interrupt (Ctrl-C, or `kill` turned into
+    one) raised in the middle of a ``spawn`` leaves a child reading a half-written start message, which prints a
+    traceback of its own after the build has stopped. Deferring makes a start all or nothing. Signal handlers are
+    the main thread's: elsewhere this changes nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = [sig for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) is not None]  # None: not ours to restore
+    previous = {sig: signal.signal(sig, lambda signum, _frame: caught.append(signum)) for sig in held}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in dict.fromkeys(caught):
+            signal.raise_signal(signum)  # runs the restored handler (KeyboardInterrupt under a build)
+
+
 class WorkerDied(RuntimeError):
     """A worker process died more often than retries allow on the same work."""
 
@@ -105,7 +129,9 @@ class LocalExecutor:
                     if job is None:
                         break
                     try:
-                        pending[pool.submit(fn, job)] = job
+                        with _signals_deferred():  # submit may start a worker process
+                            future = pool.submit(fn, job)
+                        pending[future] = job
                     except BrokenProcessPool:
                         backlog.append(job)
                         broken = True

@@ -137,11 +137,13 @@ def _filtered(X: Tensor, rho: float, trace: Tensor | None) -> tuple[Tensor, Tens
     return prev, rho * prev[-1] + X[-1]
 
 
-def _van_rossum_cross(X: Tensor, h_prev: Tensor) -> Tensor:
-    """``C_t(a, b) = (x_a - x_b) . (h_a - h_b)`` for steps ``X [T, B, N]``; float64 ``[T, B, B]``."""
+def _van_rossum_cross(X: Tensor, h_prev: Tensor) -> tuple[Tensor, Tensor]:
+    """``C_t(a, b) = (x_a - x_b) . (h_a - h_b)`` for steps ``X [T, B, N]``; float64 ``[T, B, B]``. Also the sum
+    of the magnitudes of its four dot products (all >= 0: spikes and traces are non-negative), for error bounds."""
     p = torch.matmul(X.double(), h_prev.transpose(1, 2))
     d = torch.diagonal(p, dim1=1, dim2=2)
-    return (d.unsqueeze(2) + d.unsqueeze(1)) - (p + p.transpose(1, 2))
+    diag, off = d.unsqueeze(2) + d.unsqueeze(1), p + p.transpose(1, 2)
+    return diag - off, diag + off
 
 
 def van_rossum_sq_distances(S: Tensor, tau: float = VAN_ROSSUM_TAU) -> Tensor:
@@ -157,7 +159,7 @@ def van_rossum_sq_distances(S: Tensor, tau: float = VAN_ROSSUM_TAU) -> Tensor:
     X = _as_steps(S)
     h_prev, _ = _filtered(X, math.exp(-1.0 / tau), None)
     d_h, _ = _counts(X)
-    cross = _van_rossum_cross(X, h_prev)
+    cross, _ = _van_rossum_cross(X, h_prev)
     return 0.5 * (d_h.double() + 2.0 * math.exp(-1.0 / tau) * cross).sum(dim=0)
 
 
@@ -204,7 +206,9 @@ class SpikeKernels:
     def reset(self) -> None:
         """Forget all sums, the call count and the van Rossum traces."""
         self.sums: dict[str, Tensor] = {}
+        self.sizes: dict[str, Tensor] = {}  # sums of the terms' magnitudes, for the rounding bound
         self.calls = 0
+        self._dot = 0  # longest dot product in a van Rossum cross term
         self._traces: dict[nn.Module, Tensor] = {}
 
     def __enter__(self) -> SpikeKernels:
@@ -222,17 +226,24 @@ class SpikeKernels:
         num = X.shape[2]
         d_h, n = _counts(X)
         for metric in self.metrics:
+            base = float(steps * num)
             if metric == "hd":
-                kernel = (steps * num) - d_h.sum(dim=0, dtype=torch.float64)
+                d_sum = d_h.sum(dim=0, dtype=torch.float64)
+                kernel, size = base - d_sum, base + d_sum
             elif metric in ("sahd", "sahd_release"):
-                kernel = (steps * num) - 0.5 * _sahd_ratio(d_h, n, num, metric == "sahd_release").sum(dim=0)
+                ratio = 0.5 * _sahd_ratio(d_h, n, num, metric == "sahd_release").sum(dim=0)
+                kernel, size = base - ratio, base + ratio
             else:
                 X64 = X.double()  # once for the trace and the cross term
                 carried = self._traces.get(module) if steps == 1 else None
                 h_prev, self._traces[module] = _filtered(X64, self.rho, carried)
-                cross = _van_rossum_cross(X64, h_prev).sum(dim=0)
-                kernel = (steps * num) - d_h.sum(dim=0, dtype=torch.float64) - (2.0 * self.rho) * cross
+                cross, cross_size = _van_rossum_cross(X64, h_prev)
+                d_sum = d_h.sum(dim=0, dtype=torch.float64)
+                kernel = base - d_sum - (2.0 * self.rho) * cross.sum(dim=0)
+                size = base + d_sum + (2.0 * self.rho) * cross_size.sum(dim=0)
+                self._dot = max(self._dot, num)
             self.sums[metric] = kernel if metric not in self.sums else self.sums[metric] + kernel
+            self.sizes[metric] = size if metric not in self.sizes else self.sizes[metric] + size
         self.calls += steps
 
     def kernels(self) -> dict[str, Tensor]:
@@ -241,24 +252,84 @@ class SpikeKernels:
             raise ValueError("model: no spiking layer was called during the forward pass; nothing to score")
         return {metric: total / self.calls for metric, total in self.sums.items()}
 
+    def rounding(self) -> dict[str, Tensor]:
+        """Per metric, an elementwise bound on the float64 rounding error of :meth:`kernels` ([B, B]).
+
+        Every entry is a sum over calls of terms built from exact integers (``d_H``, ``n``) by at most
+        :data:`_TERM_OPS` roundings, plus, for ``vanrossum``, dot products of length ``N_A`` (``X H^T``) with traces
+        ``H`` of at most two roundings a step. Summed
+        in any order (another CPU's kernels) the error is at most ``gamma_k * sum |constituents|`` (Higham,
+        *Accuracy and Stability of Numerical Algorithms*, 2002, eq. 3.4-4.4) with ``k`` those roundings plus the
+        calls plus the dot length, and one more rounding for the division by the number of calls.
+        """
+        kernels = self.kernels()
+        out = {}
+        for metric, size in self.sizes.items():
+            # van Rossum also: the dot products, and the trace recursion (two roundings a step) feeding them
+            k = _TERM_OPS + self.calls + (self._dot + 2 * self.calls if metric == "vanrossum" else 0)
+            out[metric] = _gamma(k) * size / self.calls + _UNIT * kernels[metric].abs()
+        return out
+
 
 @dataclass(frozen=True)
 class LogDet:
-    """``log |det K|``; ``-inf`` with ``singular=True`` when ``K`` is numerically rank deficient."""
+    """``log |det K|``; ``-inf`` with ``singular=True`` when ``K`` is numerically rank deficient. ``error``: a
+    bound on the float64 rounding error of ``value`` (see :func:`logdet_error`); ``None`` where none is derived."""
 
     value: float
     singular: bool
+    error: float | None = None
 
 
-def log_abs_det(K: Tensor) -> LogDet:
-    """``log |det K|`` of a symmetric kernel via ``slogdet``; singular when ``min|eig| <= B eps max|eig|``."""
+def log_abs_det(K: Tensor, rounding: Tensor | None = None) -> LogDet:
+    """``log |det K|`` of a symmetric kernel via ``slogdet``; singular when ``min|eig| <= B eps max|eig|``.
+
+    With ``rounding`` (an elementwise bound on the error already in ``K``, :meth:`SpikeKernels.rounding`) the
+    result carries :func:`logdet_error`; a singular kernel's error is 0 (``-inf`` is exact)."""
     _, logabs = torch.linalg.slogdet(K)
     eig = torch.linalg.eigvalsh(K).abs()
     tol = eig.max() * K.shape[0] * torch.finfo(K.dtype).eps
     logabs_h, smallest, tol_h = torch.stack([logabs, eig.min(), tol]).tolist()  # the one host transfer
     if smallest <= tol_h or not math.isfinite(logabs_h):
-        return LogDet(-math.inf, True)
-    return LogDet(logabs_h, False)
+        return LogDet(-math.inf, True, None if rounding is None else 0.0)
+    return LogDet(logabs_h, False, None if rounding is None else logdet_error(K, rounding, eig))
+
+
+def logdet_error(K: Tensor, rounding: Tensor, eig: Tensor | None = None) -> float:
+    """A bound on ``|computed - exact|`` for ``log |det K|`` of the exact kernel that ``K`` approximates
+    within ``|dK| <= rounding`` (elementwise), computed by LU in float64 in any summation order.
+
+    LU with partial pivoting gives factors of ``K + E`` with ``|E| <= gamma_n |L||U|`` (Higham, thm. 9.3), so
+    ``Delta = dK + E`` has ``||Delta||_F <= ||rounding||_F + gamma_n || |L||U| ||_F``. For ``M = K^-1 Delta`` with
+    ``r = ||K^-1||_2 ||Delta||_F < 1``: ``|log |det(I + M)|| <= sum_i -log(1 - |mu_i|) <= ||M||_* / (1 - r)`` and
+    ``||M||_* <= ||K^-1||_F ||Delta||_F`` (Hoelder). The ``n`` logarithms of ``|u_ii|`` and their sum add
+    ``gamma_(n+1) sum |log |u_ii|||``. ``K``'s eigenvalues (``eig``, absolute) are reused when given; they are
+    lowered by the eigensolver's own backward error before use. ``inf`` when ``r >= 1`` (nothing certified).
+    """
+    n = K.shape[0]
+    lu, _ = torch.linalg.lu_factor(K)
+    lower = torch.tril(lu, -1).abs() + torch.eye(n, dtype=K.dtype, device=K.device)
+    upper = torch.triu(lu).abs()
+    delta = float(torch.linalg.matrix_norm(rounding)) + _gamma(n) * float(torch.linalg.matrix_norm(lower @ upper))
+    eig = torch.linalg.eigvalsh(K).abs() if eig is None else eig
+    eig = eig - _gamma(n * n) * float(torch.linalg.matrix_norm(K))  # eigvalsh is backward stable (a loose p(n))
+    if float(eig.min()) <= 0:
+        return math.inf
+    inv_2, inv_f = float(1.0 / eig.min()), float(eig.reciprocal().square().sum().sqrt())
+    r = inv_2 * delta
+    if r >= 1:
+        return math.inf
+    logs = float(torch.diagonal(lu).abs().log().abs().sum())
+    return inv_f * delta / (1 - r) + _gamma(n + 1) * logs
+
+
+_UNIT = torch.finfo(torch.float64).eps / 2  # float64 unit roundoff u
+_TERM_OPS = 12  # roundings in one call's kernel term from exact counts (SAHD: 8; van Rossum: 4 after its dots)
+
+
+def _gamma(k: int) -> float:
+    """``gamma_k = k u / (1 - k u)``: the relative error bound of ``k`` float64 roundings (Higham, lemma 3.1)."""
+    return k * _UNIT / (1 - k * _UNIT)
 
 
 def score_network(
@@ -270,7 +341,8 @@ def score_network(
     try:
         with torch.no_grad(), SpikeKernels(spiking_layers(model), metrics, tau) as acc:
             model(x)
-        return {metric: log_abs_det(kernel) for metric, kernel in acc.kernels().items()}
+        rounding = acc.rounding()
+        return {metric: log_abs_det(kernel, rounding[metric]) for metric, kernel in acc.kernels().items()}
     finally:
         model.train(was_training)
 
@@ -469,8 +541,20 @@ def score_model(
         "scores": {m: sum(r.value for r in per_batch[m]) / len(per_batch[m]) for m in metrics},
         "batch_scores": {m: [r.value for r in per_batch[m]] for m in metrics},
         "singular": {m: any(r.singular for r in per_batch[m]) for m in metrics},
+        "errors": {m: _mean_error(per_batch[m]) for m in metrics},
         "seconds": seconds,
     }
+
+
+def _mean_error(results: Sequence[LogDet]) -> float | None:
+    """The rounding bound of the mean of ``results``' values: their mean bound plus the sum's and the division's
+    own roundings; ``None`` when a result has no bound; 0 when the mean is ``-inf`` (a singular batch)."""
+    if any(r.error is None for r in results):
+        return None
+    values = [r.value for r in results]
+    if not all(math.isfinite(v) for v in values):
+        return 0.0
+    return sum(r.error for r in results) / len(results) + _gamma(len(results)) * sum(abs(v) for v in values) / len(results)  # type: ignore[misc]
 
 
 def score_cell(
@@ -487,7 +571,8 @@ def score_cell(
     """Build ``cell``'s untrained network once (weights from ``seed``) and compute ``metrics`` on it.
 
     Returns ``scores`` (mean over the ``repeats`` batches), ``batch_scores``, ``singular`` (any batch
-    singular or degenerate), ``seconds`` per metric (metrics sharing a pass report that pass's wall
+    singular or degenerate), ``errors`` (per spike metric, a bound on the score's float64 rounding error: two
+    machines that compute the same spikes agree within twice it; ``None`` for the other metrics), ``seconds`` per metric (metrics sharing a pass report that pass's wall
     time), ``build_seconds``, ``params`` and ``settings``. The same seed gives the same weights,
     batches, dropout masks and hence, on the same CPU, the same scores bit for bit (another CPU's vector
     kernels can move the gradient proxies in the last bits; spike kernels stay exact). The global RNG is left

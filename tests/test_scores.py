@@ -511,3 +511,95 @@ def test_cli_score_json_and_errors() -> None:
 def test_cli_bad_device_is_a_one_line_error(command: str, device: str, message: str) -> None:
     res = CliRunner().invoke(main, [command, "0303 0030 0003 0000", "--dataset", "digits", "--device", device])
     assert res.exit_code == 2 and res.output.startswith("Error: " + message) and res.output.count("\n") == 1, res.output
+
+
+# --------------------------------------------------------------------------- the rounding bound, against exact arithmetic
+
+
+def _exact_log_abs_det(calls: list[np.ndarray], metric: str, tau: float = 1.0) -> float:
+    """``log |det K|`` of the spike kernel of ``calls`` (one ``[T, B, N]`` 0/1 array per layer call, each a whole
+    pass of its layer) in exact rational arithmetic from the spikes and the float64 constants the code uses
+    (``SAHD_EPS``, ``rho``); only the final logarithm is rounded."""
+    from fractions import Fraction
+
+    eps, rho = Fraction(1e-3), Fraction(math.exp(-1.0 / tau))
+    total: list[list[Fraction]] | None = None
+    steps_total = 0
+    for S in calls:
+        T, B, N = S.shape
+        trace = [[Fraction(0)] * N for _ in range(B)]
+        for t in range(T):
+            x = [[int(v) for v in S[t, i]] for i in range(B)]
+            n = [sum(r) for r in x]
+            K = [[Fraction(0)] * B for _ in range(B)]
+            for i in range(B):
+                for j in range(B):
+                    d = sum(a != b for a, b in zip(x[i], x[j]))
+                    if metric == "hd":
+                        K[i][j] = Fraction(N - d)
+                    elif metric == "sahd":
+                        e = n[i] + n[j] - Fraction(2 * n[i] * n[j], N)
+                        K[i][j] = N - Fraction(d) / (e + eps) / 2
+                    else:  # vanrossum: N - d_H - 2 rho (x_i - x_j) . (h_i - h_j), traces before this step
+                        cross = sum((a - b) * (ha - hb) for a, b, ha, hb in zip(x[i], x[j], trace[i], trace[j]))
+                        K[i][j] = N - d - 2 * rho * cross
+            trace = [[rho * h + v for h, v in zip(trace[i], x[i])] for i in range(B)]
+            total = K if total is None else [[a + b for a, b in zip(ra, rb)] for ra, rb in zip(total, K)]
+            steps_total += 1
+    assert total is not None
+    M = [[v / steps_total for v in row] for row in total]
+    det = Fraction(1)
+    for c in range(len(M)):  # Gaussian elimination over the rationals
+        pivot = next(r for r in range(c, len(M)) if M[r][c] != 0)
+        if pivot != c:
+            M[c], M[pivot], det = M[pivot], M[c], -det
+        det *= M[c][c]
+        for r in range(c + 1, len(M)):
+            f = M[r][c] / M[c][c]
+            M[r] = [a - f * b for a, b in zip(M[r], M[c])]
+    det = abs(det)
+    return math.log(det.numerator) - math.log(det.denominator)
+
+
+def _score_calls(calls: list[torch.Tensor], metric: str):
+    layers = [nn.Identity() for _ in calls]
+    with SpikeKernels(layers, (metric,)) as acc:
+        for layer, S in zip(layers, calls):
+            layer(S)
+    return log_abs_det(acc.kernels()[metric], acc.rounding()[metric])
+
+
+@pytest.mark.parametrize("metric", ["hd", "sahd", "vanrossum"])
+def test_rounding_bound_holds_against_exact_arithmetic_and_is_tight_enough_to_see_one_spike(metric) -> None:
+    """The computed score is within its bound of the exact rational value; the bound is far below what one
+    flipped spike moves the score by, so a check within twice the bound still catches any change of spikes."""
+    gen = torch.Generator().manual_seed(7)
+    calls = [(torch.rand(3, 8, 30, generator=gen) < 0.3).float(), (torch.rand(2, 8, 12, generator=gen) < 0.5).float()]
+    got = _score_calls(calls, metric)
+    exact = _exact_log_abs_det([c.numpy() for c in calls], metric)
+    assert not got.singular and got.error is not None and 0 < got.error < 1e-9 * abs(exact)
+    assert abs(got.value - exact) <= got.error
+    flipped = [c.clone() for c in calls]
+    flipped[0][1, 2, 5] = 1 - flipped[0][1, 2, 5]
+    moved = _score_calls(flipped, metric)
+    assert abs(moved.value - got.value) > 100 * (got.error + moved.error)
+
+
+def test_rounding_bound_covers_another_summation_order() -> None:
+    """The same calls accumulated in the reverse order (what another CPU's reductions may do) agree within the
+    sum of the two bounds, for every spike metric."""
+    gen = torch.Generator().manual_seed(3)
+    calls = [(torch.rand(4, 16, 200, generator=gen) < p).float() for p in (0.1, 0.3, 0.6)]
+    for metric in ("hd", "sahd", "sahd_release", "vanrossum"):
+        a, b = _score_calls(calls, metric), _score_calls(calls[::-1], metric)
+        assert a.error is not None and b.error is not None
+        assert abs(a.value - b.value) <= a.error + b.error, metric
+
+
+def test_score_cell_reports_a_bound_for_spike_metrics_only() -> None:
+    data = load_dataset("digits", val_fraction=0.1, seed=0)
+    result = score_cell("0303 0033 0003 0000", data, network_config("digits", "bench"), ("sahd", "vanrossum", "grad_norm"),
+                        batch_size=16, repeats=2, seed=0)
+    for m in ("sahd", "vanrossum"):
+        assert 0 < result["errors"][m] < 1e-8 * abs(result["scores"][m])
+    assert result["errors"]["grad_norm"] is None

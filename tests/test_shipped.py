@@ -12,11 +12,13 @@ import pytest
 import torch
 
 from api.benchmark import Benchmark
+from builders.build import environment
 from builders.plan import cell_seed, select_cells
+from builders.stages import run_item
 from snnbench.data import load_dataset, npz_digest
 from snnbench.network import NetworkConfig
 from snnbench.scores import SPIKE_METRICS, score_cell
-from snnbench.space import OPS, Cell, canonical_batch, prune_batch, raw_matrices, space
+from snnbench.space import OPS, Cell, canonical_batch, prune_batch, raw_matrices, space, to_text
 from snnbench.table import SHIPPED, open_table
 
 needs_digits = pytest.mark.skipif(not SHIPPED["digits"].exists(), reason="no shipped digits table in this checkout")
@@ -98,34 +100,75 @@ def test_query_without_a_path_finds_it(monkeypatch, tmp_path) -> None:
 
 @needs_digits
 def test_stored_scores_are_reproduced(table) -> None:
-    """Recompute two cells' rows with score_cell and the documented per-cell seed, on the CPU (spike kernels exact)."""
+    """Recompute two cells' rows with score_cell and the documented per-cell seed, on the CPU."""
     p = _protocol(table, "score")
     s = p.settings
     _reproduce(p, load_dataset("digits", val_fraction=s["dataset"]["val_fraction"], seed=s["dataset"]["split_seed"]),
                (0, 4321))
 
 
-def _reproduce(p, data, rows) -> None:
+def _reproduce(p, data, rows, source: str | None = None) -> None:
+    """Recompute ``rows`` of score protocol ``p`` and compare each stored quantity as docs/scores.md promises:
+    spike counts and params exactly everywhere; every value bit for bit where the protocol was built only in this
+    environment; otherwise spike scores within twice their float64 rounding bound and the float32 gradient proxies
+    within the documented cross-CPU tolerance."""
     s = p.settings
     config = NetworkConfig(**s["network"]["config"])
+    exact = _built_here(p)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the build's workers
     try:
         for row in rows:
             h = p.hash[row].decode()
-            cell = Cell(space().matrices[space().hashes.index(h)])
-            got = score_cell(cell, data, config, s["score"]["metrics"], s["score"]["batch_size"], s["score"]["repeats"],
+            text = to_text(space().matrices[space().hashes.index(h)])
+            got = score_cell(Cell(text), data, config, s["score"]["metrics"], s["score"]["batch_size"], s["score"]["repeats"],
                              cell_seed(h, int(p.seed[row])), "cpu", s["score"]["tau"])
+            (record,) = run_item({"stage": "score", "settings": s, "rows": [(h, text, int(p.seed[row]))], "source": source})
+            assert record["values"]["spikes_per_image"] == p.columns["spikes_per_image"][row], h  # counts: exact
             for m in s["score"]["metrics"]:
-                want = p.columns[f"scores/{m}"][row]
-                if m in SPIKE_METRICS or m == "params":
-                    assert got["scores"][m] == want, (h, m)  # kernels of binary spikes: exact on every CPU tried
-                else:
-                    # float reductions over gradients: the CPU's vector kernels (AVX2 or AVX-512) change the
-                    # last bits (up to 4e-7 relative seen between two x86 machines); the same machine is exact
-                    assert got["scores"][m] == pytest.approx(want, rel=1e-5, abs=0), (h, m)
+                want, have = p.columns[f"scores/{m}"][row], got["scores"][m]
+                assert record["values"][f"scores/{m}"] == have, (h, m)  # the build's path computes the same number
+                assert _agrees(m, have, want, got["errors"][m], exact), (h, m, have, want, got["errors"][m], exact)
     finally:
         torch.set_num_threads(threads)
+
+
+# float32 gradient arithmetic has no derived bound; the largest cross-CPU difference seen is 4e-7 relative (docs/scores.md)
+GRADIENT_PROXY_RTOL = 1e-5
+
+
+def _agrees(metric: str, have: float, want: float, error: float | None, exact: bool) -> bool:
+    """Whether a recomputed score ``have`` reproduces the stored ``want`` (see :func:`_reproduce`)."""
+    if exact or metric == "params" or not (np.isfinite(have) and np.isfinite(want)):
+        return bool(have == want)
+    if metric in SPIKE_METRICS:
+        assert error is not None
+        return abs(have - want) <= 2 * error  # two machines, each within its bound of the exact value
+    return bool(abs(have - want) <= GRADIENT_PROXY_RTOL * abs(want))
+
+
+def _built_here(p) -> bool:
+    """True when every environment that wrote rows of ``p`` is this one (CPU model, vector ISA, torch version)."""
+    here = environment("cpu", "local", 1)
+    return all(all(e.get(k) == here[k] for k in ("device_name", "cpu_capability", "torch")) for e in p.environments)
+
+
+@needs_digits
+def test_the_reproduction_check_fails_beyond_the_bound(table) -> None:
+    """A stored spike score moved by more than twice the bound (far less than one spike changes it) is caught."""
+    p = _protocol(table, "score")
+    s = p.settings
+    data = load_dataset("digits", val_fraction=s["dataset"]["val_fraction"], seed=s["dataset"]["split_seed"])
+    h = p.hash[0].decode()
+    got = score_cell(Cell(to_text(space().matrices[space().hashes.index(h)])), data, NetworkConfig(**s["network"]["config"]),
+                     ("sahd", "hd", "vanrossum"), s["score"]["batch_size"], s["score"]["repeats"], cell_seed(h, int(p.seed[0])),
+                     "cpu", s["score"]["tau"])
+    for m in ("sahd", "hd", "vanrossum"):
+        value, error = got["scores"][m], got["errors"][m]
+        assert _agrees(m, value, value + 1.9 * error, error, exact=False)
+        assert not _agrees(m, value, value + 2.1 * error, error, exact=False)
+        assert not _agrees(m, value, value + 1e-12 * abs(value), error, exact=True)
+        assert error < 1e-9 * abs(value)
 
 
 def _in_hash_order_prefix(p, hashes: set[str], pool: list[str] | set[str]) -> None:
@@ -175,14 +218,14 @@ def test_cifar10_scores_cover_the_forward_space_then_a_recorded_backward_sample(
 
 @needs_cifar
 @pytest.mark.skipif(not CIFAR_NPZ.exists(), reason=f"no CIFAR-10 npz at {CIFAR_NPZ}")
-def test_cifar10_scores_are_reproduced_bit_for_bit(cifar) -> None:
+def test_cifar10_scores_are_reproduced(cifar) -> None:
     """One stored row recomputed from the same files (checked by their sha256) and the per-cell seed."""
     p = _protocol(cifar, "score")
     s = p.settings
     if npz_digest(str(CIFAR_NPZ)) != s["dataset"]["sha256"]:
         pytest.skip(f"{CIFAR_NPZ} is not the file set the table was scored on")
     data = load_dataset(CIFAR_NPZ, val_fraction=s["dataset"]["val_fraction"], seed=s["dataset"]["split_seed"])
-    _reproduce(p, data, (len(p) // 2,))
+    _reproduce(p, data, (len(p) // 2,), str(CIFAR_NPZ))
 
 
 @needs_cifar
