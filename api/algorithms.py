@@ -128,7 +128,12 @@ class Oracle:
                 self.score_charge = "given"
         self.space = np.flatnonzero(ok)
         if not len(self.space):
-            raise ValueError(f"search: no {self.kind} cell of {b.path} holds {self.split} accuracy and training time")
+            raise ValueError(f"search: no {self.kind} cell of {b.path} holds {self.split} accuracy and training time "
+                             f"(the view holds {b.holds()})")
+        if self.kind == "backward" and not (b.kind_array[self.space] == 1).any():
+            raise ValueError(f"search: the backward space needs cells with a backward edge, and no such cell of {b.path} "
+                             f"holds {self.split} accuracy and training time (the view holds {b.holds()}); use kind "
+                             "'forward'")
         self._done = np.zeros(len(b), dtype=bool)  # trained, by view index
         per_view = _INDEX.setdefault(b, {})
         key = (self.kind, self.split, self.score)  # the index restricted to this space, shared by every run
@@ -448,7 +453,11 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
             "curve_mean": [float(c.mean()) if np.isfinite(c).all() else None for c in np.array(curves).T],
         }
     bar.close()
-    space = Oracle(bench, budget, split, None, kind or default_kind(bench, split)).space
+    kind = kind or default_kind(bench, split)
+    space = Oracle(bench, budget, split, None, kind).space
+    out["kind"] = kind
+    out["space"] = {"cells": len(space), "forward": int((bench.kind_array[space] == 0).sum()),
+                    "backward": int((bench.kind_array[space] == 1).sum()), "holds": bench.holds()}
     observed, reported = bench.accuracy[split][space], bench.accuracy[report][space]
     tied = np.flatnonzero(observed == observed.max())  # the cells a perfect search by ``split`` could end on
     out["table_best"] = {"hash": bench.hash_array[space[tied[0]]].decode(), "tied": len(tied),

@@ -27,7 +27,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from api.lookup import Key, cell_key
-from snnbench.space import Cell, to_text
+from snnbench.space import Cell, space, to_text
 from snnbench.table import (METRIC_SECONDS, SHIPPED, SPIKE_LAYERS, Protocol, Table, dataset_matches, default_table_path, open_table, shipped_table,
                             table_datasets)
 
@@ -297,6 +297,7 @@ class Benchmark:
         keys = self.matrices.reshape(len(used), -1).view(f"V{self.matrices[0].size if len(used) else 16}").ravel()
         self._rows = dict(zip(keys.tolist(), range(len(used))))  # canonical entries as bytes -> view index
         self._by_hash: dict[bytes, int] | None = None
+        self._coverage: dict[str, dict[str, int]] | None = None
         n = len(used)
         cols = {p.type: _aggregate(p, view_of_row[r], n) for p, r in zip(picked, rows_of)}
         self._score: _Columns | None = cols.get("score")
@@ -370,6 +371,32 @@ class Benchmark:
         """Kind of every view cell, in view order."""
         return [_KINDS[k] for k in self.kind_array.tolist()]
 
+    def coverage(self) -> dict[str, dict[str, int]]:
+        """Per cell kind (``forward``: no backward edge; ``backward``: at least one), how many of the space's
+        unique cells of that kind exist (``space``) and how many the view holds a score (``scored``) or a
+        training (``trained``) of."""
+        if self._coverage is None:
+            sp = space()
+            sizes = {"forward": int((~sp.is_backward).sum()), "backward": int(sp.is_backward.sum())}
+            trained = self._train.has if self._train is not None else np.zeros(len(self), bool)
+            scored = self._score.has if self._score is not None else np.zeros(len(self), bool)
+            self._coverage = {kind: {"space": sizes[kind], "scored": int((scored & (self.kind_array == k)).sum()),
+                                     "trained": int((trained & (self.kind_array == k)).sum())}
+                              for k, kind in enumerate(_KINDS)}
+        return {kind: dict(counts) for kind, counts in self._coverage.items()}
+
+    def holds(self) -> str:
+        """What the view covers, in words: ``"forward cells: 7,012 of 7,012 scored, 7,012 trained; cells with a
+        backward edge: 0 of 95,584"``."""
+        parts = []
+        for kind, c in self.coverage().items():
+            name = "forward cells" if kind == "forward" else "cells with a backward edge"
+            if not c["scored"] and not c["trained"]:
+                parts.append(f"{name}: 0 of {c['space']:,}")
+            else:
+                parts.append(f"{name}: {c['scored']:,} of {c['space']:,} scored, {c['trained']:,} trained")
+        return "; ".join(parts)
+
     def _row(self, key: Key) -> int | None:
         try:
             return self._rows.get(bytes(key))
@@ -408,7 +435,10 @@ class Benchmark:
 
     def _not_found(self, key: Key, lacking: list[str]) -> CellNotFound:
         text = to_text(np.array(key, dtype=np.int64).reshape(4, 4))
-        return CellNotFound(f"cell {Cell(text).hash} ({text}) is not in {self.path}: {self._lack(lacking)}")
+        cell = Cell(text)
+        kind = "a forward cell" if cell.kind == "forward" else "a cell with a backward edge"
+        return CellNotFound(f"cell {cell.hash} ({text}, {kind}) is not in {self.path}: {self._lack(lacking)} (the view "
+                            f"holds {self.holds()})")
 
     def _lack(self, pids: list[str]) -> str:
         """``"protocol ID (type) lacks it"`` / ``"protocols ID (type), ... lack it"``."""

@@ -59,9 +59,12 @@ def _names(bench: Benchmark, scores: Sequence[str] | None) -> list[str]:
     return list(names)
 
 
+CELL_KINDS = ("all", "forward", "backward")
+
+
 def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | None = None,
               fractions: Sequence[float] = DEFAULT_FRACTIONS, source: Benchmark | None = None,
-              bootstrap: int = 0, seed: int = 0, progress: bool | None = False) -> dict[str, Any]:
+              bootstrap: int = 0, seed: int = 0, progress: bool | None = False, cells: str = "all") -> dict[str, Any]:
     """Per score: cells used, Kendall tau, Spearman rho (with p-values), top-k precision, seconds per cell (and
     the column they come from, :meth:`Benchmark.scoring_seconds`);
     with ``bootstrap`` resamples also ``kendall_tau_ci`` and ``spearman_rho_ci`` (95%, see the module);
@@ -70,6 +73,7 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
 
     With ``source``, the scores (and their seconds) come from that view, matched by hash, and the
     accuracies from ``bench``: how a score computed on one dataset ranks cells trained on another.
+    ``cells``: ``"all"``, or only ``"forward"`` cells or only cells with a ``"backward"`` edge (the seed agreement too).
     """
     from scipy import stats
 
@@ -88,13 +92,17 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
         for m in names:
             table[m][ua] = source.scores[m][ub]
             seconds[m][ua] = costs[m][0][ub]
-    acc = bench.accuracy[split]
-    out: dict[str, Any] = {"table": str(bench.path), "protocols": bench.protocol_ids, "split": split, "scores": {}}
+    if cells not in CELL_KINDS:
+        raise ValueError(f"cells: expected one of {', '.join(CELL_KINDS)}, got {cells!r}")
+    acc = _of_kind(bench, bench.accuracy[split], cells)
+    out: dict[str, Any] = {"table": str(bench.path), "protocols": bench.protocol_ids, "split": split, "cells": cells,
+                           "scores": {}}
     if source is not None:
         out.update(score_table=str(source.path), score_protocols=source.protocol_ids)
     has_acc = np.flatnonzero(np.isfinite(acc))
     if not len(has_acc):
-        raise ValueError(f"correlate: no cell of {bench.path} holds {split} accuracy")
+        which = "" if cells == "all" else ("forward " if cells == "forward" else "backward-edge ")
+        raise ValueError(f"correlate: no {which}cell of {bench.path} holds {split} accuracy (the view holds {bench.holds()})")
     if bootstrap * len(has_acc) > MAX_DRAWS:
         raise ValueError(f"bootstrap: {bootstrap:,} resamples x {len(has_acc):,} cells, more than {MAX_DRAWS:,} draws; "
                          "ask for fewer resamples")
@@ -122,17 +130,28 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
     bar.close()
     if bootstrap:
         out["bootstrap"] = {"resamples": bootstrap, "seed": seed, "level": 0.95, "best_tau": _best(taus)}
-    out["seed_agreement"] = seed_agreement(bench, split)
+    out["seed_agreement"] = seed_agreement(bench, split, cells)
     return out
 
 
-def seed_agreement(bench: Benchmark, split: str = "test") -> list[dict[str, Any]]:
+def _of_kind(bench: Benchmark, values: np.ndarray, cells: str) -> np.ndarray:
+    """``values`` (``[U, ...]``) with the cells outside ``cells`` (see :func:`correlate`) set to NaN."""
+    if cells == "all":
+        return values
+    out = values.astype(np.float64, copy=True)
+    out[bench.kind_array != (1 if cells == "backward" else 0)] = np.nan
+    return out
+
+
+def seed_agreement(bench: Benchmark, split: str = "test", cells: str = "all") -> list[dict[str, Any]]:
     """How well accuracy ranks cells against itself: per pair of training seeds, Kendall tau and Spearman rho
-    between the two seeds' ``split`` accuracies over the cells holding both, and their mean absolute
-    difference: the noise in the target that any score's tau against accuracy is measured through."""
+    between the two seeds' ``split`` accuracies over the cells holding both (of ``cells``, see :func:`correlate`),
+    and their mean absolute difference: the noise in the target that any score's tau against accuracy is
+    measured through."""
     from scipy import stats
 
     seeds, acc = bench.accuracy_by_seed(split)
+    acc = _of_kind(bench, acc, cells)
     out = []
     for i in range(len(seeds)):
         for j in range(i + 1, len(seeds)):

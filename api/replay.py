@@ -2,11 +2,15 @@
 
 Invariants
 ----------
-* The pool is the view's cells of the kind that hold the accuracy and every score asked for (a
-  singular kernel's ``-inf`` counts as a score); draws
-  follow :meth:`snnbench.space.Space.probabilities` (``"paper"``: the paper's raw sampler, or
-  ``"uniform"`` over unique cells) restricted to the pool and renormalised. With a table that covers
-  the kind's whole space this is exactly the paper's sampler.
+* The pool is the view's cells of the kind's space that hold the accuracy and every score asked for (a
+  singular kernel's ``-inf`` counts as a score). Draws follow :meth:`snnbench.space.Space.probabilities`
+  (``"paper"``: the paper's raw sampler, or ``"uniform"`` over unique cells) restricted to the pool, with one
+  correction for partial coverage: the space's two strata (forward cells; cells with a backward edge) each
+  keep their share of the sampler's mass, spread over the stratum's pool cells by their own weights. With a
+  table that covers the kind's whole space this is exactly the paper's sampler; with a uniform sample of a
+  stratum it is that sampler's unbiased stand-in (within a stratum cells keep their relative weights).
+  ``Pool.coverage`` says, per stratum, how many of the space's cells the pool holds and the mass it stands for.
+* The backward space needs cells with a backward edge: a pool of forward cells only is refused for it.
 * One trial draws ``N`` cells with replacement; a score's pick is the first draw with the highest
   score; "random" is the first draw; "oracle" is the best accuracy among the draws.
 * Everything is seeded: the draws at size N come from ``(seed, N)``, so the numbers at one N do not depend
@@ -15,7 +19,7 @@ Invariants
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Sequence
 
@@ -34,6 +38,10 @@ class Pool:
     prob: np.ndarray  # float64 [P]
     kind: str
     dist: str
+    #: per stratum (``forward``, ``backward``: cells with a backward edge) of the kind's space: ``space`` (unique
+    #: cells), ``pool`` (of them in the pool), ``mass`` (the stratum's share of the sampler's draws) and ``held``
+    #: (the share of the sampler's draws that land on pool cells directly, before the stratum correction)
+    coverage: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def effective_size(self) -> float:
@@ -41,12 +49,33 @@ class Pool:
         when one cell, reached by many raw matrices under the paper's sampler, takes most draws)."""
         return float(1.0 / np.sum(self.prob**2))
 
+    def describe(self) -> str:
+        """The coverage in words, e.g. ``"7,012 of 7,012 forward cells (54.4% of draws); 3,000 of 95,584 cells with
+        a backward edge (3.1%; 45.6% of draws)"``."""
+        return self.describe_coverage(self.coverage)
+
+    @staticmethod
+    def describe_coverage(coverage: dict[str, dict[str, float]]) -> str:
+        """:meth:`describe` of a ``coverage`` mapping (as a replay result holds it)."""
+        parts = []
+        for stratum, c in coverage.items():
+            name = "forward cells" if stratum == "forward" else "cells with a backward edge"
+            share = "" if c["pool"] == c["space"] else f"{c['pool'] / c['space']:.1%}; "
+            parts.append(f"{int(c['pool']):,} of {int(c['space']):,} {name} ({share}{c['mass']:.1%} of draws)")
+        return "; ".join(parts)
+
 
 def default_kind(bench: Benchmark, split: str) -> Kind:
-    """``"backward"`` when a backward cell of the view holds ``split`` accuracy, else ``"forward"`` (a table
-    whose backward cells are scored but not trained searches and replays the forward space)."""
+    """``"backward"`` when a cell with a backward edge holds ``split`` accuracy, unless the view trains the whole
+    forward space but not the whole backward one (then the complete space is the default); else ``"forward"``."""
     bench.check_split(split)
-    return "backward" if bool(np.any(np.isfinite(bench.accuracy[split]) & (bench.kind_array == 1))) else "forward"
+    trained = np.isfinite(bench.accuracy[split])
+    if not np.any(trained & (bench.kind_array == 1)):
+        return "forward"
+    sp = space()
+    forward, backward = (bench.kind_array == 0) & trained, (bench.kind_array == 1) & trained
+    whole_forward = forward.sum() == (~sp.is_backward).sum()
+    return "forward" if whole_forward and backward.sum() < sp.is_backward.sum() else "backward"
 
 
 def make_pool(bench: Benchmark, scores: Sequence[str], split: str = "test", kind: Kind | None = None,
@@ -58,13 +87,29 @@ def make_pool(bench: Benchmark, scores: Sequence[str], split: str = "test", kind
     ok = np.isfinite(bench.accuracy[split])
     for m in scores:
         ok &= ~np.isnan(bench.scores[m])  # -inf (singular kernel) is a valid, lowest score
-    weight = space().probabilities(kind, dist)[bench.space_index] * ok  # 0 off the kind's space
+    sp = space()
+    full = sp.probabilities(kind, dist)
+    base = full[bench.space_index] * ok  # 0 off the kind's space
+    need = ", ".join([f"{split} accuracy", *scores])
+    if not (base > 0).any():
+        raise ValueError(f"replay: no {kind} cell of {bench.path} holds {need} (the view holds {bench.holds()})")
+    if kind == "backward" and not (base[bench.kind_array == 1] > 0).any():
+        raise ValueError(f"replay: the backward space needs cells with a backward edge, and no such cell of {bench.path} "
+                         f"holds {need} (the view holds {bench.holds()}); use --kind forward")
+    weight = np.zeros(len(base))
+    coverage: dict[str, dict[str, float]] = {}
+    for code, stratum in enumerate(("forward", "backward")):
+        in_space = (sp.is_backward == bool(code)) & (full > 0)
+        if not in_space.any():
+            continue
+        members = (bench.kind_array == code) & (base > 0)
+        mass, held = float(full[in_space].sum()), float(base[members].sum())
+        if held > 0:
+            weight[members] = base[members] * (mass / held)
+        coverage[stratum] = {"space": int(in_space.sum()), "pool": int(members.sum()), "mass": mass, "held": held}
     cells = np.flatnonzero(weight > 0)
-    if not len(cells):
-        need = ", ".join([f"{split} accuracy", *scores])
-        raise ValueError(f"replay: no {kind} cell of {bench.path} holds {need}")
     prob = weight[cells] / weight[cells].sum()
-    return Pool(cells.astype(np.int32), prob, kind, dist)
+    return Pool(cells.astype(np.int32), prob, kind, dist, coverage)
 
 
 MAX_DRAWS = 10**8  # one replay's draws (12 bytes each while they are made)
@@ -131,7 +176,7 @@ def replay(bench: Benchmark, samples: int, trials: int, scores: Sequence[str] = 
     picked["oracle"] = acc[draws].max(axis=1)
     return {
         "samples": samples, "trials": trials, "split": split, "kind": pool.kind, "dist": dist, "seed": seed,
-        "pool": len(pool.cells), "table": str(bench.path), "protocols": bench.protocol_ids,
+        "pool": len(pool.cells), "coverage": pool.coverage, "table": str(bench.path), "protocols": bench.protocol_ids,
         "methods": {k: {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()), "max": float(v.max())}
                     for k, v in picked.items()},
     }
@@ -145,5 +190,6 @@ def replay_curve(bench: Benchmark, sizes: Sequence[int], trials: int, scores: Se
     runs = [replay(bench, n, trials, scores, split=split, kind=kind, dist=dist, seed=seed) for n in sizes]
     methods = list(runs[0]["methods"])
     return {"sizes": list(sizes), "trials": trials, "split": split, "kind": runs[0]["kind"], "dist": dist, "seed": seed,
+            "pool": runs[0]["pool"], "coverage": runs[0]["coverage"],
             "methods": {m: {"mean": [r["methods"][m]["mean"] for r in runs], "std": [r["methods"][m]["std"] for r in runs]}
                         for m in methods}}

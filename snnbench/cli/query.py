@@ -96,7 +96,9 @@ def query(matrix: tuple[str, ...], table: str | None, score_protocol: str | None
 @click.option("--trials", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--score", "scores", default="sahd", show_default=True, help="Comma-separated scores to pick by.")
 @split_option
-@click.option("--kind", type=click.Choice(["forward", "backward"]), default=None, help="Default: the table's.")
+@click.option("--kind", type=click.Choice(["forward", "backward"]), default=None,
+              help="Space to replay (backward includes the forward cells). Default: backward when cells with a backward "
+                   "edge are trained, unless only the forward space is complete.")
 @click.option("--dist", type=click.Choice(["paper", "uniform"]), default="paper", show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--plot", type=NonEmptyPath(dir_okay=False), default=None, help="Write the accuracy-vs-N plot here.")
@@ -106,7 +108,7 @@ def replay(table: str | None, score_protocol: str | None, train_protocol: str | 
            plot: str | None, as_json: bool) -> None:
     """Replay "draw N cells, train the best-scored": picked accuracy vs random choice and the oracle best of N."""
     from api.plots import plot_replay_curve
-    from api.replay import make_pool, replay_curve
+    from api.replay import Pool, make_pool, replay_curve
 
     bench = _open(table, score_protocol, train_protocol, dataset)
     names = [s.strip() for s in scores.split(",") if s.strip()]
@@ -124,6 +126,7 @@ def replay(table: str | None, score_protocol: str | None, train_protocol: str | 
         echo_json(curve)
         return
     click.echo(f"{curve['kind']} space, {dist} sampling, {trials} trials, {split} accuracy of the picked cell (mean ± std)")
+    click.echo(f"pool: {curve['pool']:,} cells: {Pool.describe_coverage(curve['coverage'])}")
     click.echo(f"{'N':>8}  " + "  ".join(f"{m:>17}" for m in curve["methods"]))
     for i, n in enumerate(curve["sizes"]):
         cells = [f"{r['mean'][i]:8.4f} ± {r['std'][i]:6.4f}" for r in curve["methods"].values()]
@@ -145,12 +148,14 @@ def replay(table: str | None, score_protocol: str | None, train_protocol: str | 
               help="Accuracy the algorithms see.")
 @split_option
 @score_cost_option
+@click.option("--kind", type=click.Choice(["forward", "backward"]), default=None,
+              help="Space searched (backward includes the forward cells); default as for replay.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--plot", type=NonEmptyPath(dir_okay=False), default=None, help="Write best accuracy vs time here.")
 @json_option
 def compare(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None,
             algorithms: str, budget: float, runs: int, score: str, candidates: int, top: int, observe: str, split: str,
-            score_costs: tuple[str, ...], seed: int, plot: str | None, as_json: bool) -> None:
+            score_costs: tuple[str, ...], kind: str | None, seed: int, plot: str | None, as_json: bool) -> None:
     """Offline NAS algorithms with simulated cost (stored training and scoring times)."""
     from api.algorithms import compare as run_compare
     from api.plots import plot_compare
@@ -159,7 +164,7 @@ def compare(table: str | None, score_protocol: str | None, train_protocol: str |
     bench = _open(table, score_protocol, train_protocol, dataset)
     names = [a.strip() for a in algorithms.split(",") if a.strip()]
     costs = _costs(score_costs)
-    result = run_compare(bench, names, budget, runs, split=observe, report=split, score=score, seed=seed,
+    result = run_compare(bench, names, budget, runs, split=observe, report=split, score=score, seed=seed, kind=kind,
                          options={"score_train": {"candidates": candidates, "top": top}}, score_costs=costs,
                          progress=None)
     if plot:
@@ -167,6 +172,9 @@ def compare(table: str | None, score_protocol: str | None, train_protocol: str |
     if as_json:
         echo_json(result)
         return
+    space = result["space"]
+    click.echo(f"{result['kind']} space: {space['cells']:,} trained cells ({space['forward']:,} forward, {space['backward']:,} "
+               f"with a backward edge)")
     click.echo(f"budget {budget:g} s, {runs} runs. {best_line(result['table_best'], observe, split)}")
     click.echo(f"{'algorithm':<12} {'final ' + split:>16} {'trained':>8} {'seconds':>10}")
     for name, r in result["algorithms"].items():
@@ -189,9 +197,11 @@ def compare(table: str | None, score_protocol: str | None, train_protocol: str |
 @click.option("--bootstrap", type=click.IntRange(min=0), default=0, show_default=True,
               help="Resamples for 95% intervals of tau and rho (paired across scores; 1000 is usual).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the resampling.")
+@click.option("--cell-kind", type=click.Choice(["all", "forward", "backward"]), default="all", show_default=True,
+              help="Correlate over all cells, forward cells only, or cells with a backward edge only.")
 @json_option
 def correlate(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None,
-              split: str, scores_from: str | None, bootstrap: int, seed: int, as_json: bool) -> None:
+              split: str, scores_from: str | None, bootstrap: int, seed: int, cell_kind: str, as_json: bool) -> None:
     """Kendall tau, Spearman rho and top-k precision of every stored score against accuracy."""
     from api.correlate import agreement, ranked_shares
     from api.correlate import correlate as run_correlate
@@ -199,7 +209,7 @@ def correlate(table: str | None, score_protocol: str | None, train_protocol: str
 
     bench = _open(table, score_protocol, train_protocol, dataset)
     source = None if scores_from is None else _open(scores_from, None, None, None)
-    result = run_correlate(bench, split, source=source, bootstrap=bootstrap, seed=seed, progress=None)
+    result = run_correlate(bench, split, source=source, bootstrap=bootstrap, seed=seed, progress=None, cells=cell_kind)
     shared = [m for m in result["scores"] if m in bench.scores]
     if source is not None and shared:  # the scores both tables hold (the source may hold more, or others)
         result["agreement"] = agreement(bench, source, shared)
@@ -207,7 +217,8 @@ def correlate(table: str | None, score_protocol: str | None, train_protocol: str
         echo_json(result)
         return
     origin = f" (scores from {source.path.name})" if source is not None else ""
-    click.echo(f"{split} accuracy; protocols {', '.join(result['protocols'])}{origin}")
+    which = {"all": "all cells", "forward": "forward cells", "backward": "cells with a backward edge"}[cell_kind]
+    click.echo(f"{split} accuracy of {which}; protocols {', '.join(result['protocols'])}{origin}; the view holds {bench.holds()}")
     boot = result.get("bootstrap")
     ci = (lambda v: f" [{_fmt(v[0], 3)}, {_fmt(v[1], 3)}]" if v else " [-]") if boot else (lambda v: "")  # noqa: E731
     width = 24 if boot else 8
