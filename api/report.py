@@ -195,7 +195,7 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
     kept = [n for n in sizes if n <= len(pool.cells)]
     lines = sections["replay"] = [
         f"### Replay: draw N cells ({pool.kind} space, paper sampling restricted to the {len(pool.cells):,} cells "
-        f"with every score and the {split} accuracy), pick the best-scored", ""]
+        f"with every score and the {split} accuracy), pick the best-scored", "", f"Pool: {pool.describe()}.", ""]
     if len(pool.cells):
         heavy = int(np.argmax(pool.prob))
         lines += [f"The paper's sampler weighs a cell by the raw matrices that reach it: this pool's effective size "
