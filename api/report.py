@@ -117,7 +117,8 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
                     replay_scores: Sequence[str] | None = None, algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
                     budget: float | None = None, runs: int = 100, score: str = "sahd", seed: int = 0,
                     bootstrap: int = 1000, correlation: dict[str, Any] | None = None,
-                    score_costs: dict[str, float] | None = None, progress: bool | None = False) -> dict[str, list[str]]:
+                    score_costs: dict[str, float] | None = None, kind: str | None = None,
+                    progress: bool | None = False) -> dict[str, list[str]]:
     """The report's Markdown blocks, in page order, writing their figures into ``out``.
 
     Keys: ``head`` (title, protocols), then ``summary`` for a view without ``split`` accuracies, else
@@ -126,25 +127,31 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
     cells (mean training time). ``correlation``: the caller's own ``correlate(bench, split, bootstrap=bootstrap,
     seed=seed)``, used instead of recomputing it (one made with other settings or scores is refused).
     ``score_costs``: seconds per cell charged for scoring by each metric (:func:`api.algorithms.compare`).
+    ``kind``: the space replayed and searched (default: :func:`api.replay.default_kind`); with ``"forward"`` the
+    correlations are over the forward cells only (``correlate(..., cells="forward")``), else over all cells.
     ``progress``: the bars of the bootstrap and the comparison on stderr (``None``: on a terminal).
     """
     names = list(bench.scores)
     chosen = list(replay_scores) if replay_scores is not None else names
     for s in (split, observe):  # every option is checked before the first figure is computed
         bench.check_split(s)
+    if kind not in (None, "forward", "backward"):
+        raise ValueError(f"kind: expected forward or backward, got {kind!r}")
+    cells = "forward" if kind == "forward" else "all"
     if np.isfinite(bench.accuracy[split]).any():
         bench.check_scores(chosen)
         parse_entries(bench, algorithms, score, score_costs)
         if budget:  # 0: no search section
             check_budget(budget)
         if correlation is None:  # before the folder is made: a refused report leaves nothing behind
-            corr = correlate(bench, split, bootstrap=bootstrap, seed=seed, progress=progress)
+            corr = correlate(bench, split, bootstrap=bootstrap, seed=seed, progress=progress, cells=cells)
         else:
             corr, resampled = correlation, correlation.get("bootstrap", {})
-            made = (corr["split"], resampled.get("resamples", 0), resampled.get("seed", seed), list(corr["scores"]))
-            if made != (split, bootstrap, seed, names):
-                raise ValueError(f"correlation: made for (split, bootstrap, seed, scores) {made}, the report needs "
-                                 f"{(split, bootstrap, seed, names)}")
+            made = (corr["split"], resampled.get("resamples", 0), resampled.get("seed", seed), list(corr["scores"]),
+                    corr.get("cells", "all"))
+            if made != (split, bootstrap, seed, names, cells):
+                raise ValueError(f"correlation: made for (split, bootstrap, seed, scores, cells) {made}, the report needs "
+                                 f"{(split, bootstrap, seed, names, cells)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sections = {"head": [f"## {title}", "", f"Table `{bench.path.name}`; view protocols:", "", *_protocol_lines(bench), ""]}
@@ -191,7 +198,7 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
     plot_scatter(bench, names, split, out / "scores.png")
     lines += ["", "![scores against accuracy](scores.png)", ""]
 
-    pool = make_pool(bench, chosen, split)
+    pool = make_pool(bench, chosen, split, kind)  # type: ignore[arg-type]
     kept = [n for n in sizes if n <= len(pool.cells)]
     lines = sections["replay"] = [
         f"### Replay: draw N cells ({pool.kind} space, paper sampling restricted to the {len(pool.cells):,} cells "
@@ -204,7 +211,7 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
     if len(kept) < len(sizes):
         lines += [f"Sizes above the pool ({', '.join(str(n) for n in sizes if n not in kept)}) are left out.", ""]
     if kept:
-        curve = replay_curve(bench, kept, trials, chosen, split=split, seed=seed)
+        curve = replay_curve(bench, kept, trials, chosen, split=split, kind=pool.kind, seed=seed)  # type: ignore[arg-type]
         lines += [f"{trials:,} trials per N (seeded by ({seed}, N)); {split} accuracy of the picked cell, "
                   "mean ± std.", "", "| method | " + " | ".join(f"N = {n:,}" for n in kept) + " |",
                   "|---|" + "---|" * len(kept)]
@@ -213,12 +220,13 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
         plot_replay_curve(curve, out / "replay.png")
         lines += ["", "![accuracy against N](replay.png)", ""]
 
-    cost = bench.train_seconds[np.isfinite(bench.accuracy[observe]) & np.isfinite(bench.train_seconds)]
+    in_space = bench.kind_array == 0 if pool.kind == "forward" else np.ones(len(bench), bool)
+    cost = bench.train_seconds[np.isfinite(bench.accuracy[observe]) & np.isfinite(bench.train_seconds) & in_space]
     if budget is None:
         budget = float(0.1 * len(cost) * cost.mean()) if len(cost) else 0.0
     if budget > 0:
         result = compare(bench, algorithms, budget, runs, split=observe, report=split, score=score, seed=seed,
-                         score_costs=score_costs, points=COMPARE_POINTS, progress=progress)
+                         score_costs=score_costs, points=COMPARE_POINTS, kind=pool.kind, progress=progress)
         costs = {e.partition(":")[2] or score: r["score_cost"] for e, r in result["algorithms"].items()
                  if e.partition(":")[0] == "score_train" and r["score_cost"] is not None}
         paid = ("the stored scoring time (every metric of the score protocol, computed together)" if not costs else

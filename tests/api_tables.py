@@ -46,3 +46,29 @@ def without_metric_seconds(src: Path, dst: Path, rows: int | None = None) -> Pat
                 p.columns[name][:rows] = np.nan
     write_table(dst, protocols)
     return dst
+
+
+PAPER_CELL = "0302 0030 3003 0000"  # SNASNet's published cell: backward edges 2 -> 0 and 3 -> 0
+
+
+@lru_cache(maxsize=1)
+def mixed_table() -> Path:
+    """The tiny table's rows moved onto 5 forward cells and 3 cells with a backward edge (the paper's among them)."""
+    import numpy as np
+
+    from snnbench.space import Cell, space
+    from snnbench.table import Protocol, open_table, write_table
+
+    sp = space()
+    rng = np.random.default_rng(11)
+    forward = rng.choice(np.flatnonzero(~sp.is_backward), 5, replace=False)
+    backward = rng.choice(np.flatnonzero(sp.is_backward), 2, replace=False)
+    targets = [sp.hashes[u] for u in forward] + [sp.hashes[u] for u in backward] + [Cell(PAPER_CELL).hash]
+    protocols = list(open_table(tiny_table()).protocols.values())
+    old = sorted({h for p in protocols for h in p.hash.tolist()})
+    new_of = dict(zip(old, (t.encode() for t in targets)))
+    moved = [Protocol(p.id, p.type, p.settings, hash=np.array([new_of[h] for h in p.hash.tolist()], dtype="S16"),
+                      seed=p.seed, columns=p.columns) for p in protocols]
+    path = tiny_table().parent / "mixed.h5"
+    write_table(path, moved)
+    return path

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from api_tables import tiny_table
+from api_tables import PAPER_CELL, mixed_table, tiny_table
 from click.testing import CliRunner
 
 from api.benchmark import Benchmark, CellNotFound
@@ -18,25 +18,9 @@ from snnbench.cli import main
 from snnbench.space import Cell, canonical_batch, prune_batch, raw_matrices, space
 from snnbench.table import SHIPPED, Protocol, open_table, write_table
 
-PAPER_CELL = "0302 0030 3003 0000"  # SNASNet's published cell: backward edges 2 -> 0 and 3 -> 0
-
-
 @pytest.fixture(scope="module")
-def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny table's rows moved onto 5 forward cells and 3 cells with a backward edge (the paper's among them)."""
-    sp = space()
-    rng = np.random.default_rng(11)
-    forward = rng.choice(np.flatnonzero(~sp.is_backward), 5, replace=False)
-    backward = rng.choice(np.flatnonzero(sp.is_backward), 2, replace=False)
-    targets = [sp.hashes[u] for u in forward] + [sp.hashes[u] for u in backward] + [Cell(PAPER_CELL).hash]
-    protocols = list(open_table(tiny_table()).protocols.values())
-    old = sorted({h for p in protocols for h in p.hash.tolist()})
-    new_of = dict(zip(old, (t.encode() for t in targets)))
-    moved = [Protocol(p.id, p.type, p.settings, hash=np.array([new_of[h] for h in p.hash.tolist()], dtype="S16"),
-                      seed=p.seed, columns=p.columns) for p in protocols]
-    path = tmp_path_factory.mktemp("kinds") / "mixed.h5"
-    write_table(path, moved)
-    return path
+def mixed() -> Path:
+    return mixed_table()
 
 
 def _cli(*args: str):

@@ -11,7 +11,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from api_tables import tiny_table
+from api_tables import PAPER_CELL, mixed_table, tiny_table
 
 
 def _script(name: str) -> ModuleType:
@@ -138,3 +138,25 @@ def test_reproduce_recomputes_stored_rows_bit_for_bit_on_the_same_machine() -> N
     columns = {line.split(": ")[0].split(") ")[1] for line in lines}
     assert {"scores/sahd", "scores/hd", "val_acc", "test_acc", "curves/val_acc", "curves/train_loss"} <= columns
     assert lines and all(line.endswith("(bit for bit)") for line in lines), [x for x in lines if "bit" not in x]
+
+
+def test_backward_section_against_naive_statistics(tmp_path: Path) -> None:
+    """Forward against backward-edge cells on a mixed table: means, best cells and P(backward > forward) by brute
+    force over the cell pairs; the paper's cell placed among the forward cells; too few scored cells said so."""
+    from api.benchmark import Benchmark
+
+    bench = Benchmark(mixed_table())
+    acc = bench.accuracy["test"]
+    fwd, bwd = acc[bench.kind_array == 0], acc[bench.kind_array == 1]
+    blocks = regen.backward_section(mixed_table(), tmp_path, resamples=50)
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in blocks["digits-backward-accuracy"] if line.startswith("| ")}
+    assert float(rows["mean test accuracy"][0].split()[0]) == round(fwd.mean(), 4)
+    assert float(rows["mean test accuracy"][1].split()[0]) == round(bwd.mean(), 4)
+    assert float(rows["best cell"][1].split()[0]) == round(bwd.max(), 4)
+    pairs = [(b > f) + 0.5 * (b == f) for b in bwd for f in fwd]
+    p_row = next(v for k, v in rows.items() if k.startswith("P(a random backward"))
+    assert float(p_row[2].split()[0]) == round(float(np.mean(pairs)), 3)
+    paper = bench.query(PAPER_CELL)["accuracy"]["test"]
+    assert f"above {(fwd < paper).mean():.1%} of the forward cells" in "\n".join(blocks["digits-backward-accuracy"])
+    assert blocks["digits-backward-scores"][0].startswith("3 trained cells with a backward edge hold digits scores")
+    assert regen.backward_section(tiny_table(), tmp_path)["digits-backward-accuracy"][0].startswith("No cell with a backward edge")

@@ -77,9 +77,10 @@ def _quote(block: list[str], first: str) -> list[str]:
     return lines
 
 
-def replay_table(bench: Benchmark, sizes: list[int], names: list[str]) -> list[str]:
-    """Each method's picked-cell test accuracy (mean ± std) at each N, 1,000 uniform trials (seeded by (0, N))."""
-    curve = replay_curve(bench, sizes, 1000, names, dist="uniform", seed=0)
+def replay_table(bench: Benchmark, sizes: list[int], names: list[str], kind: str | None = None,
+                 dist: str = "uniform") -> list[str]:
+    """Each method's picked-cell test accuracy (mean ± std) at each N, 1,000 trials (seeded by (0, N))."""
+    curve = replay_curve(bench, sizes, 1000, names, kind=kind, dist=dist, seed=0)  # type: ignore[arg-type]
     lines = ["| method | " + " | ".join(f"N = {n:,}" for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
     for m, r in curve["methods"].items():
         lines.append(f"| {m} | " + " | ".join(f"{a:.4f} ± {sd:.4f}" for a, sd in zip(r["mean"], r["std"])) + " |")
@@ -112,14 +113,15 @@ def digits_section(path: Path, out: Path) -> Blocks:
     """``snnbench report`` on the digits table with results.md's settings (page and figures in ``out``), the
     correlation table and the replay under uniform sampling."""
     bench = Benchmark(path)
-    corr = correlate(bench, "test", bootstrap=DIGITS_REPORT["bootstrap"], seed=DIGITS_REPORT["seed"])
-    sections = report_sections(bench, out, title="digits (shipped table)", correlation=corr, **DIGITS_REPORT)
+    corr = correlate(bench, "test", bootstrap=DIGITS_REPORT["bootstrap"], seed=DIGITS_REPORT["seed"], cells="forward")
+    sections = report_sections(bench, out, title="digits (shipped table), forward space", correlation=corr, kind="forward",
+                               **DIGITS_REPORT)
     write_page(sections, out)
-    pool = make_pool(bench, DIGITS_REPORT["replay_scores"], "test", dist="uniform")
+    pool = make_pool(bench, DIGITS_REPORT["replay_scores"], "test", kind="forward", dist="uniform")
     sizes = [n for n in DEFAULT_SIZES if n <= len(pool.cells)]
     left = [n for n in DEFAULT_SIZES if n > len(pool.cells)]
     uniform = [f"With uniform sampling over the {len(pool.cells):,} cells (1,000 trials per N, seeded by (0, N)):", "",
-               *replay_table(bench, sizes, DIGITS_REPORT["replay_scores"])]
+               *replay_table(bench, sizes, DIGITS_REPORT["replay_scores"], kind="forward")]
     if left:
         uniform += ["", f"N = {', '.join(f'{n:,}' for n in left)} left out: the pool holds {len(pool.cells):,} cells."]
     return {"digits-scores": scores_block(corr),
@@ -161,7 +163,7 @@ def kernels_section(path: Path, out: Path, count: int = 4, workers: int = 2) -> 
     bench = Benchmark(path)
     data, config = score_inputs(bench)
     acc = bench.accuracy["test"]
-    trained = np.flatnonzero(np.isfinite(acc))
+    trained = np.flatnonzero(np.isfinite(acc) & (bench.kind_array == 0))  # the forward cells
     order = trained[np.lexsort((trained, -acc[trained]))]  # best first, ties by view index
     ends = (*order[:count], *order[-count:])
     shown = [kernel_matrices(bench.matrices[u], data, config, KERNELS) for u in ends]
@@ -211,8 +213,8 @@ def cifar10_section(cifar: Path, digits: Path, out: Path) -> Blocks:
         f"{np.mean(dp.columns['spike_rate']):.3f}, where {int(np.isneginf(dg.scores[spikes[0]][ud]).sum())} of the "
         f"{len(ud):,} cells both tables hold are singular by {spikes[0]})."]}
     agree = agreement(dg, c, names)["scores"]
-    across = correlate(dg, "test", names, source=c, bootstrap=1000, seed=0)
-    own = correlate(dg, "test", names)["scores"]
+    across = correlate(dg, "test", names, source=c, bootstrap=1000, seed=0, cells="forward")
+    own = correlate(dg, "test", names, cells="forward")["scores"]
     cells = max(r["cells"] for r in across["scores"].values())
     best = _best(across["scores"], "kendall_tau")
     lines = blocks["cifar10-agreement"] = [
@@ -279,6 +281,98 @@ def backward_lines(scores: dict[str, np.ndarray], kinds: np.ndarray, names: list
     return lines
 
 
+BACKWARD_SCORES = ["sahd", "hd", "vanrossum"]
+
+
+def _interval(values: np.ndarray) -> str:
+    """``[2.5%, 97.5%]`` percentiles of bootstrap values."""
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return f"[{lo:.4f}, {hi:.4f}]"
+
+
+def backward_section(path: Path, out: Path, resamples: int = 1000) -> Blocks:
+    """Cells with a backward edge on digits: their accuracy against the forward cells', how each score ranks them
+    (alone and in the mixed pool), the replay over the backward space (paper and uniform sampling) and the NAS
+    algorithms on the mixed pool. Bootstrap intervals: cells resampled within each kind (seed 0)."""
+    bench = Benchmark(path)
+    acc = bench.accuracy["test"]
+    fwd = acc[np.isfinite(acc) & (bench.kind_array == 0)]
+    bwd = acc[np.isfinite(acc) & (bench.kind_array == 1)]
+    if not len(bwd):
+        return {"digits-backward-accuracy": ["No cell with a backward edge is trained in this table."]}
+    rng = np.random.default_rng(0)
+    pick_f = rng.integers(0, len(fwd), (resamples, len(fwd)))
+    pick_b = rng.integers(0, len(bwd), (resamples, len(bwd)))
+
+    def top(v: np.ndarray) -> float:
+        k = max(1, int(round(0.01 * len(v))))
+        return float(np.sort(v)[-k:].mean())
+
+    def p_greater(b: np.ndarray, f: np.ndarray) -> float:  # P(backward > forward), ties count half
+        return float(stats.mannwhitneyu(b, f).statistic / (len(b) * len(f)))
+
+    boot_p = np.array([p_greater(bwd[i], fwd[j]) for i, j in zip(pick_b, pick_f)])
+    rows = [("mean test accuracy", fwd.mean(), bwd.mean(), fwd[pick_f].mean(1), bwd[pick_b].mean(1)),
+            ("top 1% (mean of the best 1% of the cells)", top(fwd), top(bwd), np.array([top(fwd[i]) for i in pick_f]),
+             np.array([top(bwd[i]) for i in pick_b])),
+            ("best cell", fwd.max(), bwd.max(), fwd[pick_f].max(1), bwd[pick_b].max(1))]
+    cov = bench.coverage()["backward"]
+    lines = [f"{len(bwd):,} trained cells with a backward edge ({len(bwd) / cov['space']:.1%} of the {cov['space']:,}: a "
+             "uniform sample, the first cells in hash order of `--kind backward --train-cells sample:3300:0`, plus the "
+             f"paper's published cell) against the {len(fwd):,} forward cells; test accuracy, mean of seeds 0 and 1; 95% "
+             f"intervals from {resamples:,} bootstrap resamples of the cells within each kind (seed 0):", "",
+             "| statistic | forward cells | cells with a backward edge | backward - forward |", "|---|---|---|---|"]
+    for name, f, b, bf, bb in rows:
+        lines.append(f"| {name} | {f:.4f} {_interval(bf)} | {b:.4f} {_interval(bb)} | {b - f:+.4f} {_interval(bb - bf)} |")
+    lines.append(f"| P(a random backward cell beats a random forward cell; ties half) | | | {p_greater(bwd, fwd):.3f} "
+                 f"{_interval(boot_p)} |")
+    paper = "0302 0030 3003 0000"
+    if paper in bench and bench.query(paper)["accuracy"]["test"] is not None:
+        rec = bench.query(paper)
+        lines += ["", f"The paper's published cell `{paper}`: test accuracy {rec['accuracy']['test']:.4f} (seeds "
+                      f"{rec['seeds'].get('train')}), above {(fwd < rec['accuracy']['test']).mean():.1%} of the forward cells."]
+    blocks = {"digits-backward-accuracy": lines}
+
+    names = [m for m in BACKWARD_SCORES if m in bench.scores]
+    scored = np.isfinite(acc) & (bench.kind_array == 1)
+    for m in names:
+        scored &= ~np.isnan(bench.scores[m])
+    if not names or scored.sum() < 10:
+        blocks["digits-backward-scores"] = [f"{int(scored.sum())} trained cells with a backward edge hold digits scores "
+                                            "(fewer than 10): score rankings, replay and search over them wait for more."]
+        return blocks
+    per = {cells: correlate(bench, "test", names, bootstrap=resamples, seed=0, cells=cells)["scores"]
+           for cells in ("backward", "all", "forward")}
+    n = {cells: max(r["cells"] for r in per[cells].values()) for cells in per}
+    lines = [f"Kendall tau [95% interval, {resamples:,} paired resamples] against test accuracy:", "",
+             f"| score | cells with a backward edge ({n['backward']:,}) | mixed pool ({n['all']:,}) | forward cells "
+             f"({n['forward']:,}) |", "|---|---|---|---|"]
+    for m in names:
+        lines.append(f"| {m} | " + " | ".join(_ci(per[c][m], "kendall_tau") for c in ("backward", "all", "forward")) + " |")
+    blocks["digits-backward-scores"] = lines
+    pool = make_pool(bench, names, "test", kind="backward", dist="paper")
+    sizes = [n for n in DEFAULT_SIZES if n <= len(pool.cells)]
+    replay = [f"Pool: {pool.describe()}.", ""]
+    for dist in ("paper", "uniform"):
+        replay += [f"{dist.capitalize()} sampling of the backward space, 1,000 trials per N (test accuracy of the pick):",
+                   "", *replay_table(bench, sizes, names, kind="backward", dist=dist), ""]
+    blocks["digits-backward-replay"] = replay[:-1]
+    from api.algorithms import compare
+
+    result = compare(bench, ["random", "evolution", "local", "reinforce", "score_train:sahd", "score_train:hd",
+                             "score_train:vanrossum"], DIGITS_REPORT["budget"], 30, split="val", report="test",
+                     kind="backward", seed=0, score_costs=METRIC_SECONDS)
+    space = result["space"]
+    lines = [f"The mixed pool as a search space ({space['cells']:,} trained cells: {space['forward']:,} forward, "
+             f"{space['backward']:,} with a backward edge), budget {DIGITS_REPORT['budget']:g} simulated seconds, 30 "
+             "runs each, observing validation accuracy; final test accuracy of the best observed cell:", "",
+             "| algorithm | final test accuracy (mean ± std) | cells trained |", "|---|---|---|"]
+    for name, r in result["algorithms"].items():
+        lines.append(f"| {name} | {_f(r['final_mean'], 4)} ± {_f(r['final_std'], 4)} | {r['trained_mean']:.1f} |")
+    blocks["digits-backward-compare"] = lines
+    return blocks
+
+
 MARKED = re.compile(r"(<!-- regenerate:([\w-]+) -->\n).*?(<!-- /regenerate -->)", re.S)
 
 
@@ -300,16 +394,18 @@ def write_blocks(page: Path, blocks: Blocks) -> None:
 def main() -> None:
     here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", choices=["digits", "kernels", "cifar10"], action="append")
+    ap.add_argument("--only", choices=["digits", "backward", "kernels", "cifar10"], action="append")
     ap.add_argument("--out", type=Path, default=here)
     ap.add_argument("--digits", type=Path, default=SHIPPED["digits"])
     ap.add_argument("--cifar10", type=Path, default=SHIPPED["cifar10"])
     ap.add_argument("--write", type=Path, metavar="PAGE", help="rewrite the marked blocks of PAGE (docs/results.md)")
     args = ap.parse_args()
-    only = set(args.only or ["digits", "kernels", "cifar10"])
+    only = set(args.only or ["digits", "backward", "kernels", "cifar10"])
     blocks: Blocks = {}
     if "digits" in only:
         blocks.update(digits_section(args.digits, args.out / "digits"))
+    if "backward" in only:
+        blocks.update(backward_section(args.digits, args.out / "digits"))
     if "kernels" in only:
         blocks.update(kernels_section(args.digits, args.out / "digits"))
     if "cifar10" in only:

@@ -267,10 +267,12 @@ def correlate(table: str | None, score_protocol: str | None, train_protocol: str
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Resamples for the correlations' 95% intervals (0: none).")
+@click.option("--kind", type=click.Choice(["forward", "backward"]), default=None,
+              help="Space replayed and searched (forward: correlations over forward cells too); default as for replay.")
 def report(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None, out: str,
            title: str | None, split: str, observe: str, samples: tuple[int, ...], trials: int, replay_scores: str | None,
            algorithms: str, budget: float | None, runs: int, score: str, score_costs: tuple[str, ...], seed: int,
-           bootstrap: int) -> None:
+           bootstrap: int, kind: str | None) -> None:
     """Write a results page (correlations, replay table and curve, algorithm comparison) with its figures."""
     from api.report import report as write_report
 
@@ -279,5 +281,6 @@ def report(table: str | None, score_protocol: str | None, train_protocol: str | 
                         sizes=sorted(set(samples)), trials=trials,
                         replay_scores=None if replay_scores is None else [s.strip() for s in replay_scores.split(",") if s.strip()],
                         algorithms=[a.strip() for a in algorithms.split(",") if a.strip()], budget=budget, runs=runs,
-                        score=score, seed=seed, bootstrap=bootstrap, score_costs=_costs(score_costs), progress=None)
+                        score=score, seed=seed, bootstrap=bootstrap, score_costs=_costs(score_costs), kind=kind,
+                        progress=None)
     click.echo(str(page))
