@@ -20,10 +20,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from snnbench.space import KINDS, Cell, space, to_text
+from snnbench.space import KINDS, PUBLISHED_CELLS, Cell, space, to_text
 from snnbench.table import Protocol
 
-CELL_SPECS = "all | sample:N[:SEED] | top:K:METRIC | strata:N:METRIC[:BINS[:SEED]] | FILE"
+CELL_SPECS = "all | paper | sample:N[:SEED] | top:K:METRIC | strata:N:METRIC[:BINS[:SEED]] | FILE"
 _FORMS = {  # selection form -> (pattern, usage for the error message)
     "sample": (re.compile(r"sample:(\d+)(?::(\d+))?"), "sample:N or sample:N:SEED with N >= 1"),
     "top": (re.compile(r"top:(\d+):([\w/.-]+)"), "top:K:METRIC (e.g. top:20:sahd)"),
@@ -80,7 +80,8 @@ def select_cells(spec: str, kind: str, protocols: Mapping[str, Protocol] | None 
                  scored_by: Sequence[str] = ()) -> list[str]:
     """Hashes of the cells ``spec`` names within ``kind``'s space, in space-index order.
 
-    ``all``: every unique cell; ``sample:N[:SEED]``: N distinct cells drawn uniformly (seed 0 by
+    ``all``: every unique cell; ``paper``: the cells the SNASNet paper publishes (``snnbench.space.PUBLISHED_CELLS``,
+    those of ``kind``'s space; none is refused); ``sample:N[:SEED]``: N distinct cells drawn uniformly (seed 0 by
     default; the first N of one seeded permutation, so a larger N keeps the smaller sample's cells; the whole
     space when N exceeds it); ``top:K:METRIC``: the K best cells by the mean of METRIC over seeds in a score protocol
     (those of ``scored_by`` first, else the only stored one holding METRIC; ties by space index);
@@ -94,6 +95,8 @@ def select_cells(spec: str, kind: str, protocols: Mapping[str, Protocol] | None 
     pool = sp.indices(kind)  # type: ignore[arg-type]
     if form == "all":
         chosen = pool
+    elif form == "paper":
+        chosen = np.array(sorted(sp.index_of(Cell(t).pruned.matrix) for t in _published(kind)), dtype=np.int64)
     elif form == "sample":
         n = min(int(m[1]), len(pool))
         chosen = np.sort(np.random.default_rng(int(m[2] or 0)).permutation(pool)[:n])  # samples nest as N grows
@@ -107,7 +110,7 @@ def select_cells(spec: str, kind: str, protocols: Mapping[str, Protocol] | None 
 
 
 def check_cells(spec: str, kind: str) -> str:
-    """The form (``all``, ``sample``, ``top``, ``strata`` or ``file``) of ``spec``, a well-formed selection for
+    """The form (``all``, ``paper``, ``sample``, ``top``, ``strata`` or ``file``) of ``spec``, a well-formed selection for
     ``kind`` (a FILE is read and checked), else ``ValueError``; needs no table, so a build can refuse a bad
     selection before it writes anything."""
     form = _parse(spec.strip(), kind)[0]
@@ -127,11 +130,14 @@ def _column(metric: str) -> str:
 
 
 def _parse(spec: str, kind: str) -> tuple[str, Any]:
-    """The selection's form (``all``, ``sample``, ``top``, ``strata`` or ``file``) and its regex match."""
+    """The selection's form (``all``, ``paper``, ``sample``, ``top``, ``strata`` or ``file``) and its regex match."""
     if kind not in KINDS:
         raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
     if spec == "all":
         return "all", None
+    if spec == "paper":
+        _published(kind)
+        return "paper", None
     form = spec.split(":", 1)[0]
     if form not in _FORMS or ":" not in spec:
         return "file", None
@@ -140,6 +146,15 @@ def _parse(spec: str, kind: str) -> tuple[str, Any]:
     if not m or int(m[1]) < 1 or (form == "strata" and m[3] is not None and int(m[3]) < 1):
         raise ValueError(f"cells: expected {usage}, got {spec!r}")
     return form, m
+
+
+def _published(kind: str) -> list[str]:
+    """The published cells in ``kind``'s space; ``ValueError`` when none is (they have backward edges)."""
+    cells = [t for t in PUBLISHED_CELLS if kind == "backward" or Cell(t).kind == "forward"]
+    if not cells:
+        raise ValueError(f"cells: the paper's published cells ({', '.join(PUBLISHED_CELLS)}) have backward edges; "
+                         "use --kind backward")
+    return cells
 
 
 def _ranked(spec: str, metric: str, pool: np.ndarray, protocols: Mapping[str, Protocol],

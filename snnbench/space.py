@@ -35,6 +35,8 @@ OPS: tuple[str, ...] = ("zero", "skip", "conv1x1", "conv3x3", "avgpool3x3")
 NUM_OPS = len(OPS)
 NUM_NODES = 4
 KINDS = ("forward", "backward")
+#: Cells the SNASNet paper publishes as found by its search (text form): the ones a benchmark user looks up first.
+PUBLISHED_CELLS: tuple[str, ...] = ("0302 0030 3003 0000",)
 Kind = Literal["forward", "backward"]
 Distribution = Literal["paper", "uniform"]
 _HASH_PREFIX = "snnbench-cell-v1:"

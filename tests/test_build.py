@@ -739,6 +739,14 @@ def test_cell_selections() -> None:
     assert cell_seed("00aa", 0) != cell_seed("00aa", 1) and cell_seed("00aa", 0) == cell_seed("00aa", 0)
 
 
+def test_the_paper_selection_names_the_published_cells() -> None:
+    """``paper``: the cell the SNASNet paper publishes (backward edges 2 -> 0 and 3 -> 0), by hash."""
+    assert select_cells("paper", "backward") == [Cell("0302 0030 3003 0000").hash]
+    assert Cell("0302 0030 3003 0000").kind == "backward"
+    with pytest.raises(ValueError, match="^cells: the paper's published cells .* have backward edges; use --kind backward$"):
+        select_cells("paper", "forward")
+
+
 def test_top_and_file_selections(tmp_path: Path) -> None:
     proto = Protocol("p", "score", {})
     cells = select_cells("sample:30:5", "forward")
