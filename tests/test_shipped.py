@@ -60,7 +60,7 @@ def test_scores_cover_the_whole_forward_space_and_a_recorded_backward_sample(tab
     fwd = _forward_hashes()
     stored = {h.decode() for h in p.hash}
     assert len(fwd) == 7012 and fwd <= stored and len(stored) == len(p)
-    _in_hash_order_prefix(p, stored - fwd, _recorded_backward_selection(p) - fwd)  # the backward sample, if any
+    _recorded_selections_in_order(p, stored - fwd, "--cells", fwd)  # the backward sample, if any
     assert p.settings["dataset"]["name"] == "digits" and p.settings["network"]["preset"] == "bench"
     for m in p.settings["score"]["metrics"]:
         col = p.columns[f"scores/{m}"]
@@ -76,9 +76,11 @@ def test_trained_rows_have_both_seeds_and_full_curves(table) -> None:
     assert len(set(hashes)) * 2 == len(p) and sorted(set(p.seed.tolist())) == [0, 1]
     assert p.columns["curves/val_acc"].shape == (len(p), epochs) and np.isfinite(p.columns["curves/val_acc"]).all()
     assert np.allclose(p.columns["curves/val_acc"][:, -1], p.columns["val_acc"])
-    # the shipped table is complete: every unique forward cell is trained (issue 8), no other cell is
+    # every unique forward cell is trained (issue 8); the cells with a backward edge are the recorded backward
+    # selections (the paper's cell, then the seeded sample in hash order), no other cell
     every = _forward_hashes()
-    assert set(hashes) == every and len(every) == 7012
+    assert every <= set(hashes) and len(every) == 7012
+    _recorded_selections_in_order(p, set(hashes) - every, "--train-cells", every)
 
 
 @needs_digits
@@ -178,6 +180,29 @@ def _in_hash_order_prefix(p, hashes: set[str], pool: list[str] | set[str]) -> No
     batch = 16  # cells per scoring work item
     every = sorted(pool)
     assert hashes <= set(every[:len(hashes) + 4 * workers * batch])
+
+
+def _recorded_selections_in_order(p, held: set[str], option: str, forward: set[str]) -> None:
+    """``held`` (cells with a backward edge) is what the protocol's recorded ``--kind backward`` commands select,
+    run one after the other: each selection complete but the last begun, which holds a hash-order prefix of its
+    new cells (up to the items in flight)."""
+    selections = []
+    for cmd in p.commands:
+        args = shlex.split(cmd)
+        if args[args.index("--kind") + 1] == "backward":
+            selections.append(set(select_cells(args[args.index(option) + 1], "backward")) - forward)
+    assert held <= set().union(*selections)
+    workers = max(int(e.get("workers") or 1) for e in p.environments)
+    slack = 4 * workers * (16 if p.type == "score" else 1)  # items in flight: 16 cells per scoring item
+    done: set[str] = set()
+    for sel in selections:
+        new = sorted(sel - done)
+        got = held & set(new)
+        assert got <= set(new[:len(got) + slack])
+        if len(got) < len(new):  # an unfinished selection: nothing after it has run
+            assert held <= done | got
+            break
+        done |= sel
 
 
 def _recorded_backward_selection(p) -> set[str]:
