@@ -169,6 +169,11 @@ class RayExecutor:
             import ray
         except ImportError:
             raise ValueError("executor: ray is not installed; pip install 'snnbench[ray]'") from None
+        from builders.ray_checks import check_address, check_gpus, local_gpus
+
+        check_address(address)
+        if address is None and not ray.is_initialized():
+            check_gpus(gpus, local_gpus(), "this machine")
         self._ray = ray
         self._started = False
         if not ray.is_initialized():
@@ -183,6 +188,11 @@ class RayExecutor:
                 raise ValueError(f"executor: cannot reach the Ray cluster at {address}: {err}") from None
             self._started = True
         self.gpus, self.max_retries = gpus, max_retries
+        try:
+            check_gpus(gpus, ray.cluster_resources().get("GPU", 0), "the Ray cluster")
+        except ValueError:
+            self.close()
+            raise
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.in_flight = in_flight or max(2, 2 * cpus)
 

@@ -1,0 +1,46 @@
+"""Up-front checks of a Ray build, so that a build Ray could never run fails in seconds with one line.
+
+Ray itself waits for an unreachable cluster (retrying for minutes) and for a task's GPUs (forever, with no
+message); these checks run before ``ray.init`` (address, local GPUs) and right after it (the cluster's GPUs),
+before the table file is touched.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+
+#: Seconds a cluster address has to accept a connection.
+CONNECT_SECONDS = 3.0
+
+
+def check_address(address: str | None, timeout: float = CONNECT_SECONDS) -> None:
+    """``address`` (``HOST:PORT`` or ``ray://HOST:PORT``) accepts a TCP connection within ``timeout`` seconds;
+    ``None`` (a local instance) and ``auto`` (Ray's own discovery) are not checked. ``ValueError`` otherwise."""
+    if address is None or address == "auto":
+        return
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--ray-address {address!r}: expected HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise ValueError(f"--ray-address {address}: no Ray cluster answers there within {timeout:g} s "
+                         f"({err.strerror or type(err).__name__}); is the cluster running (`ray status`)?") from None
+
+
+def check_gpus(gpus: float, available: float, where: str) -> None:
+    """A task asking ``gpus`` GPUs can start where ``available`` GPUs are (Ray takes a fraction below 1 or a whole
+    number); ``ValueError`` naming ``where`` otherwise, since Ray would wait for them forever."""
+    if not math.isfinite(gpus) or gpus < 0 or (gpus > 1 and gpus != int(gpus)):
+        raise ValueError(f"--gpus-per-task {gpus:g}: Ray takes a fraction below 1 or a whole number of GPUs")
+    if gpus > available:
+        raise ValueError(f"--gpus-per-task {gpus:g}: {where} has {available:g} GPU{'s' if available != 1 else ''}, so no "
+                         "task could ever start (use --device cpu, or a cluster with GPUs via --ray-address)")
+
+
+def local_gpus() -> int:
+    """GPUs this machine offers a local Ray instance (CUDA devices torch sees)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
