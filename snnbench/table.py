@@ -298,11 +298,10 @@ def cell_hashes(matrices: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype="S16")
     spaced = np.full((u, n, n + 1), ord(" "), dtype=np.uint8)
     spaced[:, :, :n] = matrices.reshape(u, n, n).astype(np.uint8) + ord("0")
-    texts = spaced.reshape(u, -1)[:, :-1].tobytes()
-    width = n * (n + 1) - 1
+    texts = spaced.reshape(u, -1)[:, :-1].copy().view(f"S{n * (n + 1) - 1}").ravel().tolist()
     sha = hashlib.sha256
-    return np.array([sha(_HASH_PREFIX_BYTES + texts[k:k + width]).hexdigest()[:16] for k in range(0, u * width, width)],
-                    dtype="S16")
+    raw = b"".join([sha(_HASH_PREFIX_BYTES + text).digest()[:8] for text in texts])  # 8 bytes = 16 hex digits
+    return np.frombuffer(raw.hex().encode(), dtype="S16").copy()
 
 
 def _check_cells(path: Path, cells: Mapping[str, np.ndarray]) -> None:
@@ -904,9 +903,13 @@ class TableWriter:
         try:
             _check_writable(self.path)
             if self.path.exists():
-                table = open_table(self.path)
-                _check_known(table)
-                _verify(table)  # a resume must not make an edited table's damage permanent
+                try:
+                    table = open_table(self.path)
+                    _check_known(table)
+                    _verify(table)  # a resume must not make an edited table's damage permanent
+                except TableError as err:
+                    raise TableError(f"{err}; a writer never folds into a damaged table: restore the file from a copy, "
+                                     "or build into a new one") from None
                 self.attrs, self.protocols = table.attrs, table.protocols
             else:
                 self.attrs, self.protocols = {}, {}
