@@ -6,6 +6,8 @@ Bounded in time (``--seconds``). Each round injects one fault of one kind, in tu
   printing each row's number once ``add`` returned (the row is acknowledged), folding every few rows; it is killed
   with SIGKILL at a random moment. The next writer resumes the table; every acknowledged row must be there with
   its values (else it counts as lost), and no temporary file of the dead process may stay.
+* ``kill-build``: a real (tiny) ``snnbench build`` killed with SIGKILL at a random moment, then rerun to the end:
+  the table must equal an uninterrupted build's (all but wall-clock columns), else its rows count as lost.
 * ``kill-merge``: ``snnbench merge OUT A B`` killed at a random moment: OUT is absent or the complete merge; the
   merge rerun must then succeed and leave no temporary file.
 * ``race-merge``: two ``snnbench merge`` into one new OUT started together: exactly one may exit 0 (both exiting 0
@@ -46,6 +48,10 @@ SETTINGS = {"dataset": {"name": "stress"}, "network": {"preset": "bench"}, "devi
             "score": {"metrics": ["sahd"], "batch_size": 8, "repeats": 2}}
 POOL = 600  # cells rows are drawn from; row k is cell k % POOL, seed k // POOL
 CLI = "import sys; from snnbench.cli import main; sys.argv[0] = 'snnbench'; main()"
+#: A real build small enough to finish in seconds: 24 cells of a narrowed skeleton scored with SAHD, one worker.
+TINY_BUILD = ["--net", "c1=2", "--net", "c2=4", "--net", "hidden=8", "--net", "timesteps=2", "--scores", "sahd",
+              "--score-batch", "8", "--cells", "sample:24", "--train-epochs", "0", "--workers", "1", "--quiet",
+              "--fold-seconds", "0.5"]
 
 
 def _pool() -> list[str]:
@@ -116,9 +122,11 @@ class Stress:
         self.faults: Counter[str] = Counter()
         self.notes: list[str] = []
         self.pool = _pool()
-        self.writer_table, self.next_row, self.acked = folder / "w.h5", 0, set()
+        self.writer_table, self.next_row = folder / "w.h5", 0
+        self.acked: set[int] = set()
         self.a, self.b, self.merged = folder / "a.h5", folder / "b.h5", folder / "ref.h5"
         self.reference: dict[str, Any] | None = None
+        self.build_reference = folder / "b-ref.h5"
         self._inputs()
 
     # ---------------------------------------------------------------- helpers
@@ -187,6 +195,32 @@ class Stress:
         self.acked |= self._writer(4000, kill_after=self.rng.uniform(0.5, 4.0))
         self._resume_and_count()
 
+    def kill_build(self) -> None:
+        from snnbench.table import open_table, records_equal, is_wall_clock
+
+        if not self.build_reference.exists():
+            code, _, err = self._finish(self._child(["-c", CLI, "build", str(self.build_reference), *TINY_BUILD]))
+            assert code == 0, err
+        path = self.dir / "b-killed.h5"
+        proc = self._child(["-c", CLI, "build", str(path), *TINY_BUILD])
+        time.sleep(self.rng.uniform(2.0, 10.0))
+        proc.kill()
+        self._finish(proc, killed=True)
+        code, _, err = self._finish(self._child(["-c", CLI, "build", str(path), *TINY_BUILD]))
+        if code != 0:
+            self.counts["wrong exits"] += 1
+            self.notes.append(f"resumed build: exit {code}: {err.strip()[-300:]}")
+        else:
+            ref, got = open_table(self.build_reference), open_table(path)
+            for pid, p in ref.protocols.items():
+                q = got.protocols.get(pid)
+                if q is None or not records_equal(p, q, ignore=[n for n in p.columns if is_wall_clock(n)]):
+                    self.counts["rows lost"] += len(p) - (0 if q is None else min(len(q), len(p)))
+                    self.counts["builds differing"] += 1
+        self._tmp_left(path.name)
+        for leftover in self.dir.glob("b-killed.h5*"):
+            leftover.unlink()
+
     def kill_merge(self) -> None:
         from snnbench.table import merge_tables, open_table, records_equal
 
@@ -241,10 +275,10 @@ class Stress:
         paths, kinds = [], []
         for n in range(batch):
             kind = self.rng.choice(self.CORRUPTIONS)
-            p = self.dir / f"c{n}.h5"
-            shutil.copyfile(self.merged, p)
-            self._damage(p, kind)
-            paths.append(str(p))
+            copy = self.dir / f"c{n}.h5"
+            shutil.copyfile(self.merged, copy)
+            self._damage(copy, kind)
+            paths.append(str(copy))
             kinds.append(kind)
         proc = self._child([__file__, "--child-open", *paths])
         code, out, err = self._finish(proc)
@@ -264,8 +298,8 @@ class Stress:
         if len(lines) < len(paths):
             self.counts["tracebacks"] += 1
             self.notes.append(f"open child died at {kinds[len(lines)]} (exit {code})")
-        for p in paths:
-            os.unlink(p)
+        for name in paths:
+            os.unlink(name)
 
     def _summary(self, path: Path) -> str:
         return subprocess.run([sys.executable, __file__, "--child-open", str(path)], env=_env(), capture_output=True,
@@ -323,7 +357,7 @@ class Stress:
                 put(g, "seed", s)
 
     def run(self, seconds: float) -> None:
-        kinds = {"kill-writer": self.kill_writer, "kill-merge": self.kill_merge, "race-merge": self.race_merge,
+        kinds = {"kill-writer": self.kill_writer, "kill-build": self.kill_build, "kill-merge": self.kill_merge, "race-merge": self.race_merge,
                  "disk-full": self.disk_full, "corrupt": self.corrupt}
         end = time.monotonic() + seconds
         for name in iter(lambda: self.rng.choice(list(kinds)), None):
@@ -359,7 +393,7 @@ def main() -> None:
     for name, n in sorted(stress.faults.items()):
         print(f"  {name:24} {n}")
     print(f"  rows acknowledged        {len(stress.acked)}")
-    for name in ("rows lost", "merges lost", "wrong answers", "tracebacks", "wrong exits", "partial outputs",
+    for name in ("rows lost", "builds differing", "merges lost", "wrong answers", "tracebacks", "wrong exits", "partial outputs",
                  "temporary files left", "corruptions refused", "corruptions harmless"):
         print(f"  {name:24} {stress.counts[name]}")
     for note in stress.notes[:10]:
