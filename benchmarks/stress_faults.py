@@ -1,6 +1,7 @@
 """Fault stress: kill writers and merges at random points, race merges, fill the disk, corrupt tables; count losses.
 
-Bounded in time (``--seconds``). Each round injects one fault of one kind, in turn:
+Bounded in time (``--seconds``: no fault starts later). Rounds cycle through the kinds (each once per cycle, in a
+random order); each injects one fault (``corrupt``: a batch of 12):
 
 * ``kill-writer``: a writer process (``TableWriter``, the build's only durable part) journals rows one by one,
   printing each row's number once ``add`` returned (the row is acknowledged), folding every few rows; it is killed
@@ -360,12 +361,13 @@ class Stress:
         kinds = {"kill-writer": self.kill_writer, "kill-build": self.kill_build, "kill-merge": self.kill_merge, "race-merge": self.race_merge,
                  "disk-full": self.disk_full, "corrupt": self.corrupt}
         end = time.monotonic() + seconds
-        for name in iter(lambda: self.rng.choice(list(kinds)), None):
-            if time.monotonic() > end:
-                break
-            if name != "corrupt":
-                self.faults[name] += 1
-            kinds[name]()
+        while time.monotonic() < end:  # every kind once per cycle, in a random order
+            for name in self.rng.sample(sorted(kinds), len(kinds)):
+                if time.monotonic() > end:
+                    break
+                if name != "corrupt":
+                    self.faults[name] += 1
+                kinds[name]()
 
 
 def main() -> None:

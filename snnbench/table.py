@@ -9,7 +9,8 @@ Layout (``docs/table.md`` documents every group, dataset, dtype, unit and attrib
         hash   |S16 [U]         snnbench cell hash (16 hex digits, ASCII)
         kind   uint8 [U]        0 forward, 1 backward (attr labels)
         raw_forward, raw_backward int32 [U]  raw matrices of that space mapping to the cell
-    /protocols/<id>/       attrs: id, type ("score" | "train"), settings, commands, environments, shards (JSON), created, modified
+    /protocols/<id>/       attrs: id, type ("score" | "train"), settings, commands, environments, shards (JSON), created, modified,
+                           digest (sha256 of the rows, :func:`rows_digest`)
         cell int32 [R] (row of /cells), seed int64 [R], then one dataset per result column
 
 Invariants
@@ -22,6 +23,11 @@ Invariants
 * Rows of a protocol are sorted by (cell space index, seed), so the file content depends on which
   results it holds, never on the order they arrived in.
 * Nothing is pickled: numbers are native HDF5 types, text is UTF-8, structured settings are JSON strings.
+* A writer never produces a file its reader refuses: rows are checked against the protocol's column schema
+  (:func:`required_columns`, :func:`column_schema`) before they are journalled and again before a file is
+  written. Every write stores a content digest per protocol (:func:`rows_digest`); a writer opening a table
+  checks it, so a resume never folds an edited or damaged table into a file with a fresh digest.
+* A new file that must not replace another (``merge``'s OUT) is claimed atomically (``os.link``).
 """
 
 from __future__ import annotations
