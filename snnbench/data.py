@@ -432,7 +432,7 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise FileNotFoundError(f"{path} is missing: an .npz dataset is train.npz plus a sibling test.npz")
     with open(path, "rb") as fh:
         if fh.read(4) != b"PK\x03\x04":  # np.load would try anything else as a pickle and say so
-            raise ValueError(f"{path}: not an .npz file (no zip signature)")
+            raise ValueError(f"{path}: not a readable .npz file (no zip signature)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in ("images", "labels") if k in z.files}

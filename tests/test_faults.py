@@ -469,7 +469,7 @@ def test_a_random_bytes_npz_is_one_clear_line(tmp_path: Path) -> None:
 
     (tmp_path / "train.npz").write_bytes(np.random.default_rng(0).bytes(4000))
     (tmp_path / "test.npz").write_bytes(np.random.default_rng(1).bytes(4000))
-    with pytest.raises(ValueError, match=r"train.npz: not an .npz file \(no zip signature\)") as info:
+    with pytest.raises(ValueError, match=r"train.npz: not a readable .npz file \(no zip signature\)") as info:
         load_dataset(tmp_path / "train.npz")
     assert "unsafe" not in str(info.value) and "pickle" not in str(info.value)
     pickled = tmp_path / "p" / "train.npz"  # a real zip whose member is a pickled object array
