@@ -197,6 +197,8 @@ class RayExecutor:
         self.in_flight = in_flight or max(2, 2 * cpus)
 
     def run(self, fn: Work, items: Iterable[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        from builders.ray_checks import wait_one
+
         ray = self._ray
         remote = ray.remote(num_cpus=1, num_gpus=self.gpus, max_retries=self.max_retries, retry_exceptions=False)(
             _ray_task(fn))
@@ -210,7 +212,10 @@ class RayExecutor:
                         break
                 if not pending:
                     return
-                done, _ = ray.wait(list(pending), num_returns=1)
+                try:
+                    done = wait_one(ray, list(pending), self.gpus)
+                except ValueError as err:
+                    raise WorkerDied(f"{err}; rows finished so far are stored") from None
                 for ref in done:
                     try:
                         result = ray.get(ref)

@@ -2,16 +2,20 @@
 
 Ray itself waits for an unreachable cluster (retrying for minutes) and for a task's GPUs (forever, with no
 message); these checks run before ``ray.init`` (address, local GPUs) and right after it (the cluster's GPUs),
-before the table file is touched.
+before the table file is touched, and, while a build waits for its tasks, every :data:`RECHECK_SECONDS`
+(:func:`wait_one`: nodes can leave a cluster).
 """
 
 from __future__ import annotations
 
 import math
 import socket
+from typing import Any
 
 #: Seconds a cluster address has to accept a connection.
 CONNECT_SECONDS = 3.0
+#: While no task finishes, how often the cluster is checked for the resources a task needs.
+RECHECK_SECONDS = 30.0
 
 
 def check_address(address: str | None, timeout: float = CONNECT_SECONDS) -> None:
@@ -44,3 +48,16 @@ def local_gpus() -> int:
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def wait_one(ray: Any, refs: list[Any], gpus: float, every: float = RECHECK_SECONDS) -> list[Any]:
+    """``ray.wait`` for one of ``refs``, checking every ``every`` seconds without a result that the cluster still
+    has a CPU and the ``gpus`` a task needs; ``ValueError`` (one line) once it has not, instead of waiting forever."""
+    while True:
+        done, _ = ray.wait(refs, num_returns=1, timeout=every)
+        if done:
+            return list(done)
+        resources = ray.cluster_resources()
+        if resources.get("CPU", 0) < 1:
+            raise ValueError("the Ray cluster has no CPU left, so no task can run (nodes left it?)")
+        check_gpus(gpus, resources.get("GPU", 0), "the Ray cluster now")

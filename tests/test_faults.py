@@ -24,7 +24,7 @@ from click.testing import CliRunner
 
 import snnbench.table as table_module
 from builders.build import Stage, build
-from builders.ray_checks import check_address, check_gpus
+from builders.ray_checks import check_address, check_gpus, wait_one
 from snnbench.cli import main
 from snnbench.space import Cell, space
 from snnbench.table import (
@@ -552,3 +552,26 @@ def test_json_output_stays_clean_of_what_libraries_print(tmp_path: Path, capfd: 
     print("after")
     out, err = capfd.readouterr()
     assert out == "after\n" and "(raylet) A worker died" in err and "child" in err and "a library's print" in err
+
+
+def test_waiting_for_ray_tasks_stops_once_the_cluster_cannot_run_them() -> None:
+    """A fake Ray whose tasks never finish: the wait re-checks the cluster and stops with one line once its GPUs (or
+    CPUs) are gone, instead of waiting forever; a result that comes is returned."""
+    from types import SimpleNamespace
+
+    checks = []
+
+    def resources() -> dict[str, float]:
+        checks.append(1)
+        return {"CPU": 4.0, "GPU": 1.0 if len(checks) < 3 else 0.0}  # the GPU node leaves after two checks
+
+    stuck = SimpleNamespace(wait=lambda refs, num_returns, timeout: ([], refs), cluster_resources=resources)
+    with pytest.raises(ValueError, match="the Ray cluster now has 0 GPUs"):
+        wait_one(stuck, ["a", "b"], 1.0, every=0.001)
+    assert len(checks) == 3
+    no_cpu = SimpleNamespace(wait=lambda refs, num_returns, timeout: ([], refs), cluster_resources=lambda: {"GPU": 1.0})
+    with pytest.raises(ValueError, match="no CPU left"):
+        wait_one(no_cpu, ["a"], 0.0, every=0.001)
+    answers = iter([([], ["a"]), (["a"], [])])
+    late = SimpleNamespace(wait=lambda refs, num_returns, timeout: next(answers), cluster_resources=lambda: {"CPU": 1.0})
+    assert wait_one(late, ["a"], 0.0, every=0.001) == ["a"]
