@@ -169,13 +169,14 @@ class RayExecutor:
             import ray
         except ImportError:
             raise ValueError("executor: ray is not installed; pip install 'snnbench[ray]'") from None
-        from builders.ray_checks import check_address, check_gpus, local_gpus
+        from builders.ray_checks import check_address, check_gpus, local_gpus, start_reaper
 
         check_address(address)
         if address is None and not ray.is_initialized():
             check_gpus(gpus, local_gpus(), "this machine")
         self._ray = ray
         self._started = False
+        self._reaper: Any = None  # the local instance's reaper process (builders.ray_checks.start_reaper)
         if not ray.is_initialized():
             env_vars = {k: os.environ[k] for k in ("SNNBENCH_DATA_DIR",) if k in os.environ}
             kwargs: dict[str, Any] = {"address": address, "include_dashboard": False, "log_to_driver": False,
@@ -187,6 +188,7 @@ class RayExecutor:
             except ConnectionError as err:
                 raise ValueError(f"executor: cannot reach the Ray cluster at {address}: {err}") from None
             self._started = True
+            self._reaper = start_reaper() if address is None else None
         self.gpus, self.max_retries = gpus, max_retries
         try:
             check_gpus(gpus, ray.cluster_resources().get("GPU", 0), "the Ray cluster")
@@ -229,7 +231,10 @@ class RayExecutor:
 
     def close(self) -> None:
         if self._started:
+            from builders.ray_checks import stop_reaper
+
             self._ray.shutdown()
+            stop_reaper(self._reaper)
             self._started = False
 
     def abort(self) -> None:

@@ -3,13 +3,17 @@
 Ray itself waits for an unreachable cluster (retrying for minutes) and for a task's GPUs (forever, with no
 message); these checks run before ``ray.init`` (address, local GPUs) and right after it (the cluster's GPUs),
 before the table file is touched, and, while a build waits for its tasks, every :data:`RECHECK_SECONDS`
-(:func:`wait_one`: nodes can leave a cluster).
+(:func:`wait_one`: nodes can leave a cluster). A local instance is watched by a reaper (:func:`start_reaper`) that
+removes its processes if the driver is killed before it can shut Ray down.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import socket
+import subprocess
+import sys
 from typing import Any
 
 #: Seconds a cluster address has to accept a connection.
@@ -61,3 +65,57 @@ def wait_one(ray: Any, refs: list[Any], gpus: float, every: float = RECHECK_SECO
         if resources.get("CPU", 0) < 1:
             raise ValueError("the Ray cluster has no CPU left, so no task can run (nodes left it?)")
         check_gpus(gpus, resources.get("GPU", 0), "the Ray cluster now")
+
+
+#: The reaper (:func:`start_reaper`): records the driver's descendants every second; once the driver is gone
+#: (reparented away from it), SIGKILLs those still alive (same start time, so a reused pid is spared).
+_REAPER = r"""
+import os, signal, sys, time
+driver, me = int(sys.argv[1]), os.getpid()
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+def table():
+    out = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[int(d)] = (int(fields[1]), fields[19])
+    return out
+seen = {}
+while os.getppid() == driver:
+    procs = table()
+    frontier = [driver]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, start) in procs.items():
+            if ppid == parent and pid != me and pid not in seen:
+                seen[pid] = start
+                frontier.append(pid)
+    time.sleep(1.0)
+procs = table()
+for pid, start in seen.items():
+    if pid in procs and procs[pid][1] == start:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+"""
+
+
+def start_reaper() -> subprocess.Popen[bytes] | None:
+    """Linux: a small process that removes the local Ray instance's processes if this driver dies without shutting
+    it down (``kill -9``): Ray's dashboard and runtime-env agents otherwise outlive it. ``None`` elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid())], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop_reaper(reaper: subprocess.Popen[bytes] | None) -> None:
+    """End a reaper after a clean Ray shutdown (nothing left to remove)."""
+    if reaper is not None and reaper.poll() is None:
+        reaper.kill()
+        reaper.wait()

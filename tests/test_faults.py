@@ -575,3 +575,65 @@ def test_waiting_for_ray_tasks_stops_once_the_cluster_cannot_run_them() -> None:
     answers = iter([([], ["a"]), (["a"], [])])
     late = SimpleNamespace(wait=lambda refs, num_returns, timeout: next(answers), cluster_resources=lambda: {"CPU": 1.0})
     assert wait_one(late, ["a"], 0.0, every=0.001) == ["a"]
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """Pid -> start time of every process below ``root`` (Linux /proc)."""
+    procs = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                fields = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            procs[int(d)] = (int(fields[1]), fields[19])
+    out, frontier = {}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, start) in procs.items():
+            if ppid == parent and pid not in out:
+                out[pid] = start
+                frontier.append(pid)
+    return out
+
+
+def _alive(pid: int, start: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19] == start
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the reaper is Linux-only")
+def test_no_ray_process_outlives_a_driver_killed_with_sigkill(tmp_path: Path) -> None:
+    """A local Ray instance's processes (GCS, raylet, its dashboard and runtime-env agents, workers) are all gone
+    soon after the driver is killed with SIGKILL (the agents used to outlive it)."""
+    pytest.importorskip("ray")
+    script = ("import time; from builders.executors import RayExecutor; e = RayExecutor(num_cpus=1); "
+              "print('ready', flush=True); time.sleep(300)")
+    driver = subprocess.Popen([sys.executable, "-c", script], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True)
+    ray_procs: dict[int, str] = {}
+    try:
+        assert driver.stdout is not None and driver.stdout.readline() == "ready\n"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until the raylet has started its agents
+            ray_procs = _descendants(driver.pid)
+            names = [Path(f"/proc/{p}/cmdline").read_bytes() for p in ray_procs if Path(f"/proc/{p}/cmdline").exists()]
+            if sum(b"Agent" in n for n in names) >= 2:
+                break
+            time.sleep(0.5)
+        time.sleep(2.5)  # the reaper records the tree every second
+        ray_procs = _descendants(driver.pid)
+        assert len(ray_procs) >= 4, ray_procs
+    finally:
+        driver.kill()
+        driver.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(p, s) for p, s in ray_procs.items()):
+        time.sleep(0.5)
+    left = [p for p, s in ray_procs.items() if _alive(p, s)]
+    for p in left:  # leave the machine clean whatever the outcome
+        os.kill(p, signal.SIGKILL)
+    assert not left, [Path(f"/proc/{p}/cmdline").read_bytes()[:60] for p in left if Path(f"/proc/{p}/cmdline").exists()]
