@@ -513,6 +513,22 @@ def test_an_unreachable_ray_address_fails_in_seconds() -> None:
     check_address(None)
 
 
+def test_a_ray_build_at_an_unreachable_address_is_one_line_in_seconds(tmp_path: Path) -> None:
+    """Through the CLI, before Ray starts and before the table file exists (Ray itself retried for minutes)."""
+    import socket
+
+    pytest.importorskip("ray")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = tmp_path / "t.h5"
+    start = time.monotonic()
+    code, output = _cli("build", str(path), "--executor", "ray", "--ray-address", f"127.0.0.1:{port}", "--train-epochs",
+                        "0", "--cells", "sample:2", "--quiet")
+    _one_line(code, output, 2, rf"--ray-address 127.0.0.1:{port}: no Ray cluster answers there within 3 s")
+    assert time.monotonic() - start < 60 and not path.exists()
+
+
 @pytest.mark.parametrize("gpus, available, match", [
     (1.0, 0, "this machine has 0 GPUs, so no task could ever start"), (1e308, 0, "has 0 GPUs"), (2.0, 1, "has 1 GPU,"),
     (1.5, 4, "a fraction below 1 or a whole number"),
