@@ -85,13 +85,15 @@ class CellNotFound(KeyError, ValueError):
         return str(self.args[0]) if self.args else "cell not found"
 
 
-def resolve_table(path: str | os.PathLike[str] | None = None, dataset: str | None = None) -> Path:
+def resolve_table(path: str | os.PathLike[str] | None = None, dataset: str | None = None, *,
+                  name_it: str = "--table") -> Path:
     """The table to open: ``path``, else ``$SNNBENCH_TABLE``, else the default build output, else the
     table shipped with the package for ``dataset`` (:func:`~snnbench.table.shipped_table`, ``digits`` when
     None; see ``docs/results.md``). The default build output is passed over for the shipped table when it
     holds no protocol on ``dataset`` (or a variant of it, see :func:`~snnbench.table.dataset_matches`).
 
-    Raises ``FileNotFoundError`` saying how to build a table when none exists.
+    Raises ``FileNotFoundError`` saying how to build a table when none exists (``name_it``: how the calling
+    command names a table, e.g. ``--table`` or a ``TABLE`` argument).
     """
     if path is not None or os.environ.get("SNNBENCH_TABLE"):
         chosen = Path(path).expanduser() if path is not None else default_table_path()
@@ -107,9 +109,9 @@ def resolve_table(path: str | os.PathLike[str] | None = None, dataset: str | Non
             raise FileNotFoundError(
                 f"no table for dataset {dataset!r}: none ships with snnbench (shipped: {', '.join(SHIPPED)}) and there "
                 f"is no default table at {chosen}; build one with `snnbench build --dataset {dataset}`, or name a table "
-                "(--table) or set SNNBENCH_TABLE")
+                f"({name_it}) or set SNNBENCH_TABLE")
         raise FileNotFoundError(f"no snnbench table at {chosen} ({origin}): build one with `snnbench build {chosen}` "
-                                "(no path: the default table), or name another table (--table) or set SNNBENCH_TABLE")
+                                f"(no path: the default table), or name another table ({name_it}) or set SNNBENCH_TABLE")
     return chosen
 
 

@@ -42,6 +42,7 @@ def synthetic_table(path: Path, seed: int = 0) -> None:
         "val_acc": final + 0.01 * rng.normal(size=u), "test_acc": final, "train_seconds": rng.uniform(20, 60, size=u),
         "params": score.columns["params"], "spikes_per_image": rng.uniform(1e3, 1e4, size=u), "spike_rate": rng.uniform(0, 0.2, size=u),
         "curves/train_acc": curves, "curves/val_acc": curves, "curves/test_acc": curves, "curves/lr": np.tile([0.1, 0.07, 0.03, 0.0], (u, 1)),
+        "curves/train_loss": 1 - curves, "curves/epoch_seconds": np.full((u, 4), 10.0),
         "spike_layers/spikes_per_image": layers, "spike_layers/rate": layers / 1e4, "seconds": rng.uniform(20, 60, size=u)})
     write_table(path, [score, train])
 

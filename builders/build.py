@@ -187,7 +187,7 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: st
             raise ValueError("--dataset-name: only for an .npz dataset (a named dataset keeps its name)")
         config = network_config(dataset, preset, **net)
         try:  # loaded once here as each worker will load it, so missing files are refused before anything is written
-            load_dataset(dataset, val_fraction=val_fraction, seed=split_seed)
+            data = load_dataset(dataset, val_fraction=val_fraction, seed=split_seed)
         except FileNotFoundError as err:  # its message is "what is missing; how to get it", the how for load_dataset
             raise FileNotFoundError(f"{str(err).split('; ', 1)[0]}; a build does not download: pass --data-dir, or fetch "
                                     f"it first with snnbench.data.load_dataset({dataset!r}, download=True)") from None
@@ -195,7 +195,8 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: st
         raise ValueError(f"unknown dataset {dataset!r}: use one of {', '.join(NAMES)} or a path to a train .npz file")
     else:
         source = str(Path(dataset).expanduser().resolve())
-        config = network_config_for(load_dataset(source, val_fraction=val_fraction, seed=split_seed), preset, **net)
+        data = load_dataset(source, val_fraction=val_fraction, seed=split_seed)
+        config = network_config_for(data, preset, **net)
         data_settings.update(name=dataset_name or source, sha256=npz_digest(source))
     common = {
         "dataset": data_settings,
@@ -210,6 +211,10 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: st
             + ("" if part is None else f" --shard {part[0]}/{part[1]}"))
     stages: list[Stage] = []
     metrics = [] if scores.strip().lower() == "none" else list(check_metrics(m.strip() for m in scores.split(",") if m.strip()))
+    images = int(data.train.images.shape[0])
+    if metrics and score_batch > images:  # every row would fail the same way: refused before anything is written
+        raise ValueError(f"--score-batch {score_batch}: exceeds the {images:,} training images of {dataset} (scoring draws "
+                         "a batch of distinct images)")
     score_form = check_cells(cells, kind) if metrics else None
     train_form = check_cells(train_cells, kind) if train_epochs else None
     # a FILE selection is recorded by absolute path, as an .npz dataset is: the command rebuilds from any folder

@@ -195,8 +195,14 @@ class RayExecutor:
             import ray
         except ImportError:
             raise ValueError("executor: ray is not installed; pip install 'snnbench[ray]'") from None
+        from builders.ray_checks import check_address, check_gpus, local_gpus, start_reaper
+
+        check_address(address)
+        if address is None and not ray.is_initialized():
+            check_gpus(gpus, local_gpus(), "this machine")
         self._ray = ray
         self._started = False
+        self._reaper: Any = None  # the local instance's reaper process (builders.ray_checks.start_reaper)
         if not ray.is_initialized():
             env_vars = {k: os.environ[k] for k in ("SNNBENCH_DATA_DIR",) if k in os.environ}
             kwargs: dict[str, Any] = {"address": address, "include_dashboard": False, "log_to_driver": False,
@@ -208,11 +214,19 @@ class RayExecutor:
             except ConnectionError as err:
                 raise ValueError(f"executor: cannot reach the Ray cluster at {address}: {err}") from None
             self._started = True
+            self._reaper = start_reaper() if address is None else None
         self.gpus, self.max_retries = gpus, max_retries
+        try:
+            check_gpus(gpus, ray.cluster_resources().get("GPU", 0), "the Ray cluster")
+        except ValueError:
+            self.close()
+            raise
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.in_flight = in_flight or max(2, 2 * cpus)
 
     def run(self, fn: Work, items: Iterable[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        from builders.ray_checks import wait_one
+
         ray = self._ray
         remote = ray.remote(num_cpus=1, num_gpus=self.gpus, max_retries=self.max_retries, retry_exceptions=False)(
             _ray_task(fn))
@@ -226,7 +240,10 @@ class RayExecutor:
                         break
                 if not pending:
                     return
-                done, _ = ray.wait(list(pending), num_returns=1)
+                try:
+                    done = wait_one(ray, list(pending), self.gpus)
+                except ValueError as err:
+                    raise WorkerDied(f"{err}; rows finished so far are stored") from None
                 for ref in done:
                     try:
                         result = ray.get(ref)
@@ -240,7 +257,10 @@ class RayExecutor:
 
     def close(self) -> None:
         if self._started:
+            from builders.ray_checks import stop_reaper
+
             self._ray.shutdown()
+            stop_reaper(self._reaper)
             self._started = False
 
     def abort(self) -> None:

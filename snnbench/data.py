@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -429,11 +430,15 @@ def _tinyimagenet(root: Path, download: bool):
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: an .npz dataset is train.npz plus a sibling test.npz")
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"PK\x03\x04":  # np.load would try anything else as a pickle and say so
+            raise ValueError(f"{path}: not a readable .npz file (no zip signature)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in ("images", "labels") if k in z.files}
-    except (OSError, EOFError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable .npz file ({err})") from None
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        reason = "an array holds Python objects (pickled), which snnbench never loads" if "pickle" in str(err) else err
+        raise ValueError(f"{path}: not a readable .npz file ({reason})") from None
     if len(arrays) < 2:
         raise ValueError(f"{path}: needs arrays 'images' (uint8 [N, H, W, C]) and 'labels', has {sorted(arrays) or 'neither'}")
     labels = arrays["labels"]

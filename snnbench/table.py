@@ -9,7 +9,8 @@ Layout (``docs/table.md`` documents every group, dataset, dtype, unit and attrib
         hash   |S16 [U]         snnbench cell hash (16 hex digits, ASCII)
         kind   uint8 [U]        0 forward, 1 backward (attr labels)
         raw_forward, raw_backward int32 [U]  raw matrices of that space mapping to the cell
-    /protocols/<id>/       attrs: id, type ("score" | "train"), settings, commands, environments, shards (JSON), created, modified
+    /protocols/<id>/       attrs: id, type ("score" | "train"), settings, commands, environments, shards (JSON), created, modified,
+                           digest (sha256 of the rows, :func:`rows_digest`)
         cell int32 [R] (row of /cells), seed int64 [R], then one dataset per result column
 
 Invariants
@@ -22,13 +23,20 @@ Invariants
 * Rows of a protocol are sorted by (cell space index, seed), so the file content depends on which
   results it holds, never on the order they arrived in.
 * Nothing is pickled: numbers are native HDF5 types, text is UTF-8, structured settings are JSON strings.
+* A writer never produces a file its reader refuses: rows are checked against the protocol's column schema
+  (:func:`required_columns`, :func:`column_schema`) before they are journalled and again before a file is
+  written. Every write stores a content digest per protocol (:func:`rows_digest`); a writer opening a table
+  checks it, so a resume never folds an edited or damaged table into a file with a fresh digest.
+* A new file that must not replace another (``merge``'s OUT) is claimed atomically (``os.link``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import fcntl
+import glob
 import hashlib
 import json
 import os
@@ -55,6 +63,13 @@ PROTOCOL_TYPES = ("score", "train")
 
 class TableError(ValueError):
     """A table file that cannot be used: the one-line message names the file and the problem."""
+
+
+class TableIOError(TableError):
+    """Reading or writing a table's files failed (disk full, EIO, a file-size limit): nothing stored is lost (the
+    table is only ever replaced whole, the journal keeps what it held). The CLI exits 1 on it, not 2 (bad input)."""
+
+    exit_code = 1
 
 
 class ProtocolNotFound(KeyError, ValueError):
@@ -130,6 +145,7 @@ class Protocol:
     hash: np.ndarray = field(default_factory=lambda: np.zeros(0, "S16"))
     seed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     columns: dict[str, np.ndarray] = field(default_factory=dict)
+    digest: str = ""  # the content digest stored in the file read ("" if none; a write stores a fresh one)
     _pending: list[Mapping[str, Any]] = field(default_factory=list, repr=False, compare=False)
     _keys: set[tuple[str, int]] | None = field(default=None, repr=False, compare=False)
 
@@ -189,11 +205,27 @@ def _fail(path: Path, problem: str) -> TableError:
     return TableError(f"{path}: {problem}")
 
 
-def open_table(path: str | os.PathLike[str]) -> Table:
-    """Read and check a table file; :class:`TableError` for a missing, foreign, truncated, corrupt or newer file."""
+def open_table(path: str | os.PathLike[str], *, verify: bool = False) -> Table:
+    """Read and check a table file; :class:`TableError` for a missing, foreign, truncated, corrupt or newer file.
+
+    Every open checks the structure (:func:`_check_cells`, column schemas, required columns); ``verify`` also
+    recomputes each protocol's content digest (:func:`rows_digest`) and refuses a protocol whose rows changed since
+    snnbench wrote them (protocols written before digests were stored have none to check).
+    """
     path = Path(path)
     with _table_file(path) as f:
-        return _read(path, f)
+        table = _read(path, f)
+    if verify:
+        _verify(table)
+    return table
+
+
+def _verify(table: Table) -> None:
+    """Each protocol's rows hash to the digest stored with them (if one is)."""
+    for p in table.protocols.values():
+        if p.digest and rows_digest(p.hash, p.seed, p.columns) != p.digest:
+            raise _fail(table.path, f"corrupt table (protocol {p.id}: its rows differ from what snnbench wrote: content "
+                                    "digest mismatch; the file was edited or damaged)")
 
 
 @contextlib.contextmanager
@@ -245,6 +277,7 @@ def _read(path: Path, f: h5py.File) -> Table:
     if any(len(v) != n for v in cells.values()):
         raise _fail(path, "corrupt table (/cells datasets differ in length)")
     _check_hashes(path, cells["hash"])
+    _check_cells(path, cells)
     protocols: dict[str, Protocol] = {}
     for pid, g in f["protocols"].items():
         protocols[pid] = _read_protocol(path, pid, g, cells["hash"])
@@ -260,6 +293,51 @@ def _check_hashes(path: Path, hashes: np.ndarray) -> None:
     bad = ~(((digits >= ord("0")) & (digits <= ord("9"))) | ((digits >= ord("a")) & (digits <= ord("f")))).all(axis=1)
     if bad.any():
         raise _fail(path, f"corrupt table (/cells/hash: {bytes(hashes[bad][0])!r} is not 16 hex digits)")
+
+
+def cell_hashes(matrices: np.ndarray) -> np.ndarray:
+    """The cell hash (``|S16``) of each canonical matrix ``[U, N, N]``, as :attr:`snnbench.space.Cell.hash` computes it."""
+    from snnbench.space import _HASH_PREFIX_BYTES
+
+    u, n = len(matrices), matrices.shape[-1]
+    if u == 0:
+        return np.zeros(0, dtype="S16")
+    spaced = np.full((u, n, n + 1), ord(" "), dtype=np.uint8)
+    spaced[:, :, :n] = matrices.reshape(u, n, n).astype(np.uint8) + ord("0")
+    texts = spaced.reshape(u, -1)[:, :-1].copy().view(f"S{n * (n + 1) - 1}").ravel().tolist()
+    sha = hashlib.sha256
+    raw = b"".join([sha(_HASH_PREFIX_BYTES + text).digest()[:8] for text in texts])  # 8 bytes = 16 hex digits
+    return np.frombuffer(raw.hex().encode(), dtype="S16").copy()
+
+
+def _check_cells(path: Path, cells: Mapping[str, np.ndarray]) -> None:
+    """``/cells`` is consistent (vectorised, no space lookup, so opening stays fast): sorted unique non-negative
+    ``index``; ``matrix`` 4x4 with operation codes 0-4 and a zero diagonal; ``kind`` 0/1 and backward exactly when
+    the matrix has an edge below the diagonal; each ``hash`` the hash of its ``matrix`` (a permuted or edited
+    ``/cells/hash`` would make rows answer for another cell)."""
+    index, m, kind = cells["index"], cells["matrix"], cells["kind"]
+    for name, arr, ndim in (("index", index, 1), ("kind", kind, 1), ("matrix", m, 3),
+                            ("raw_forward", cells["raw_forward"], 1), ("raw_backward", cells["raw_backward"], 1)):
+        if arr.ndim != ndim or arr.dtype.kind not in "iu":
+            raise _fail(path, f"corrupt table (/cells/{name} has dtype {arr.dtype} and shape {arr.shape}, expected {ndim}-D integers)")
+    if m.shape[1:] != (4, 4):
+        raise _fail(path, f"corrupt table (/cells/matrix has shape {m.shape}, expected [cells, 4, 4])")
+    if len(index) and (index.min() < 0 or not (np.diff(index) > 0).all()):
+        raise _fail(path, "corrupt table (/cells/index is not sorted unique cell indices)")
+    bad = ((m < 0) | (m > 4)).any(axis=(1, 2)) | (np.diagonal(m, axis1=1, axis2=2) != 0).any(axis=1)
+    if bad.any():
+        raise _fail(path, f"corrupt table (/cells/matrix row {int(np.argmax(bad))} holds an invalid operation code or a non-zero diagonal)")
+    backward = (np.tril(np.ones((4, 4), dtype=bool), -1) & (m != 0)).any(axis=(1, 2))
+    wrong = (kind > 1) | (kind.astype(bool) != backward)
+    if wrong.any():
+        k = int(np.argmax(wrong))
+        raise _fail(path, f"corrupt table (/cells/kind row {k} is {int(kind[k])}, its matrix is a "
+                          f"{_KIND_LABELS[int(backward[k])]} cell)")
+    moved = cell_hashes(m) != cells["hash"]
+    if moved.any():
+        k = int(np.argmax(moved))
+        raise _fail(path, f"corrupt table (/cells/hash row {k} is {cells['hash'][k].decode(errors='replace')!r}, not the "
+                          "hash of its matrix: hashes edited or permuted)")
 
 
 def _check_known(table: Table) -> None:
@@ -300,6 +378,8 @@ def _read_protocol(path: Path, pid: str, g: h5py.Group, cell_hash: np.ndarray) -
             raise _fail(path, f"corrupt table (protocol {pid}: {name!r} has dtype {key.dtype} and shape {key.shape}, expected 1-D integers)")
     if len(cell) and (cell.min() < 0 or cell.max() >= len(cell_hash)):
         raise _fail(path, f"corrupt table (protocol {pid}: cell index out of range)")
+    if len(seed) and seed.min() < 0:
+        raise _fail(path, f"corrupt table (protocol {pid}: seed {int(seed.min())} is negative)")
     if len(seed) == len(cell):
         _check_unique(path, pid, cell, seed, cell_hash)
     cols: dict[str, np.ndarray] = {"seed": seed}
@@ -312,28 +392,62 @@ def _read_protocol(path: Path, pid: str, g: h5py.Group, cell_hash: np.ndarray) -
     for name, col in cols.items():
         if len(col) != len(cell):
             raise _fail(path, f"corrupt table (protocol {pid}: column {name!r} has {len(col)} rows, expected {len(cell)})")
-        ndim = _known_ndim(name)
-        if ndim and (col.ndim != ndim or col.dtype.kind not in "biuf"):
-            raise _fail(path, f"corrupt table (protocol {pid}: column {name!r} has dtype {col.dtype} and shape {col.shape}, "
-                              f"expected {ndim}-D numbers)")
     proto.hash, proto.seed = cell_hash[cell].astype("S16"), cols.pop("seed").astype(np.int64)
     try:
         cols = _upgrade_columns(cols)
     except (ValueError, KeyError, TypeError) as err:
         raise _fail(path, f"corrupt table (protocol {pid}: unreadable spike_layers: {err})") from None
+    problem = _columns_problem(proto.type, proto.settings, cols) if len(cell) else ""
+    if problem:
+        raise _fail(path, f"corrupt table (protocol {pid}: {problem})")
+    proto.digest = str(a.get("digest", ""))
     proto.columns = dict(sorted(cols.items()))
     return proto
 
 
-_NUMBERS_1D = ("test_acc", "val_acc", "seconds", "train_seconds", "params", "spike_rate", "spikes_per_image")
+_NUMBERS_1D = ("test_acc", "val_acc", "seconds", "train_seconds", "spike_rate", "spikes_per_image")
+_CURVES = ("curves/lr", "curves/train_loss", "curves/train_acc", "curves/val_acc", "curves/test_acc", "curves/epoch_seconds")
+_TRAIN_COLUMNS = ("val_acc", "test_acc", "params", "seconds", "train_seconds", "spikes_per_image", "spike_rate",
+                  "spike_layers/spikes_per_image", "spike_layers/rate", *_CURVES)
+_KIND_WORDS = {"biu": "booleans", "iu": "numbers (integers)", "iuf": "numbers"}
 
 
-def _known_ndim(name: str) -> int:
-    """Dimensions of a column the readers use (rows, or rows x entries), all numeric; 0 for other columns."""
+def column_schema(name: str) -> tuple[int, str] | None:
+    """``(dimensions, numpy dtype kinds)`` of a column the readers use (rows, or rows x entries); ``None`` for
+    another column (free: any type, the same for every row)."""
     group = name.split("/", 1)[0] if "/" in name else None
     if group in ("curves", "batch_scores", "spike_layers"):
-        return 2
-    return 1 if group in ("scores", "singular", METRIC_SECONDS.rstrip("/")) or name in _NUMBERS_1D else 0
+        return 2, "iuf"
+    if group == "singular":
+        return 1, "biu"
+    if name == "params":
+        return 1, "iu"
+    return (1, "iuf") if group in ("scores", METRIC_SECONDS.rstrip("/")) or name in _NUMBERS_1D else None
+
+
+def required_columns(type_: str, settings: Mapping[str, Any]) -> set[str]:
+    """Columns every row of a protocol carries, those the readers answer from (``docs/table.md``): a score
+    protocol's ``scores/`` and ``singular/`` of each metric of ``settings.score.metrics``, ``params`` and ``seconds``;
+    a train protocol's accuracies, spikes, curves, ``params`` and both seconds. Empty for settings of another form
+    (protocols written through the library with their own columns)."""
+    part = settings.get("score" if type_ == "score" else "train")
+    if type_ == "score" and isinstance(part, Mapping) and isinstance(part.get("metrics"), list):
+        return {"params", "seconds", *(f"{g}/{m}" for m in part["metrics"] for g in ("scores", "singular"))}
+    return set(_TRAIN_COLUMNS) if type_ == "train" and isinstance(part, Mapping) else set()
+
+
+def _columns_problem(type_: str, settings: Mapping[str, Any], cols: Mapping[str, np.ndarray]) -> str:
+    """What makes a protocol's stored columns unusable ("" if nothing): a required column missing, or a column the
+    readers use of the wrong type or shape."""
+    missing = sorted(required_columns(type_, settings) - set(cols))
+    if missing:
+        return f"column {missing[0]!r} is missing"
+    for name, col in cols.items():
+        schema = column_schema(name)
+        if schema and (col.ndim != schema[0] or col.dtype.kind not in schema[1]):
+            return (f"column {name!r} has dtype {col.dtype} and shape {col.shape}, expected {schema[0]}-D "
+                    f"{_KIND_WORDS[schema[1]]}")
+    return ""
 
 
 def is_wall_clock(name: str) -> bool:
@@ -454,33 +568,102 @@ def _concat(name: str, old: np.ndarray, new: np.ndarray) -> np.ndarray:
     return np.concatenate([old, new])
 
 
+def _value_kind(value: Any) -> tuple[str, tuple[int, ...]]:
+    """The numpy dtype kind (``b``, ``i`` or ``f``; ``s`` text) and entry shape of the column a record value makes
+    (:func:`_column`: a list of bools or ints is stored as int64); ``?`` for a value no column holds (an int beyond
+    int64, a ragged or non-numeric list)."""
+    if isinstance(value, bool):
+        return "b", ()
+    if isinstance(value, int):
+        return ("i" if -2**63 <= value < 2**63 else "?"), ()
+    if isinstance(value, float):
+        return "f", ()
+    if isinstance(value, str):
+        return "s", ()
+    if isinstance(value, list):
+        try:
+            arr = np.asarray(value)
+        except (ValueError, OverflowError):
+            return "?", ()
+        return {"b": "i", "i": "i", "u": "i", "f": "f"}.get(arr.dtype.kind, "?"), arr.shape
+    return "?", ()
+
+
+def _array_kind(col: np.ndarray) -> tuple[str, tuple[int, ...]]:
+    """:func:`_value_kind` of a stored column's rows."""
+    kind = col.dtype.kind
+    return ("i" if kind == "u" else "s" if kind in "OUS" else kind), tuple(col.shape[1:])
+
+
+def _same_type(a: tuple[str, tuple[int, ...]], b: tuple[str, tuple[int, ...]]) -> bool:
+    """Two rows can share a column: the same entry shape, and both numbers (int and float), both bools or both text."""
+    def family(k: str) -> str:
+        return "n" if k in "if" else k
+    return a[1] == b[1] and family(a[0]) == family(b[0])
+
+
+def _kind_problem(name: str, kind: tuple[str, tuple[int, ...]], value: Any) -> str:
+    """Why ``value`` (of :func:`_value_kind` ``kind``) cannot be a row of column ``name`` whatever the other rows (""):
+    exactly what the reader (:func:`_columns_problem`) would refuse in the stored column."""
+    if kind[0] == "?":
+        return f"column {name!r} holds {value!r:.60}, which is no number, text or equal-shape numeric array"
+    schema = column_schema(name)
+    if schema is None:
+        return ""
+    ndim, kinds = schema
+    if kind[0] not in kinds or len(kind[1]) + 1 != ndim:
+        return (f"column {name!r} holds {value!r:.60}, expected {'a list of ' if ndim == 2 else 'one of '}"
+                f"{_KIND_WORDS[kinds]} per row")
+    return ""
+
+
 def add_rows(proto: Protocol, records: Iterable[Mapping[str, Any]]) -> int:
     """Add records (``{"hash", "seed", "values": {column: value}}``) whose key is new; returns rows added.
 
-    Every record of a protocol must carry the same columns (a mismatch raises ``ValueError`` and adds
-    nothing), except the optional :data:`METRIC_SECONDS` ones: numbers, NaN in the rows that lack them.
-    Rows are buffered; :meth:`Protocol.settle` turns them into columns.
+    Every record must fit the protocol's column schema, or ``ValueError`` is raised and nothing is added: the
+    columns every row carries (:func:`required_columns`) present, the columns the readers use of their type and
+    shape (:func:`column_schema`), every column of one type and entry shape in all rows, stored and new, the same
+    columns in every row except the optional :data:`METRIC_SECONDS` ones (numbers, NaN in the rows that lack them),
+    and a seed in 0..2^63-1. So a fold never meets rows it cannot store and a table never holds rows its reader
+    refuses. Rows are buffered; :meth:`Protocol.settle` turns them into columns.
     """
     seen = proto.done()
     fresh: list[dict[str, Any]] = []
     keys: set[tuple[str, int]] = set()
     for r in records:
-        key = (str(r["hash"]), int(r["seed"]))
+        seed = r["seed"]
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+            raise ValueError(f"protocol {proto.id}: record for cell {r['hash']}: seed {seed!r} is not an integer in 0..2^63-1")
+        key = (str(r["hash"]), int(seed))
         if key not in seen and key not in keys:
             keys.add(key)
             fresh.append({"hash": key[0], "seed": key[1], "values": {k: _plain(v) for k, v in _upgrade_values(r["values"]).items()}})
     if not fresh:
         return 0
-    stored: Mapping[str, Any] = proto._pending[0]["values"] if proto._pending else (proto.columns if len(proto.hash) else fresh[0]["values"])
-    names = _required(stored)
+    if proto._pending:
+        ref = {n: _value_kind(v) for n, v in proto._pending[0]["values"].items()}
+    elif len(proto.hash):
+        ref = {n: _array_kind(c) for n, c in proto.columns.items()}
+    else:
+        ref = {n: _value_kind(v) for n, v in fresh[0]["values"].items()}
+    names = _required(ref)
+    missing = sorted(required_columns(proto.type, proto.settings) - set(names))
+    if missing:
+        raise ValueError(f"protocol {proto.id}: rows lack the column {missing[0]!r} every row of a {proto.type} protocol carries")
     for r in fresh:
         if _required(r["values"]) != names:
             raise ValueError(f"protocol {proto.id}: record for cell {r['hash']} has columns {_required(r['values'])}, "
                              f"stored rows have {names}")
-        odd = [n for n, v in r["values"].items() if n.startswith(METRIC_SECONDS) and not _is_number(v)]
-        if odd:
-            raise ValueError(f"protocol {proto.id}: record for cell {r['hash']}: column {odd[0]!r} holds "
-                             f"{r['values'][odd[0]]!r}, expected seconds (a number)")
+        for n, v in r["values"].items():
+            kind = _value_kind(v)
+            if n.startswith(METRIC_SECONDS) and not _same_type(kind, ("f", ())):
+                problem = f"column {n!r} holds {v!r:.60}, expected seconds (a number)"
+            else:
+                problem = _kind_problem(n, kind, v)
+            if not problem and n in ref and not _same_type(ref[n], kind):
+                problem = f"column {n!r} holds {v!r:.60}, unlike the protocol's other rows"
+            if problem:
+                raise ValueError(f"protocol {proto.id}: record for cell {r['hash']}: {problem}")
     proto._pending.extend(fresh)
     seen.update(keys)
     return len(fresh)
@@ -508,25 +691,95 @@ def _dataset(g: h5py.Group, name: str, data: np.ndarray) -> h5py.Dataset:
     return g.create_dataset(name, data=data, maxshape=(None, *data.shape[1:]), chunks=chunks, **_DS_OPTS)
 
 
-def write_table(path: str | os.PathLike[str], protocols: Iterable[Protocol], attrs: Mapping[str, Any] | None = None) -> None:
+def write_table(path: str | os.PathLike[str], protocols: Iterable[Protocol], attrs: Mapping[str, Any] | None = None,
+                *, exclusive: bool = False) -> None:
     """Write a complete table atomically: a temporary file next to ``path``, fsync, ``os.replace``. A symbolic
-    link is followed: its target is replaced and the link kept."""
+    link is followed: its target is replaced and the link kept.
+
+    With ``exclusive`` the file is claimed, not replaced: ``os.link`` creates ``path`` only if it does not exist
+    (no check-then-replace window), so of two writers racing to one new file exactly one succeeds; the other gets
+    a :class:`TableError` and leaves the winner's file as it is. Temporary files of dead processes left beside
+    ``path`` (a writer killed mid-write) are removed first. A failure to write (disk full, EIO) is a
+    :class:`TableIOError`: the temporary file is removed and ``path`` keeps its previous content.
+    """
     path = Path(os.path.realpath(path))
     _check_writable(path)
+    remove_stale_temporaries(path)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
-        _write_file(tmp, sorted(protocols, key=lambda p: p.id), str((attrs or {}).get("created", now())))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        with contextlib.suppress(FileNotFoundError):  # the new file keeps the table's permissions
-            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
-        os.replace(tmp, path)
-    except (OSError, ValueError, TypeError) as err:
-        raise _fail(path, f"cannot write the table ({_h5_reason(err)})") from None
+        try:
+            _write_file(tmp, sorted(protocols, key=lambda p: p.id), str((attrs or {}).get("created", now())))
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            with contextlib.suppress(FileNotFoundError):  # the new file keeps the table's permissions
+                os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        except (OSError, RuntimeError) as err:  # h5py reports some write failures (ENOSPC) as RuntimeError
+            raise TableIOError(f"{path}: cannot write the table ({_h5_reason(err)}); the file keeps its previous "
+                               "content and no temporary file is left") from None
+        except (ValueError, TypeError) as err:
+            raise _fail(path, f"cannot write the table ({_h5_reason(err)})") from None
+        if exclusive:
+            _claim(tmp, path)
+        else:
+            _install(tmp, path)
     finally:
         with contextlib.suppress(OSError):  # gone already (replaced) or not ours to remove
             os.unlink(tmp)
     _fsync_dir(path.parent)
+
+
+def _install(tmp: Path, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+    except OSError as err:
+        raise TableIOError(f"{path}: cannot replace the table ({_h5_reason(err)}); it keeps its previous content") from None
+
+
+def _claim(tmp: Path, path: Path) -> None:
+    """Create ``path`` as ``tmp``'s content only if no file is there (atomic: ``os.link``; where the file system has
+    no hard links, an ``O_EXCL`` placeholder claims the name first)."""
+    taken = _fail(path, "already exists (another process wrote it meanwhile?); nothing was written: rerun with a "
+                        "new output name, or remove it")
+    try:
+        os.link(tmp, path)
+        return
+    except FileExistsError:
+        raise taken from None
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
+            raise TableIOError(f"{path}: cannot create the table ({_h5_reason(err)})") from None
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        raise taken from None
+    except OSError as err:
+        raise TableIOError(f"{path}: cannot create the table ({_h5_reason(err)})") from None
+    _install(tmp, path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the ``<table>.tmp-<pid>`` files beside ``path`` whose writing process is gone (killed mid-fold or
+    mid-merge); returns them. A live process's temporary file is left alone."""
+    path = Path(path)
+    removed = []
+    with contextlib.suppress(OSError):
+        for tmp in path.parent.glob(f"{glob.escape(path.name)}.tmp-*"):
+            pid = tmp.name.rsplit("-", 1)[1]
+            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                    removed.append(tmp)
+    return removed
 
 
 def _check_writable(path: Path) -> None:
@@ -541,12 +794,17 @@ def _write_file(tmp: Path, protocols: list[Protocol], created: str) -> None:
 
     for p in protocols:
         p.settle()
+        problem = _columns_problem(p.type, p.settings, p.columns) if len(p) else ""
+        if problem:  # what the reader would refuse is never written
+            raise ValueError(f"protocol {p.id}: {problem}")
     sp = space()
     index_of = sp.hash_index
     hashes = sorted({h.decode() for p in protocols for h in p.hash}, key=index_of.__getitem__)
     idx = np.array([index_of[h] for h in hashes], dtype=np.int32)
     row_of = {h.encode(): i for i, h in enumerate(hashes)}
-    with h5py.File(tmp, "w", libver=("v110", "v110"), track_order=True) as f:
+    # built in memory, then written with plain file I/O: a full disk is then one clean OSError, never an HDF5 write
+    # failure (whose half-closed objects print tracebacks as they are freed and can crash the interpreter at exit)
+    with h5py.File(tmp, "w", driver="core", backing_store=False, libver=("v110", "v110"), track_order=True) as f:
         f.attrs["format"] = FORMAT
         f.attrs["schema_version"] = SCHEMA_VERSION
         f.attrs["created"] = created
@@ -563,6 +821,10 @@ def _write_file(tmp: Path, protocols: list[Protocol], created: str) -> None:
         pg = f.create_group("protocols")
         for p in protocols:
             _write_protocol(pg, p, row_of, index_of)
+        f.flush()
+        image = f.id.get_file_image()
+    with open(tmp, "wb") as fh:
+        fh.write(image)
 
 
 def _write_protocol(pg: h5py.Group, p: Protocol, row_of: dict[bytes, int], index_of: dict[str, int]) -> None:
@@ -581,8 +843,28 @@ def _write_protocol(pg: h5py.Group, p: Protocol, row_of: dict[bytes, int], index
     order = np.lexsort((p.seed, np.array([index_of[h.decode()] for h in p.hash], dtype=np.int64)))
     _dataset(g, "cell", np.array([row_of[h] for h in p.hash], dtype=np.int32)[order])
     _dataset(g, "seed", p.seed[order])
-    for name, col in p.columns.items():
-        _dataset(g, name, col[order])
+    columns = {name: col[order] for name, col in p.columns.items()}
+    for name, col in columns.items():
+        _dataset(g, name, col)
+    g.attrs["digest"] = rows_digest(p.hash[order], p.seed[order], columns)
+
+
+def rows_digest(hashes: np.ndarray, seeds: np.ndarray, columns: Mapping[str, np.ndarray]) -> str:
+    """sha256 (hex) of a protocol's rows in stored order: cell hashes, seeds, then each column by name (its type,
+    entry shape and values; text as UTF-8). Stored as the protocol's ``digest`` attribute by every write and
+    recomputed by ``open_table(..., verify=True)`` and by a writer opening the table."""
+    h = hashlib.sha256(b"snnbench-rows-v1\0")
+    h.update(np.ascontiguousarray(hashes, dtype="S16").tobytes())
+    h.update(np.ascontiguousarray(seeds, dtype="<i8").tobytes())
+    for name in sorted(columns):
+        col = columns[name]
+        kind = col.dtype.kind
+        h.update(f"\0{name}\0{kind if kind in 'bf' else 'i' if kind in 'iu' else 's'}{col.shape[1:]}\0".encode())
+        if kind in "OUS":
+            h.update(json.dumps([str(v) for v in col]).encode())
+        else:
+            h.update(np.ascontiguousarray(col, dtype="|b1" if kind == "b" else "<f8" if kind == "f" else "<i8").tobytes())
+    return h.hexdigest()
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -627,8 +909,13 @@ class TableWriter:
         try:
             _check_writable(self.path)
             if self.path.exists():
-                table = open_table(self.path)
-                _check_known(table)
+                try:
+                    table = open_table(self.path)
+                    _check_known(table)
+                    _verify(table)  # a resume must not make an edited table's damage permanent
+                except TableError as err:
+                    raise TableError(f"{err}; a writer never folds into a damaged table: restore the file from a copy, "
+                                     "or build into a new one") from None
                 self.attrs, self.protocols = table.attrs, table.protocols
             else:
                 self.attrs, self.protocols = {}, {}
@@ -652,14 +939,18 @@ class TableWriter:
         added = 0
         data = self.journal_path.read_bytes()
         end = data.rfind(b"\n") + 1  # data[end:] is empty or an unterminated (torn) line
+        hint = ("; the table holds every row folded before it: fix or delete that line, or move the journal aside "
+                "to drop its unfolded rows")
         for number, line in enumerate(data[:end].decode("utf-8", errors="replace").split("\n")[:-1], 1):
+            if not line.strip():  # a blank line (an editor's trailing newline) holds no row
+                continue
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError:
-                raise _fail(self.journal_path, f"corrupt journal line {number}") from None
+                raise _fail(self.journal_path, f"corrupt journal line {number} (not JSON){hint}") from None
             problem = _journal_problem(entry, self.protocols, known)
             if problem:
-                raise _fail(self.journal_path, f"corrupt journal line {number} ({problem})")
+                raise _fail(self.journal_path, f"corrupt journal line {number} ({problem}){hint}")
             if "protocol_def" in entry:
                 d = entry["protocol_def"]
                 old = self.protocols.get(d["id"])
@@ -671,7 +962,7 @@ class TableWriter:
             try:
                 added += add_rows(self.protocols[entry["protocol"]], [entry])
             except (ValueError, TypeError, KeyError) as err:
-                raise _fail(self.journal_path, f"corrupt journal line {number} ({err})") from None
+                raise _fail(self.journal_path, f"corrupt journal line {number} ({err}){hint}") from None
         for proto in self.protocols.values():
             try:
                 proto.settle()
@@ -684,8 +975,12 @@ class TableWriter:
     def __enter__(self) -> "TableWriter":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            self.close()
+            return
+        with contextlib.suppress(TableError):  # the first error is the one to report; the journal keeps the rows
+            self.close()
 
     def ensure_protocol(self, type_: str, settings: dict[str, Any], *, command: str, environment: dict[str, Any],
                         shard: tuple[int, int] | None) -> Protocol:
@@ -725,10 +1020,15 @@ class TableWriter:
         self._write_lines(lines)
 
     def _write_lines(self, entries: list[dict[str, Any]]) -> None:
-        """Append one JSON line per entry to the journal, then fsync once."""
-        self._journal.write("".join(json.dumps(entry) + "\n" for entry in entries))
-        self._journal.flush()
-        os.fsync(self._journal.fileno())
+        """Append one JSON line per entry to the journal, then fsync once; a failed append (disk full) is a
+        :class:`TableIOError` (a partly written last line is torn, dropped by the next replay)."""
+        try:
+            self._journal.write("".join(json.dumps(entry) + "\n" for entry in entries))
+            self._journal.flush()
+            os.fsync(self._journal.fileno())
+        except OSError as err:
+            raise TableIOError(f"{self.journal_path}: cannot append to the journal ({_h5_reason(err)}); the rows "
+                               "journalled before are kept") from None
 
     def fold(self) -> None:
         """Write every protocol to a new file that atomically replaces the table, then empty the journal."""
@@ -738,14 +1038,16 @@ class TableWriter:
             pass
 
     def close(self) -> None:
+        """Fold, delete the journal and release the lock; if the fold fails the journal stays, for the next writer."""
         if self._lock.closed:
             return
         try:
             self.fold()
-            self._journal.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.journal_path)
         finally:
+            with contextlib.suppress(OSError):  # a failed flush of a full disk: the fsync'd lines are what counts
+                self._journal.close()
             self._lock.close()
 
 
@@ -777,8 +1079,8 @@ def _journal_problem(entry: Any, protocols: Mapping[str, Protocol], known: Mappi
         return f"names unknown protocol {entry['protocol']!r}"
     if not isinstance(entry["hash"], str) or entry["hash"] not in known:
         return f"row for {entry['hash']!r}, which is not a cell of the space"
-    if not isinstance(entry["seed"], int) or isinstance(entry["seed"], bool) or not -2**63 <= entry["seed"] < 2**63:
-        return f"seed {entry['seed']!r} is not a 64-bit integer"
+    if not isinstance(entry["seed"], int) or isinstance(entry["seed"], bool) or not 0 <= entry["seed"] < 2**63:
+        return f"seed {entry['seed']!r} is not a 64-bit integer >= 0"
     if not isinstance(entry["values"], dict):
         return "row values are not an object"
     return ""
@@ -822,7 +1124,9 @@ def merge_tables(out: str | os.PathLike[str], inputs: Sequence[str | os.PathLike
     Every input must hold the same protocols (same ids, i.e. same settings) sliced the same way; with
     ``union`` a protocol may be missing from some inputs (e.g. a GPU training run joined to a score table)
     and is built from those that hold it. Rows are united; a row present in several inputs must hold the same
-    values in each (except wall-clock columns, :func:`is_wall_clock`: taken from the first). ``out`` must not exist.
+    values in each (except wall-clock columns, :func:`is_wall_clock`: taken from the first). ``out`` must not exist,
+    and is claimed atomically when written (:func:`write_table` ``exclusive``): of two merges racing to one ``out``
+    the loser raises :class:`TableError` and the winner's file stays. Inputs are checked against their digests.
     """
     out = Path(out)
     if not inputs:
@@ -834,6 +1138,7 @@ def merge_tables(out: str | os.PathLike[str], inputs: Sequence[str | os.PathLike
     tables = [open_table(p) for p in inputs]
     for t in tables:
         _check_known(t)
+        _verify(t)
     ref = tables[0]
     for t in tables[1:]:
         if not union and set(t.protocols) != set(ref.protocols):
@@ -863,7 +1168,7 @@ def merge_tables(out: str | os.PathLike[str], inputs: Sequence[str | os.PathLike
             proto.created, proto.modified = min(proto.created, p.created), max(proto.modified, p.modified)
             add_rows(proto, iter_records(p))
         merged[pid] = proto
-    write_table(out, merged.values(), {"created": min(str(t.attrs["created"]) for t in tables)})
+    write_table(out, merged.values(), {"created": min(str(t.attrs["created"]) for t in tables)}, exclusive=True)
     return open_table(out)
 
 
@@ -918,7 +1223,8 @@ def _check_agree(pid: str, a: Table, b: Table) -> None:
 
 
 __all__ = [
-    "FORMAT", "METRIC_SECONDS", "SCHEMA_VERSION", "WALL_CLOCK", "Protocol", "Table", "TableError", "TableWriter", "add_rows", "default_table_path",
+    "FORMAT", "METRIC_SECONDS", "SCHEMA_VERSION", "WALL_CLOCK", "Protocol", "Table", "TableError", "TableIOError", "TableWriter",
+    "add_rows", "cell_hashes", "column_schema", "default_table_path", "remove_stale_temporaries", "required_columns", "rows_digest",
     "SHIPPED", "SPIKE_LAYERS", "spike_layer_values", "table_datasets",
     "is_wall_clock", "iter_records", "merge_shards", "merge_tables", "open_table", "protocol_id", "records_equal", "settings_diff", "write_table",
 ]

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from snnbench.cli import main
 from snnbench.space import Cell, canonical_batch, prune_batch, raw_matrices, space
 from snnbench.table import (
-    FORMAT, SCHEMA_VERSION, SPIKE_LAYERS, TableError, TableWriter, default_table_path, journal_path, merge_tables, open_table,
+    FORMAT, SCHEMA_VERSION, SPIKE_LAYERS, TableError, TableWriter, cell_hashes, default_table_path, journal_path, merge_tables, open_table,
     protocol_id, records_equal, spike_layer_values,
 )
 
@@ -374,11 +374,16 @@ def _replace(g: h5py.Group, name: str, data: np.ndarray) -> None:
     g.create_dataset(name, data=data)
 
 
-def _unknown_hash(f: h5py.File, g: h5py.Group) -> None:
-    hashes = f["cells/hash"][()]
-    hashes[0] = b"0123456789abcdef"
-    assert "0123456789abcdef" not in space().hashes
-    _replace(f["cells"], "hash", hashes)
+def _unknown_hash(f: h5py.File, g: h5py.Group) -> str:
+    """Make row 0 of /cells a matrix that is no cell of the space (no edge 0 -> 3), with its own hash: a consistent
+    row naming no cell. Returns that hash."""
+    matrix, hashes, kind = f["cells/matrix"][()], f["cells/hash"][()], f["cells/kind"][()]
+    matrix[0] = np.array([[0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
+    hashes[0], kind[0] = cell_hashes(matrix[:1])[0], 0
+    assert hashes[0].decode() not in space().hashes
+    for name, data in (("matrix", matrix), ("hash", hashes), ("kind", kind)):
+        _replace(f["cells"], name, data)
+    return hashes[0].decode()
 
 
 def _malformed_hash(f: h5py.File, g: h5py.Group) -> None:
@@ -425,9 +430,9 @@ def test_a_hash_outside_the_space_is_refused_before_anything_is_written(good: Pa
     """A well-formed hash that names no cell: opening to read is left fast (no space lookup), but merge and a
     writer (hence build) refuse the table with one line before writing anything."""
     with h5py.File(good, "r+") as f:
-        _unknown_hash(f, f["protocols"][next(iter(f["protocols"]))])
+        unknown = _unknown_hash(f, f["protocols"][next(iter(f["protocols"]))])
     before = good.read_bytes()
-    match = r"/cells/hash: '0123456789abcdef' is not a cell of the space"
+    match = rf"/cells/hash: '{unknown}' is not a cell of the space"
     with pytest.raises(TableError, match=match):
         TableWriter(good)
     out = good.with_name("merged.h5")
@@ -563,7 +568,8 @@ def test_journal_rows_whose_values_cannot_form_columns_are_refused(tmp_path: Pat
     journal = journal_path(path)
     journal.write_text(_row_line(pid, {**recs[1], "values": {**recs[1]["values"], "scores/sahd": "high"}}) + "\n")
     table, lines = path.read_bytes(), journal.read_bytes()
-    with pytest.raises(TableError, match=rf"^{re.escape(str(journal))}: corrupt journal \(column 'scores/sahd': mixes text and numbers\)$"):
+    with pytest.raises(TableError, match=rf"^{re.escape(str(journal))}: corrupt journal line 1 \(protocol {pid}: record for "
+                                         r"cell \w{16}: column 'scores/sahd' holds 'high', expected one of numbers per row\)"):
         TableWriter(path)
     assert path.read_bytes() == table and journal.read_bytes() == lines
 

@@ -54,6 +54,23 @@ def _duration(s: float) -> str:
     return f"{int(s // 60)}m{s % 60:04.1f}s" if s >= 60 else f"{s:.1f}s"
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """While the body runs, stdout (``sys.stdout`` and file descriptor 1, which child processes inherit) goes to
+    stderr: what libraries print (Ray's "(raylet) ..." lines) stays out of ``--json`` output. Restored on exit."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -173,9 +190,9 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
                    "Hamming on digits (bench skeleton), plus 16 cells trained 3 epochs with seeds 0 and 1; "
                    "about 8.5 CPU-minutes: 5 minutes on 2 idle cores, 1 minute on 16.", err=True)
     gpus = opts["gpus_per_task"] if opts["gpus_per_task"] is not None else (1.0 if opts["device"] == "cuda" else 0.0)
-    executor = make_executor(opts["executor"], workers=opts["workers"], address=opts["ray_address"], gpus=gpus)
     try:
-        with _sigterm_interrupts():
+        with _sigterm_interrupts(), _stdout_to_stderr() if as_json else contextlib.nullcontext():
+            executor = make_executor(opts["executor"], workers=opts["workers"], address=opts["ray_address"], gpus=gpus)
             report = run_build(path, stages, work=run_item, executor=executor, shard=shard, progress=not quiet,
                                environment=lambda: environment(opts["device"], opts["executor"], opts["workers"]),
                                fold_seconds=fold_seconds)
@@ -248,16 +265,24 @@ def _rebuild_commands(commands: list[str], path: str) -> list[str]:
 @click.command()
 @click.argument("table", type=NonEmptyPath(dir_okay=False), required=False)
 @click.option("--dataset", default=None, help="With no TABLE: the table `snnbench query --dataset` opens.")
+@click.option("--verify", is_flag=True, help="Also recompute each protocol's content digest: a table edited or damaged "
+              "since snnbench wrote it is refused (exit 2).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info(table: str | None, dataset: str | None, as_json: bool) -> None:
+def info(table: str | None, dataset: str | None, verify: bool, as_json: bool) -> None:
     """Protocols, coverage and summary statistics of TABLE (default: the table `snnbench query` opens:
     $SNNBENCH_TABLE, the default build output, else the table shipped for --dataset, digits when none)."""
     from api.benchmark import resolve_table
     from builders.build import describe
+    from snnbench.table import open_table
 
     if table is not None and dataset is not None:
         raise ValueError("--dataset: picks the table when no TABLE is given; info describes every protocol of TABLE")
-    d = describe(resolve_table(table, dataset))
+    path = resolve_table(table, dataset, name_it="the TABLE argument")
+    checked = open_table(path, verify=True) if verify else None
+    d = describe(path)
+    if checked is not None:
+        d["verified"] = {"protocols": len(checked.protocols),
+                         "without_digest": sorted(p.id for p in checked.protocols.values() if not p.digest)}
     if as_json:
         echo_json(d)
         return
@@ -285,4 +310,9 @@ def info(table: str | None, dataset: str | None, as_json: bool) -> None:
             click.echo(f"  built with: {env}")
         for cmd in _rebuild_commands(p["commands"], d["path"]):
             click.echo(f"  rebuild: {cmd}")
+    if "verified" in d:
+        v = d["verified"]
+        old = f"; {len(v['without_digest'])} written before digests were stored, checked for structure only" if v["without_digest"] else ""
+        click.echo(f"\nverified: the rows of {v['protocols'] - len(v['without_digest'])} of {v['protocols']} protocols match "
+                   f"their content digests{old}")
     sys.stdout.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import sys
@@ -23,6 +24,16 @@ class InputError(click.ClickException):
 _USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, OSError)
 
 
+# OS error numbers of a failing disk or file system (not the user's input): one line, exit 1
+_IO_ERRNOS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+def _io_failure(err: BaseException) -> bool:
+    """An I/O failure (disk full, EIO): an exception carrying ``exit_code = 1`` (``snnbench.table.TableIOError``)
+    or an ``OSError`` of :data:`_IO_ERRNOS`."""
+    return getattr(err, "exit_code", None) == 1 or (isinstance(err, OSError) and err.errno in _IO_ERRNOS)
+
+
 # click >= 8.2 shows a bare group's help (``snnbench``) by raising this usage error; it stays as it is
 _HELP_ERRORS: tuple[type[BaseException], ...] = tuple(
     t for t in (getattr(click.exceptions, "NoArgsIsHelpError", None),) if t is not None)
@@ -34,7 +45,7 @@ def _one_line(err: click.UsageError) -> click.ClickException:
 
 class SnnbenchGroup(click.Group):
     """A click group whose commands turn user-input exceptions, and click's usage errors, into one-line errors
-    (exit 2)."""
+    (exit 2), and I/O failures (disk full, EIO: :func:`_io_failure`) into one-line errors with exit 1."""
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:
@@ -51,6 +62,8 @@ class SnnbenchGroup(click.Group):
         except click.UsageError as err:  # click's own (bad option value, unknown option): one line too
             raise _one_line(err) from None
         except _USER_ERRORS as err:
+            if _io_failure(err):
+                raise click.ClickException(" ".join(str(err).split())) from None
             raise InputError(" ".join(str(err).split())) from None
 
 
