@@ -7,14 +7,17 @@ dimension flattened). With ``n_i`` the number of ones in row ``i``, ``r_i = n_i 
 
 * ``hd``: ``K = N_A - d_H`` (:func:`hamming_kernel`).
 * ``sahd``: ``K = N_A - 0.5 d_H / (e_ij + 0.001)`` (:func:`sahd_kernel`).
-* ``sahd_release``: like ``sahd`` but with ``e_ij / N_A`` in the denominator, the formula of the
-  authors' released code (which omits the ``N_A`` factor of the SPEC).
+* ``sahd_2022a``: like ``sahd`` but with ``e_ij / N_A`` in the denominator, the formula of the authors'
+  first upload (January 2022; replaced in July 2022 by the ``sahd`` formula the current release computes).
+  ``sahd_release``, its former name, is still accepted and computes the same (stored protocols keep it).
+* ``sahd_eq5``: the ``sahd`` kernels *summed* over calls (the supplementary's Eq. 5) instead of averaged (the
+  release): ``sahd_eq5 = sahd + B ln(calls)`` in exact arithmetic; see :func:`lif_calls`.
 * ``vanrossum``: ``K = N_A - d_H - 2 rho C`` with ``rho = exp(-1 / tau)`` and the cross term ``C`` of
   :func:`van_rossum_sq_distances`; summed over a layer's ``T`` steps this is ``T N_A - 2 d_vR^2``, so
   as ``tau -> 0`` it becomes ``hd``.
 
-A network's kernel is the sum of the kernels of all calls divided by the number of calls; its score
-is ``log |det K|`` (``torch.linalg.slogdet``). A kernel is **singular** when its smallest absolute
+A network's kernel is the sum of the kernels of all calls divided by the number of calls (``sahd_eq5``:
+not divided); its score is ``log |det K|`` (``torch.linalg.slogdet``). A kernel is **singular** when its smallest absolute
 eigenvalue is at most ``B * eps64`` times its largest (numpy's ``matrix_rank`` tolerance); then the
 score is ``-inf`` and the ``singular`` flag is set, never NaN.
 
@@ -41,10 +44,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from snnbench.fields import METRIC_ALIASES
 from snnbench.network import build_network, count_params
 from snnbench.neuron import LIF
 
-SPIKE_METRICS: tuple[str, ...] = ("sahd", "hd", "vanrossum", "sahd_release")
+SPIKE_METRICS: tuple[str, ...] = ("sahd", "hd", "vanrossum", "sahd_2022a", "sahd_eq5", "sahd_release")
+_SAHD_FAMILY = {"sahd": False, "sahd_eq5": False, "sahd_2022a": True, "sahd_release": True}  # name -> e / N_A
+_SUMMED = ("sahd_eq5",)  # kernels summed over calls, not averaged
 LOSS_METRICS: tuple[str, ...] = ("grad_norm", "snip")
 METRICS: tuple[str, ...] = SPIKE_METRICS + LOSS_METRICS + ("jacob_cov", "synflow", "params")
 BATCH_METRICS: tuple[str, ...] = SPIKE_METRICS + ("jacob_cov",)  # compare a batch's images: need two or more
@@ -225,14 +231,17 @@ class SpikeKernels:
         X = _as_steps(out.detach().reshape(steps, batch, -1))
         num = X.shape[2]
         d_h, n = _counts(X)
+        ratios: dict[bool, Tensor] = {}
         for metric in self.metrics:
             base = float(steps * num)
             if metric == "hd":
                 d_sum = d_h.sum(dim=0, dtype=torch.float64)
                 kernel, size = base - d_sum, base + d_sum
-            elif metric in ("sahd", "sahd_release"):
-                ratio = 0.5 * _sahd_ratio(d_h, n, num, metric == "sahd_release").sum(dim=0)
-                kernel, size = base - ratio, base + ratio
+            elif metric in _SAHD_FAMILY:
+                old = _SAHD_FAMILY[metric]
+                if old not in ratios:  # sahd and sahd_eq5 (and the two names of 2022a) share one ratio
+                    ratios[old] = 0.5 * _sahd_ratio(d_h, n, num, old).sum(dim=0)
+                kernel, size = base - ratios[old], base + ratios[old]
             else:
                 X64 = X.double()  # once for the trace and the cross term
                 carried = self._traces.get(module) if steps == 1 else None
@@ -247,10 +256,11 @@ class SpikeKernels:
         self.calls += steps
 
     def kernels(self) -> dict[str, Tensor]:
-        """Each metric's kernel: the sum over calls divided by the number of calls (float64 [B, B])."""
+        """Each metric's kernel: the sum over calls divided by the number of calls (float64 [B, B]); ``sahd_eq5``'s
+        is the sum itself."""
         if self.calls == 0:
             raise ValueError("model: no spiking layer was called during the forward pass; nothing to score")
-        return {metric: total / self.calls for metric, total in self.sums.items()}
+        return {metric: total if metric in _SUMMED else total / self.calls for metric, total in self.sums.items()}
 
     def rounding(self) -> dict[str, Tensor]:
         """Per metric, an elementwise bound on the float64 rounding error of :meth:`kernels` ([B, B]).
@@ -267,8 +277,29 @@ class SpikeKernels:
         for metric, size in self.sizes.items():
             # van Rossum also: the dot products, and the trace recursion (two roundings a step) feeding them
             k = _TERM_OPS + self.calls + (self._dot + 2 * self.calls if metric == "vanrossum" else 0)
-            out[metric] = _gamma(k) * size / self.calls + _UNIT * kernels[metric].abs()
+            scale = 1 if metric in _SUMMED else self.calls
+            out[metric] = _gamma(k) * size / scale + _UNIT * kernels[metric].abs()
         return out
+
+
+def lif_calls(cell: Any, timesteps: int) -> int:
+    """LIF calls of one forward pass of ``cell``'s SNASNet (what :attr:`SpikeKernels.calls` counts): ``T`` times the
+    LIF layers, i.e. one per conv edge of the pruned cell in each of the two cells plus the skeleton's three.
+
+    Fixed by the cell's structure, so ``sahd_eq5 = sahd + B ln(lif_calls)`` (``log det(sum K) = log det(mean K) +
+    B ln(calls)`` for a ``B x B`` kernel) turns any stored ``sahd`` into Eq. 5's value (:func:`eq5_from_mean`).
+    """
+    from snnbench.space import OPS, Cell
+
+    m = (cell if isinstance(cell, Cell) else Cell(cell, nodes=None)).pruned.matrix
+    convs = sum(1 for op in m.ravel().tolist() if OPS[op] in ("conv1x1", "conv3x3"))
+    return int(timesteps) * (3 + 2 * convs)
+
+
+def eq5_from_mean(score: float, batch_size: int, calls: int) -> float:
+    """Eq. 5's ``log |det sum_l K_l|`` from the release's ``log |det mean_l K_l|`` (``score``) of the same kernels:
+    ``score + B ln(calls)`` (``-inf`` stays ``-inf``)."""
+    return score + batch_size * math.log(calls)
 
 
 @dataclass(frozen=True)
@@ -413,11 +444,13 @@ def _checked(value: float) -> LogDet:
 
 
 def check_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
-    """The metrics as a tuple without duplicates; ``ValueError`` for an unknown or empty list."""
+    """The metrics as a tuple without duplicates, former names (:data:`METRIC_ALIASES`) kept as given; ``ValueError``
+    for an unknown or empty list."""
     out = tuple(dict.fromkeys(metrics))
     unknown = [m for m in out if m not in METRICS]
     if unknown or not out:
-        raise ValueError(f"metric: unknown {unknown or 'empty list'}; choose from {', '.join(METRICS)}")
+        current = [m for m in METRICS if m not in METRIC_ALIASES]
+        raise ValueError(f"metric: unknown {unknown or 'empty list'}; choose from {', '.join(current)}")
     return out
 
 

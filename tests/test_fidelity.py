@@ -1,0 +1,182 @@
+"""Fidelity to the paper and the authors' release (issue 34): the 2022a formula's names, Eq. 5's summed kernel,
+the release training preset, and the shipped protocols' ids."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from snnbench.data import load_dataset
+from snnbench.network import build_network, network_config
+from snnbench.scores import check_metrics, eq5_from_mean, lif_calls, score_cell, score_network, spiking_layers
+from snnbench.space import Cell
+
+FORWARD = Cell("0302 0023 0003 0000")
+BACKWARD = Cell("0302 0030 3003 0000")  # an edge 2 -> 0: LIF layers stepped call by call
+CELLS = [FORWARD, BACKWARD, Cell("0114 0020 0003 0000"), Cell("0004 0000 0000 0000")]
+
+
+def eq5_reference(calls: list[np.ndarray]) -> float:
+    """The supplementary's Eq. 5 in float64 numpy, independent of ``snnbench.scores``: per call, ``K_ij = N_A - 0.5
+    d_H(i, j) / (N_A (r_i (1 - r_j) + (1 - r_i) r_j) + 0.001)`` from explicit pairwise distances; the network's
+    kernel is the *sum* over calls; the score is ``log |det K|``."""
+    total = 0.0
+    for X in calls:
+        X = X.astype(np.float64)
+        num = X.shape[1]
+        d_h = np.abs(X[:, None, :] - X[None, :, :]).sum(axis=2)
+        r = X.mean(axis=1)
+        e = num * (r[:, None] * (1 - r[None, :]) + (1 - r[:, None]) * r[None, :])
+        total = total + (num - 0.5 * d_h / (e + 0.001))
+    return float(np.linalg.slogdet(total)[1])
+
+
+def _calls(model: torch.nn.Module, x: torch.Tensor) -> list[np.ndarray]:
+    """Every LIF call's spikes ``[B, N_A]`` of one training-mode forward pass (a ``[T, B, ...]`` output is T calls)."""
+    out: list[np.ndarray] = []
+
+    def hook(_m: torch.nn.Module, _a: object, y: torch.Tensor) -> None:
+        out.extend(y.detach().reshape(y.shape[0], y.shape[1], -1).numpy())
+
+    handles = [m.register_forward_hook(hook) for m in spiking_layers(model)]
+    with torch.no_grad():
+        model.train()
+        model(x)
+    for h in handles:
+        h.remove()
+    return out
+
+
+@pytest.mark.parametrize("cell", [FORWARD, BACKWARD])
+def test_sahd_eq5_equals_a_float64_implementation_of_eq5(cell: Cell) -> None:
+    cfg = network_config("digits", "bench", c1=4, c2=8, hidden=16, timesteps=3)
+    torch.manual_seed(0)
+    model = build_network(cell, cfg)
+    x = torch.randn(10, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(2)
+    calls = _calls(model, x)
+    torch.manual_seed(2)  # the same dropout masks
+    got = score_network(model, x, ("sahd_eq5", "sahd"))
+    assert got["sahd_eq5"].value == pytest.approx(eq5_reference(calls), rel=1e-11)
+    assert not got["sahd_eq5"].singular
+    # Eq. 5 and the release's mean differ by B ln(calls), calls fixed by the cell's structure
+    assert len(calls) == lif_calls(cell, cfg.timesteps)
+    assert got["sahd_eq5"].value == pytest.approx(eq5_from_mean(got["sahd"].value, 10, len(calls)), rel=1e-11)
+    assert got["sahd_eq5"].value - got["sahd"].value > 9 * math.log(len(calls))  # not the mean
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_lif_calls_counts_what_the_scorer_sees(cell: Cell) -> None:
+    from snnbench.scores import SpikeKernels
+
+    for timesteps in (1, 4):
+        cfg = network_config("digits", "bench", c1=4, c2=8, hidden=16, timesteps=timesteps)
+        torch.manual_seed(0)
+        model = build_network(cell, cfg).train()
+        with torch.no_grad(), SpikeKernels(spiking_layers(model), ("hd",)) as acc:
+            model(torch.randn(3, 1, 8, 8))
+        assert acc.calls == lif_calls(cell, timesteps) == lif_calls(cell.to_list(), timesteps)
+
+
+def test_the_2022a_formula_under_both_names() -> None:
+    digits = load_dataset("digits")
+    cfg = network_config("digits", "bench", c1=4, c2=8, hidden=16, timesteps=3)
+    a = score_cell(BACKWARD, digits, cfg, ("sahd_2022a", "sahd_release", "sahd"), batch_size=12, repeats=1, seed=3)
+    assert a["batch_scores"]["sahd_2022a"] == a["batch_scores"]["sahd_release"]
+    assert a["scores"]["sahd_2022a"] != a["scores"]["sahd"]
+    assert check_metrics(["sahd_release"]) == ("sahd_release",)  # kept as given: a protocol's id holds it
+
+
+# --------------------------------------------------------------------------- the release training preset
+
+
+def test_release_preset_builds_the_optimiser_the_release_call_builds() -> None:
+    """search_snn.py calls ``torch.optim.SGD(params, lr, momentum, weight_decay)`` with weight_decay = 5e-4: the
+    positional 5e-4 lands in ``dampening``. The preset's optimiser must equal that call's, step for step."""
+    from snnbench.training import _optimizer, train_config
+
+    cfg = train_config("release")
+    assert (cfg.batch_size, cfg.amp, cfg.weight_decay, cfg.dampening) == (32, False, 0.0, 5e-4)
+    paper = train_config("paper")
+    assert (paper.weight_decay, paper.dampening) == (5e-4, 0.0)
+    net = [torch.nn.Linear(3, 2, bias=False) for _ in range(2)]
+    net[1].load_state_dict(net[0].state_dict())
+    ours = _optimizer(net[0], cfg)
+    theirs = torch.optim.SGD(net[1].parameters(), 0.1, 0.9, 5e-4)  # the release's call, as written
+    drop = lambda g: {k: v for k, v in g.items() if k != "params"}  # noqa: E731
+    assert drop(ours.param_groups[0]) == drop(theirs.param_groups[0])
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+    for _ in range(3):
+        for model, opt in zip(net, (ours, theirs)):
+            opt.zero_grad()
+            model(x).square().sum().backward()
+            opt.step()
+    torch.testing.assert_close(net[0].weight, net[1].weight, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="dampening"):
+        train_config("release", optimizer="adam")
+
+
+def test_a_config_without_dampening_serialises_as_before() -> None:
+    from snnbench.training import TrainConfig, train_config
+
+    before = {"amp", "augment", "batch_size", "epochs", "eval_batch_size", "lr", "lr_min_factor", "momentum", "nesterov",
+              "optimizer", "test_epochs", "weight_decay"}  # the fields of every stored train protocol
+    for preset in ("paper", "bench"):
+        assert set(train_config(preset).to_dict()) == before
+    assert train_config("release").to_dict()["dampening"] == 5e-4
+    assert TrainConfig(**train_config("release").to_dict()) == train_config("release")
+
+
+@pytest.mark.parametrize("dataset", ["digits", "cifar10"])
+def test_shipped_protocol_ids_are_recomputed_by_the_current_code(dataset: str) -> None:
+    """Every shipped protocol's id follows from its stored settings rebuilt by today's config classes and metric
+    check; the digits protocols' recorded rebuild commands make exactly those protocols (no new one)."""
+    import shlex
+
+    from builders.build import make_stages
+    from snnbench.cli.build import _key_values, build
+    from snnbench.network import NetworkConfig
+    from snnbench.table import SHIPPED, open_table, protocol_id
+    from snnbench.training import TrainConfig
+
+    table = open_table(SHIPPED[dataset])
+    for pid, p in table.protocols.items():
+        s = dict(p.settings)
+        s["network"] = {**s["network"], "config": NetworkConfig(**s["network"]["config"]).to_dict()}
+        if p.type == "train":
+            s["train"] = TrainConfig(**s["train"]).to_dict()
+        else:
+            s["score"] = {**s["score"], "metrics": list(check_metrics(s["score"]["metrics"]))}
+        assert protocol_id(p.type, s) == pid
+        if dataset != "digits":
+            continue  # the CIFAR-10 commands name files this machine may lack
+        for command in p.commands:
+            args = shlex.split(command)[2:]
+            opts = dict(build.make_context("build", args).params)
+            opts.pop("table")
+            skip = ("executor", "workers", "ray_address", "gpus_per_task", "net", "train", "quiet", "as_json", "fold_seconds")
+            stages = make_stages(table=SHIPPED[dataset], **{k: v for k, v in opts.items() if k not in skip},
+                                 net=_key_values(opts["net"], "--net"), train=_key_values(opts["train"], "--train"))
+            assert pid in {protocol_id(st.type, st.settings) for st in stages}
+            assert all(protocol_id(st.type, st.settings) in table.protocols for st in stages)
+
+
+def test_old_tables_read_the_renamed_column() -> None:
+    """The shipped digits table stores ``scores/sahd_release``; a view reads it as ``sahd_2022a``, values unchanged,
+    and the file and its protocol are untouched."""
+    from api.benchmark import Benchmark
+    from snnbench.table import SHIPPED, open_table
+
+    raw = open_table(SHIPPED["digits"]).protocols["92e287f185ba"]
+    assert "scores/sahd_release" in raw.columns and "sahd_release" in raw.settings["score"]["metrics"]
+    bench = Benchmark(SHIPPED["digits"], score="92e287f185ba")
+    assert "sahd_2022a" in bench.scores and "sahd_release" not in bench.scores
+    u = bench.index_of_hash(raw.hash[0].decode())
+    assert bench.scores["sahd_2022a"][u] == raw.columns["scores/sahd_release"][0]
+    assert bench.record(u)["scores"]["sahd_2022a"] == raw.columns["scores/sahd_release"][0]
+    assert bench.protocol_ids[0] == "92e287f185ba"
+    with pytest.raises(ValueError, match="'sahd_release' is now 'sahd_2022a'"):
+        bench.check_scores(["sahd_release"])
