@@ -504,6 +504,18 @@ class Benchmark:
         out[cell, np.searchsorted(seeds, t.proto.seed.astype(np.int64))] = values
         return seeds, out
 
+    def scores_by_seed(self, metric: str) -> tuple[list[int], np.ndarray]:
+        """``metric``'s score of every view cell per scoring seed: ``(seeds, float64 [U, len(seeds)])``, seeds
+        ascending, NaN where a cell has no row for that seed (``scores[metric]`` is its row mean)."""
+        self.check_scores([metric])
+        s = self._score
+        assert s is not None  # check_scores: the view holds the metric, hence a score protocol
+        seeds = sorted({int(x) for x in s.proto.seed.tolist()})
+        out = np.full((len(self), len(seeds)), np.nan)
+        cell = np.repeat(np.arange(len(self)), s.count)  # protocol rows are grouped by view cell
+        out[cell, np.searchsorted(seeds, s.proto.seed.astype(np.int64))] = s.proto.columns["scores/" + metric]
+        return seeds, out
+
     @property
     def protocol_ids(self) -> list[str]:
         return [c.id for c in self._columns]

@@ -180,3 +180,95 @@ def test_old_tables_read_the_renamed_column() -> None:
     assert bench.protocol_ids[0] == "92e287f185ba"
     with pytest.raises(ValueError, match="'sahd_release' is now 'sahd_2022a'"):
         bench.check_scores(["sahd_release"])
+
+
+# --------------------------------------------------------------------------- score noise in the replay
+
+
+@pytest.fixture(scope="module")
+def seeded_table(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny real table whose 8 cells are scored with 4 seeds each (and trained as the API tests' table)."""
+    from api_tables import TINY_BUILD
+    from click.testing import CliRunner
+
+    from snnbench.cli import main
+
+    path = tmp_path_factory.mktemp("seeds") / "seeds.h5"
+    result = CliRunner().invoke(main, ["build", str(path), *TINY_BUILD, "--score-seeds", "0-3"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def test_scores_by_seed_are_the_stored_rows(seeded_table) -> None:
+    from api.benchmark import Benchmark
+    from snnbench.table import open_table
+
+    bench = Benchmark(seeded_table)
+    raw = next(p for p in open_table(seeded_table).protocols.values() if p.type == "score")
+    seeds, by_seed = bench.scores_by_seed("sahd")
+    assert seeds == [0, 1, 2, 3]
+    for h, s, v in zip(raw.hash.tolist(), raw.seed.tolist(), raw.columns["scores/sahd"].tolist()):
+        assert by_seed[bench.index_of_hash(h.decode()), seeds.index(s)] == v
+    np.testing.assert_allclose(by_seed.mean(axis=1), bench.scores["sahd"], rtol=1e-12)
+    assert (np.ptp(by_seed, axis=1) > 0).all()  # the seeds really differ: there is noise to model
+
+
+def test_replay_draws_one_seeds_score_per_draw(seeded_table) -> None:
+    """Against a brute-force loop over the stored rows: each draw sees the score of seed ``floor(u * count)`` of its
+    cell (the same seed for every score), ``u`` from the stream ``(seed, N, 1)``; ``mean_score`` picks by the mean."""
+    from api.benchmark import Benchmark
+    from api.replay import draw, make_pool, replay
+    from snnbench.table import open_table
+
+    bench = Benchmark(seeded_table)
+    raw = next(p for p in open_table(seeded_table).protocols.values() if p.type == "score")
+    rows: dict[int, list[tuple[int, float, float]]] = {}
+    for h, s, a, b in zip(raw.hash.tolist(), raw.seed.tolist(), raw.columns["scores/sahd"].tolist(),
+                          raw.columns["scores/hd"].tolist()):
+        rows.setdefault(bench.index_of_hash(h.decode()), []).append((s, a, b))
+    acc = bench.accuracy["test"]
+    samples, trials = 4, 400
+    out = replay(bench, samples, trials, ("sahd", "hd"), seed=5)
+    assert out["score_draw"] == "seed" and out["score_seeds"] == 4
+    draws = draw(make_pool(bench, ("sahd", "hd"), "test"), samples, trials, np.random.default_rng([5, samples]))
+    u = np.random.default_rng([5, samples, 1]).random(draws.shape)
+    naive: dict[str, list[float]] = {"sahd": [], "hd": []}
+    used = set()
+    for t, trial in enumerate(draws.tolist()):
+        seen = []
+        for j, cell in enumerate(trial):
+            options = sorted(rows[cell])
+            seen.append(options[int(u[t, j] * len(options))])
+            used.add(seen[-1][0])
+        for k, m in ((1, "sahd"), (2, "hd")):
+            best = 0
+            for j in range(1, samples):
+                if seen[j][k] > seen[best][k]:
+                    best = j
+            naive[m].append(acc[trial[best]])
+    assert used == {0, 1, 2, 3}
+    for m, values in naive.items():
+        assert out["methods"][m]["mean"] == pytest.approx(float(np.mean(values)), rel=1e-12)
+    mean = replay(bench, samples, trials, ("sahd", "hd"), seed=5, mean_score=True)
+    assert mean["score_draw"] == "mean"
+    best_by_mean = [max(trial, key=lambda c: (bench.scores["sahd"][c], -trial.index(c))) for trial in draws.tolist()]
+    assert mean["methods"]["sahd"]["mean"] == pytest.approx(float(np.mean(acc[best_by_mean])), rel=1e-12)
+    assert mean["methods"]["random"] == out["methods"]["random"] and mean["methods"]["oracle"] == out["methods"]["oracle"]
+
+
+def test_cli_replay_mean_score_flag(seeded_table) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from snnbench.cli import main
+
+    runs = {}
+    for flag in ([], ["--mean-score"]):
+        result = CliRunner().invoke(main, ["replay", "--table", str(seeded_table), "-n", "4", "--trials", "200",
+                                           "--score", "sahd", "--json", *flag])
+        assert result.exit_code == 0, result.output
+        runs[bool(flag)] = json.loads(result.output)
+    assert runs[False]["score_draw"] == "seed" and runs[True]["score_draw"] == "mean"
+    text = CliRunner().invoke(main, ["replay", "--table", str(seeded_table), "-n", "4", "--trials", "20"]).output
+    assert "up to 4 seeds a cell; each draw sees one seed's score" in text
