@@ -272,3 +272,102 @@ def test_cli_replay_mean_score_flag(seeded_table) -> None:
     assert runs[False]["score_draw"] == "seed" and runs[True]["score_draw"] == "mean"
     text = CliRunner().invoke(main, ["replay", "--table", str(seeded_table), "-n", "4", "--trials", "20"]).output
     assert "up to 4 seeds a cell; each draw sees one seed's score" in text
+
+
+# --------------------------------------------------------------------------- the release score mode
+
+U32 = 2.0**-24  # float32 unit roundoff
+RELEASE_CELLS = [FORWARD, BACKWARD, Cell("0114 0020 0003 0000"), Cell("0303 0030 2002 0200")]
+
+
+def _sahd_mean64(calls: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The release's kernel in float64 (SPEC section 5 per call, mean over calls) and an elementwise bound on what
+    building each call's kernel in float32 can move it: ``K = N - c D`` takes at most 10 float32 roundings, each
+    within ``u32`` of ``N + |c D|``."""
+    total, size = np.zeros(()), np.zeros(())
+    for X in calls:
+        X = X.astype(np.float64)
+        num = X.shape[1]
+        d_h = np.abs(X[:, None, :] - X[None, :, :]).sum(axis=2)
+        r = X.mean(axis=1)
+        e = num * (r[:, None] * (1 - r[None, :]) + (1 - r[:, None]) * r[None, :])
+        term = 0.5 * d_h / (e + 0.001)
+        total, size = total + (num - term), size + (num + term)
+    return total / len(calls), 10 * U32 * size / len(calls)
+
+
+def _logdet_within(K: np.ndarray, E: np.ndarray) -> float:
+    """A bound on ``|log|det(K + D)| - log|det K||`` over ``|D| <= E``: ``||K^-1||_F ||E||_F / (1 - ||K^-1||_2 ||E||_F)``."""
+    eig = np.abs(np.linalg.eigvalsh(K))
+    delta = float(np.linalg.norm(E))
+    r = delta / eig.min()
+    assert r < 1
+    return float(np.sqrt((eig**-2).sum())) * delta / (1 - r)
+
+
+@pytest.mark.parametrize("cell", RELEASE_CELLS)
+def test_release_mode_equals_a_float64_reference_of_the_release_procedure(cell: Cell) -> None:
+    """The reference runs the release's procedure itself (one network, never reset, both repeats on fresh augmented
+    batches), records every LIF call and builds the kernels in float64: the release mode agrees within what float32
+    kernels can move. It also differs from the clean mode exactly where the procedures differ."""
+    from snnbench.network import persist_network_state
+    from snnbench.scores import draw_batches, draw_release_batches
+
+    digits = load_dataset("digits")
+    cfg = network_config("digits", "bench", c1=4, c2=8, hidden=16, timesteps=3)
+    B, seed = 16, 7
+    got = score_cell(cell, digits, cfg, ("sahd",), batch_size=B, repeats=2, seed=seed, mode="release")
+    clean = score_cell(cell, digits, cfg, ("sahd",), batch_size=B, repeats=2, seed=seed)
+    assert got["settings"]["mode"] == "release" and got["errors"]["sahd"] is None
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = build_network(cell, cfg)
+        batches = draw_release_batches(digits, B, 2, seed, torch.device("cpu"))
+        fresh = {k: v.clone() for k, v in model.state_dict().items()}
+        ref, per_pass = [], []
+        with persist_network_state(model):
+            for x, _ in batches:
+                calls = _calls(model, x)
+                K, E = _sahd_mean64(calls)
+                ref.append((float(np.linalg.slogdet(K)[1]), _logdet_within(K, E)))
+                per_pass.append(calls)
+    for value, (want, bound) in zip(got["batch_scores"]["sahd"], ref):
+        assert abs(value - want) <= bound, (value, want, bound)
+        assert bound < 0.05 * abs(want) + 1
+    # where the procedures differ: augmented batches, not the clean ones ...
+    plain = draw_batches(digits, B, 2, seed, torch.device("cpu"))
+    assert not torch.equal(batches[0][0], plain[0][0])
+    assert got["batch_scores"]["sahd"] != clean["batch_scores"]["sahd"]
+    # ... and the second repeat starts from the first one's membranes and dropout mask: a reset network differs
+    model.load_state_dict(fresh)
+    torch.manual_seed(123)
+    reset_calls = _calls(model, batches[1][0])
+    assert any(not np.array_equal(a, b) for a, b in zip(per_pass[1], reset_calls))
+
+
+def test_persist_state_continues_each_neuron_from_its_last_membrane() -> None:
+    """Two calls under persist_state equal one naive LIF loop over both calls' steps (the state carried across)."""
+    from snnbench.neuron import LIF, TAU, persist_state
+
+    lif = LIF()
+    x = torch.rand(6, 3, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 1.5
+    with persist_state([lif]):
+        got = torch.cat([lif(x[:3]), lif(x[3:])])
+    v = torch.zeros(3, 5, dtype=torch.float64)
+    want = []
+    for t in range(6):
+        h = v + (x[t] - v) / TAU
+        s = (h >= 1.0).double()
+        v = h * (1 - s)
+        want.append(s)
+    torch.testing.assert_close(got, torch.stack(want), rtol=0, atol=0)
+    assert not torch.equal(lif(x[3:]), got[3:])  # outside the context every call starts from 0 again
+
+
+def test_release_mode_refuses_what_the_release_does_not_compute() -> None:
+    digits = load_dataset("digits")
+    cfg = network_config("digits", "bench", c1=4, c2=8, hidden=16, timesteps=2)
+    with pytest.raises(ValueError, match="release reproduces the release's search score, sahd, only"):
+        score_cell(FORWARD, digits, cfg, ("sahd", "hd"), batch_size=8, repeats=1, mode="release")
+    with pytest.raises(ValueError, match="mode: expected one of clean, release"):
+        score_cell(FORWARD, digits, cfg, ("sahd",), batch_size=8, repeats=1, mode="paper")
