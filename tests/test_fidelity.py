@@ -371,3 +371,34 @@ def test_release_mode_refuses_what_the_release_does_not_compute() -> None:
         score_cell(FORWARD, digits, cfg, ("sahd", "hd"), batch_size=8, repeats=1, mode="release")
     with pytest.raises(ValueError, match="mode: expected one of clean, release"):
         score_cell(FORWARD, digits, cfg, ("sahd",), batch_size=8, repeats=1, mode="paper")
+
+
+def test_a_release_mode_build_records_its_mode_and_the_release_scores(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from builders.plan import cell_seed
+    from snnbench.cli import main
+    from snnbench.network import NetworkConfig
+    from snnbench.table import open_table
+
+    path = tmp_path / "release.h5"
+    args = ["build", str(path), "--net", "c1=2", "--net", "c2=4", "--net", "hidden=8", "--net", "timesteps=2",
+            "--scores", "sahd", "--score-batch", "8", "--score-repeats", "2", "--cells", "sample:2:1", "--train-epochs", "0",
+            "--quiet", "--workers", "0"]
+    for mode in ("release", "clean"):
+        result = CliRunner().invoke(main, [*args, "--score-mode", mode], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    protocols = {p.settings["score"].get("mode", "clean"): p for p in open_table(path).protocols.values()}
+    assert set(protocols) == {"release", "clean"}
+    release, clean = protocols["release"], protocols["clean"]
+    assert "--score-mode release" in release.commands[0] and "--score-mode" not in clean.commands[0]
+    digits = load_dataset("digits", val_fraction=0.1, seed=0)
+    config = NetworkConfig(**release.settings["network"]["config"])
+    for h, s, value in zip(release.hash.tolist(), release.seed.tolist(), release.columns["scores/sahd"].tolist()):
+        cell = next(c for c in (open_table(path).cells["matrix"][i] for i in range(2))
+                    if Cell(c).hash == h.decode())
+        want = score_cell(Cell(cell), digits, config, ("sahd",), 8, 2, cell_seed(h.decode(), s), mode="release")
+        assert value == want["scores"]["sahd"]
+    assert not np.array_equal(release.columns["scores/sahd"], clean.columns["scores/sahd"])
+    bad = CliRunner().invoke(main, [*args, "--scores", "sahd,hd", "--score-mode", "release"])
+    assert bad.exit_code == 2 and "release reproduces the release's search score" in bad.output
