@@ -506,10 +506,13 @@ class Benchmark:
 
     def scores_by_seed(self, metric: str) -> tuple[list[int], np.ndarray]:
         """``metric``'s score of every view cell per scoring seed: ``(seeds, float64 [U, len(seeds)])``, seeds
-        ascending, NaN where a cell has no row for that seed (``scores[metric]`` is its row mean)."""
+        ascending, NaN where a cell has no row for that seed (``scores[metric]`` is its row mean). From the stored
+        rows: a score added to ``scores`` (e.g. a derived one) has none (``ValueError``)."""
         self.check_scores([metric])
         s = self._score
         assert s is not None  # check_scores: the view holds the metric, hence a score protocol
+        if "scores/" + metric not in s.proto.columns:
+            raise ValueError(f"score: {metric!r} has no stored rows per seed (a score added to the view)")
         seeds = sorted({int(x) for x in s.proto.seed.tolist()})
         out = np.full((len(self), len(seeds)), np.nan)
         cell = np.repeat(np.arange(len(self)), s.count)  # protocol rows are grouped by view cell

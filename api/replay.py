@@ -184,8 +184,12 @@ def seed_scores(bench: Benchmark, metric: str, draws: np.ndarray, u: np.ndarray)
 
 
 def score_seeds(bench: Benchmark, metric: str, cells: np.ndarray) -> int:
-    """The most scoring seeds any of ``cells`` (view indices) holds for ``metric``."""
-    _, by_seed = bench.scores_by_seed(metric)
+    """The most scoring seeds any of ``cells`` (view indices) holds for ``metric``; 1 for a score the view holds no
+    stored rows of (one added to ``bench.scores``: its values are all there is)."""
+    try:
+        _, by_seed = bench.scores_by_seed(metric)
+    except ValueError:
+        return 1
     return int((~np.isnan(by_seed[cells])).sum(axis=1).max()) if len(cells) else 0
 
 
