@@ -201,12 +201,12 @@ def replay(bench: Benchmark, samples: int, trials: int, scores: Sequence[str] = 
     pool = make_pool(bench, scores, split, kind, dist)
     draws = draw(pool, samples, trials, np.random.default_rng([seed, samples]))
     acc = bench.accuracy[split]
-    most = max(score_seeds(bench, m, pool.cells) for m in scores)
-    if mean_score or most <= 1:
-        picked = {m: acc[pick(draws, bench.scores[m])] for m in scores}
-    else:  # its own stream: the draws, hence random and oracle, are those of the mean-score replay
-        u = np.random.default_rng([seed, samples, 1]).random(draws.shape)
-        picked = {m: acc[pick_by(draws, seed_scores(bench, m, draws, u))] for m in scores}
+    held = {m: score_seeds(bench, m, pool.cells) for m in scores}
+    most = max(held.values())
+    # its own stream: the draws, hence random and oracle, are those of the mean-score replay
+    u = None if mean_score or most <= 1 else np.random.default_rng([seed, samples, 1]).random(draws.shape)
+    picked = {m: acc[pick(draws, bench.scores[m]) if u is None or held[m] <= 1 else
+                     pick_by(draws, seed_scores(bench, m, draws, u))] for m in scores}
     picked["random"] = acc[draws[:, 0]]
     picked["oracle"] = acc[draws].max(axis=1)
     return {

@@ -402,3 +402,32 @@ def test_a_release_mode_build_records_its_mode_and_the_release_scores(tmp_path) 
     assert not np.array_equal(release.columns["scores/sahd"], clean.columns["scores/sahd"])
     bad = CliRunner().invoke(main, [*args, "--scores", "sahd,hd", "--score-mode", "release"])
     assert bad.exit_code == 2 and "release reproduces the release's search score" in bad.output
+
+
+def test_results_fidelity_section_against_naive_statistics(seeded_table) -> None:
+    """docs/results/regenerate.py's fidelity section on a built table: Eq. 5's tau is scipy's on ``sahd + B ln(calls)``
+    from the stored rows, and the noise block reads the several-seed protocol."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from scipy import stats
+
+    from api.benchmark import Benchmark
+
+    spec = importlib.util.spec_from_file_location("regenerate", Path(__file__).resolve().parents[1] / "docs/results/regenerate.py")
+    assert spec is not None and spec.loader is not None
+    regen = importlib.util.module_from_spec(spec)
+    sys.modules["regenerate"] = regen
+    spec.loader.exec_module(regen)
+    blocks = regen.fidelity_section(seeded_table, seeded_table, resamples=50)
+    bench = Benchmark(seeded_table)
+    batch = 8  # the table's score batch (api_tables.TINY_BUILD)
+    acc = bench.accuracy["test"]
+    eq5 = [v + batch * math.log(lif_calls(Cell(m), 2)) for v, m in zip(bench.scores["sahd"], bench.matrices)]
+    row = next(r.split("|") for r in blocks["fidelity-eq5"] if r.startswith("| forward"))
+    assert float(row[2].split()[0]) == round(stats.kendalltau(bench.scores["sahd"], acc).statistic, 3)
+    assert float(row[3].split()[0]) == round(stats.kendalltau(eq5, acc).statistic, 3)
+    noise = blocks["fidelity-noise"]
+    assert noise[0].startswith("8 trained forward cells, each scored with 4 seeds") and "SAHD on 8 of 8 cells" in noise[0]
+    assert any(r.startswith("| sahd, one seed per draw |") for r in noise)

@@ -419,7 +419,7 @@ def fidelity_section(path: Path, noise: Path = NOISE_TABLE, resamples: int = 100
         lines.append(f"| {label} ({r['sahd']['cells']:,}) | {_ci(r['sahd'], 'kendall_tau')} | "
                      f"{_ci(r['sahd_eq5'], 'kendall_tau')} | {both:.3f} | {share:.2f} |")
     pool = make_pool(bench, names, "test", kind="forward", dist="paper")
-    sizes = [n for n in DEFAULT_SIZES if n <= len(pool.cells)]
+    sizes = [n for n in DEFAULT_SIZES if n <= len(pool.cells)] or [len(pool.cells)]
     lines += ["", "Replay over the forward space, the paper's sampler, 1,000 trials per N (test accuracy of the pick):", "",
               *replay_table(bench, sizes, names, kind="forward", dist="paper")]
     blocks = {"fidelity-eq5": lines}
@@ -446,15 +446,21 @@ def noise_lines(bench: Benchmark, noise: Path, resamples: int) -> list[str]:
     acc = view.accuracy["test"]
     held = (~np.isnan(by_seed)).all(axis=1) & np.isfinite(acc) & np.isfinite(by_seed).all(axis=1)
     X, a = by_seed[held], acc[held]
-    row = {h: i for i, h in enumerate(shipped.hash.tolist())}
-    same = [shipped.columns["scores/sahd"][row[h]] == v for h, s, v in
-            zip(score.hash.tolist(), score.seed.tolist(), score.columns["scores/sahd"].tolist()) if s == 0]
+    stored = dict(zip(zip(shipped.hash.tolist(), shipped.seed.tolist()), shipped.columns["scores/sahd"].tolist()))
+    pairs = [(stored.get((h, 0)), v) for h, s, v in
+             zip(score.hash.tolist(), score.seed.tolist(), score.columns["scores/sahd"].tolist()) if s == 0]
+    same = [a == b for a, b in pairs]
+    moved = [abs(b - a) / abs(a) for a, b in pairs if a is not None and a != b and np.isfinite(a)]
+    isa = lambda p: sorted({str(e.get("cpu_capability")) for e in p.environments})  # noqa: E731
     within = X.std(axis=1, ddof=1)
     between = X.mean(axis=1).std(ddof=1)
     pair_tau = [stats.kendalltau(X[:, i], X[:, j]).statistic for i in range(len(seeds)) for j in range(i + 1, len(seeds))]
-    lines += [f"{len(X):,} forward cells (`--cells sample:300:0`), each scored with {len(seeds)} seeds ({', '.join(map(str, seeds))}; "
-              f"the shipped protocol's settings, SAHD and Hamming); seed 0 equals the shipped table's SAHD on "
-              f"{sum(same)} of {len(same)} cells. Built by `{NOISE_BUILD}`.", "",
+    command = re.sub(r"^snnbench build \S+", "snnbench build " + os.path.relpath(noise, Path(__file__).resolve().parents[2]),
+                                score.commands[0]) if score.commands else "?"
+    differ = (f" (the others by {min(moved):.1g} to {max(moved):.1g} relative; built with {', '.join(isa(score))} "
+              f"against the shipped protocol's {', '.join(isa(shipped))})") if moved else ""
+    lines += [f"{len(X):,} trained forward cells, each scored with {len(seeds)} seeds ({', '.join(map(str, seeds))}); seed 0 "
+              f"equals the shipped table's SAHD on {sum(same)} of {len(same)} cells{differ}. Built by `{command}`.", "",
               f"- SAHD's spread over seeds within a cell: median std {np.median(within):.2f} nats (max {within.max():.2f}); "
               f"across cells the std of the mean is {between:.2f}: the seed is {np.median(within) / between:.0%} of the "
               "cells' spread (median).",
@@ -462,15 +468,15 @@ def noise_lines(bench: Benchmark, noise: Path, resamples: int) -> list[str]:
               f"(mean {np.mean(pair_tau):.3f}) over the {len(pair_tau)} pairs."]
     rng = np.random.default_rng(0)
     boot = rng.integers(0, len(X), (resamples, len(X)))
-    tau = lambda s, i=slice(None): stats.kendalltau(s[i], a[i]).statistic  # noqa: E731
+    tau = lambda s, i=slice(None): stats.kendalltau(s[i], a[i]).statistic  # noqa: E731  (s: one value per cell)
     one = np.array([tau(X[:, k]) for k in range(len(seeds))])
     mean_tau = tau(X.mean(axis=1))
-    boot_one = np.array([tau(X[i, 0], i) for i in boot[:200]])  # resampled cells, seed 0
-    boot_mean = np.array([tau(X[i].mean(axis=1), i) for i in boot[:200]])
+    boot_one = np.array([tau(X[:, 0], i) for i in boot[:200]])  # resampled cells, seed 0
+    boot_mean = np.array([tau(X.mean(axis=1), i) for i in boot[:200]])
     lines += [f"- Kendall tau against test accuracy: one seed's scores {one.min():.3f} to {one.max():.3f} (seed 0: "
               f"{one[0]:.3f} {_interval(boot_one)}); the mean over {len(seeds)} seeds {mean_tau:.3f} "
               f"{_interval(boot_mean)} (95% intervals from 200 bootstrap resamples of the cells, seed 0).", ""]
-    sizes = [n for n in (10, 30, 100) if n <= len(X)]
+    sizes = [n for n in (10, 30, 100) if n <= len(X)] or [len(X)]
     lines += [f"Replay over these cells (uniform sampling, 1,000 trials per N, test accuracy of the pick): each draw sees one "
               "seed's score (the paper: a fresh initialisation per drawn cell) against the mean over seeds (`--mean-score`):",
               "", "| pick | " + " | ".join(f"N = {n}" for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
