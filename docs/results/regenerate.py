@@ -477,7 +477,7 @@ def noise_lines(bench: Benchmark, noise: Path, resamples: int) -> list[str]:
               f"{one[0]:.3f} {_interval(boot_one)}); the mean over {len(seeds)} seeds {mean_tau:.3f} "
               f"{_interval(boot_mean)} (95% intervals from 200 bootstrap resamples of the cells, seed 0).", ""]
     sizes = [n for n in (10, 30, 100) if n <= len(X)] or [len(X)]
-    lines += [f"Replay over these cells (uniform sampling, 1,000 trials per N, test accuracy of the pick): each draw sees one "
+    lines += ["Replay over these cells (uniform sampling, 1,000 trials per N, test accuracy of the pick): each draw sees one "
               "seed's score (the paper: a fresh initialisation per drawn cell) against the mean over seeds (`--mean-score`):",
               "", "| pick | " + " | ".join(f"N = {n}" for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
     runs = {flag: [replay(view, n, 1000, ["sahd", "hd"], kind="forward", dist="uniform", seed=0, mean_score=flag) for n in sizes]
