@@ -117,6 +117,10 @@ def test_release_preset_builds_the_optimiser_the_release_call_builds() -> None:
     torch.testing.assert_close(net[0].weight, net[1].weight, rtol=0, atol=0)
     with pytest.raises(ValueError, match="dampening"):
         train_config("release", optimizer="adam")
+    from snnbench.training import network_config_for
+
+    digits = load_dataset("digits")
+    assert network_config_for(digits, "release") == network_config_for(digits, "paper")  # the paper's skeleton
 
 
 def test_a_config_without_dampening_serialises_as_before() -> None:
