@@ -435,12 +435,19 @@ def noise_lines(bench: Benchmark, noise: Path, resamples: int) -> list[str]:
     from api.replay import replay
     from snnbench.table import write_table
 
-    score = next(p for p in open_table(noise).protocols.values() if p.type == "score")
+    found = [p for p in open_table(noise).protocols.values() if p.type == "score"]
+    score = max((p for p in found if p.settings["score"].get("mode", "clean") == "clean"), key=lambda p: len(p))
+    release = next((p for p in found if p.settings["score"].get("mode") == "release"), None)
     train = bench.table.protocols[next(p for p in bench.protocol_ids if bench.table.protocols[p].type == "train")]
     shipped = bench.table.protocols[next(p for p in bench.protocol_ids if bench.table.protocols[p].type == "score")]
     with tempfile.TemporaryDirectory() as tmp:  # the noise scores beside the shipped trainings, in one view
         write_table(Path(tmp) / "noise.h5", [score, train])
         view = Benchmark(Path(tmp) / "noise.h5")
+        if release is not None:
+            write_table(Path(tmp) / "release.h5", [release, train])
+            rview: Benchmark | None = Benchmark(Path(tmp) / "release.h5")
+        else:
+            rview = None
     lines: list[str] = []
     seeds, by_seed = view.scores_by_seed("sahd")
     acc = view.accuracy["test"]
@@ -476,6 +483,18 @@ def noise_lines(bench: Benchmark, noise: Path, resamples: int) -> list[str]:
     lines += [f"- Kendall tau against test accuracy: one seed's scores {one.min():.3f} to {one.max():.3f} (seed 0: "
               f"{one[0]:.3f} {_interval(boot_one)}); the mean over {len(seeds)} seeds {mean_tau:.3f} "
               f"{_interval(boot_mean)} (95% intervals from 200 bootstrap resamples of the cells, seed 0).", ""]
+    if rview is not None and release is not None:
+        both = held & np.isfinite(rview.scores["sahd"])
+        R, C = rview.scores["sahd"][both], by_seed[both]
+        gap = np.abs(R - C[:, 0])
+        boot_r = np.array([stats.kendalltau(R[i], acc[both][i]).statistic
+                           for i in rng.integers(0, len(R), (200, len(R)))])
+        lines += [f"- The `release` score mode (`{re.sub(r'^snnbench build [^ ]+', 'snnbench build ...', release.commands[0])}`: "
+                  f"the release's procedure at the table's batch of {release.settings['score']['batch_size']}, not its 256) on "
+                  f"{len(R):,} of these cells: Kendall tau {stats.kendalltau(R, C[:, 0]).statistic:.3f} against the clean "
+                  f"seed-0 score, {stats.kendalltau(R, C.mean(axis=1)).statistic:.3f} against the 5-seed mean; median |release - "
+                  f"clean seed 0| {np.median(gap):.2f} nats (max {gap.max():.2f}); Kendall tau against test accuracy "
+                  f"{stats.kendalltau(R, acc[both]).statistic:.3f} {_interval(boot_r)}.", ""]
     sizes = [n for n in (10, 30, 100) if n <= len(X)] or [len(X)]
     lines += ["Replay over these cells (uniform sampling, 1,000 trials per N, test accuracy of the pick): each draw sees one "
               "seed's score (the paper: a fresh initialisation per drawn cell) against the mean over seeds (`--mean-score`):",
@@ -486,6 +505,10 @@ def noise_lines(bench: Benchmark, noise: Path, resamples: int) -> list[str]:
         for flag, label in ((False, "one seed per draw"), (True, "mean over seeds")):
             lines.append(f"| {m}, {label} | " + " | ".join(f"{r['methods'][m]['mean']:.4f} ± {r['methods'][m]['std']:.4f}"
                                                           for r in runs[flag]) + " |")
+    if rview is not None:
+        rel = [replay(rview, n, 1000, ["sahd"], kind="forward", dist="uniform", seed=0) for n in sizes]
+        lines.append("| sahd, release mode | " + " | ".join(f"{r['methods']['sahd']['mean']:.4f} ± "
+                                                           f"{r['methods']['sahd']['std']:.4f}" for r in rel) + " |")
     for m in ("random", "oracle"):
         lines.append(f"| {m} | " + " | ".join(f"{r['methods'][m]['mean']:.4f} ± {r['methods'][m]['std']:.4f}"
                                              for r in runs[False]) + " |")
