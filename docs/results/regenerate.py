@@ -482,7 +482,7 @@ def noise_lines(bench: Benchmark, noise: Path, resamples: int) -> list[str]:
     boot_mean = np.array([tau(X.mean(axis=1), i) for i in boot[:200]])
     lines += [f"- Kendall tau against test accuracy: one seed's scores {one.min():.3f} to {one.max():.3f} (seed 0: "
               f"{one[0]:.3f} {_interval(boot_one)}); the mean over {len(seeds)} seeds {mean_tau:.3f} "
-              f"{_interval(boot_mean)} (95% intervals from 200 bootstrap resamples of the cells, seed 0).", ""]
+              f"{_interval(boot_mean)} (95% intervals from 200 bootstrap resamples of the cells, seed 0)."]
     if rview is not None and release is not None:
         both = held & np.isfinite(rview.scores["sahd"])
         R, C = rview.scores["sahd"][both], by_seed[both]
@@ -494,7 +494,8 @@ def noise_lines(bench: Benchmark, noise: Path, resamples: int) -> list[str]:
                   f"{len(R):,} of these cells: Kendall tau {stats.kendalltau(R, C[:, 0]).statistic:.3f} against the clean "
                   f"seed-0 score, {stats.kendalltau(R, C.mean(axis=1)).statistic:.3f} against the 5-seed mean; median |release - "
                   f"clean seed 0| {np.median(gap):.2f} nats (max {gap.max():.2f}); Kendall tau against test accuracy "
-                  f"{stats.kendalltau(R, acc[both]).statistic:.3f} {_interval(boot_r)}.", ""]
+                  f"{stats.kendalltau(R, acc[both]).statistic:.3f} {_interval(boot_r)}."]
+    lines.append("")
     sizes = [n for n in (10, 30, 100) if n <= len(X)] or [len(X)]
     lines += ["Replay over these cells (uniform sampling, 1,000 trials per N, test accuracy of the pick): each draw sees one "
               "seed's score (the paper: a fresh initialisation per drawn cell) against the mean over seeds (`--mean-score`):",
@@ -507,6 +508,8 @@ def noise_lines(bench: Benchmark, noise: Path, resamples: int) -> list[str]:
                                                           for r in runs[flag]) + " |")
     if rview is not None:
         rel = [replay(rview, n, 1000, ["sahd"], kind="forward", dist="uniform", seed=0) for n in sizes]
+        if any(r["methods"]["random"] != c["methods"]["random"] for r, c in zip(rel, runs[False])):
+            raise SystemExit("fidelity: the release-mode replay drew other cells than the clean one (pools differ)")
         lines.append("| sahd, release mode | " + " | ".join(f"{r['methods']['sahd']['mean']:.4f} ± "
                                                            f"{r['methods']['sahd']['std']:.4f}" for r in rel) + " |")
     for m in ("random", "oracle"):
