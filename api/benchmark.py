@@ -27,6 +27,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from api.lookup import Key, cell_key
+from snnbench.fields import METRIC_ALIASES
 from snnbench.space import Cell, space, to_text
 from snnbench.table import (METRIC_SECONDS, SHIPPED, SPIKE_LAYERS, Protocol, Table, dataset_matches, default_table_path, open_table, shipped_table,
                             table_datasets)
@@ -205,6 +206,22 @@ def _aggregate(proto: Protocol, cell_of_row: np.ndarray, u_count: int) -> _Colum
     return cols
 
 
+def _current_names(proto: Protocol) -> Protocol:
+    """``proto`` with every former metric name (:data:`snnbench.scores.METRIC_ALIASES`, e.g. ``sahd_release``) in its
+    score settings and columns replaced by the current one (``sahd_2022a``); the protocol (id, file) is unchanged."""
+    metrics = proto.settings.get("score", {}).get("metrics", [])
+    if proto.type != "score" or not any(m in METRIC_ALIASES for m in metrics):
+        return proto
+    new = lambda m: METRIC_ALIASES.get(m, m)  # noqa: E731
+    columns = {}
+    for name, col in proto.columns.items():
+        head, _, metric = name.rpartition("/")
+        columns[f"{head}/{new(metric)}" if head else name] = col
+    settings = {**proto.settings, "score": {**proto.settings["score"], "metrics": [new(m) for m in metrics]}}
+    return Protocol(proto.id, proto.type, settings, proto.commands, proto.environments, proto.shards, proto.created,
+                    proto.modified, proto.hash, proto.seed, columns)
+
+
 def _candidates(table: Table, type_: str, key: str | None, dataset: str | None) -> list[Protocol]:
     """Protocols of a type that may serve the view: on ``dataset`` itself before its variants, then most
     rows first (ties: larger id)."""
@@ -277,7 +294,7 @@ class Benchmark:
         table = path if isinstance(path, Table) else open_table(resolve_table(path, dataset))
         self.path = table.path
         self.table = table
-        picked = _pick_pair(table, score, train, dataset)
+        picked = [_current_names(p) for p in _pick_pair(table, score, train, dataset)]
         if not picked:
             raise ValueError(f"{table.path}: no score or train protocol" + (f" on dataset {dataset!r}" if dataset else ""))
         cells = table.cells
@@ -460,6 +477,8 @@ class Benchmark:
         missing = [m for m in names if m not in self.scores]
         if missing or not names:
             what = f"{', '.join(map(repr, missing))} not in the view" if missing else "no score name given"
+            renamed = [f"{m!r} is now {METRIC_ALIASES[m]!r}" for m in missing if m in METRIC_ALIASES]
+            what += f" ({'; '.join(renamed)})" if renamed else ""
             raise ValueError(f"score: {what} (scores: {', '.join(self.scores) or 'none'})")
 
     def scoring_seconds(self, metric: str) -> tuple[np.ndarray, str]:
@@ -485,6 +504,21 @@ class Benchmark:
         out = np.full((len(self), len(seeds)), np.nan)
         cell = np.repeat(np.arange(len(self)), t.count)  # protocol rows are grouped by view cell
         out[cell, np.searchsorted(seeds, t.proto.seed.astype(np.int64))] = values
+        return seeds, out
+
+    def scores_by_seed(self, metric: str) -> tuple[list[int], np.ndarray]:
+        """``metric``'s score of every view cell per scoring seed: ``(seeds, float64 [U, len(seeds)])``, seeds
+        ascending, NaN where a cell has no row for that seed (``scores[metric]`` is its row mean). From the stored
+        rows: a score added to ``scores`` (e.g. a derived one) has none (``ValueError``)."""
+        self.check_scores([metric])
+        s = self._score
+        assert s is not None  # check_scores: the view holds the metric, hence a score protocol
+        if "scores/" + metric not in s.proto.columns:
+            raise ValueError(f"score: {metric!r} has no stored rows per seed (a score added to the view)")
+        seeds = sorted({int(x) for x in s.proto.seed.tolist()})
+        out = np.full((len(self), len(seeds)), np.nan)
+        cell = np.repeat(np.arange(len(self)), s.count)  # protocol rows are grouped by view cell
+        out[cell, np.searchsorted(seeds, s.proto.seed.astype(np.int64))] = s.proto.columns["scores/" + metric]
         return seeds, out
 
     @property

@@ -13,6 +13,10 @@ Invariants
 * The backward space needs cells with a backward edge: a pool of forward cells only is refused for it.
 * One trial draws ``N`` cells with replacement; a score's pick is the first draw with the highest
   score; "random" is the first draw; "oracle" is the best accuracy among the draws.
+* Score noise: where the score protocol holds several seeds of a cell, each draw sees the score of one of them,
+  chosen uniformly and independently per draw (the paper scores every drawn cell from a fresh initialisation),
+  the same seed for every score of that draw (one scoring pass computes them all). ``mean_score=True`` picks by
+  the mean over seeds instead (the denoised pick). With one seed per cell the two are the same numbers.
 * Everything is seeded: the draws at size N come from ``(seed, N)``, so the numbers at one N do not depend
   on which other sizes a curve asks for.
 """
@@ -160,36 +164,71 @@ def draw(pool: Pool, samples: int, trials: int, seed: int | np.random.Generator)
 
 def pick(draws: np.ndarray, score: np.ndarray) -> np.ndarray:
     """Per trial, the first draw with the highest score (``[trials]`` view indices)."""
-    s = score[draws]
-    return draws[np.arange(len(draws)), np.argmax(s, axis=1)]
+    return pick_by(draws, score[draws])
+
+
+def pick_by(draws: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per trial, the first draw with the highest of ``values`` (one per draw, ``[trials, samples]``)."""
+    return draws[np.arange(len(draws)), np.argmax(values, axis=1)]
+
+
+def seed_scores(bench: Benchmark, metric: str, draws: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """One seed's ``metric`` score per draw (``[trials, samples]``): of the seeds the protocol holds for the drawn
+    cell (ascending), the ``floor(u * count)``-th, ``u`` uniform in [0, 1) per draw."""
+    _, by_seed = bench.scores_by_seed(metric)
+    held = ~np.isnan(by_seed)
+    count = held.sum(axis=1)
+    compact = np.take_along_axis(by_seed, np.argsort(~held, axis=1, kind="stable"), axis=1)  # held seeds first
+    k = np.minimum((u * count[draws]).astype(np.int64), np.maximum(count[draws] - 1, 0))
+    return compact[draws, k]
+
+
+def score_seeds(bench: Benchmark, metric: str, cells: np.ndarray) -> int:
+    """The most scoring seeds any of ``cells`` (view indices) holds for ``metric``; 1 for a score the view holds no
+    stored rows of (one added to ``bench.scores``: its values are all there is)."""
+    try:
+        _, by_seed = bench.scores_by_seed(metric)
+    except ValueError:
+        return 1
+    return int((~np.isnan(by_seed[cells])).sum(axis=1).max()) if len(cells) else 0
 
 
 def replay(bench: Benchmark, samples: int, trials: int, scores: Sequence[str] = ("sahd",), *, split: str = "test",
-           kind: Kind | None = None, dist: Distribution = "paper", seed: int = 0) -> dict[str, Any]:
-    """Picked-cell accuracy (mean, std over trials) for each score, random choice and the oracle best of N."""
+           kind: Kind | None = None, dist: Distribution = "paper", seed: int = 0, mean_score: bool = False) -> dict[str, Any]:
+    """Picked-cell accuracy (mean, std over trials) for each score, random choice and the oracle best of N; each
+    draw sees one seed's score (``mean_score``: the mean over seeds), see the module docstring."""
     _check_counts(samples, trials)
     pool = make_pool(bench, scores, split, kind, dist)
     draws = draw(pool, samples, trials, np.random.default_rng([seed, samples]))
     acc = bench.accuracy[split]
-    picked = {m: acc[pick(draws, bench.scores[m])] for m in scores}
+    held = {m: score_seeds(bench, m, pool.cells) for m in scores}
+    most = max(held.values())
+    # its own stream: the draws, hence random and oracle, are those of the mean-score replay
+    u = None if mean_score or most <= 1 else np.random.default_rng([seed, samples, 1]).random(draws.shape)
+    picked = {m: acc[pick(draws, bench.scores[m]) if u is None or held[m] <= 1 else
+                     pick_by(draws, seed_scores(bench, m, draws, u))] for m in scores}
     picked["random"] = acc[draws[:, 0]]
     picked["oracle"] = acc[draws].max(axis=1)
     return {
         "samples": samples, "trials": trials, "split": split, "kind": pool.kind, "dist": dist, "seed": seed,
         "pool": len(pool.cells), "coverage": pool.coverage, "table": str(bench.path), "protocols": bench.protocol_ids,
+        "score_draw": "mean" if mean_score or most <= 1 else "seed", "score_seeds": most,
         "methods": {k: {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()), "max": float(v.max())}
                     for k, v in picked.items()},
     }
 
 
 def replay_curve(bench: Benchmark, sizes: Sequence[int], trials: int, scores: Sequence[str] = ("sahd",), *,
-                 split: str = "test", kind: Kind | None = None, dist: Distribution = "paper", seed: int = 0) -> dict[str, Any]:
+                 split: str = "test", kind: Kind | None = None, dist: Distribution = "paper", seed: int = 0,
+                 mean_score: bool = False) -> dict[str, Any]:
     """Accuracy against N (supplementary Fig. 3): :func:`replay` at each size."""
     if not len(sizes):
         raise ValueError("replay: no size N given")
-    runs = [replay(bench, n, trials, scores, split=split, kind=kind, dist=dist, seed=seed) for n in sizes]
+    runs = [replay(bench, n, trials, scores, split=split, kind=kind, dist=dist, seed=seed, mean_score=mean_score)
+            for n in sizes]
     methods = list(runs[0]["methods"])
     return {"sizes": list(sizes), "trials": trials, "split": split, "kind": runs[0]["kind"], "dist": dist, "seed": seed,
-            "pool": runs[0]["pool"], "coverage": runs[0]["coverage"],
+            "pool": runs[0]["pool"], "coverage": runs[0]["coverage"], "score_draw": runs[0]["score_draw"],
+            "score_seeds": runs[0]["score_seeds"],
             "methods": {m: {"mean": [r["methods"][m]["mean"] for r in runs], "std": [r["methods"][m]["std"] for r in runs]}
                         for m in methods}}

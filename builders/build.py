@@ -161,6 +161,7 @@ def _run_stage(writer: TableWriter, proto: Protocol, items: list[dict[str, Any]]
 def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: str | None = None, data_dir: str | None,
                 val_fraction: float, split_seed: int,
                 kind: str, preset: str, net: dict[str, Any], scores: str, score_batch: int, score_repeats: int,
+                score_mode: str = "clean",
                 score_seeds: str, cells: str, train_epochs: int, train: dict[str, Any], seeds: str, train_cells: str,
                 device: str, shard: str | None) -> list[Stage]:
     """The stages of one ``snnbench build`` invocation, each with the command line that rebuilds it.
@@ -175,7 +176,7 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: st
     from builders.plan import parse_seeds
     from snnbench.data import NAMES, load_dataset, npz_digest
     from snnbench.network import network_config
-    from snnbench.scores import VAN_ROSSUM_TAU, check_metrics
+    from snnbench.scores import VAN_ROSSUM_TAU, check_metrics, check_mode
     from snnbench.training import network_config_for, train_config
 
     if data_dir:
@@ -222,11 +223,15 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: st
         cells = str(Path(cells.strip()).expanduser().resolve())
     if train_form == "file":
         train_cells = str(Path(train_cells.strip()).expanduser().resolve())
-    score_args = (f" --scores {','.join(metrics)} --score-batch {score_batch} --score-repeats {score_repeats} "
+    if metrics:
+        check_mode(score_mode, metrics)
+    # the clean mode (the default) is neither recorded nor in the settings: protocols made before modes keep their ids
+    mode_arg = "" if score_mode == "clean" else f" --score-mode {score_mode}"
+    score_args = (f" --scores {','.join(metrics)} --score-batch {score_batch} --score-repeats {score_repeats}{mode_arg} "
                   f"--score-seeds {','.join(map(str, parse_seeds(score_seeds)))} --cells {shlex.quote(cells)}")
     if metrics:
         settings = {**common, "score": {"metrics": metrics, "batch_size": score_batch, "repeats": score_repeats,
-                                        "tau": VAN_ROSSUM_TAU}}
+                                        "tau": VAN_ROSSUM_TAU, **({} if score_mode == "clean" else {"mode": score_mode})}}
         stages.append(Stage("score", settings, cells, kind, parse_seeds(score_seeds), batch=16,
                             command=base + score_args + " --train-epochs 0", source=source))
     if "epochs" in train:

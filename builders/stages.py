@@ -111,7 +111,8 @@ def _score_row(cell: Any, settings: dict[str, Any], seed: int, source: str | Non
     dataset = _dataset(json.dumps(settings["dataset"], sort_keys=True), device, source)
     config = NetworkConfig(**settings["network"]["config"])
     with _count_spikes() as tally:
-        result = score_cell(cell, dataset, config, s["metrics"], s["batch_size"], s["repeats"], seed, device, s["tau"])
+        result = score_cell(cell, dataset, config, s["metrics"], s["batch_size"], s["repeats"], seed, device, s["tau"],
+                            s.get("mode", "clean"))
     spikes = float(torch.stack(tally["spikes"]).sum()) if tally["spikes"] else 0.0
     values = score_values(result)
     values["spikes_per_image"] = spikes / tally["images"] if tally["images"] else float("nan")

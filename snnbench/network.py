@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, cast
+from typing import Any, Callable, Iterator, cast
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from snnbench import fields
-from snnbench.neuron import LIF, carry_state, share_spikes
+from snnbench.neuron import LIF, carry_state, persist_state, share_spikes
 from snnbench.space import OPS, Cell
 
 DATASETS = ("cifar10", "cifar100", "tinyimagenet", "digits")
@@ -346,6 +347,8 @@ class SNASNet(nn.Module):
         self.fc1 = nn.Linear(c.features, c.hidden, bias=False)
         self.lif3 = LIF(learnable_tau=c.learnable_tau)
         self.fc2 = nn.Linear(c.hidden, c.num_classes * c.group, bias=True)
+        self._keep_mask = False  # under persist_network_state: the dropout mask of the first pass is kept
+        self._mask: Tensor | None = None
         init_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -362,7 +365,10 @@ class SNASNet(nn.Module):
         y = self.lif2(self.bn3(self.cell2(y)))
         y = _merged(self.pool2, y).reshape(c.timesteps, b, -1)
         if self.training and c.dropout > 0:
-            y = y * F.dropout(torch.ones_like(y[0]), c.dropout, training=True)
+            mask = self._mask if self._mask is not None else F.dropout(torch.ones_like(y[0]), c.dropout, training=True)
+            if self._keep_mask:
+                self._mask = mask
+            y = y * mask
         y = self.fc2(self.lif3(self.fc1(y)))
         return y.view(c.timesteps, b, c.num_classes, c.group).mean(-1).mean(0)
 
@@ -467,3 +473,16 @@ def spike_stats(model: SNASNet, x: Tensor) -> dict[str, Any]:
     total = sum(r["spikes_per_image"] for r in layers)
     slots = sum(r["neurons"] * r["steps"] for r in layers)
     return {"spikes_per_image": total, "rate": total / slots if slots else 0.0, "layers": layers}
+
+
+@contextmanager
+def persist_network_state(model: SNASNet) -> Iterator[None]:
+    """Within this context the model's LIF membranes and dropout mask carry over from one forward pass to the next,
+    as in the authors' search, which never resets its network between the two scoring passes of a cell (SpikingJelly
+    keeps a neuron's membrane and a ``Dropout`` mask until ``reset_net``). Cleared on exit."""
+    model._keep_mask, model._mask = True, None
+    try:
+        with persist_state(m for _, m in model.lif_layers()):
+            yield
+    finally:
+        model._keep_mask, model._mask = False, None

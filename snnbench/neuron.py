@@ -13,7 +13,9 @@ Invariants
 * ``LIF.forward(x[T, B, ...])`` returns 0/1 spikes of ``x``'s dtype and shape. The membrane is reset
   to 0 at the start of every call, by construction: there is no state to forget to reset. The only
   exception is :func:`carry_state`, a context in which a cell that steps through time keeps each
-  neuron's membrane from one call to the next (cleared again on exit).
+  neuron's membrane from one call to the next (cleared again on exit), and :func:`persist_state`, in which
+  every call starts from the membrane the layer's previous call ended with (the authors' search, which never
+  resets its neurons between two forward passes; cleared on exit).
 * State math runs in float32 for half/bfloat16 inputs (float64 stays float64), so autocast changes
   spikes only through the rounding of the input itself.
 * The backward pass is bit-for-bit the gradient that autograd computes for a step-by-step loop
@@ -149,6 +151,8 @@ class LIF(nn.Module):
         self.w = nn.Parameter(torch.tensor(-math.log(tau - 1.0))) if learnable_tau else None
         self._carry = False
         self._v: Tensor | None = None
+        self._persist = False
+        self._last: Tensor | None = None  # the membrane after the last call, kept under persist_state
         self._memo: _Memo | None = None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -158,11 +162,14 @@ class LIF(nn.Module):
         if memo is not None and memo.input is x:
             spikes, v = memo.output  # type: ignore[misc]
         else:
-            spikes, v = _LIFFunction.apply(x, self._v if self._carry else None, self.w, self.tau)
+            v0 = self._v if self._carry else (self._last if self._persist else None)
+            spikes, v = _LIFFunction.apply(x, v0, self.w, self.tau)
             if memo is not None:
                 memo.input, memo.output = x, (spikes, v)
         if self._carry:
             self._v = v
+        if self._persist:
+            self._last = v
         return spikes
 
     def current_tau(self) -> float:
@@ -215,9 +222,24 @@ def carry_state(neurons: Iterable[LIF]) -> Iterator[None]:
     """
     neurons = list(neurons)
     for n in neurons:
-        n._carry, n._v = True, None
+        n._carry, n._v = True, (n._last if n._persist else None)
     try:
         yield
     finally:
         for n in neurons:
             n._carry, n._v = False, None
+
+
+@contextmanager
+def persist_state(neurons: Iterable[LIF]) -> Iterator[None]:
+    """Within this context every call of each neuron starts from the membrane its previous call ended with (the
+    first from 0), also across forward passes; a :func:`carry_state` entered inside starts from it too. The state
+    is dropped on exit, even on error. Successive calls must have the same shape (batch and neurons)."""
+    neurons = list(neurons)
+    for n in neurons:
+        n._persist, n._last = True, None
+    try:
+        yield
+    finally:
+        for n in neurons:
+            n._persist, n._last = False, None

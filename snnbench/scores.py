@@ -7,14 +7,17 @@ dimension flattened). With ``n_i`` the number of ones in row ``i``, ``r_i = n_i 
 
 * ``hd``: ``K = N_A - d_H`` (:func:`hamming_kernel`).
 * ``sahd``: ``K = N_A - 0.5 d_H / (e_ij + 0.001)`` (:func:`sahd_kernel`).
-* ``sahd_release``: like ``sahd`` but with ``e_ij / N_A`` in the denominator, the formula of the
-  authors' released code (which omits the ``N_A`` factor of the SPEC).
+* ``sahd_2022a``: like ``sahd`` but with ``e_ij / N_A`` in the denominator, the formula of the authors'
+  first upload (January 2022; replaced in July 2022 by the ``sahd`` formula the current release computes).
+  ``sahd_release``, its former name, is still accepted and computes the same (stored protocols keep it).
+* ``sahd_eq5``: the ``sahd`` kernels *summed* over calls (the supplementary's Eq. 5) instead of averaged (the
+  release): ``sahd_eq5 = sahd + B ln(calls)`` in exact arithmetic; see :func:`lif_calls`.
 * ``vanrossum``: ``K = N_A - d_H - 2 rho C`` with ``rho = exp(-1 / tau)`` and the cross term ``C`` of
   :func:`van_rossum_sq_distances`; summed over a layer's ``T`` steps this is ``T N_A - 2 d_vR^2``, so
   as ``tau -> 0`` it becomes ``hd``.
 
-A network's kernel is the sum of the kernels of all calls divided by the number of calls; its score
-is ``log |det K|`` (``torch.linalg.slogdet``). A kernel is **singular** when its smallest absolute
+A network's kernel is the sum of the kernels of all calls divided by the number of calls (``sahd_eq5``:
+not divided); its score is ``log |det K|`` (``torch.linalg.slogdet``). A kernel is **singular** when its smallest absolute
 eigenvalue is at most ``B * eps64`` times its largest (numpy's ``matrix_rank`` tolerance); then the
 score is ``-inf`` and the ``singular`` flag is set, never NaN.
 
@@ -41,14 +44,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from snnbench.network import build_network, count_params
-from snnbench.neuron import LIF
+from snnbench.fields import METRIC_ALIASES
+from snnbench.network import SNASNet, build_network, count_params, persist_network_state
+from snnbench.neuron import LIF, persist_state
 
-SPIKE_METRICS: tuple[str, ...] = ("sahd", "hd", "vanrossum", "sahd_release")
+SPIKE_METRICS: tuple[str, ...] = ("sahd", "hd", "vanrossum", "sahd_2022a", "sahd_eq5", "sahd_release")
+_SAHD_FAMILY = {"sahd": False, "sahd_eq5": False, "sahd_2022a": True, "sahd_release": True}  # name -> e / N_A
+_SUMMED = ("sahd_eq5",)  # kernels summed over calls, not averaged
 LOSS_METRICS: tuple[str, ...] = ("grad_norm", "snip")
 METRICS: tuple[str, ...] = SPIKE_METRICS + LOSS_METRICS + ("jacob_cov", "synflow", "params")
 BATCH_METRICS: tuple[str, ...] = SPIKE_METRICS + ("jacob_cov",)  # compare a batch's images: need two or more
 SAHD_EPS = 1e-3
+#: ``clean``: seeded, un-augmented batches, exact float64 kernels, every pass from a reset network (the default);
+#: ``release``: the authors' current search scoring as its code runs (see :func:`score_model`), ``sahd`` only.
+SCORE_MODES: tuple[str, ...] = ("clean", "release")
+RELEASE_METRICS: tuple[str, ...] = ("sahd",)
 VAN_ROSSUM_TAU = 1.0
 _EXACT_FLOAT32 = 2**24
 
@@ -118,6 +128,23 @@ def sahd_kernel(X: Tensor, *, release: bool = False) -> Tensor:
     d_h, n = _counts(X)
     out = X.shape[2] - 0.5 * _sahd_ratio(d_h, n, X.shape[2], release)
     return out if steps else out[0]
+
+
+def release_sahd_kernels32(X: Tensor) -> Tensor:
+    """The ``sahd`` kernel of each call of ``X [T, B, N_A]`` (0/1) as the authors' current release builds it: in
+    float32, in its order of operations (``r = n / N_A``; ``e = (r (1 - r)^T + (1 - r) r^T) N_A``; ``c = 0.5 / (e +
+    0.001)``; ``K = N_A - c (X (1 - X)^T + (1 - X) X^T)``); float32 ``[T, B, B]``. Every operation is elementwise
+    or an exact integer GEMM (``N_A < 2**24``), so any device gives the same bits."""
+    if X.dim() != 3:
+        raise ValueError(f"shape: codes must be [T, B, N], got {tuple(X.shape)}")
+    out = []
+    for step in X.to(torch.float32):  # one call at a time, as the release's hook (and its memory) sees it
+        num = step.shape[1]
+        rate = (step.sum(1) / num).unsqueeze(1)
+        e = (rate @ (1 - rate).t() + (1 - rate) @ rate.t()) * num
+        scale = torch.div(0.5 * torch.ones_like(e), e + SAHD_EPS)
+        out.append(num - scale * ((1 - step) @ step.t() + step @ (1 - step).t()))
+    return torch.stack(out)
 
 
 def _filtered(X: Tensor, rho: float, trace: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -193,11 +220,15 @@ class SpikeKernels:
     from a zero trace. Use as a context manager; :meth:`kernels` gives sum / calls.
     """
 
-    def __init__(self, layers: Sequence[nn.Module], metrics: Iterable[str], tau: float = VAN_ROSSUM_TAU):
+    def __init__(self, layers: Sequence[nn.Module], metrics: Iterable[str], tau: float = VAN_ROSSUM_TAU,
+                 release32: bool = False):
         self.metrics = tuple(metrics)
         unknown = [m for m in self.metrics if m not in SPIKE_METRICS]
         if unknown or not self.metrics:
             raise ValueError(f"metric: spike metrics are {', '.join(SPIKE_METRICS)}; got {list(self.metrics)}")
+        if release32 and set(self.metrics) - set(RELEASE_METRICS):
+            raise ValueError(f"metric: the release's float32 kernels are {', '.join(RELEASE_METRICS)} only; got {list(self.metrics)}")
+        self.release32 = release32  # sahd per call by release_sahd_kernels32, summed in float64; no rounding bound
         self.layers = list(layers)
         self.rho = math.exp(-1.0 / tau)
         self._handles: list[Any] = []
@@ -224,15 +255,23 @@ class SpikeKernels:
         steps, batch = out.shape[0], out.shape[1]
         X = _as_steps(out.detach().reshape(steps, batch, -1))
         num = X.shape[2]
+        if self.release32:
+            kernel = release_sahd_kernels32(X).double().sum(dim=0)
+            self.sums["sahd"] = kernel if "sahd" not in self.sums else self.sums["sahd"] + kernel
+            self.calls += steps
+            return
         d_h, n = _counts(X)
+        ratios: dict[bool, Tensor] = {}
         for metric in self.metrics:
             base = float(steps * num)
             if metric == "hd":
                 d_sum = d_h.sum(dim=0, dtype=torch.float64)
                 kernel, size = base - d_sum, base + d_sum
-            elif metric in ("sahd", "sahd_release"):
-                ratio = 0.5 * _sahd_ratio(d_h, n, num, metric == "sahd_release").sum(dim=0)
-                kernel, size = base - ratio, base + ratio
+            elif metric in _SAHD_FAMILY:
+                old = _SAHD_FAMILY[metric]
+                if old not in ratios:  # sahd and sahd_eq5 (and the two names of 2022a) share one ratio
+                    ratios[old] = 0.5 * _sahd_ratio(d_h, n, num, old).sum(dim=0)
+                kernel, size = base - ratios[old], base + ratios[old]
             else:
                 X64 = X.double()  # once for the trace and the cross term
                 carried = self._traces.get(module) if steps == 1 else None
@@ -247,10 +286,11 @@ class SpikeKernels:
         self.calls += steps
 
     def kernels(self) -> dict[str, Tensor]:
-        """Each metric's kernel: the sum over calls divided by the number of calls (float64 [B, B])."""
+        """Each metric's kernel: the sum over calls divided by the number of calls (float64 [B, B]); ``sahd_eq5``'s
+        is the sum itself."""
         if self.calls == 0:
             raise ValueError("model: no spiking layer was called during the forward pass; nothing to score")
-        return {metric: total / self.calls for metric, total in self.sums.items()}
+        return {metric: total if metric in _SUMMED else total / self.calls for metric, total in self.sums.items()}
 
     def rounding(self) -> dict[str, Tensor]:
         """Per metric, an elementwise bound on the float64 rounding error of :meth:`kernels` ([B, B]).
@@ -262,13 +302,36 @@ class SpikeKernels:
         *Accuracy and Stability of Numerical Algorithms*, 2002, eq. 3.4-4.4) with ``k`` those roundings plus the
         calls plus the dot length, and one more rounding for the division by the number of calls.
         """
+        if self.release32:
+            raise ValueError("rounding: the release's float32 kernels carry no float64 rounding bound")
         kernels = self.kernels()
         out = {}
         for metric, size in self.sizes.items():
             # van Rossum also: the dot products, and the trace recursion (two roundings a step) feeding them
             k = _TERM_OPS + self.calls + (self._dot + 2 * self.calls if metric == "vanrossum" else 0)
-            out[metric] = _gamma(k) * size / self.calls + _UNIT * kernels[metric].abs()
+            scale = 1 if metric in _SUMMED else self.calls
+            out[metric] = _gamma(k) * size / scale + _UNIT * kernels[metric].abs()
         return out
+
+
+def lif_calls(cell: Any, timesteps: int) -> int:
+    """LIF calls of one forward pass of ``cell``'s SNASNet (what :attr:`SpikeKernels.calls` counts): ``T`` times the
+    LIF layers, i.e. one per conv edge of the pruned cell in each of the two cells plus the skeleton's three.
+
+    Fixed by the cell's structure, so ``sahd_eq5 = sahd + B ln(lif_calls)`` (``log det(sum K) = log det(mean K) +
+    B ln(calls)`` for a ``B x B`` kernel) turns any stored ``sahd`` into Eq. 5's value (:func:`eq5_from_mean`).
+    """
+    from snnbench.space import OPS, Cell
+
+    m = (cell if isinstance(cell, Cell) else Cell(cell, nodes=None)).pruned.matrix
+    convs = sum(1 for op in m.ravel().tolist() if OPS[op] in ("conv1x1", "conv3x3"))
+    return int(timesteps) * (3 + 2 * convs)
+
+
+def eq5_from_mean(score: float, batch_size: int, calls: int) -> float:
+    """Eq. 5's ``log |det sum_l K_l|`` from the release's ``log |det mean_l K_l|`` (``score``) of the same kernels:
+    ``score + B ln(calls)`` (``-inf`` stays ``-inf``)."""
+    return score + batch_size * math.log(calls)
 
 
 @dataclass(frozen=True)
@@ -333,14 +396,17 @@ def _gamma(k: int) -> float:
 
 
 def score_network(
-    model: nn.Module, x: Tensor, metrics: Iterable[str] = ("sahd",), tau: float = VAN_ROSSUM_TAU
+    model: nn.Module, x: Tensor, metrics: Iterable[str] = ("sahd",), tau: float = VAN_ROSSUM_TAU, release32: bool = False
 ) -> dict[str, LogDet]:
-    """Spike-kernel scores of ``model`` on one batch ``x``: one forward pass, training mode, no gradients."""
+    """Spike-kernel scores of ``model`` on one batch ``x``: one forward pass, training mode, no gradients.
+    ``release32``: ``sahd`` from the release's float32 per-call kernels (no rounding bound)."""
     was_training = model.training
     model.train()
     try:
-        with torch.no_grad(), SpikeKernels(spiking_layers(model), metrics, tau) as acc:
+        with torch.no_grad(), SpikeKernels(spiking_layers(model), metrics, tau, release32) as acc:
             model(x)
+        if release32:
+            return {metric: log_abs_det(kernel) for metric, kernel in acc.kernels().items()}
         rounding = acc.rounding()
         return {metric: log_abs_det(kernel, rounding[metric]) for metric, kernel in acc.kernels().items()}
     finally:
@@ -413,11 +479,13 @@ def _checked(value: float) -> LogDet:
 
 
 def check_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
-    """The metrics as a tuple without duplicates; ``ValueError`` for an unknown or empty list."""
+    """The metrics as a tuple without duplicates, former names (:data:`METRIC_ALIASES`) kept as given; ``ValueError``
+    for an unknown or empty list."""
     out = tuple(dict.fromkeys(metrics))
     unknown = [m for m in out if m not in METRICS]
     if unknown or not out:
-        raise ValueError(f"metric: unknown {unknown or 'empty list'}; choose from {', '.join(METRICS)}")
+        current = [m for m in METRICS if m not in METRIC_ALIASES]
+        raise ValueError(f"metric: unknown {unknown or 'empty list'}; choose from {', '.join(current)}")
     return out
 
 
@@ -460,6 +528,27 @@ def draw_batches(
     return batches
 
 
+def draw_release_batches(
+    dataset: Any, batch_size: int, repeats: int, seed: int, device: torch.device
+) -> list[tuple[Tensor, Tensor]]:
+    """``repeats`` fresh augmented batches, as the release's new shuffled training loader per repeat gives them:
+    batch ``r`` is the first ``batch_size`` entries of the ``r``-th ``randperm``, each image randomly cropped from
+    its zero-padded copy and flipped (``dataset.augment``, the training augmentation), then normalised. One CPU
+    generator seeded with ``seed`` draws the permutations and the augmentation (the release's are unseeded)."""
+    images, labels = dataset.train.images, dataset.train.labels
+    total = int(images.shape[0])
+    if batch_size < 1 or repeats < 1 or batch_size > total:
+        raise ValueError(f"batch: batch size must be in [1, {total}] and repeats >= 1, got {batch_size} and {repeats}")
+    gen = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(repeats):
+        idx = torch.randperm(total, generator=gen)[:batch_size]
+        chosen = dataset.augment(images[idx.to(images.device)].cpu(), generator=gen)
+        x = dataset.normalize(chosen.to(images.device)).to(device)
+        batches.append((x, labels[idx.to(labels.device)].to(device)))
+    return batches
+
+
 def score_model(
     model: nn.Module,
     dataset: Any,
@@ -469,8 +558,15 @@ def score_model(
     seed: int = 0,
     device: str | torch.device = "cpu",
     tau: float = VAN_ROSSUM_TAU,
+    mode: str = "clean",
 ) -> dict[str, Any]:
     """Score a built ``model`` on ``repeats`` seeded batches of ``dataset`` (see :func:`score_cell`).
+
+    ``mode="release"`` reproduces the authors' current search scoring (``find_best_neuroncell``) as its code runs,
+    for ``sahd``: fresh augmented batches (:func:`draw_release_batches`), each call's kernel built in float32
+    (:func:`release_sahd_kernels32`) and summed in float64, the mean over calls, and the LIF membranes and dropout
+    mask carried from one repeat to the next (it never resets its network between them). Its seeding where the
+    release has none: weights and batches from ``seed``.
 
     Spike metrics share one no-grad forward pass per batch, ``grad_norm`` and ``snip`` one
     forward/backward pass; ``synflow`` is data independent and computed once. Every pass group starts
@@ -479,11 +575,13 @@ def score_model(
     a metric's value does not depend on which other metrics the call computes.
     """
     metrics = check_metrics(metrics)
+    mode = check_mode(mode, metrics)
     pairs = [m for m in metrics if m in BATCH_METRICS]
     if pairs and batch_size < 2:
         raise ValueError(f"batch: {', '.join(pairs)} compare the images of a batch: batch size must be >= 2, got {batch_size}")
     dev = resolve_device(device)
-    batches = draw_batches(dataset, batch_size, repeats, seed, dev)
+    release = mode == "release"
+    batches = (draw_release_batches if release else draw_batches)(dataset, batch_size, repeats, seed, dev)
     per_batch: dict[str, list[LogDet]] = {m: [] for m in metrics}
     seconds: dict[str, float] = {}
 
@@ -511,6 +609,14 @@ def score_model(
     loss = [m for m in metrics if m in LOSS_METRICS]
 
     def spikes() -> None:
+        if release:  # one network state through all repeats, as the release's search never resets it
+            state = (persist_network_state(model) if isinstance(model, SNASNet)
+                     else persist_state(m for m in spiking_layers(model) if isinstance(m, LIF)))
+            with state:
+                for x, _ in batches:
+                    for name, result in score_network(model, x, spike, tau, release32=True).items():
+                        per_batch[name].append(result)
+            return
         for x, _ in batches:
             for name, result in score_network(model, x, spike, tau).items():
                 per_batch[name].append(result)
@@ -557,6 +663,16 @@ def _mean_error(results: Sequence[LogDet]) -> float | None:
     return sum(r.error for r in results) / len(results) + _gamma(len(results)) * sum(abs(v) for v in values) / len(results)  # type: ignore[misc]
 
 
+def check_mode(mode: str, metrics: Sequence[str]) -> str:
+    """``mode`` when it is a score mode that computes ``metrics``; else a one-line ``ValueError``."""
+    if mode not in SCORE_MODES:
+        raise ValueError(f"mode: expected one of {', '.join(SCORE_MODES)}, got {mode!r}")
+    if mode == "release" and set(metrics) - set(RELEASE_METRICS):
+        raise ValueError(f"mode: release reproduces the release's search score, {', '.join(RELEASE_METRICS)}, only; "
+                         f"got {', '.join(metrics)}")
+    return mode
+
+
 def score_cell(
     cell: Any,
     dataset: Any,
@@ -567,6 +683,7 @@ def score_cell(
     seed: int = 0,
     device: str | torch.device = "cpu",
     tau: float = VAN_ROSSUM_TAU,
+    mode: str = "clean",
 ) -> dict[str, Any]:
     """Build ``cell``'s untrained network once (weights from ``seed``) and compute ``metrics`` on it.
 
@@ -576,7 +693,8 @@ def score_cell(
     time), ``build_seconds``, ``params`` and ``settings``. The same seed gives the same weights,
     batches, dropout masks and hence, on the same CPU, the same scores bit for bit (another CPU's vector
     kernels can move the gradient proxies in the last bits; spike kernels stay exact). The global RNG is left
-    as it was.
+    as it was. ``mode``: ``clean`` (the default) or ``release`` (see :func:`score_model`; ``errors`` is then
+    ``None``).
     """
     metrics = check_metrics(metrics)
     dev = resolve_device(device)
@@ -586,7 +704,7 @@ def score_cell(
         start = time.perf_counter()
         model = build_network(cell, net_config).to(dev)
         build_seconds = time.perf_counter() - start
-        result = score_model(model, dataset, metrics, batch_size, repeats, seed, dev, tau)
+        result = score_model(model, dataset, metrics, batch_size, repeats, seed, dev, tau, mode)
     result["build_seconds"] = build_seconds
     result["params"] = int(count_params(model))
     result["settings"] = {
@@ -597,5 +715,6 @@ def score_cell(
         "device": str(dev),
         "tau": tau,
         "net_config": net_config.to_dict(),
+        "mode": mode,
     }
     return result

@@ -1,7 +1,8 @@
 """Regenerate every table of docs/results.md, and its figures, from the shipped tables.
 
     python docs/results/regenerate.py --write docs/results.md     # all sections; rewrite the page's tables
-    python docs/results/regenerate.py --only cifar10               # one section (digits | kernels | cifar10), print only
+    python docs/results/regenerate.py --only cifar10               # one section (digits | backward | kernels | cifar10 |
+                                                                   # fidelity), print only
     python docs/results/regenerate.py --out /tmp/r --digits T.h5 --cifar10 T2.h5
 
 Each section returns named Markdown blocks and prints them; ``--write PAGE`` replaces each block's text in
@@ -40,7 +41,7 @@ SPIKE_SCORES = ("sahd", "hd", "vanrossum")
 KERNELS = ("sahd", "hd")  # the kernels drawn and ranked (supplementary section D), in this order
 # Seconds per cell of each metric alone: `benchmarks/bench_scores.py --batch-size 64 --repeats 2`, one
 # thread, the 2-core CPU machine (the shipped tables predate the stored `metric_seconds/*` columns).
-METRIC_SECONDS = {"sahd": 0.097, "hd": 0.097, "vanrossum": 0.134, "sahd_release": 0.100, "grad_norm": 0.222,
+METRIC_SECONDS = {"sahd": 0.097, "hd": 0.097, "vanrossum": 0.134, "sahd_2022a": 0.100, "grad_norm": 0.222,
                   "snip": 0.193, "jacob_cov": 0.151, "synflow": 0.025, "params": 0.008}
 
 
@@ -373,6 +374,150 @@ def backward_section(path: Path, out: Path, resamples: int = 1000) -> Blocks:
     return blocks
 
 
+NOISE_TABLE = Path(__file__).resolve().parent / "digits" / "noise.h5"
+#: The build that made NOISE_TABLE (resumable; the shipped digits score protocol's settings with sahd and hd only).
+NOISE_BUILD = ("snnbench build docs/results/digits/noise.h5 --dataset digits --kind forward --preset bench --scores sahd,hd "
+               "--score-batch 64 --score-repeats 2 --score-seeds 0-4 --cells sample:300:0 --train-epochs 0")
+
+
+def _with_eq5(bench: Benchmark) -> tuple[int, np.ndarray]:
+    """Add ``sahd_eq5`` (Eq. 5: the calls' kernels summed) to ``bench``'s scores from its stored ``sahd`` (the
+    release's mean): ``sahd + B ln(calls)``, exact in real arithmetic (docs/scores.md). Returns B and the calls."""
+    from snnbench.scores import eq5_from_mean, lif_calls
+
+    s = bench.table.protocols[next(p for p in bench.protocol_ids if bench.table.protocols[p].type == "score")].settings
+    batch, steps = int(s["score"]["batch_size"]), int(s["network"]["config"]["timesteps"])
+    calls = np.array([lif_calls(m, steps) for m in bench.matrices])
+    bench.scores["sahd_eq5"] = np.array([eq5_from_mean(v, batch, c) for v, c in zip(bench.scores["sahd"], calls)])
+    bench.metric_seconds["sahd_eq5"] = bench.metric_seconds["sahd"]
+    return batch, calls
+
+
+def fidelity_section(path: Path, noise: Path = NOISE_TABLE, resamples: int = 1000) -> Blocks:
+    """Eq. 5 (summed kernels) against the release's mean on the digits table (from the stored ``sahd``, no rescoring),
+    and, from ``noise`` (several scoring seeds of a sample of cells), how much the score's seed changes correlations
+    and the replay."""
+    bench = Benchmark(path)
+    batch, calls = _with_eq5(bench)
+    names = ["sahd", "sahd_eq5"]
+    trained = np.isfinite(bench.accuracy["test"]) & ~np.isnan(bench.scores["sahd"])
+    layers = sorted(set((calls[trained] // int(bench.table.protocols[bench.protocol_ids[0]].settings["network"]["config"]
+                                                ["timesteps"])).tolist()))
+    lines = [f"`sahd_eq5 = sahd + B ln(calls)` with B = {batch} (the table's scoring batch; the paper's 256 multiplies the "
+             f"shift by 4) and calls = T x LIF layers, {layers[0]} to {layers[-1]} layers over the trained cells. Kendall tau "
+             f"against test accuracy, [95% interval, {resamples:,} paired resamples, seed 0]:", "",
+             "| cells | sahd (the release's mean) | sahd_eq5 (Eq. 5's sum) | tau between the two scores | P(Eq. 5 has the "
+             "higher tau) |", "|---|---|---|---|---|"]
+    mixed = (trained & (bench.kind_array == 1)).sum() >= 10  # else the mixed pool is the forward cells again
+    for cells in ("forward", "backward", "all") if mixed else ("forward",):
+        sel = trained & (bench.kind_array == (0 if cells == "forward" else 1)) if cells != "all" else trained
+        corr = correlate(bench, "test", names, bootstrap=resamples, seed=0, cells=cells)
+        r = corr["scores"]
+        both = stats.kendalltau(bench.scores["sahd"][sel], bench.scores["sahd_eq5"][sel]).statistic
+        share = dict(corr["bootstrap"]["best_tau"]).get("sahd_eq5", 0.0)
+        label = {"forward": "forward", "backward": "with a backward edge", "all": "mixed pool"}[cells]
+        lines.append(f"| {label} ({r['sahd']['cells']:,}) | {_ci(r['sahd'], 'kendall_tau')} | "
+                     f"{_ci(r['sahd_eq5'], 'kendall_tau')} | {both:.3f} | {share:.2f} |")
+    pool = make_pool(bench, names, "test", kind="forward", dist="paper")
+    sizes = [n for n in DEFAULT_SIZES if n <= len(pool.cells)] or [len(pool.cells)]
+    lines += ["", "Replay over the forward space, the paper's sampler, 1,000 trials per N (test accuracy of the pick):", "",
+              *replay_table(bench, sizes, names, kind="forward", dist="paper")]
+    blocks = {"fidelity-eq5": lines}
+    blocks["fidelity-noise"] = noise_lines(bench, noise, resamples) if noise.exists() else [
+        f"No several-seed scoring of digits cells is stored yet; `{NOISE_BUILD}` makes one (resumable)."]
+    return blocks
+
+
+def noise_lines(bench: Benchmark, noise: Path, resamples: int) -> list[str]:
+    """How the scoring seed moves SAHD on the cells of ``noise`` (accuracies from ``bench``'s train protocol)."""
+    import tempfile
+
+    from api.replay import replay
+    from snnbench.table import write_table
+
+    found = [p for p in open_table(noise).protocols.values() if p.type == "score"]
+    score = max((p for p in found if p.settings["score"].get("mode", "clean") == "clean"), key=lambda p: len(p))
+    release = next((p for p in found if p.settings["score"].get("mode") == "release"), None)
+    train = bench.table.protocols[next(p for p in bench.protocol_ids if bench.table.protocols[p].type == "train")]
+    shipped = bench.table.protocols[next(p for p in bench.protocol_ids if bench.table.protocols[p].type == "score")]
+    with tempfile.TemporaryDirectory() as tmp:  # the noise scores beside the shipped trainings, in one view
+        write_table(Path(tmp) / "noise.h5", [score, train])
+        view = Benchmark(Path(tmp) / "noise.h5")
+        if release is not None:
+            write_table(Path(tmp) / "release.h5", [release, train])
+            rview: Benchmark | None = Benchmark(Path(tmp) / "release.h5")
+        else:
+            rview = None
+    lines: list[str] = []
+    seeds, by_seed = view.scores_by_seed("sahd")
+    acc = view.accuracy["test"]
+    held = (~np.isnan(by_seed)).all(axis=1) & np.isfinite(acc) & np.isfinite(by_seed).all(axis=1)
+    X, a = by_seed[held], acc[held]
+    stored = dict(zip(zip(shipped.hash.tolist(), shipped.seed.tolist()), shipped.columns["scores/sahd"].tolist()))
+    pairs = [(stored.get((h, 0)), v) for h, s, v in
+             zip(score.hash.tolist(), score.seed.tolist(), score.columns["scores/sahd"].tolist()) if s == 0]
+    same = [a == b for a, b in pairs]
+    moved = [abs(b - a) / abs(a) for a, b in pairs if a is not None and a != b and np.isfinite(a)]
+    isa = lambda p: sorted({str(e.get("cpu_capability")) for e in p.environments})  # noqa: E731
+    within = X.std(axis=1, ddof=1)
+    between = X.mean(axis=1).std(ddof=1)
+    pair_tau = [stats.kendalltau(X[:, i], X[:, j]).statistic for i in range(len(seeds)) for j in range(i + 1, len(seeds))]
+    command = re.sub(r"^snnbench build \S+", "snnbench build " + os.path.relpath(noise, Path(__file__).resolve().parents[2]),
+                                score.commands[0]) if score.commands else "?"
+    differ = (f" (the others by {min(moved):.1g} to {max(moved):.1g} relative; built with {', '.join(isa(score))} "
+              f"against the shipped protocol's {', '.join(isa(shipped))})") if moved else ""
+    lines += [f"{len(X):,} trained forward cells, each scored with {len(seeds)} seeds ({', '.join(map(str, seeds))}); seed 0 "
+              f"equals the shipped table's SAHD on {sum(same)} of {len(same)} cells{differ}. Built by `{command}`.", "",
+              f"- SAHD's spread over seeds within a cell: median std {np.median(within):.2f} nats (max {within.max():.2f}); "
+              f"across cells the std of the mean is {between:.2f}: the seed is {np.median(within) / between:.0%} of the "
+              "cells' spread (median).",
+              f"- Two seeds rank the cells alike: Kendall tau between seeds {min(pair_tau):.3f} to {max(pair_tau):.3f} "
+              f"(mean {np.mean(pair_tau):.3f}) over the {len(pair_tau)} pairs."]
+    rng = np.random.default_rng(0)
+    boot = rng.integers(0, len(X), (resamples, len(X)))
+    tau = lambda s, i=slice(None): stats.kendalltau(s[i], a[i]).statistic  # noqa: E731  (s: one value per cell)
+    one = np.array([tau(X[:, k]) for k in range(len(seeds))])
+    mean_tau = tau(X.mean(axis=1))
+    boot_one = np.array([tau(X[:, 0], i) for i in boot[:200]])  # resampled cells, seed 0
+    boot_mean = np.array([tau(X.mean(axis=1), i) for i in boot[:200]])
+    lines += [f"- Kendall tau against test accuracy: one seed's scores {one.min():.3f} to {one.max():.3f} (seed 0: "
+              f"{one[0]:.3f} {_interval(boot_one)}); the mean over {len(seeds)} seeds {mean_tau:.3f} "
+              f"{_interval(boot_mean)} (95% intervals from 200 bootstrap resamples of the cells, seed 0)."]
+    if rview is not None and release is not None:
+        both = held & np.isfinite(rview.scores["sahd"])
+        R, C = rview.scores["sahd"][both], by_seed[both]
+        gap = np.abs(R - C[:, 0])
+        boot_r = np.array([stats.kendalltau(R[i], acc[both][i]).statistic
+                           for i in rng.integers(0, len(R), (200, len(R)))])
+        lines += [f"- The `release` score mode (`{re.sub(r'^snnbench build [^ ]+', 'snnbench build ...', release.commands[0])}`: "
+                  f"the release's procedure at the table's batch of {release.settings['score']['batch_size']}, not its 256) on "
+                  f"{len(R):,} of these cells: Kendall tau {stats.kendalltau(R, C[:, 0]).statistic:.3f} against the clean "
+                  f"seed-0 score, {stats.kendalltau(R, C.mean(axis=1)).statistic:.3f} against the 5-seed mean; median |release - "
+                  f"clean seed 0| {np.median(gap):.2f} nats (max {gap.max():.2f}); Kendall tau against test accuracy "
+                  f"{stats.kendalltau(R, acc[both]).statistic:.3f} {_interval(boot_r)}."]
+    lines.append("")
+    sizes = [n for n in (10, 30, 100) if n <= len(X)] or [len(X)]
+    lines += ["Replay over these cells (uniform sampling, 1,000 trials per N, test accuracy of the pick): each draw sees one "
+              "seed's score (the paper: a fresh initialisation per drawn cell) against the mean over seeds (`--mean-score`):",
+              "", "| pick | " + " | ".join(f"N = {n}" for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
+    runs = {flag: [replay(view, n, 1000, ["sahd", "hd"], kind="forward", dist="uniform", seed=0, mean_score=flag) for n in sizes]
+            for flag in (False, True)}
+    for m in ("sahd", "hd"):
+        for flag, label in ((False, "one seed per draw"), (True, "mean over seeds")):
+            lines.append(f"| {m}, {label} | " + " | ".join(f"{r['methods'][m]['mean']:.4f} ± {r['methods'][m]['std']:.4f}"
+                                                          for r in runs[flag]) + " |")
+    if rview is not None:
+        rel = [replay(rview, n, 1000, ["sahd"], kind="forward", dist="uniform", seed=0) for n in sizes]
+        if any(r["methods"]["random"] != c["methods"]["random"] for r, c in zip(rel, runs[False])):
+            raise SystemExit("fidelity: the release-mode replay drew other cells than the clean one (pools differ)")
+        lines.append("| sahd, release mode | " + " | ".join(f"{r['methods']['sahd']['mean']:.4f} ± "
+                                                           f"{r['methods']['sahd']['std']:.4f}" for r in rel) + " |")
+    for m in ("random", "oracle"):
+        lines.append(f"| {m} | " + " | ".join(f"{r['methods'][m]['mean']:.4f} ± {r['methods'][m]['std']:.4f}"
+                                             for r in runs[False]) + " |")
+    return lines
+
+
 MARKED = re.compile(r"(<!-- regenerate:([\w-]+) -->\n).*?(<!-- /regenerate -->)", re.S)
 
 
@@ -394,13 +539,13 @@ def write_blocks(page: Path, blocks: Blocks) -> None:
 def main() -> None:
     here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", choices=["digits", "backward", "kernels", "cifar10"], action="append")
+    ap.add_argument("--only", choices=["digits", "backward", "kernels", "cifar10", "fidelity"], action="append")
     ap.add_argument("--out", type=Path, default=here)
     ap.add_argument("--digits", type=Path, default=SHIPPED["digits"])
     ap.add_argument("--cifar10", type=Path, default=SHIPPED["cifar10"])
     ap.add_argument("--write", type=Path, metavar="PAGE", help="rewrite the marked blocks of PAGE (docs/results.md)")
     args = ap.parse_args()
-    only = set(args.only or ["digits", "backward", "kernels", "cifar10"])
+    only = set(args.only or ["digits", "backward", "kernels", "cifar10", "fidelity"])
     blocks: Blocks = {}
     if "digits" in only:
         blocks.update(digits_section(args.digits, args.out / "digits"))
@@ -410,6 +555,8 @@ def main() -> None:
         blocks.update(kernels_section(args.digits, args.out / "digits"))
     if "cifar10" in only:
         blocks.update(cifar10_section(args.cifar10, args.digits, args.out / "cifar10"))
+    if "fidelity" in only:
+        blocks.update(fidelity_section(args.digits))
     print("\n\n".join(f"<!-- {name} -->\n" + "\n".join(lines) for name, lines in blocks.items()))
     if args.write:
         write_blocks(args.write, blocks)

@@ -134,6 +134,8 @@ def _sigterm_interrupts() -> Iterator[None]:
 @click.option("--scores", default=DEFAULTS["scores"], show_default=True, help="Comma-separated score metrics, or 'none'.")
 @click.option("--score-batch", type=click.IntRange(min=2), default=DEFAULTS["score_batch"], show_default=True, help="Images per scoring batch.")
 @click.option("--score-repeats", type=click.IntRange(min=1), default=DEFAULTS["score_repeats"], show_default=True, help="Batches averaged per score.")
+@click.option("--score-mode", type=click.Choice(["clean", "release"]), default="clean", show_default=True,
+              help="clean: seeded, un-augmented, exact kernels; release: the authors' search scoring as its code runs (sahd only).")
 @click.option("--score-seeds", default=DEFAULTS["score_seeds"], show_default=True, help="Scoring seeds (list 0,1 or range 0-3).")
 @click.option("--cells", default=DEFAULTS["cells"], show_default=True, help=f"Cells to score: {CELL_SPECS}.")
 @click.option("--train-epochs", type=click.IntRange(min=0), default=DEFAULTS["train_epochs"], show_default=True, help="Training epochs (0: no training).")
@@ -181,7 +183,7 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
         raise InputError("nothing to build: --scores none and --train-epochs 0")
     unused = []  # told after the build, so that a refused build's error stays its one line
     for stage, names, why in (("train", ("train", "seeds", "train_cells"), "--train-epochs 0 (nothing is trained)"),
-                              ("score", ("score_batch", "score_repeats", "score_seeds", "cells"), "--scores none (nothing is scored)")):
+                              ("score", ("score_batch", "score_repeats", "score_mode", "score_seeds", "cells"), "--scores none (nothing is scored)")):
         flags = [f"--{n.replace('_', '-')}" for n in names if n in given]
         if flags and stage not in {s.type for s in stages}:
             unused.append(f"note: {', '.join(flags)} unused with {why}")

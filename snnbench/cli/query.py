@@ -101,11 +101,13 @@ def query(matrix: tuple[str, ...], table: str | None, score_protocol: str | None
                    "edge are trained, unless only the forward space is complete.")
 @click.option("--dist", type=click.Choice(["paper", "uniform"]), default="paper", show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--mean-score", is_flag=True, help="Pick by each cell's mean score over its scoring seeds (the denoised "
+              "pick); default: each draw sees one seed's score, as the paper scores every draw from a fresh initialisation.")
 @click.option("--plot", type=NonEmptyPath(dir_okay=False), default=None, help="Write the accuracy-vs-N plot here.")
 @json_option
 def replay(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None,
            samples: tuple[int, ...], trials: int, scores: str, split: str, kind: str | None, dist: str, seed: int,
-           plot: str | None, as_json: bool) -> None:
+           mean_score: bool, plot: str | None, as_json: bool) -> None:
     """Replay "draw N cells, train the best-scored": picked accuracy vs random choice and the oracle best of N."""
     from api.plots import plot_replay_curve
     from api.replay import Pool, make_pool, replay_curve
@@ -119,13 +121,17 @@ def replay(table: str | None, score_protocol: str | None, train_protocol: str | 
         if not sizes:
             raise ValueError(f"samples: N = {above} is more than the {size:,} cells of the pool")
         click.echo(f"left out N = {above}: more than the {size:,} cells of the pool", err=True)
-    curve = replay_curve(bench, sizes, trials, names, split=split, kind=kind, dist=dist, seed=seed)  # type: ignore[arg-type]
+    curve = replay_curve(bench, sizes, trials, names, split=split, kind=kind, dist=dist, seed=seed,  # type: ignore[arg-type]
+                         mean_score=mean_score)
     if plot:
         plot_replay_curve(curve, plot)
     if as_json:
         echo_json(curve)
         return
     click.echo(f"{curve['kind']} space, {dist} sampling, {trials} trials, {split} accuracy of the picked cell (mean ± std)")
+    if curve["score_seeds"] > 1:
+        click.echo(f"scores: up to {curve['score_seeds']} seeds a cell; " + ("picked by the mean over seeds" if
+                   curve["score_draw"] == "mean" else "each draw sees one seed's score (--mean-score: their mean)"))
     click.echo(f"pool: {curve['pool']:,} cells: {Pool.describe_coverage(curve['coverage'])}")
     click.echo(f"{'N':>8}  " + "  ".join(f"{m:>17}" for m in curve["methods"]))
     for i, n in enumerate(curve["sizes"]):

@@ -7,7 +7,7 @@ import click
 from snnbench.cli.common import SEED, NonEmptyPath, echo_json, matrix_argument, parse_matrix
 from snnbench.data import load_dataset
 from snnbench.network import PRESETS
-from snnbench.scores import METRICS, score_cell
+from snnbench.scores import METRICS, SCORE_MODES, score_cell
 from snnbench.training import network_config_for
 
 
@@ -21,6 +21,8 @@ from snnbench.training import network_config_for
 @click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True, help="Batches averaged.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the weights, the batches and dropout.")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--mode", type=click.Choice(SCORE_MODES), default="clean", show_default=True,
+              help="clean: seeded, un-augmented, exact; release: the authors' search scoring as its code runs (sahd only).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def score(
     matrix: tuple[str, ...],
@@ -32,6 +34,7 @@ def score(
     repeats: int,
     seed: int,
     device: str,
+    mode: str,
     as_json: bool,
 ) -> None:
     """Score MATRIX's untrained network ("0302 0030 3003 0000", four rows, or JSON).
@@ -42,7 +45,7 @@ def score(
     cell = parse_matrix(matrix)
     data = load_dataset(dataset, data_dir)
     config = network_config_for(data, preset)
-    result = score_cell(cell, data, config, (metric,), batch_size, repeats, seed, device)
+    result = score_cell(cell, data, config, (metric,), batch_size, repeats, seed, device, mode=mode)
     record = {
         "metric": metric,
         "score": result["scores"][metric],
@@ -56,6 +59,7 @@ def score(
         "batch_size": batch_size,
         "repeats": repeats,
         "seed": seed,
+        "mode": mode,
         "device": result["settings"]["device"],
         "params": result["params"],
         "build_seconds": result["build_seconds"],
