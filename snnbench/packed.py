@@ -311,10 +311,10 @@ class PackedSNASNet(nn.Module):
                      .div_(1 - c.dropout) for g in generators]  # what F.dropout draws on CPU
             y = y * torch.stack(masks, 1)
         t = c.timesteps
-        w1 = self.fc1.weight.view(k, c.hidden, -1)
-        h = torch.bmm(y.permute(2, 0, 1, 3).reshape(k, t * b, -1), w1.transpose(1, 2))  # [K, T * B, hidden]
-        s = self.lif3(h.view(k, t, b, -1).transpose(0, 1))  # LIF over time: [T, K, B, hidden]
-        out_width = c.num_classes * c.group
-        w2 = self.fc2.weight.view(k, out_width, -1)
-        z = torch.baddbmm(self.fc2.bias.view(k, 1, out_width), s.transpose(0, 1).reshape(k, t * b, -1), w2.transpose(1, 2))
+        # the linears network by network, as the lone network computes them (bit for bit on CPU; a batched matmul
+        # rounds differently)
+        w1, w2, b2 = self.fc1.weight.chunk(k), self.fc2.weight.chunk(k), self.fc2.bias.chunk(k)
+        h = torch.stack([F.linear(y[:, :, net], w1[net]) for net in range(k)], 2)  # [T, B, K, hidden]
+        s = self.lif3(h)
+        z = torch.stack([F.linear(s[:, :, net], w2[net], b2[net]) for net in range(k)])  # [K, T, B, out]
         return z.view(k, t, b, c.num_classes, c.group).mean(-1).mean(1)

@@ -281,6 +281,15 @@ def train_cell(
     }
 
 
+#: Networks per pack by device type (``snnbench train`` / ``build`` default; measured in docs/data.md, "Packs").
+PACK = {"cpu": 1, "cuda": 8}
+
+
+def default_pack(device: str | torch.device) -> int:
+    """The default number of networks per pack on ``device`` (see :data:`PACK`)."""
+    return PACK.get(torch.device(device).type, 1)
+
+
 def train_pack(
     cells: Sequence[Cell | str],
     dataset: Dataset,
@@ -348,7 +357,7 @@ def train_pack(
                 y = torch.stack(ys)
                 with _autocast(device, cfg.amp):
                     out = packed(torch.cat(xs, 1), drop_gens)
-                losses = F.cross_entropy(_loss_dtype(out).flatten(0, 1), y.flatten(), reduction="none").view(k, -1).mean(1)
+                losses = torch.stack([F.cross_entropy(_loss_dtype(o), t) for o, t in zip(out, y)])  # each as alone
                 opt.zero_grad(set_to_none=True)
                 losses.sum().backward()
                 opt.step()
@@ -356,7 +365,7 @@ def train_pack(
                 correct += (out.detach().argmax(2) == y).sum(1)
                 bar.update(1)
             packed.unpack()
-            losses_host, correct_host = (loss_sum / n).tolist(), correct.tolist()
+            losses_host, correct_host = [v / n for v in loss_sum.tolist()], correct.tolist()  # as train_cell divides
             train_time = (time.perf_counter() - t0) / k
             for net, model in enumerate(models):
                 t1 = time.perf_counter()

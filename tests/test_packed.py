@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
+from click.testing import CliRunner
 
 import snnbench.training as training
+from snnbench.cli import main
 from snnbench.data import Dataset, load_dataset
 from snnbench.network import NetworkConfig, build_network
 from snnbench.packed import PackedSNASNet
@@ -155,3 +159,24 @@ def test_train_pack_equals_train_cell(float64, monkeypatch):
             assert p[key] == a[key], key
         assert p["epochs"][0]["train_loss"] == pytest.approx(a["epochs"][0]["train_loss"], rel=1e-6)  # float32 sums
         assert p["epochs"][0]["train_acc"] == a["epochs"][0]["train_acc"]
+
+
+def test_cli_train_seeds_in_packs_equal_train_pack_and_agree_with_train_cell():
+    args = ["train", "0302 0030 3003 0000", "--epochs", "1", "--timesteps", "2", "--train-images", "96",
+            "--test-images", "40", "--batch-size", "32", "--json"]
+    result = CliRunner().invoke(main, [*args, "--seeds", "3-5", "--pack", "2"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    runs = json.loads(result.stdout)
+    assert [r["seed"] for r in runs] == [3, 4, 5]
+    data = load_dataset("digits", seed=3).subset(train=96, test=40, seed=3)
+    net = network_config_for(data, "bench", timesteps=2)
+    cfg = train_config("bench", epochs=1, batch_size=32)
+    direct = train_pack(["0302 0030 3003 0000"] * 2, data, net, cfg, [3, 4])
+    for got, want in zip(runs[:2], direct):  # the same computation: the same numbers
+        assert got["epochs"][0]["train_loss"] == want["epochs"][0]["train_loss"] and got["test_acc"] == want["test_acc"]
+    alone = train_cell("0302 0030 3003 0000", data, net, cfg, seed=5)  # a pack of one is train_cell itself
+    assert runs[2]["epochs"][0]["train_loss"] == alone["epochs"][0]["train_loss"]
+    assert runs[0]["epochs"][0]["train_loss"] == pytest.approx(train_cell("0302 0030 3003 0000", data, net, cfg, seed=3)
+                                                               ["epochs"][0]["train_loss"], rel=1e-5)
+    bad = CliRunner().invoke(main, [*args, "--seeds", "0,1", "--checkpoint", "x.pt"])
+    assert bad.exit_code == 2 and bad.output.strip().endswith("--checkpoint: one seed at a time (a pack is not checkpointed)")
