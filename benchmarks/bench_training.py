@@ -220,6 +220,7 @@ def packs_benchmark(a: argparse.Namespace) -> None:
           f"{len(rows)} trainings; {data.name} ({len(data.train)} train images), bench skeleton and budget, "
           f"{cfg.epochs} epochs, device {a.device}")
     packs = [1] + [int(k) for k in a.packs.split(",") if int(k) > 1]
+    first = None  # the per-network trainer with the first process count: today's figure
     for procs in [int(p) for p in a.processes.split(",")]:
         base = None
         for k in packs:
@@ -233,10 +234,12 @@ def packs_benchmark(a: argparse.Namespace) -> None:
             wall = time.perf_counter() - t0
             per_hour = done * 3600 / wall
             base = base or per_hour
+            first = first or per_hour
             name = "per-network trainer (train_cell)" if k == 1 else f"packs of {k} (train_pack)"
             images = done * cfg.epochs * len(data.train) / wall  # training images per second, evaluation included
             print(f"{procs} process{'es' if procs > 1 else ''}  {name:34s} {done} trainings in {wall:7.1f} s  "
-                  f"{per_hour:8.1f} trainings/h  {images:8.1f} images/s  {per_hour / base:5.2f}x")
+                  f"{per_hour:8.1f} trainings/h  {images:8.1f} images/s  {per_hour / base:5.2f}x "
+                  f"(vs pack 1, {procs} proc)  {per_hour / first:5.2f}x (vs the first row)")
     if a.profile:
         profile_step(cells[:max(packs)], a)
 
