@@ -244,6 +244,14 @@ def packs_benchmark(a: argparse.Namespace) -> None:
         profile_step(cells[:max(packs)], a)
 
 
+#: aten ops that compute nothing (views, allocations, conversions): left out of the op count of :func:`profile_step`
+_VIEW_OPS = frozenset(f"aten::{name}" for name in (
+    "view", "as_strided", "slice", "select", "unsqueeze", "expand", "reshape", "t", "transpose", "permute", "narrow",
+    "detach", "empty", "empty_strided", "alias", "_reshape_alias", "unbind", "split", "chunk", "empty_like", "squeeze",
+    "lift_fresh", "resolve_conj", "resolve_neg", "result_type", "contiguous", "flatten", "split_with_sizes", "to",
+    "_to_copy", "is_nonzero", "item", "_local_scalar_dense"))
+
+
 def profile_step(cells: list[str], a: argparse.Namespace) -> None:
     """Top ops (self CPU time) of one training step (forward + backward): the networks alone, then as one pack."""
     from torch.profiler import ProfilerActivity, profile
@@ -271,8 +279,11 @@ def profile_step(cells: list[str], a: argparse.Namespace) -> None:
         step()
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             step()
-        total = sum(e.self_cpu_time_total for e in prof.key_averages())
-        print(f"\n## one step of {k} networks, {name}: {total / 1e3:.0f} ms self CPU time; top ops")
+        events = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in events)
+        launches = sum(e.count for e in events if e.key.startswith("aten::") and e.key not in _VIEW_OPS)
+        print(f"\n## one step of {k} networks, {name}: {total / 1e3:.0f} ms self CPU time, {launches / k:.0f} "
+              "computing ops per network (a GPU launches a kernel for each); top ops")
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=a.profile))
 
 
