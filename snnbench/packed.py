@@ -108,8 +108,9 @@ def _gather(terms: list[tuple[_Members | None, Tensor]], like: Tensor) -> Tensor
         if where is None or where.full:
             acc = t if acc is None else acc + t
         else:
-            base = acc if acc is not None else torch.zeros_like(like)
-            acc = base.index_add(2, where.index(t.device), t)
+            base = acc if acc is not None else torch.zeros_like(like, dtype=t.dtype)
+            common = torch.promote_types(base.dtype, t.dtype)  # as `+` promotes (terms differ under autocast)
+            acc = base.to(common).index_add(2, where.index(t.device), t.to(common))
     return acc
 
 

@@ -180,3 +180,24 @@ def test_cli_train_seeds_in_packs_equal_train_pack_and_agree_with_train_cell():
                                                                ["epochs"][0]["train_loss"], rel=1e-5)
     bad = CliRunner().invoke(main, [*args, "--seeds", "0,1", "--checkpoint", "x.pt"])
     assert bad.exit_code == 2 and bad.output.strip().endswith("--checkpoint: one seed at a time (a pack is not checkpointed)")
+
+
+def test_block_sums_promote_mixed_dtypes_as_the_lone_network():
+    """Terms of mixed dtypes (autocast may give an op bf16 and another float32) are added into their members'
+    blocks with the promotion of the lone network's ``+``; checked against a naive per-network sum."""
+    from snnbench.packed import _gather, _Members
+
+    k, c = 3, 2
+    full = torch.randn(2, 4, k * c, 5, 5)
+    part = torch.randn(2, 4, 2 * c, 5, 5).to(torch.bfloat16)
+    first = torch.randn(2, 4, 1 * c, 5, 5).to(torch.bfloat16)
+    where_part, where_first = _Members([0, 2], k, c), _Members([1], k, c)
+    got = _gather([(where_first, first), (None, full), (where_part, part)], full)
+    assert got is not None and got.dtype == torch.float32
+    for net in range(k):
+        block = slice(net * c, (net + 1) * c)
+        want = full[:, :, block].clone() if net != 1 else first.float() + full[:, :, block]
+        if net in (0, 2):
+            j = [0, 2].index(net)
+            want = want + part[:, :, j * c:(j + 1) * c]
+        assert torch.equal(got[:, :, block], want)
