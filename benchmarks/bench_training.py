@@ -16,8 +16,9 @@ With ``--packs K[,K...]`` it measures instead trainings per hour of the packed t
 (:func:`snnbench.training.train_pack`, packs of K rows in (cell, seed) order, as ``snnbench build`` forms them)
 against the per-network trainer (:func:`snnbench.training.train_cell`, pack 1), side by side in one run, for each
 number of worker processes in ``--processes`` (each process: one torch thread, its share of the packs). The rows are
-``--cells`` cells (half forward, half backward, drawn from the space with seed 0) x ``--seeds`` seeds on the bench
-protocol; ``--epochs`` / ``--images`` shorten it (say so when quoting). ``--profile`` adds the top ops of one
+``--cells`` cells (half forward, half backward, drawn from the space with seed 0; in hash order, so packs mix
+kinds, or with ``--by-kind`` forward ones first, as a build of one ``--kind`` packs them) x ``--seeds`` seeds on the
+bench protocol; ``--epochs`` / ``--images`` shorten it (say so when quoting). ``--profile`` adds the top ops of one
 training step, alone and packed.
 
     python benchmarks/bench_training.py                       # digits, CPU
@@ -176,15 +177,17 @@ def check_step_forward(cell: str, data: Dataset, net) -> float:
         return float((step_forward(model, x) - model(x)).abs().max())
 
 
-def bench_cells(count: int) -> list[str]:
-    """``count`` cells, half forward and half backward, drawn uniformly from the space (seed 0), in hash order."""
+def bench_cells(count: int, by_kind: bool = False) -> list[str]:
+    """``count`` cells, half forward and half backward, drawn uniformly from the space (seed 0), in hash order
+    (``by_kind``: the forward ones first, as builds of one ``--kind`` pack them)."""
     sp = space()
     rng = np.random.default_rng(0)
     chosen = []
     for backward, n in ((False, count - count // 2), (True, count // 2)):
         pool = np.flatnonzero(sp.is_backward == backward)
         chosen += [int(u) for u in rng.choice(pool, n, replace=False)]
-    return [sp.texts[u].decode() for u in sorted(chosen, key=lambda u: sp.hashes[u])]
+    chosen.sort(key=lambda u: (bool(sp.is_backward[u]) and by_kind, sp.hashes[u]))
+    return [sp.texts[u].decode() for u in chosen]
 
 
 def _train_rows(args: tuple[str, list[tuple[str, int]], int | None, int, str, int]) -> int:
@@ -213,10 +216,11 @@ def packs_benchmark(a: argparse.Namespace) -> None:
     import concurrent.futures as cf
     import multiprocessing as mp
 
-    cells = bench_cells(a.cells)
+    cells = bench_cells(a.cells, a.by_kind)
     rows = [(c, s) for c in cells for s in range(a.seeds)]
     data, net, cfg = _packs_setup(a.data, a.images, a.epochs)
-    print(f"# {len(cells)} cells ({a.cells - a.cells // 2} forward, {a.cells // 2} backward) x {a.seeds} seeds = "
+    print(f"# {len(cells)} cells ({a.cells - a.cells // 2} forward, {a.cells // 2} backward"
+          f"{', forward ones first' if a.by_kind else ', in hash order'}) x {a.seeds} seeds = "
           f"{len(rows)} trainings; {data.name} ({len(data.train)} train images), bench skeleton and budget, "
           f"{cfg.epochs} epochs, device {a.device}")
     packs = [1] + [int(k) for k in a.packs.split(",") if int(k) > 1]
@@ -302,6 +306,7 @@ def main() -> None:
     p.add_argument("--processes", default="1,2", help="packs benchmark: worker process counts")
     p.add_argument("--cells", type=int, default=16, help="packs benchmark: cells, half forward and half backward")
     p.add_argument("--seeds", type=int, default=2, help="packs benchmark: seeds per cell")
+    p.add_argument("--by-kind", action="store_true", help="packs benchmark: forward cells first (packs of one kind)")
     p.add_argument("--profile", type=int, default=0, help="packs benchmark: print this many top ops of one step")
     a = p.parse_args()
     if a.packs:
