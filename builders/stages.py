@@ -3,7 +3,9 @@
 A work item is plain data (``builders.plan.WorkItem.to_dict()``); :func:`run_item` returns one record
 per row, ``{"hash", "seed", "values": {column: number | str | list}}``, or ``{"hash", "seed", "error"}``
 when that row raised. Values depend only on the protocol settings, the cell and the row's seed (the
-per-cell seed of :func:`builders.plan.cell_seed`), so any worker computes the same record.
+per-cell seed of :func:`builders.plan.cell_seed`), so any worker computes the same record. A train item with
+``pack`` > 1 trains its rows as one pack (:func:`snnbench.training.train_pack`): each row's values are its own
+network's, equal to a lone training's up to float rounding, and its ``seconds`` a 1/K share of the pack's time.
 Column names and units are documented in ``docs/table.md``.
 """
 
