@@ -983,3 +983,33 @@ def test_kill_9_of_a_packed_build_then_resume_equals_uninterrupted(packed_refere
     out = _cli("build", str(path), *PACKED, "--pack", "2", "--workers", "0")
     assert f"found {stored} already stored, 0 failed" in out
     _same_tables(path, packed_reference)
+
+
+def test_a_pack_that_raises_is_retrained_row_by_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A packed train item whose pack raises falls back to its rows one by one: each gets its own result or error."""
+    import builders.stages as stages
+
+    calls: list[int] = []
+
+    def pack_fails(*args: object) -> list[dict]:
+        raise RuntimeError("out of memory")
+
+    def row(cell: Cell, settings: dict, seed: int, source: str | None) -> dict:
+        calls.append(seed)
+        if len(calls) == 2:
+            raise ValueError("diverged")
+        return {"v": float(seed)}
+
+    monkeypatch.setattr(stages, "_train_pack", pack_fails)
+    monkeypatch.setattr(stages, "_dataset", lambda *args: None)
+    monkeypatch.setitem(stages._ROWS, "train", row)
+    hashes = sorted(select_cells("sample:3:7", "forward"))
+    sp = space()
+    rows = [(h, sp.texts[sp.hash_index[h]].decode(), 0) for h in hashes]
+    settings = {"dataset": {"name": "digits"}, "device": "cpu", "network": {"config": {"learnable_tau": False}}}
+    records = stages.run_item({"stage": "train", "protocol": "p", "settings": settings, "rows": rows, "source": None,
+                               "pack": 3})
+    assert calls == [cell_seed(h, 0) for h in hashes]
+    assert [r["hash"] for r in records] == hashes
+    assert "error" in records[1] and records[1]["error"] == "ValueError: diverged"
+    assert records[0]["values"]["v"] == float(cell_seed(hashes[0], 0)) and records[0]["values"]["seconds"] >= 0
