@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from snnbench import fields
-from snnbench.data import NAMES, Dataset, Split
+from snnbench.data import NAMES, Dataset, Split, crop_flip, draw_crop_flip
 from snnbench.network import NetworkConfig, SNASNet, build_network, count_params, network_config, spike_stats
 from snnbench.scores import resolve_device
 from snnbench.space import Cell
@@ -290,6 +290,21 @@ def default_pack(device: str | torch.device) -> int:
     return PACK.get(torch.device(device).type, 1)
 
 
+def _pack_batch(data: Dataset, batch: Sequence[torch.Tensor], gens: Sequence[torch.Generator],
+                augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step's input of a pack: network k's images ``batch[k]`` (augmented with the draws of its own generator,
+    as ``train_cell`` draws them) in channel block k, ``[B, K * C, H, W]``, and its labels ``[K, B]``. The K
+    crops and flips run as one gather, the normalisation as one op (the same numbers as per network)."""
+    k, b = len(batch), len(batch[0])
+    index = torch.cat(list(batch))
+    x = data.train.images[index]
+    if augment:
+        draws = [draw_crop_flip(b, data.crop_padding, data.hflip, x.device, g) for g in gens]
+        x = crop_flip(x, data.crop_padding, *(torch.cat(d) for d in zip(*draws)))
+    x = data.normalize(x)
+    return x.view(k, b, *x.shape[1:]).transpose(0, 1).reshape(b, -1, *x.shape[2:]), data.train.labels[index].view(k, b)
+
+
 def train_pack(
     cells: Sequence[Cell | str],
     dataset: Dataset,
@@ -349,14 +364,9 @@ def train_pack(
             correct = torch.zeros(k, dtype=torch.int64, device=device)
             orders = [torch.randperm(n, device=device, generator=g).split(cfg.batch_size) for g in gens]
             for batch in zip(*orders):
-                xs, ys = [], []
-                for idx, g in zip(batch, gens):
-                    x = data.train.images[idx]
-                    xs.append(data.normalize(data.augment(x, g) if cfg.augment else x))
-                    ys.append(data.train.labels[idx])
-                y = torch.stack(ys)
+                x, y = _pack_batch(data, batch, gens, cfg.augment)
                 with _autocast(device, cfg.amp):
-                    out = packed(torch.cat(xs, 1), drop_gens)
+                    out = packed(x, drop_gens)
                 losses = torch.stack([F.cross_entropy(_loss_dtype(o), t) for o, t in zip(out, y)])  # each as alone
                 opt.zero_grad(set_to_none=True)
                 losses.sum().backward()
