@@ -3,8 +3,8 @@
 Layout: network ``k`` owns channel block ``k`` of every activation, ``[T, B, K * C, H, W]``; its inputs are its own
 images (its own data order and augmentation), stacked along channels ``[B, K * Cin, H, W]``. Convolutions are
 grouped (one group per network), batch norms run over ``K * C`` channels (per-channel statistics, hence per
-network), LIF layers are elementwise (one call for all K), the linears are batched matmuls, and the output is
-``[K, B, classes]``.
+network), LIF layers are elementwise (one call for all K), the two linears run network by network (as the lone
+network computes them), and the output is ``[K, B, classes]``.
 
 Cells: the pack evaluates the *union* of its cells' pruned graphs. At each edge position ``(i, j)`` the networks
 holding op ``o`` there form a member set; op ``o`` runs once on their channel blocks (a view when the set is all
@@ -18,8 +18,9 @@ Invariants
 ----------
 * :meth:`PackedSNASNet.pack` copies each network's parameters and buffers into its blocks and :meth:`unpack`
   copies them back: nothing is shared or coupled between networks, so with the loss a *sum* of the K
-  per-network losses, every network gets exactly its own gradient, and elementwise optimisers (SGD, Adam, with
-  their weight decay) give exactly its own update.
+  per-network losses, every network gets its own gradient, and elementwise optimisers (SGD, Adam, with their
+  weight decay) give its own update: mathematically exactly; numerically up to float rounding, since the kernels see
+  other shapes and layouts (``tests/test_packed.py``: 1e-9 relative in float64).
 * Dropout draws network ``k``'s per-sample mask from ``generators[k]`` with the same call ``F.dropout`` makes on
   CPU (``bernoulli_(1 - p) / (1 - p)``), so a generator positioned where network ``k``'s global stream stands
   gives its masks.
@@ -312,8 +313,7 @@ class PackedSNASNet(nn.Module):
                      .div_(1 - c.dropout) for g in generators]  # what F.dropout draws on CPU
             y = y * torch.stack(masks, 1)
         t = c.timesteps
-        # the linears network by network, as the lone network computes them (bit for bit on CPU; a batched matmul
-        # rounds differently)
+        # the linears network by network, as the lone network computes them (a batched matmul rounds differently)
         w1, w2, b2 = self.fc1.weight.chunk(k), self.fc2.weight.chunk(k), self.fc2.bias.chunk(k)
         h = torch.stack([F.linear(y[:, :, net], w1[net]) for net in range(k)], 2)  # [T, B, K, hidden]
         s = self.lif3(h)
