@@ -18,7 +18,8 @@ against the per-network trainer (:func:`snnbench.training.train_cell`, pack 1), 
 number of worker processes in ``--processes`` (each process: one torch thread, its share of the packs). The rows are
 ``--cells`` cells (half forward, half backward, drawn from the space with seed 0; in hash order, so packs mix
 kinds, or with ``--by-kind`` forward ones first, as a build of one ``--kind`` packs them) x ``--seeds`` seeds on the
-bench protocol; ``--epochs`` / ``--images`` shorten it (say so when quoting). ``--profile`` adds the top ops of one
+bench protocol; ``--epochs`` / ``--images`` shorten it (say so when quoting); ``--rounds`` repeats the pack
+sizes interleaved and rates each by its best round (a shared machine's load drifts). ``--profile`` adds the top ops of one
 training step, alone and packed.
 
     python benchmarks/bench_training.py                       # digits, CPU
@@ -226,24 +227,28 @@ def packs_benchmark(a: argparse.Namespace) -> None:
     packs = [1] + [int(k) for k in a.packs.split(",") if int(k) > 1]
     first = None  # the per-network trainer with the first process count: today's figure
     for procs in [int(p) for p in a.processes.split(",")]:
-        base = None
-        for k in packs:
-            groups = [rows[i:i + k] for i in range(0, len(rows), k)]
-            shares: list[list[tuple[str, int]]] = [[] for _ in range(procs)]
-            for i, g in enumerate(groups):  # whole packs, dealt round robin
-                shares[i % procs] += g
-            t0 = time.perf_counter()
-            with cf.ProcessPoolExecutor(procs, mp_context=mp.get_context("spawn")) as pool:
-                done = sum(pool.map(_train_rows, [(a.data, share, a.images, a.epochs, a.device, k) for share in shares if share]))
-            wall = time.perf_counter() - t0
-            per_hour = done * 3600 / wall
-            base = base or per_hour
-            first = first or per_hour
-            name = "per-network trainer (train_cell)" if k == 1 else f"packs of {k} (train_pack)"
-            images = done * cfg.epochs * len(data.train) / wall  # training images per second, evaluation included
-            print(f"{procs} process{'es' if procs > 1 else ''}  {name:34s} {done} trainings in {wall:7.1f} s  "
-                  f"{per_hour:8.1f} trainings/h  {images:8.1f} images/s  {per_hour / base:5.2f}x "
-                  f"(vs pack 1, {procs} proc)  {per_hour / first:5.2f}x (vs the first row)")
+        walls: dict[int, list[float]] = {k: [] for k in packs}
+        for round_ in range(a.rounds):  # pack sizes interleaved, so that a change of the machine's load hits all
+            for k in packs:
+                groups = [rows[i:i + k] for i in range(0, len(rows), k)]
+                shares: list[list[tuple[str, int]]] = [[] for _ in range(procs)]
+                for i, g in enumerate(groups):  # whole packs, dealt round robin
+                    shares[i % procs] += g
+                t0 = time.perf_counter()
+                with cf.ProcessPoolExecutor(procs, mp_context=mp.get_context("spawn")) as pool:
+                    done = sum(pool.map(_train_rows, [(a.data, share, a.images, a.epochs, a.device, k)
+                                                      for share in shares if share]))
+                walls[k].append(time.perf_counter() - t0)
+                wall = min(walls[k])  # the least disturbed of the rounds so far
+                per_hour = done * 3600 / wall
+                base = len(rows) * 3600 / min(walls[1])
+                first = first or per_hour
+                images = done * cfg.epochs * len(data.train) / wall  # training images per second, evaluation included
+                name = "per-network trainer (train_cell)" if k == 1 else f"packs of {k} (train_pack)"
+                print(f"{procs} process{'es' if procs > 1 else ''}  {name:34s} {done} trainings in {walls[k][-1]:7.1f} s "
+                      f"(best of {round_ + 1}: {wall:7.1f} s)  {per_hour:8.1f} trainings/h  {images:8.1f} images/s  "
+                      f"{per_hour / base:5.2f}x (vs pack 1, {procs} proc)  {per_hour / first:5.2f}x (vs the first row)",
+                      flush=True)
     if a.profile:
         profile_step(cells[:max(packs)], a)
 
@@ -306,6 +311,7 @@ def main() -> None:
     p.add_argument("--processes", default="1,2", help="packs benchmark: worker process counts")
     p.add_argument("--cells", type=int, default=16, help="packs benchmark: cells, half forward and half backward")
     p.add_argument("--seeds", type=int, default=2, help="packs benchmark: seeds per cell")
+    p.add_argument("--rounds", type=int, default=1, help="packs benchmark: rounds (pack sizes interleaved; best taken)")
     p.add_argument("--by-kind", action="store_true", help="packs benchmark: forward cells first (packs of one kind)")
     p.add_argument("--profile", type=int, default=0, help="packs benchmark: print this many top ops of one step")
     a = p.parse_args()
