@@ -12,8 +12,19 @@ Both train the same cell in the same skeleton on the same images with SGD (SPEC 
 The step-by-step forward is checked against the snnbench forward before timing. Images/second counts
 training images of the timed epochs (the first epoch of each is a warm-up and is not timed).
 
+With ``--packs K[,K...]`` it measures instead trainings per hour of the packed trainer
+(:func:`snnbench.training.train_pack`, packs of K rows in (cell, seed) order, as ``snnbench build`` forms them)
+against the per-network trainer (:func:`snnbench.training.train_cell`, pack 1), side by side in one run, for each
+number of worker processes in ``--processes`` (each process: one torch thread, its share of the packs). The rows are
+``--cells`` cells (half forward, half backward, drawn from the space with seed 0; in hash order, so packs mix
+kinds, or with ``--by-kind`` forward ones first, as a build of one ``--kind`` packs them) x ``--seeds`` seeds on the
+bench protocol; ``--epochs`` / ``--images`` shorten it (say so when quoting); ``--rounds`` repeats the pack
+sizes interleaved and rates each by its best round (a shared machine's load drifts). ``--profile`` adds the top ops of one
+training step, alone and packed.
+
     python benchmarks/bench_training.py                       # digits, CPU
     python benchmarks/bench_training.py --data /work/shared/data/cifar10/train.npz --images 4096 --device cuda
+    python benchmarks/bench_training.py --packs 2,4,8 --processes 1,2 --epochs 1 --images 512 --profile
 """
 
 from __future__ import annotations
@@ -30,7 +41,9 @@ from torchvision import transforms
 
 from snnbench.data import Dataset, load_dataset
 from snnbench.network import SNASNet, build_network
-from snnbench.training import network_config_for, train_cell, train_config
+from snnbench.packed import PackedSNASNet
+from snnbench.space import space
+from snnbench.training import network_config_for, train_cell, train_config, train_pack
 
 
 class _ATanSpike(torch.autograd.Function):
@@ -165,18 +178,148 @@ def check_step_forward(cell: str, data: Dataset, net) -> float:
         return float((step_forward(model, x) - model(x)).abs().max())
 
 
+def bench_cells(count: int, by_kind: bool = False) -> list[str]:
+    """``count`` cells, half forward and half backward, drawn uniformly from the space (seed 0), in hash order
+    (``by_kind``: the forward ones first, as builds of one ``--kind`` pack them)."""
+    sp = space()
+    rng = np.random.default_rng(0)
+    chosen = []
+    for backward, n in ((False, count - count // 2), (True, count // 2)):
+        pool = np.flatnonzero(sp.is_backward == backward)
+        chosen += [int(u) for u in rng.choice(pool, n, replace=False)]
+    chosen.sort(key=lambda u: (bool(sp.is_backward[u]) and by_kind, sp.hashes[u]))
+    return [sp.texts[u].decode() for u in chosen]
+
+
+def _train_rows(args: tuple[str, list[tuple[str, int]], int | None, int, str, int]) -> int:
+    """Worker: train ``rows`` (cell text, seed) in packs of ``pack`` (1: ``train_cell``); returns trainings done."""
+    data_name, rows, images, epochs, device, pack = args
+    torch.set_num_threads(1)
+    data, net, cfg = _packs_setup(data_name, images, epochs)
+    for start in range(0, len(rows), pack):
+        group = rows[start:start + pack]
+        if len(group) == 1:
+            train_cell(group[0][0], data, net, cfg, seed=group[0][1], device=device)
+        else:
+            train_pack([c for c, _ in group], data, net, cfg, [s for _, s in group], device)
+    return len(rows)
+
+
+def _packs_setup(data_name: str, images: int | None, epochs: int) -> tuple[Dataset, Any, Any]:
+    data = load_dataset(data_name)
+    if images:
+        data = data.subset(train=images)
+    return data, network_config_for(data, "bench"), train_config("bench", epochs=epochs)
+
+
+def packs_benchmark(a: argparse.Namespace) -> None:
+    """Trainings per hour, per-network trainer against packs, for each process count (see the module docstring)."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    cells = bench_cells(a.cells, a.by_kind)
+    rows = [(c, s) for c in cells for s in range(a.seeds)]
+    data, net, cfg = _packs_setup(a.data, a.images, a.epochs)
+    print(f"# {len(cells)} cells ({a.cells - a.cells // 2} forward, {a.cells // 2} backward"
+          f"{', forward ones first' if a.by_kind else ', in hash order'}) x {a.seeds} seeds = "
+          f"{len(rows)} trainings; {data.name} ({len(data.train)} train images), bench skeleton and budget, "
+          f"{cfg.epochs} epochs, device {a.device}")
+    packs = [1] + [int(k) for k in a.packs.split(",") if int(k) > 1]
+    first = None  # the per-network trainer with the first process count: today's figure
+    for procs in [int(p) for p in a.processes.split(",")]:
+        walls: dict[int, list[float]] = {k: [] for k in packs}
+        for round_ in range(a.rounds):  # pack sizes interleaved, so that a change of the machine's load hits all
+            for k in packs:
+                groups = [rows[i:i + k] for i in range(0, len(rows), k)]
+                shares: list[list[tuple[str, int]]] = [[] for _ in range(procs)]
+                for i, g in enumerate(groups):  # whole packs, dealt round robin
+                    shares[i % procs] += g
+                t0 = time.perf_counter()
+                with cf.ProcessPoolExecutor(procs, mp_context=mp.get_context("spawn")) as pool:
+                    done = sum(pool.map(_train_rows, [(a.data, share, a.images, a.epochs, a.device, k)
+                                                      for share in shares if share]))
+                walls[k].append(time.perf_counter() - t0)
+                wall = min(walls[k])  # the least disturbed of the rounds so far
+                per_hour = done * 3600 / wall
+                base = len(rows) * 3600 / min(walls[1])
+                first = first or per_hour
+                images = done * cfg.epochs * len(data.train) / wall  # training images per second, evaluation included
+                name = "per-network trainer (train_cell)" if k == 1 else f"packs of {k} (train_pack)"
+                print(f"{procs} process{'es' if procs > 1 else ''}  {name:34s} {done} trainings in {walls[k][-1]:7.1f} s "
+                      f"(best of {round_ + 1}: {wall:7.1f} s)  {per_hour:8.1f} trainings/h  {images:8.1f} images/s  "
+                      f"{per_hour / base:5.2f}x (vs pack 1, {procs} proc)  {per_hour / first:5.2f}x (vs the first row)",
+                      flush=True)
+    if a.profile:
+        profile_step(cells[:max(packs)], a)
+
+
+#: aten ops that compute nothing (views, allocations, conversions): left out of the op count of :func:`profile_step`
+_VIEW_OPS = frozenset(f"aten::{name}" for name in (
+    "view", "as_strided", "slice", "select", "unsqueeze", "expand", "reshape", "t", "transpose", "permute", "narrow",
+    "detach", "empty", "empty_strided", "alias", "_reshape_alias", "unbind", "split", "chunk", "empty_like", "squeeze",
+    "lift_fresh", "resolve_conj", "resolve_neg", "result_type", "contiguous", "flatten", "split_with_sizes", "to",
+    "_to_copy", "is_nonzero", "item", "_local_scalar_dense"))
+
+
+def profile_step(cells: list[str], a: argparse.Namespace) -> None:
+    """Top ops (self CPU time) of one training step (forward + backward): the networks alone, then as one pack."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(1)
+    data, net, _ = _packs_setup(a.data, a.images, 1)
+    k = len(cells)
+    models = []
+    for seed, cell in enumerate(cells):
+        torch.manual_seed(seed)
+        models.append(build_network(cell, net).train())
+    packed = PackedSNASNet(models).train()
+    gens = [torch.Generator().manual_seed(s) for s in range(k)]
+    x = data.normalize(data.train.images[:a.batch_size])
+    y = data.train.labels[:a.batch_size]
+
+    def alone() -> None:
+        for m in models:
+            F.cross_entropy(m(x), y).backward()
+
+    def pack() -> None:
+        torch.stack([F.cross_entropy(o, y) for o in packed(x.repeat(1, k, 1, 1), gens)]).sum().backward()
+
+    for name, step in (("alone", alone), (f"pack of {k}", pack)):
+        step()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            step()
+        events = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in events)
+        launches = sum(e.count for e in events if e.key.startswith("aten::") and e.key not in _VIEW_OPS)
+        print(f"\n## one step of {k} networks, {name}: {total / 1e3:.0f} ms self CPU time, {launches / k:.0f} "
+              "computing ops per network (a GPU launches a kernel for each); top ops")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=a.profile))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default="digits", help="digits, cifar10, ... or a train .npz path")
-    p.add_argument("--images", type=int, default=1024, help="training images (a seeded subset)")
+    p.add_argument("--images", type=int, default=None, help="training images (a seeded subset; default 1024, packs: all)")
     p.add_argument("--cell", default="0302 0030 3003 0000")
     p.add_argument("--preset", default="bench", choices=["bench", "paper"])
     p.add_argument("--timesteps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=3, help="epochs per trainer; the first is warm-up")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per trainer; the first is warm-up (default 3; packs: 12)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: 2 CPU, 4 CUDA)")
+    p.add_argument("--packs", default=None, help="pack sizes to measure against pack 1 (e.g. 2,4,8): the packs benchmark")
+    p.add_argument("--processes", default="1,2", help="packs benchmark: worker process counts")
+    p.add_argument("--cells", type=int, default=16, help="packs benchmark: cells, half forward and half backward")
+    p.add_argument("--seeds", type=int, default=2, help="packs benchmark: seeds per cell")
+    p.add_argument("--rounds", type=int, default=1, help="packs benchmark: rounds (pack sizes interleaved; best taken)")
+    p.add_argument("--by-kind", action="store_true", help="packs benchmark: forward cells first (packs of one kind)")
+    p.add_argument("--profile", type=int, default=0, help="packs benchmark: print this many top ops of one step")
     a = p.parse_args()
+    if a.packs:
+        a.epochs = a.epochs or 12  # the bench budget
+        packs_benchmark(a)
+        return
+    a.images, a.epochs = a.images or 1024, a.epochs or 3
     device = torch.device(a.device)
     data = load_dataset(a.data, val_fraction=0.0).subset(train=a.images, test=a.batch_size)
     net = network_config_for(data, a.preset, **({"timesteps": a.timesteps} if a.timesteps else {}))

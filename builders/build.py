@@ -40,6 +40,7 @@ class Stage:
     kind: str
     seeds: tuple[int, ...]
     batch: int = 16
+    pack: int = 1  # train: rows trained together as one pack (see snnbench.training.train_pack)
     command: str = ""
     source: str | None = None  # the dataset file workers load, when the settings name it otherwise (.npz)
 
@@ -118,7 +119,8 @@ def _run_stages(path: str | os.PathLike[str], stages: Sequence[Stage], work: Wor
         for stage in stages:
             hashes = select_cells(stage.cells, stage.kind, writer.protocols, [r.protocol for r in reports])
             proto = writer.ensure_protocol(stage.type, stage.settings, command=stage.command, environment=env, shard=shard)
-            items, skipped = plan_items(stage.type, proto, hashes, stage.seeds, shard, stage.batch, stage.source)
+            items, skipped = plan_items(stage.type, proto, hashes, stage.seeds, shard, stage.batch, stage.source,
+                                        stage.pack)
             report = StageReport(proto.id, stage.type, skipped=skipped, wanted=skipped + sum(len(i.rows) for i in items))
             reports.append(report)
             t0 = time.perf_counter()
@@ -163,7 +165,7 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: st
                 kind: str, preset: str, net: dict[str, Any], scores: str, score_batch: int, score_repeats: int,
                 score_mode: str = "clean",
                 score_seeds: str, cells: str, train_epochs: int, train: dict[str, Any], seeds: str, train_cells: str,
-                device: str, shard: str | None) -> list[Stage]:
+                device: str, shard: str | None, pack: int = 1) -> list[Stage]:
     """The stages of one ``snnbench build`` invocation, each with the command line that rebuilds it.
 
     A stage's settings (hence its protocol id) hold what fixes the numbers: dataset and split, the full
@@ -171,7 +173,7 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: st
     which rows to fill, so other selections with the same settings resume into the same protocol.
     An ``.npz`` dataset is named by ``dataset_name`` (else its absolute path) and identified by the
     sha256 of its files: named, the same files give the same protocol wherever they lie; unnamed, a copy
-    at another path gives another protocol.
+    at another path gives another protocol. ``pack``: training rows per pack (and per work item); not a setting.
     """
     from builders.plan import parse_seeds
     from snnbench.data import NAMES, load_dataset, npz_digest
@@ -244,7 +246,8 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: st
         needs_scores = bool(metrics) and train_form in ("top", "strata")
         command = (base + (score_args if needs_scores else " --scores none") + f" --train-epochs {train_epochs}"
                    + train_args + f" --seeds {','.join(map(str, parse_seeds(seeds)))} --train-cells {shlex.quote(train_cells)}")
-        stages.append(Stage("train", settings, train_cells, kind, parse_seeds(seeds), batch=1, command=command, source=source))
+        stages.append(Stage("train", settings, train_cells, kind, parse_seeds(seeds), batch=pack, pack=pack, command=command,
+                            source=source))
     return stages
 
 

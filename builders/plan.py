@@ -236,15 +236,18 @@ class WorkItem:
     settings: dict[str, Any]
     rows: list[tuple[str, str, int]] = field(default_factory=list)  # (hash, canonical text, seed)
     source: str | None = None  # where a worker loads the dataset from, when not from its name (an .npz path)
+    pack: int = 1  # train: networks trained together as one pack (not a setting: it changes no number)
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.stage, "protocol": self.protocol, "settings": self.settings, "rows": self.rows,
-                "source": self.source}
+                "source": self.source, "pack": self.pack}
 
 
 def plan_items(stage: str, proto: Protocol, hashes: Sequence[str], seeds: Sequence[int],
-               shard: tuple[int, int] | None, batch: int, source: str | None = None) -> tuple[list[WorkItem], int]:
+               shard: tuple[int, int] | None, batch: int, source: str | None = None,
+               pack: int = 1) -> tuple[list[WorkItem], int]:
     """Work items for the rows of ``hashes x seeds`` in ``shard`` that ``proto`` lacks; also the rows skipped.
+    Each item holds ``batch`` rows (its last fewer) and trains them in packs of ``pack``.
 
     Rows run in hash order (a cell's seeds together): hashes are uniform pseudo-random, so the rows an
     interrupted build holds are a uniform random subset of its selection, the same one on every rerun.
@@ -261,6 +264,6 @@ def plan_items(stage: str, proto: Protocol, hashes: Sequence[str], seeds: Sequen
                 skipped += 1
             else:
                 todo.append((h, to_text(sp.matrices[index_of[h]]), int(s)))
-    items = [WorkItem(stage, proto.id, proto.settings, todo[i:i + batch], source)
+    items = [WorkItem(stage, proto.id, proto.settings, todo[i:i + batch], source, pack)
              for i in range(0, len(todo), max(1, batch))]
     return items, skipped

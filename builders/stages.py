@@ -3,7 +3,9 @@
 A work item is plain data (``builders.plan.WorkItem.to_dict()``); :func:`run_item` returns one record
 per row, ``{"hash", "seed", "values": {column: number | str | list}}``, or ``{"hash", "seed", "error"}``
 when that row raised. Values depend only on the protocol settings, the cell and the row's seed (the
-per-cell seed of :func:`builders.plan.cell_seed`), so any worker computes the same record.
+per-cell seed of :func:`builders.plan.cell_seed`), so any worker computes the same record. A train item with
+``pack`` > 1 trains its rows as one pack (:func:`snnbench.training.train_pack`): each row's values are its own
+network's, equal to a lone training's up to float rounding, and its ``seconds`` a 1/K share of the pack's time.
 Column names and units are documented in ``docs/table.md``.
 """
 
@@ -132,7 +134,37 @@ def _train_row(cell: Any, settings: dict[str, Any], seed: int, source: str | Non
     return train_values(result, t["epochs"])
 
 
+def _train_pack(cells: list[Any], settings: dict[str, Any], seeds: list[int], source: str | None) -> list[dict[str, Any]]:
+    """Table values of the rows (``cells[k]``, ``seeds[k]``) trained as one pack (see ``train_pack``)."""
+    from snnbench.network import NetworkConfig
+    from snnbench.training import TrainConfig, train_pack
+
+    t = dict(settings["train"])
+    t["test_epochs"] = tuple(t["test_epochs"])
+    device = _device(settings)
+    dataset = _dataset(json.dumps(settings["dataset"], sort_keys=True), device, source)
+    results = train_pack(cells, dataset, NetworkConfig(**settings["network"]["config"]), TrainConfig(**t), seeds, device)
+    return [train_values(r, t["epochs"]) for r in results]
+
+
 _ROWS = {"score": _score_row, "train": _train_row}
+
+
+def _run_pack(item: dict[str, Any], source: str | None) -> list[dict[str, Any]] | None:
+    """The records of a train item's rows trained as one pack; ``None`` when the pack raised (the caller then
+    trains the rows one by one, so that each row gets its own result or error). The pack's wall time is shared
+    equally: each row's ``seconds`` is the pack's divided by its number of rows."""
+    from snnbench.space import Cell
+
+    start = time.perf_counter()
+    rows = item["rows"]
+    try:
+        values = _train_pack([Cell.from_text(text) for _, text, _ in rows], item["settings"],
+                             [cell_seed(h, seed) for h, _, seed in rows], source)
+    except Exception:  # noqa: BLE001 - retried row by row, where each error is reported with its row
+        return None
+    share = (time.perf_counter() - start) / len(rows)
+    return [{"hash": h, "seed": seed, "values": {**v, "seconds": share}} for (h, _, seed), v in zip(rows, values)]
 
 
 def run_item(item: dict[str, Any]) -> list[dict[str, Any]]:
@@ -143,6 +175,11 @@ def run_item(item: dict[str, Any]) -> list[dict[str, Any]]:
     settings = item["settings"]
     source = item.get("source")
     _dataset(json.dumps(settings["dataset"], sort_keys=True), _device(settings), source)  # loaded before any row's clock starts
+    if item["stage"] == "train" and item.get("pack", 1) > 1 and len(item["rows"]) > 1 \
+            and not settings["network"]["config"].get("learnable_tau"):
+        packed = _run_pack(item, source)
+        if packed is not None:
+            return packed
     records = []
     for cell_hash, text, seed in item["rows"]:
         start = time.perf_counter()

@@ -171,14 +171,19 @@ def random_crop_flip(
 
     Draws, in this order, ``dy``, ``dx`` and the flip bits from ``generator`` (on the images' device).
     """
-    b, dev = images.shape[0], images.device
-    dy = torch.randint(0, 2 * padding + 1, (b,), device=dev, generator=generator)
-    dx = torch.randint(0, 2 * padding + 1, (b,), device=dev, generator=generator)
+    return crop_flip(images, padding, *draw_crop_flip(images.shape[0], padding, hflip, images.device, generator))
+
+
+def draw_crop_flip(b: int, padding: int, hflip: bool, device: torch.device,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The draws of :func:`random_crop_flip` for ``b`` images: ``dy``, ``dx`` and the flip bits, in that order."""
+    dy = torch.randint(0, 2 * padding + 1, (b,), device=device, generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (b,), device=device, generator=generator)
     if hflip:
-        flip = torch.randint(0, 2, (b,), device=dev, generator=generator).bool()
+        flip = torch.randint(0, 2, (b,), device=device, generator=generator).bool()
     else:
-        flip = torch.zeros(b, dtype=torch.bool, device=dev)
-    return crop_flip(images, padding, dy, dx, flip)
+        flip = torch.zeros(b, dtype=torch.bool, device=device)
+    return dy, dx, flip
 
 
 # --------------------------------------------------------------------------- statistics and splits

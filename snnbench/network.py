@@ -212,6 +212,25 @@ def _sum(terms: list[Tensor]) -> Tensor:
     return out
 
 
+def components(m: np.ndarray, alive: list[bool]) -> list[tuple[list[int], bool]]:
+    """The alive nodes of the graph of ``m``'s non-zero edges grouped into strongly connected components, in
+    topological order; each with a flag saying whether it holds a cycle."""
+    n = m.shape[0]
+    reach = (m != 0) | np.eye(n, dtype=bool)
+    for k in range(n):  # transitive closure (Floyd-Warshall)
+        reach = reach | (reach[:, k : k + 1] & reach[k : k + 1, :])
+    groups: list[tuple[list[int], bool]] = []
+    done: set[int] = set()
+    for j in range(n):
+        if alive[j] and j not in done:
+            comp = [k for k in range(n) if alive[k] and reach[j, k] and reach[k, j]]
+            done.update(comp)
+            groups.append((comp, len(comp) > 1))
+    # topological order: if A feeds B, every node reaching A also reaches B, and A's nodes do too
+    groups.sort(key=lambda g: sum(bool(reach[k, g[0][0]]) for k in range(n) if alive[k]))
+    return groups
+
+
 class SNASCell(nn.Module):
     """A cell (SPEC section 2) of width ``channels`` over ``[T, B, C, H, W]``, built from ``cell.pruned``.
 
@@ -248,25 +267,8 @@ class SNASCell(nn.Module):
             if isinstance(lif, LIF):
                 out_lifs[int(name[1])].append(lif)
         self.sibling_lifs = out_lifs
-        self.groups = self._components(m)
+        self.groups = components(m, self.alive)
         self.step_through_time = False
-
-    def _components(self, m: np.ndarray) -> list[tuple[list[int], bool]]:
-        """Alive nodes grouped into strongly connected components, in topological order; each with
-        a flag saying whether it holds a cycle."""
-        reach = (m != 0) | np.eye(self.n, dtype=bool)
-        for k in range(self.n):  # transitive closure (Floyd-Warshall)
-            reach = reach | (reach[:, k : k + 1] & reach[k : k + 1, :])
-        groups: list[tuple[list[int], bool]] = []
-        done: set[int] = set()
-        for j in range(self.n):
-            if self.alive[j] and j not in done:
-                comp = [k for k in range(self.n) if self.alive[k] and reach[j, k] and reach[k, j]]
-                done.update(comp)
-                groups.append((comp, len(comp) > 1))
-        # topological order: if A feeds B, every node reaching A also reaches B, and A's nodes do too
-        groups.sort(key=lambda g: sum(bool(reach[k, g[0][0]]) for k in range(self.n) if self.alive[k]))
-        return groups
 
     @property
     def recurrent(self) -> bool:

@@ -10,7 +10,8 @@ Invariants
 * ``seed`` fixes initial weights and dropout masks (``torch.manual_seed``) and the shuffling / augmentation
   stream (a separate generator): two runs with the same arguments on the same CPU give bit-identical
   results (another CPU's vector kernels change the last bits, which training amplifies).
-* On CUDA the forward pass runs under bf16 autocast (``amp``); the loss is computed in float32.
+* On CUDA the forward pass runs under bf16 autocast (``amp``); the loss is computed in float32 (float64 for a
+  float64 model).
 * ``dampening`` (SGD's) is 0 unless set, and a config at 0 serialises without it: the settings, hence the protocol ids,
   of configs made before the field existed are unchanged.
 * With ``checkpoint`` set, the state after every epoch is written atomically (``torch.save`` of tensors,
@@ -25,14 +26,14 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from snnbench import fields
-from snnbench.data import NAMES, Dataset, Split
+from snnbench.data import NAMES, Dataset, Split, crop_flip, draw_crop_flip
 from snnbench.network import NetworkConfig, SNASNet, build_network, count_params, network_config, spike_stats
 from snnbench.scores import resolve_device
 from snnbench.space import Cell
@@ -162,6 +163,11 @@ def _autocast(device: torch.device, amp: bool) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
 
 
+def _loss_dtype(out: torch.Tensor) -> torch.Tensor:
+    """Class scores for the loss: float32, or float64 for a float64 model."""
+    return out if out.dtype == torch.float64 else out.float()
+
+
 def _test_spikes(model: SNASNet, dataset: Dataset, split: Split, batch_size: int) -> dict[str, Any]:
     """``spike_stats`` over the whole split (eval mode): batch results averaged with weights = batch sizes."""
     model.eval()
@@ -252,7 +258,7 @@ def train_cell(
                 x = data.normalize(x)
                 with _autocast(device, cfg.amp):
                     out = model(x)
-                loss = F.cross_entropy(out.float(), y)
+                loss = F.cross_entropy(_loss_dtype(out), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -291,6 +297,127 @@ def train_cell(
         "spikes": spikes,
         "seconds": state.seconds + time.perf_counter() - t0,
     }
+
+
+#: Networks per pack by device type (``snnbench train`` / ``build`` default; measured in docs/data.md, "Packs").
+PACK = {"cpu": 1, "cuda": 8}
+
+
+def default_pack(device: str | torch.device) -> int:
+    """The default number of networks per pack on ``device`` (see :data:`PACK`)."""
+    return PACK.get(torch.device(device).type, 1)
+
+
+def _pack_batch(data: Dataset, batch: Sequence[torch.Tensor], gens: Sequence[torch.Generator],
+                augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step's input of a pack: network k's images ``batch[k]`` (augmented with the draws of its own generator,
+    as ``train_cell`` draws them) in channel block k, ``[B, K * C, H, W]``, and its labels ``[K, B]``. The K
+    crops and flips run as one gather, the normalisation as one op (the same numbers as per network)."""
+    k, b = len(batch), len(batch[0])
+    index = torch.cat(list(batch))
+    x = data.train.images[index]
+    if augment:
+        draws = [draw_crop_flip(b, data.crop_padding, data.hflip, x.device, g) for g in gens]
+        x = crop_flip(x, data.crop_padding, *(torch.cat(d) for d in zip(*draws)))
+    x = data.normalize(x)
+    return x.view(k, b, *x.shape[1:]).transpose(0, 1).reshape(b, -1, *x.shape[2:]), data.train.labels[index].view(k, b)
+
+
+def train_pack(
+    cells: Sequence[Cell | str],
+    dataset: Dataset,
+    net_config: NetworkConfig,
+    train_config: TrainConfig,
+    seeds: Sequence[int],
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Train network ``k`` = (``cells[k]``, ``seeds[k]``) for every k as one pack (:mod:`snnbench.packed`) and return
+    the :func:`train_cell` result of each, in order.
+
+    Each network is exactly the one :func:`train_cell` trains alone: the same initialisation (built after
+    ``torch.manual_seed(seed)``), dropout masks (its own generator, positioned where the global stream stands after
+    its initialisation; on CUDA seeded like the CUDA default stream but drawn by another kernel, so masks differ
+    from a lone run there), data order and augmentation (its own seeded generator), forward, gradient and optimiser
+    update (float rounding aside). The loss is the sum of the K per-network losses. Evaluation runs on each network
+    alone after its blocks are copied back. Time: each record's ``seconds`` and the result's ``seconds`` are the
+    pack's wall time divided equally among its K networks (the evaluation of a network is charged to it).
+    No checkpoint: a pack interrupted is trained again from the start.
+    """
+    from snnbench.packed import PackedSNASNet
+
+    if len(cells) != len(seeds) or not cells:
+        raise ValueError(f"pack: needs one seed per cell, got {len(cells)} cells and {len(seeds)} seeds")
+    cfg = train_config
+    device = resolve_device(device)
+    cell_list = [c if isinstance(c, Cell) else Cell(c) for c in cells]
+    k = len(cell_list)
+    models, drop_gens, gens = [], [], []
+    for cell, seed in zip(cell_list, seeds):
+        torch.manual_seed(seed)
+        models.append(build_network(cell, net_config).to(device))
+        drop = torch.Generator(device)
+        if device.type == "cpu":
+            drop.set_state(torch.get_rng_state())
+        else:
+            drop.manual_seed(seed)
+        drop_gens.append(drop)
+        gens.append(torch.Generator(device).manual_seed(seed))
+    packed = PackedSNASNet(models)
+    data = dataset.to(device)
+    opt = _optimizer(packed, cfg)
+    records: list[list[dict[str, Any]]] = [[] for _ in range(k)]
+    seconds = [0.0] * k
+    n = len(data.train)
+    steps = math.ceil(n / cfg.batch_size)
+    bar = tqdm(total=cfg.epochs * steps, desc=f"train pack of {k}", unit="batch", disable=not progress, leave=False)
+    try:
+        for epoch in range(cfg.epochs):
+            t0 = time.perf_counter()
+            lr = cfg.lr_at(epoch)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            packed.train()
+            loss_sum = torch.zeros(k, dtype=torch.float32, device=device)
+            correct = torch.zeros(k, dtype=torch.int64, device=device)
+            orders = [torch.randperm(n, device=device, generator=g).split(cfg.batch_size) for g in gens]
+            for batch in zip(*orders):
+                x, y = _pack_batch(data, batch, gens, cfg.augment)
+                with _autocast(device, cfg.amp):
+                    out = packed(x, drop_gens)
+                losses = torch.stack([F.cross_entropy(_loss_dtype(o), t) for o, t in zip(out, y)])  # each as alone
+                opt.zero_grad(set_to_none=True)
+                losses.sum().backward()
+                opt.step()
+                loss_sum += losses.detach() * y.shape[1]
+                correct += (out.detach().argmax(2) == y).sum(1)
+                bar.update(1)
+            packed.unpack()
+            losses_host, correct_host = [v / n for v in loss_sum.tolist()], correct.tolist()  # as train_cell divides
+            train_time = (time.perf_counter() - t0) / k
+            for net, model in enumerate(models):
+                t1 = time.perf_counter()
+                record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": losses_host[net],
+                                          "train_acc": correct_host[net] / n,
+                                          "val_acc": evaluate(model, data, data.val, cfg.eval_batch_size, cfg.amp)}
+                if epoch + 1 in cfg.test_epochs or epoch + 1 == cfg.epochs:
+                    record["test_acc"] = evaluate(model, data, data.test, cfg.eval_batch_size, cfg.amp)
+                record["seconds"] = train_time + time.perf_counter() - t1
+                seconds[net] += record["seconds"]
+                records[net].append(record)
+    finally:
+        bar.close()
+    results = []
+    for net, (cell, seed, model) in enumerate(zip(cell_list, seeds, models)):
+        t1 = time.perf_counter()
+        spikes = _test_spikes(model, data, data.test, cfg.eval_batch_size)
+        final = records[net][-1]
+        results.append({"cell": cell.text, "seed": seed, "train_config": cfg.to_dict(), "net_config": net_config.to_dict(),
+                        "dataset": dataset.summary(), "hash": cell.hash, "kind": cell.kind, "device": str(device),
+                        "params": count_params(model), "epochs": records[net], "val_acc": final["val_acc"],
+                        "test_acc": final["test_acc"], "spikes": spikes,
+                        "seconds": seconds[net] + time.perf_counter() - t1})
+    return results
 
 
 def _checkpoint_path(checkpoint: str | os.PathLike) -> Path:

@@ -931,3 +931,93 @@ def test_pool_workers_load_a_named_dataset_from_data_dir(tmp_path: Path, monkeyp
     (pa,), (pb,) = (list(open_table(tmp_path / f"{n}.h5").protocols.values()) for n in "ab")
     assert pa.settings["dataset"] == {"name": "cifar10", "val_fraction": 0.1, "split_seed": 0}
     assert pa.id == pb.id and len(pa) == 2 and records_equal(pa, pb, ignore=_times(pa))
+
+
+# A training-only build of 6 rows (3 cells x 2 seeds) for packs; the cells mix op member sets across a pack.
+PACKED = [*TINY[:8], "--scores", "none", "--train-epochs", "1", "--train-cells", "sample:3:7", "--seeds", "0,1",
+          "--train", "batch_size=128", "--train", "eval_batch_size=512", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def packed_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted packed build (packs of 2, in this process)."""
+    path = tmp_path_factory.mktemp("packed") / "ref.h5"
+    _cli("build", str(path), *PACKED, "--pack", "2", "--workers", "0")
+    return path
+
+
+def test_packed_build_agrees_with_unpacked_build(packed_reference: Path, tmp_path: Path) -> None:
+    """--pack changes no protocol and no number beyond float rounding: same protocol id, rows, accuracies up to one
+    image of difference, curves and spike counts within float32 rounding amplified by a few steps."""
+    alone = tmp_path / "alone.h5"
+    _cli("build", str(alone), *PACKED, "--pack", "1", "--workers", "0")
+    ta, tp = open_table(alone), open_table(packed_reference)
+    assert set(ta.protocols) == set(tp.protocols) and len(ta.protocols) == 1
+    a, p = next(iter(ta.protocols.values())), next(iter(tp.protocols.values()))
+    oa, op = np.lexsort((a.seed, a.hash)), np.lexsort((p.seed, p.hash))
+    np.testing.assert_array_equal(a.hash[oa], p.hash[op])
+    np.testing.assert_array_equal(a.seed[oa], p.seed[op])
+    assert len(a) == 6 and len(set(a.hash.tolist())) == 3
+    np.testing.assert_allclose(p.columns["curves/train_loss"][op], a.columns["curves/train_loss"][oa], rtol=1e-5)
+    np.testing.assert_allclose(p.columns["spikes_per_image"][op], a.columns["spikes_per_image"][oa], rtol=1e-2)
+    from snnbench.data import load_dataset
+
+    assert np.abs(p.columns["test_acc"][op] - a.columns["test_acc"][oa]).max() <= 1.5 / len(load_dataset("digits").test)
+    # each row's seconds is its share of its pack: the two rows of a pack hold the same value
+    seconds = p.columns["seconds"][op]
+    assert (seconds > 0).all() and np.allclose(seconds[0::2], seconds[1::2])
+
+
+def test_kill_9_of_a_packed_build_then_resume_equals_uninterrupted(packed_reference: Path, tmp_path: Path) -> None:
+    """A packed build with 2 workers killed (-9, driver and workers) once a training row is stored loses at most its
+    unfinished packs; the resumed build (in this process) equals the uninterrupted one, timing columns aside."""
+    path, journal = tmp_path / "killed.h5", Path(f"{tmp_path / 'killed.h5'}.journal")
+    cmd = [sys.executable, "-c", "from snnbench.cli import main; main()", "build", str(path), *PACKED, "--pack", "2",
+           "--workers", "2", "--fold-seconds", "0.2"]
+    for attempt in range(6):
+        for leftover in tmp_path.iterdir():
+            leftover.unlink()
+        proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while _stored_rows(path, journal) == 0 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.wait() == -signal.SIGKILL and _stored_rows(path, journal) < 6:
+            break
+    stored = _stored_rows(path, journal)
+    assert proc.returncode == -signal.SIGKILL and 0 < stored < 6, "every row was stored before the kill, 6 times"
+    assert stored % 2 == 0  # whole packs only
+    out = _cli("build", str(path), *PACKED, "--pack", "2", "--workers", "0")
+    assert f"found {stored} already stored, 0 failed" in out
+    _same_tables(path, packed_reference)
+
+
+def test_a_pack_that_raises_is_retrained_row_by_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A packed train item whose pack raises falls back to its rows one by one: each gets its own result or error."""
+    import builders.stages as stages
+
+    calls: list[int] = []
+
+    def pack_fails(*args: object) -> list[dict]:
+        raise RuntimeError("out of memory")
+
+    def row(cell: Cell, settings: dict, seed: int, source: str | None) -> dict:
+        calls.append(seed)
+        if len(calls) == 2:
+            raise ValueError("diverged")
+        return {"v": float(seed)}
+
+    monkeypatch.setattr(stages, "_train_pack", pack_fails)
+    monkeypatch.setattr(stages, "_dataset", lambda *args: None)
+    monkeypatch.setitem(stages._ROWS, "train", row)
+    hashes = sorted(select_cells("sample:3:7", "forward"))
+    sp = space()
+    rows = [(h, sp.texts[sp.hash_index[h]].decode(), 0) for h in hashes]
+    settings = {"dataset": {"name": "digits"}, "device": "cpu", "network": {"config": {"learnable_tau": False}}}
+    records = stages.run_item({"stage": "train", "protocol": "p", "settings": settings, "rows": rows, "source": None,
+                               "pack": 3})
+    assert calls == [cell_seed(h, 0) for h in hashes]
+    assert [r["hash"] for r in records] == hashes
+    assert "error" in records[1] and records[1]["error"] == "ValueError: diverged"
+    assert records[0]["values"]["v"] == float(cell_seed(hashes[0], 0)) and records[0]["values"]["seconds"] >= 0

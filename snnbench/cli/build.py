@@ -143,6 +143,8 @@ def _sigterm_interrupts() -> Iterator[None]:
 @click.option("--seeds", default=DEFAULTS["seeds"], show_default=True, help="Training seeds (list 0,1 or range 0-3).")
 @click.option("--train-cells", default=DEFAULTS["train_cells"], show_default=True, help=f"Cells to train: {CELL_SPECS}.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--pack", type=click.IntRange(min=1), default=None, help="Trainings run as one pack (default: by device, "
+              "see docs/table.md); changes no number of the table.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="Worker processes (default: CPU cores; 0: run in this process, --executor local only).")
 @click.option("--shard", default=None, metavar="I/N", help="Build only the cells whose hash is I modulo N.")
@@ -165,6 +167,7 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
     from builders.plan import parse_shard
     from builders.stages import run_item
     from snnbench.scores import resolve_device
+    from snnbench.training import default_pack
 
     path = _table_arg(table)
     quiet, as_json = opts.pop("quiet"), opts.pop("as_json")
@@ -176,13 +179,14 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
         raise InputError("--ray-address and --gpus-per-task: only with --executor ray")
     if opts["executor"] == "local":  # a Ray cluster's workers may have GPUs this driver lacks
         resolve_device(opts["device"])
-    skip = ("executor", "workers", "ray_address", "gpus_per_task", "net", "train")
-    stages = make_stages(table=path, **{k: v for k, v in opts.items() if k not in skip},
+    skip = ("executor", "workers", "ray_address", "gpus_per_task", "net", "train", "pack")
+    pack = opts["pack"] if opts["pack"] is not None else default_pack(opts["device"])
+    stages = make_stages(table=path, **{k: v for k, v in opts.items() if k not in skip}, pack=pack,
                          net=_key_values(opts["net"], "--net"), train=_key_values(opts["train"], "--train"))
     if not stages:
         raise InputError("nothing to build: --scores none and --train-epochs 0")
     unused = []  # told after the build, so that a refused build's error stays its one line
-    for stage, names, why in (("train", ("train", "seeds", "train_cells"), "--train-epochs 0 (nothing is trained)"),
+    for stage, names, why in (("train", ("train", "seeds", "train_cells", "pack"), "--train-epochs 0 (nothing is trained)"),
                               ("score", ("score_batch", "score_repeats", "score_mode", "score_seeds", "cells"), "--scores none (nothing is scored)")):
         flags = [f"--{n.replace('_', '-')}" for n in names if n in given]
         if flags and stage not in {s.type for s in stages}:
