@@ -25,7 +25,7 @@ from api.report import report, report_sections
 from api.lookup import cell_key
 from api.replay import draw, make_pool, pick, replay, replay_curve
 from snnbench.cli import main
-from snnbench.space import Cell, Distribution, canonical_batch, prune_batch, raw_matrices, space, validate
+from snnbench.space import Cell, Distribution, canonical_batch, prune_batch, raw_matrices, space, to_text, validate
 from snnbench.table import SHIPPED, SPIKE_LAYERS, default_table_path, open_table, table_datasets
 
 
@@ -287,9 +287,10 @@ def test_table_resolution(table: Path, tmp_path: Path, monkeypatch: pytest.Monke
         Benchmark(bad)
 
 
-def test_shipped_tables_are_the_last_resort(table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No path, no $SNNBENCH_TABLE: the default build output if it exists (and holds the dataset asked
-    for), else the table shipped for the dataset (digits when none is named)."""
+def test_queries_open_the_shipped_tables_unless_told(table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No path, no $SNNBENCH_TABLE: the table shipped for the dataset (digits when none is named). The default
+    build output is never opened unless named, so a build (finished or interrupted) does not change what
+    queries answer."""
     monkeypatch.delenv("SNNBENCH_TABLE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     cifar = tmp_path / "cifar.h5"
@@ -298,21 +299,34 @@ def test_shipped_tables_are_the_last_resort(table: Path, tmp_path: Path, monkeyp
     monkeypatch.setitem(SHIPPED, "cifar10", cifar)
     assert default_table_path() == tmp_path / ".cache" / "snnbench" / "snnbench.h5"
     assert resolve_table() == table and resolve_table(dataset="cifar10") == cifar
-    with pytest.raises(FileNotFoundError, match="no table for dataset 'cifar100': none ships .*snnbench build --dataset cifar100"):
-        resolve_table(dataset="cifar100")  # nothing shipped, nothing built
-    for args, path in (([], table), (["--dataset", "cifar10"], cifar)):  # `snnbench info` opens what query opens
+    assert resolve_table(dataset="cifar10-jpeg") == cifar  # a variant's request finds its dataset's shipped table
+    with pytest.raises(FileNotFoundError, match="no table for dataset 'cifar100': none ships .*snnbench build PATH --dataset cifar100"):
+        resolve_table(dataset="cifar100")
+    m = Benchmark(table).matrices[0]
+    before = query(m)
+    assert before == Benchmark(table).query(m)
+    built = default_table_path()  # the default build output (a copy: only which path is opened differs)
+    built.parent.mkdir(parents=True)
+    shutil.copy(table, built)
+    assert table_datasets(built) == {"digits"} and table_datasets(tmp_path / "missing.h5") == set()
+    for ds in (None, "digits", "cifar10"):
+        assert resolve_table(dataset=ds) == (cifar if ds == "cifar10" else table)
+    assert query(m) == before and load().path == Benchmark(table).path
+    for args, path in (([], table), (["--dataset", "cifar10"], cifar)):  # the CLI opens what the API opens
         r = CliRunner().invoke(main, ["info", *args, "--json"])
         assert r.exit_code == 0 and json.loads(r.output)["path"] == str(path)
-    m = Benchmark(table).matrices[0]
-    assert query(m) == Benchmark(table).query(m)
-    built = default_table_path()
-    built.parent.mkdir(parents=True)
-    shutil.copy(table, built)  # a digits table: the user's own build now wins for digits, not for cifar10
-    assert resolve_table() == resolve_table(dataset="digits") == built and resolve_table(dataset="cifar10") == cifar
-    assert table_datasets(built) == {"digits"} and table_datasets(tmp_path / "missing.h5") == set()
-    assert resolve_table(dataset="cifar10-jpeg") == cifar  # a variant's request finds its dataset's shipped table
-    monkeypatch.setitem(SHIPPED, "cifar10", tmp_path / "not-shipped.h5")
-    assert resolve_table(dataset="cifar10") == built  # whose view then says it has no cifar10 protocol
+    r = CliRunner().invoke(main, ["query", to_text(m), "--json"])
+    assert r.exit_code == 0 and json.loads(r.output) == json.loads(json.dumps(before))
+    r = CliRunner().invoke(main, ["info", str(built), "--json"])  # named, it is opened
+    assert r.exit_code == 0 and json.loads(r.output)["path"] == str(built)
+    monkeypatch.setenv("SNNBENCH_TABLE", str(built))
+    assert resolve_table() == resolve_table(dataset="cifar10") == built
+    monkeypatch.delenv("SNNBENCH_TABLE")
+    monkeypatch.setitem(SHIPPED, "cifar10", tmp_path / "not-shipped.h5")  # a checkout without the shipped file
+    with pytest.raises(FileNotFoundError, match="no table for dataset 'cifar10'.*--table PATH or SNNBENCH_TABLE=PATH"):
+        resolve_table(dataset="cifar10")
+    r = CliRunner().invoke(main, ["query", "--dataset", "cifar10", to_text(m)])
+    assert r.exit_code == 2 and "no table for dataset 'cifar10'" in r.output and "Traceback" not in r.output
 
 
 # --------------------------------------------------------------------------- replay

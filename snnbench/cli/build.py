@@ -219,6 +219,8 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
             click.echo(f"  {s.type:5} protocol {s.protocol}: {s.rows:,} rows stored; this run added {s.added:,}, "
                        f"found {s.skipped:,} already stored, {s.failed:,} failed ({_duration(s.seconds)})")
         click.echo(f"  inspect: snnbench info {shlex.quote(str(report.path))}")
+        click.echo(f"  query it: snnbench query --table {shlex.quote(str(report.path))} MATRIX (or set SNNBENCH_TABLE; "
+                   "unnamed, queries open the shipped tables)")
     for line in unused:
         click.echo(line, err=True)
     if report.failed:
@@ -272,7 +274,7 @@ def _rebuild_commands(commands: list[str], path: str) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(table: str | None, dataset: str | None, verify: bool, as_json: bool) -> None:
     """Protocols, coverage and summary statistics of TABLE (default: the table `snnbench query` opens:
-    $SNNBENCH_TABLE, the default build output, else the table shipped for --dataset, digits when none)."""
+    $SNNBENCH_TABLE, else the table shipped for --dataset, digits when none)."""
     from api.benchmark import resolve_table
     from builders.build import describe
     from snnbench.table import open_table

@@ -10,8 +10,8 @@ import click
 from snnbench.cli.common import SEED, FiniteFloatRange, NonEmptyPath, echo_json, matrix_argument
 
 table_option = click.option("--table", "table", type=NonEmptyPath(dir_okay=False), default=None,
-                            help="Table file (default: $SNNBENCH_TABLE, else the default build output, else the table "
-                                 "shipped for --dataset, digits when none is named).")
+                            help="Table file (default: $SNNBENCH_TABLE, else the table shipped for --dataset, digits when "
+                                 "none is named; a build's output is read only when named here or in $SNNBENCH_TABLE).")
 view_options = [
     click.option("--score-protocol", default=None, help="Score protocol id (prefix) when the table holds several."),
     click.option("--train-protocol", default=None, help="Train protocol id (prefix) when the table holds several."),
