@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from api_tables import TINY_BUILD, tiny_table, without_metric_seconds
+from api_tables import TINY_BUILD, tiny_table, with_fixed_times, without_metric_seconds
 from click.testing import CliRunner
 
 from api.benchmark import Benchmark, CellNotFound, load, query, resolve_table
@@ -843,8 +843,12 @@ def test_report_on_a_score_only_table_summarises_its_scores(table: Path, tmp_pat
         assert row.split(" | ")[1] == f"{len(v):,}" and f"{v[np.isfinite(v)].mean():.4f}" in row
 
 
-def test_report_page_holds_the_functions_numbers(bench: Benchmark, tmp_path: Path) -> None:
+def test_report_page_holds_the_functions_numbers(tmp_path: Path) -> None:
+    """On the tiny table with constant stored times: its build measures them wall-clock, and with measured times
+    whether random search has a result at ``score_train``'s cost (the equal-cost line) depended on the run."""
+    bench = Benchmark(with_fixed_times(tiny_table(), tmp_path / "fixed.h5"))
     budget = float(np.nansum(bench.train_seconds))  # enough to train every cell
+    assert budget == 2.0 * len(bench) and set(bench.score_seconds.tolist()) == {0.05}
     page = report(bench, tmp_path / "r", title="tiny", sizes=(2, 4, 1000), trials=50, runs=3, budget=budget, seed=5)
     text = page.read_text()
     assert {p.name for p in page.parent.iterdir()} == {"report.md", "scores.png", "replay.png", "compare.png"}
@@ -869,6 +873,7 @@ def test_report_page_holds_the_functions_numbers(bench: Benchmark, tmp_path: Pat
     for name, r in result["algorithms"].items():
         assert f"| {name} | {r['final_mean']:.4f} ± {r['final_std']:.4f} | {r['trained_mean']:.1f} |" in text
     cost = result["algorithms"]["score_train"]["seconds_mean"]
+    assert cost == pytest.approx(len(bench) * 0.025 + 5 * 2.0)  # scores every cell of the tiny space (sahd's own time), trains 5
     at = next(i for i, t in enumerate(result["times"]) if t >= cost)  # the first curve point not before that cost
     assert (f"- `score_train` ends at {cost:,.0f} s on average: random search's test accuracy at "
             f"{result['times'][at]:,.0f} s is {result['algorithms']['random']['curve_mean'][at]:.4f}, against "
