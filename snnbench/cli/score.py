@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from snnbench.cli.common import SEED, NonEmptyPath, echo_json, matrix_argument, parse_matrix
+from snnbench.cli.common import SEED, NonEmptyPath, echo_json, matrix_argument, parse_matrix, threads_option, torch_threads
 from snnbench.data import load_dataset
 from snnbench.network import PRESETS
 from snnbench.scores import METRICS, SCORE_MODES, score_cell
@@ -23,6 +23,7 @@ from snnbench.training import network_config_for
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--mode", type=click.Choice(SCORE_MODES), default="clean", show_default=True,
               help="clean: seeded, un-augmented, exact; release: the authors' search scoring as its code runs (sahd only).")
+@threads_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def score(
     matrix: tuple[str, ...],
@@ -35,6 +36,7 @@ def score(
     seed: int,
     device: str,
     mode: str,
+    threads: int,
     as_json: bool,
 ) -> None:
     """Score MATRIX's untrained network ("0302 0030 3003 0000", four rows, or JSON).
@@ -45,7 +47,8 @@ def score(
     cell = parse_matrix(matrix)
     data = load_dataset(dataset, data_dir)
     config = network_config_for(data, preset)
-    result = score_cell(cell, data, config, (metric,), batch_size, repeats, seed, device, mode=mode)
+    with torch_threads(threads):
+        result = score_cell(cell, data, config, (metric,), batch_size, repeats, seed, device, mode=mode)
     record = {
         "metric": metric,
         "score": result["scores"][metric],

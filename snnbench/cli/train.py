@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from snnbench.cli.common import SEED, FiniteFloatRange, NonEmptyPath, echo_json, matrix_argument, parse_matrix
+from snnbench.cli.common import (SEED, FiniteFloatRange, NonEmptyPath, echo_json, matrix_argument, parse_matrix, threads_option,
+                                 torch_threads)
 from snnbench.data import load_dataset
 from snnbench.scores import resolve_device
 from snnbench.training import PRESETS, network_config_for, train_cell, train_config
@@ -28,12 +29,13 @@ from snnbench.training import PRESETS, network_config_for, train_cell, train_con
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--checkpoint", type=NonEmptyPath(dir_okay=False), default=None, help="Resume from / save to this file.")
+@threads_option
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 def train(
     matrix: tuple[str, ...], dataset: str, data_dir: str | None, download: bool, preset: str, epochs: int | None,
     batch_size: int | None, lr: float | None, optimizer: str | None, timesteps: int | None, pool: int | None, learnable_tau: bool,
     train_images: int | None, test_images: int | None, seed: int, device: str, checkpoint: str | None,
-    as_json: bool,
+    threads: int, as_json: bool,
 ) -> None:
     """Train MATRIX (e.g. "0302 0030 3003 0000") with surrogate gradients; a progress bar goes to stderr."""
     cell = parse_matrix(matrix)
@@ -44,7 +46,8 @@ def train(
     overrides = {k: v for k, v in {"timesteps": timesteps, "pool": pool}.items() if v is not None}
     net = network_config_for(data, preset, **overrides, learnable_tau=learnable_tau)
     cfg = train_config(preset, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer)
-    result = train_cell(cell, data, net, cfg, seed=seed, device=device, progress=True, checkpoint=checkpoint)
+    with torch_threads(threads):
+        result = train_cell(cell, data, net, cfg, seed=seed, device=device, progress=True, checkpoint=checkpoint)
     if as_json:
         echo_json(result)
         return
