@@ -908,6 +908,17 @@ def test_report_cli(table: Path, tmp_path: Path) -> None:
     r = run(main, ["report", "--table", str(table), "--out", str(tmp_path / "c"), "-n", "4", "--trials", "5", "--runs", "1"])
     assert r.exit_code == 0 and Path(r.output.strip()) == tmp_path / "c" / "report.md"
     assert "| N = 4 |" in (tmp_path / "c" / "report.md").read_text()
+    page = (tmp_path / "c" / "report.md").read_bytes()
+    (tmp_path / "c" / "notes.txt").write_text("mine")
+    r = run(main, ["report", "--table", str(table), "--out", str(tmp_path / "c"), "-n", "2", "--trials", "5", "--runs", "1"])
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "--force" in r.output and "is not empty" in r.output
+    assert (tmp_path / "c" / "report.md").read_bytes() == page  # nothing replaced
+    r = run(main, ["report", "--table", str(table), "--out", str(tmp_path / "c"), "-n", "2", "--trials", "5", "--runs", "1", "--force"])
+    assert r.exit_code == 0 and "| N = 2 |" in (tmp_path / "c" / "report.md").read_text()
+    assert (tmp_path / "c" / "notes.txt").read_text() == "mine"  # only the report's own files are replaced
+    (tmp_path / "empty").mkdir()
+    r = run(main, ["report", "--table", str(table), "--out", str(tmp_path / "empty"), "-n", "2", "--trials", "5", "--runs", "1"])
+    assert r.exit_code == 0 and (tmp_path / "empty" / "report.md").exists()
     r = run(main, ["report", "--table", str(table), "--out", str(tmp_path / "d"), "-n", "0"])
     assert r.exit_code == 2 and "Traceback" not in r.output and not (tmp_path / "d").exists()
     for args, message in ((["--replay-scores", "nope"], "score: 'nope' not in the view"),
