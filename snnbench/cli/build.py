@@ -46,6 +46,13 @@ def _table_arg(table: str | None) -> Path:
     return Path(table).expanduser() if table else default_table_path()
 
 
+def _is_shipped(path: Path) -> bool:
+    """Whether ``path`` (followed through links) lies in the package's folder of shipped tables."""
+    from snnbench import table as table_module
+
+    return Path(os.path.realpath(path)).parent == Path(os.path.realpath(table_module.SHIPPED_DIR))
+
+
 def _size(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
@@ -149,6 +156,8 @@ def _sigterm_interrupts() -> Iterator[None]:
 @click.option("--ray-address", default=None, help="Ray cluster address (default: start a local Ray instance).")
 @click.option("--gpus-per-task", type=FiniteFloatRange(min=0), default=None, help="GPUs each Ray task requests (default: 1 with --device cuda, else 0).")
 @click.option("--fold-seconds", type=FiniteFloatRange(min=0, min_open=True), default=20.0, show_default=True, help="How often results are folded into the HDF5 file (a table slow to write folds less often, see docs/table.md; the journal keeps the rows in between).")
+@click.option("--into-shipped", is_flag=True, help="Allow TABLE to be a table shipped inside the package (what every "
+              "unnamed query of this install reads); refused without it.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
@@ -169,8 +178,12 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
     path = _table_arg(table)
     quiet, as_json = opts.pop("quiet"), opts.pop("as_json")
     fold_seconds = opts.pop("fold_seconds")
+    into_shipped = opts.pop("into_shipped")
+    if _is_shipped(path) and not into_shipped:
+        raise InputError(f"{path} is a table shipped with snnbench (unnamed queries read it): build into another file, "
+                         "or pass --into-shipped to change it")
     given = {n for n in ctx.params if ctx.get_parameter_source(n) != click.core.ParameterSource.DEFAULT}
-    default = not given - {"table", "quiet", "as_json"}
+    default = not given - {"table", "quiet", "as_json", "into_shipped"}
     shard = parse_shard(opts["shard"])
     if opts["executor"] != "ray" and (opts["ray_address"] is not None or opts["gpus_per_task"] is not None):
         raise InputError("--ray-address and --gpus-per-task: only with --executor ray")
