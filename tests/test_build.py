@@ -962,3 +962,6 @@ def test_writing_into_a_shipped_table_needs_into_shipped(tmp_path: Path, monkeyp
     assert sorted(p.name for p in tables.iterdir()) == ["t.h5"]  # and no lock file left beside it
     r = CliRunner().invoke(main, ["build", str(tmp_path / "other.h5"), *args])  # elsewhere: no flag needed
     assert r.exit_code == 0, r.output
+    recorded = ["snnbench build /scratch/x.h5 --cells all"]  # `snnbench info` prints rebuild commands that run as shown
+    assert _rebuild_commands(recorded, str(tables / "t.h5")) == [f"snnbench build {tables / 't.h5'} --cells all --into-shipped"]
+    assert _rebuild_commands(recorded, str(tmp_path / "other.h5")) == [f"snnbench build {tmp_path / 'other.h5'} --cells all"]

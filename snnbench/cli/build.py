@@ -265,7 +265,8 @@ def _environment_line(env: dict) -> str:
 
 def _rebuild_commands(commands: list[str], path: str) -> list[str]:
     """The recorded build commands with their output table replaced by ``path`` (the table shown: a build into a
-    scratch file that was merged in rebuilds this one), duplicates dropped, first-recorded order kept."""
+    scratch file that was merged in rebuilds this one; ``--into-shipped`` added for a shipped table, so the command
+    runs as shown), duplicates dropped, first-recorded order kept."""
     out = []
     for cmd in commands:
         try:
@@ -274,6 +275,8 @@ def _rebuild_commands(commands: list[str], path: str) -> list[str]:
             argv = []
         if argv[:2] == ["snnbench", "build"] and len(argv) > 2:
             argv[2] = str(path)
+            if _is_shipped(Path(path)) and "--into-shipped" not in argv:
+                argv.append("--into-shipped")
             cmd = shlex.join(argv)
         out.append(cmd)
     return list(dict.fromkeys(out))
