@@ -29,8 +29,7 @@ import numpy as np
 from api.lookup import Key, cell_key
 from snnbench.fields import METRIC_ALIASES
 from snnbench.space import Cell, space, to_text
-from snnbench.table import (METRIC_SECONDS, SHIPPED, SPIKE_LAYERS, Protocol, Table, dataset_matches, default_table_path, open_table, shipped_table,
-                            table_datasets)
+from snnbench.table import (METRIC_SECONDS, SHIPPED, SPIKE_LAYERS, Protocol, Table, dataset_matches, open_table, shipped_table)
 
 _KINDS = ("forward", "backward")
 
@@ -88,32 +87,29 @@ class CellNotFound(KeyError, ValueError):
 
 def resolve_table(path: str | os.PathLike[str] | None = None, dataset: str | None = None, *,
                   name_it: str = "--table") -> Path:
-    """The table to open: ``path``, else ``$SNNBENCH_TABLE``, else the default build output, else the
-    table shipped with the package for ``dataset`` (:func:`~snnbench.table.shipped_table`, ``digits`` when
-    None; see ``docs/results.md``). The default build output is passed over for the shipped table when it
-    holds no protocol on ``dataset`` (or a variant of it, see :func:`~snnbench.table.dataset_matches`).
+    """The table to open: ``path``, else ``$SNNBENCH_TABLE``, else the table shipped with the package for
+    ``dataset`` (:func:`~snnbench.table.shipped_table`, ``digits`` when None; see ``docs/results.md``).
 
-    Raises ``FileNotFoundError`` saying how to build a table when none exists (``name_it``: how the calling
-    command names a table, e.g. ``--table`` or a ``TABLE`` argument).
+    The default output of ``snnbench build`` (``~/.cache/snnbench/snnbench.h5``) is never opened unless named:
+    a build, finished or interrupted, does not change what queries answer. Raises ``FileNotFoundError``
+    saying what to do when the table does not exist (``name_it``: how the calling command names a table,
+    e.g. ``--table`` or a ``TABLE`` argument).
     """
     if path is not None or os.environ.get("SNNBENCH_TABLE"):
-        chosen = Path(path).expanduser() if path is not None else default_table_path()
-        origin = "given path" if path is not None else "$SNNBENCH_TABLE"
-    else:
-        chosen, origin = default_table_path(), "default table"
-        shipped = shipped_table(dataset)
-        if shipped is not None and shipped.exists() and (not chosen.exists() or (
-                dataset is not None and not any(dataset_matches(d, dataset) for d in table_datasets(chosen)))):
-            return shipped
-    if not chosen.exists():
-        if origin == "default table" and dataset is not None:
-            raise FileNotFoundError(
-                f"no table for dataset {dataset!r}: none ships with snnbench (shipped: {', '.join(SHIPPED)}) and there "
-                f"is no default table at {chosen}; build one with `snnbench build --dataset {dataset}`, or name a table "
-                f"({name_it}) or set SNNBENCH_TABLE")
-        raise FileNotFoundError(f"no snnbench table at {chosen} ({origin}): build one with `snnbench build {chosen}` "
-                                f"(no path: the default table), or name another table ({name_it}) or set SNNBENCH_TABLE")
-    return chosen
+        chosen = Path(path if path is not None else os.environ["SNNBENCH_TABLE"]).expanduser()
+        if not chosen.exists():
+            origin = "given path" if path is not None else "$SNNBENCH_TABLE"
+            raise FileNotFoundError(f"no snnbench table at {chosen} ({origin}): build one with `snnbench build {chosen}`, "
+                                    f"or name another table ({name_it}) or set SNNBENCH_TABLE")
+        return chosen
+    shipped = shipped_table(dataset)
+    if shipped is None or not shipped.exists():
+        wanted = dataset or "digits"
+        raise FileNotFoundError(
+            f"no table for dataset {wanted!r}: none ships with this snnbench (shipped: "
+            f"{', '.join(d for d, p in SHIPPED.items() if p.exists()) or 'none'}); build one with "
+            f"`snnbench build PATH --dataset {wanted}` and name it ({name_it} PATH or SNNBENCH_TABLE=PATH)")
+    return shipped
 
 
 @dataclass
@@ -719,5 +715,5 @@ def load(table: str | os.PathLike[str] | None = None, *, score: str | None = Non
 
 def query(matrix: object, table: str | os.PathLike[str] | None = None, *, seed: int | None = None,
           score: str | None = None, train: str | None = None, dataset: str | None = None) -> dict[str, Any]:
-    """Record of a cell in the table at ``table`` / ``$SNNBENCH_TABLE`` / the default build output."""
+    """Record of a cell in the table at ``table`` / ``$SNNBENCH_TABLE`` / the shipped table for ``dataset``."""
     return load(table, score=score, train=train, dataset=dataset).query(matrix, seed)

@@ -43,7 +43,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import IO, Any, Iterable, Iterator, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -900,12 +900,7 @@ class TableWriter:
             with _table_file(self.path):
                 pass
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.path.with_name(self.path.name + ".lock"), "a")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise _fail(self.path, f"another process is writing this table (lock {self._lock.name})") from None
+        self._lock = _lock_file(self.path)
         try:
             _check_writable(self.path)
             if self.path.exists():
@@ -924,7 +919,7 @@ class TableWriter:
             if replayed or not self.path.exists():
                 self.fold()
         except BaseException:
-            self._lock.close()
+            _unlock(self._lock)
             raise
         self.replayed = replayed
 
@@ -1038,7 +1033,8 @@ class TableWriter:
             pass
 
     def close(self) -> None:
-        """Fold, delete the journal and release the lock; if the fold fails the journal stays, for the next writer."""
+        """Fold, delete the journal and release the lock (its file removed); if the fold fails the journal stays, for
+        the next writer."""
         if self._lock.closed:
             return
         try:
@@ -1048,7 +1044,34 @@ class TableWriter:
         finally:
             with contextlib.suppress(OSError):  # a failed flush of a full disk: the fsync'd lines are what counts
                 self._journal.close()
-            self._lock.close()
+            _unlock(self._lock)
+
+
+def _lock_file(path: Path) -> IO[str]:
+    """``<path>.lock``, open and ``flock``-ed by this process. The lock is valid only on the file the name
+    currently links: a writer releasing it removes the file (:func:`_unlock`), so one that locked a file
+    unlinked meanwhile retries on the new one. Two writers thus never both hold the lock of one table."""
+    name = path.with_name(path.name + ".lock")
+    while True:
+        lock = open(name, "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise _fail(path, f"another process is writing this table (lock {name})") from None
+        try:
+            if os.stat(name).st_ino == os.fstat(lock.fileno()).st_ino:
+                return lock
+        except FileNotFoundError:
+            pass
+        lock.close()  # the file was removed by the writer that held it: lock the current one
+
+
+def _unlock(lock: IO[str]) -> None:
+    """Remove the lock file (still holding it, so no writer is locking it) and release it."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(lock.name)
+    lock.close()
 
 
 _HEADER_TYPES: dict[str, type | tuple[type, ...]] = {

@@ -48,6 +48,26 @@ def without_metric_seconds(src: Path, dst: Path, rows: int | None = None) -> Pat
     return dst
 
 
+def with_fixed_times(src: Path, dst: Path, train: float = 2.0, score: float = 0.05) -> Path:
+    """A copy of table ``src`` at ``dst`` whose stored times, measured wall-clock by its build, are replaced by
+    constants: every training row took ``train`` seconds (its epochs equally long), every score row ``score``
+    seconds, each metric of it ``score / 2``. Simulated-cost results on it depend on nothing measured."""
+    from snnbench.table import METRIC_SECONDS, open_table, write_table
+
+    protocols = list(open_table(src).protocols.values())
+    for p in protocols:
+        cols = p.columns
+        if p.type == "train":
+            cols["train_seconds"][:] = train
+            cols["curves/epoch_seconds"][:] = train / cols["curves/epoch_seconds"].shape[1]
+        for name in cols:
+            if name.startswith(METRIC_SECONDS):
+                cols[name][:] = score / 2
+        cols["seconds"][:] = train if p.type == "train" else score
+    write_table(dst, protocols)
+    return dst
+
+
 PAPER_CELL = "0302 0030 3003 0000"  # SNASNet's published cell: backward edges 2 -> 0 and 3 -> 0
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from api_tables import TINY_BUILD, tiny_table, without_metric_seconds
+from api_tables import TINY_BUILD, tiny_table, with_fixed_times, without_metric_seconds
 from click.testing import CliRunner
 
 from api.benchmark import Benchmark, CellNotFound, load, query, resolve_table
@@ -25,7 +25,7 @@ from api.report import report, report_sections
 from api.lookup import cell_key
 from api.replay import draw, make_pool, pick, replay, replay_curve
 from snnbench.cli import main
-from snnbench.space import Cell, Distribution, canonical_batch, prune_batch, raw_matrices, space, validate
+from snnbench.space import Cell, Distribution, canonical_batch, prune_batch, raw_matrices, space, to_text, validate
 from snnbench.table import SHIPPED, SPIKE_LAYERS, default_table_path, open_table, table_datasets
 
 
@@ -287,9 +287,10 @@ def test_table_resolution(table: Path, tmp_path: Path, monkeypatch: pytest.Monke
         Benchmark(bad)
 
 
-def test_shipped_tables_are_the_last_resort(table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No path, no $SNNBENCH_TABLE: the default build output if it exists (and holds the dataset asked
-    for), else the table shipped for the dataset (digits when none is named)."""
+def test_queries_open_the_shipped_tables_unless_told(table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No path, no $SNNBENCH_TABLE: the table shipped for the dataset (digits when none is named). The default
+    build output is never opened unless named, so a build (finished or interrupted) does not change what
+    queries answer."""
     monkeypatch.delenv("SNNBENCH_TABLE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     cifar = tmp_path / "cifar.h5"
@@ -298,21 +299,34 @@ def test_shipped_tables_are_the_last_resort(table: Path, tmp_path: Path, monkeyp
     monkeypatch.setitem(SHIPPED, "cifar10", cifar)
     assert default_table_path() == tmp_path / ".cache" / "snnbench" / "snnbench.h5"
     assert resolve_table() == table and resolve_table(dataset="cifar10") == cifar
-    with pytest.raises(FileNotFoundError, match="no table for dataset 'cifar100': none ships .*snnbench build --dataset cifar100"):
-        resolve_table(dataset="cifar100")  # nothing shipped, nothing built
-    for args, path in (([], table), (["--dataset", "cifar10"], cifar)):  # `snnbench info` opens what query opens
+    assert resolve_table(dataset="cifar10-jpeg") == cifar  # a variant's request finds its dataset's shipped table
+    with pytest.raises(FileNotFoundError, match="no table for dataset 'cifar100': none ships .*snnbench build PATH --dataset cifar100"):
+        resolve_table(dataset="cifar100")
+    m = Benchmark(table).matrices[0]
+    before = query(m)
+    assert before == Benchmark(table).query(m)
+    built = default_table_path()  # the default build output (a copy: only which path is opened differs)
+    built.parent.mkdir(parents=True)
+    shutil.copy(table, built)
+    assert table_datasets(built) == {"digits"} and table_datasets(tmp_path / "missing.h5") == set()
+    for ds in (None, "digits", "cifar10"):
+        assert resolve_table(dataset=ds) == (cifar if ds == "cifar10" else table)
+    assert query(m) == before and load().path == Benchmark(table).path
+    for args, path in (([], table), (["--dataset", "cifar10"], cifar)):  # the CLI opens what the API opens
         r = CliRunner().invoke(main, ["info", *args, "--json"])
         assert r.exit_code == 0 and json.loads(r.output)["path"] == str(path)
-    m = Benchmark(table).matrices[0]
-    assert query(m) == Benchmark(table).query(m)
-    built = default_table_path()
-    built.parent.mkdir(parents=True)
-    shutil.copy(table, built)  # a digits table: the user's own build now wins for digits, not for cifar10
-    assert resolve_table() == resolve_table(dataset="digits") == built and resolve_table(dataset="cifar10") == cifar
-    assert table_datasets(built) == {"digits"} and table_datasets(tmp_path / "missing.h5") == set()
-    assert resolve_table(dataset="cifar10-jpeg") == cifar  # a variant's request finds its dataset's shipped table
-    monkeypatch.setitem(SHIPPED, "cifar10", tmp_path / "not-shipped.h5")
-    assert resolve_table(dataset="cifar10") == built  # whose view then says it has no cifar10 protocol
+    r = CliRunner().invoke(main, ["query", to_text(m), "--json"])
+    assert r.exit_code == 0 and json.loads(r.output) == json.loads(json.dumps(before))
+    r = CliRunner().invoke(main, ["info", str(built), "--json"])  # named, it is opened
+    assert r.exit_code == 0 and json.loads(r.output)["path"] == str(built)
+    monkeypatch.setenv("SNNBENCH_TABLE", str(built))
+    assert resolve_table() == resolve_table(dataset="cifar10") == built
+    monkeypatch.delenv("SNNBENCH_TABLE")
+    monkeypatch.setitem(SHIPPED, "cifar10", tmp_path / "not-shipped.h5")  # a checkout without the shipped file
+    with pytest.raises(FileNotFoundError, match="no table for dataset 'cifar10'.*--table PATH or SNNBENCH_TABLE=PATH"):
+        resolve_table(dataset="cifar10")
+    r = CliRunner().invoke(main, ["query", "--dataset", "cifar10", to_text(m)])
+    assert r.exit_code == 2 and "no table for dataset 'cifar10'" in r.output and "Traceback" not in r.output
 
 
 # --------------------------------------------------------------------------- replay
@@ -829,8 +843,12 @@ def test_report_on_a_score_only_table_summarises_its_scores(table: Path, tmp_pat
         assert row.split(" | ")[1] == f"{len(v):,}" and f"{v[np.isfinite(v)].mean():.4f}" in row
 
 
-def test_report_page_holds_the_functions_numbers(bench: Benchmark, tmp_path: Path) -> None:
+def test_report_page_holds_the_functions_numbers(tmp_path: Path) -> None:
+    """On the tiny table with constant stored times: its build measures them wall-clock, and with measured times
+    whether random search has a result at ``score_train``'s cost (the equal-cost line) depended on the run."""
+    bench = Benchmark(with_fixed_times(tiny_table(), tmp_path / "fixed.h5"))
     budget = float(np.nansum(bench.train_seconds))  # enough to train every cell
+    assert budget == 2.0 * len(bench) and set(bench.score_seconds.tolist()) == {0.05}
     page = report(bench, tmp_path / "r", title="tiny", sizes=(2, 4, 1000), trials=50, runs=3, budget=budget, seed=5)
     text = page.read_text()
     assert {p.name for p in page.parent.iterdir()} == {"report.md", "scores.png", "replay.png", "compare.png"}
@@ -855,6 +873,7 @@ def test_report_page_holds_the_functions_numbers(bench: Benchmark, tmp_path: Pat
     for name, r in result["algorithms"].items():
         assert f"| {name} | {r['final_mean']:.4f} ± {r['final_std']:.4f} | {r['trained_mean']:.1f} |" in text
     cost = result["algorithms"]["score_train"]["seconds_mean"]
+    assert cost == pytest.approx(len(bench) * 0.025 + 5 * 2.0)  # scores every cell of the tiny space (sahd's own time), trains 5
     at = next(i for i, t in enumerate(result["times"]) if t >= cost)  # the first curve point not before that cost
     assert (f"- `score_train` ends at {cost:,.0f} s on average: random search's test accuracy at "
             f"{result['times'][at]:,.0f} s is {result['algorithms']['random']['curve_mean'][at]:.4f}, against "
@@ -889,6 +908,17 @@ def test_report_cli(table: Path, tmp_path: Path) -> None:
     r = run(main, ["report", "--table", str(table), "--out", str(tmp_path / "c"), "-n", "4", "--trials", "5", "--runs", "1"])
     assert r.exit_code == 0 and Path(r.output.strip()) == tmp_path / "c" / "report.md"
     assert "| N = 4 |" in (tmp_path / "c" / "report.md").read_text()
+    page = (tmp_path / "c" / "report.md").read_bytes()
+    (tmp_path / "c" / "notes.txt").write_text("mine")
+    r = run(main, ["report", "--table", str(table), "--out", str(tmp_path / "c"), "-n", "2", "--trials", "5", "--runs", "1"])
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "--force" in r.output and "is not empty" in r.output
+    assert (tmp_path / "c" / "report.md").read_bytes() == page  # nothing replaced
+    r = run(main, ["report", "--table", str(table), "--out", str(tmp_path / "c"), "-n", "2", "--trials", "5", "--runs", "1", "--force"])
+    assert r.exit_code == 0 and "| N = 2 |" in (tmp_path / "c" / "report.md").read_text()
+    assert (tmp_path / "c" / "notes.txt").read_text() == "mine"  # only the report's own files are replaced
+    (tmp_path / "empty").mkdir()
+    r = run(main, ["report", "--table", str(table), "--out", str(tmp_path / "empty"), "-n", "2", "--trials", "5", "--runs", "1"])
+    assert r.exit_code == 0 and (tmp_path / "empty" / "report.md").exists()
     r = run(main, ["report", "--table", str(table), "--out", str(tmp_path / "d"), "-n", "0"])
     assert r.exit_code == 2 and "Traceback" not in r.output and not (tmp_path / "d").exists()
     for args, message in ((["--replay-scores", "nope"], "score: 'nope' not in the view"),

@@ -1021,3 +1021,37 @@ def test_a_pack_that_raises_is_retrained_row_by_row(monkeypatch: pytest.MonkeyPa
     assert [r["hash"] for r in records] == hashes
     assert "error" in records[1] and records[1]["error"] == "ValueError: diverged"
     assert records[0]["values"]["v"] == float(cell_seed(hashes[0], 0)) and records[0]["values"]["seconds"] >= 0
+
+
+def test_writing_into_a_shipped_table_needs_into_shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build whose TABLE (named, through a link, or from $SNNBENCH_TABLE) is in the package's folder of shipped tables
+    is refused with one line before anything is computed, the file untouched; --into-shipped allows it."""
+    import snnbench.table as table_module
+
+    shipped = Path(table_module.SHIPPED["digits"])
+    if shipped.exists():  # the real one: refused, not a byte or a lock file changed beside it
+        before, beside = shipped.read_bytes(), sorted(p.name for p in shipped.parent.iterdir())
+        r = CliRunner().invoke(main, ["build", str(shipped), *TINY, "--workers", "0"])
+        assert r.exit_code == 2 and r.output.count("\n") == 1 and "--into-shipped" in r.output, r.output
+        assert shipped.read_bytes() == before and sorted(p.name for p in shipped.parent.iterdir()) == beside
+    tables = tmp_path / "package" / "tables"
+    tables.mkdir(parents=True)
+    monkeypatch.setattr(table_module, "SHIPPED_DIR", tables)
+    link = tmp_path / "mine.h5"
+    link.symlink_to(tables / "t.h5")
+    args = ["--scores", "hd", "--train-epochs", "0", "--cells", "sample:2", "--score-batch", "8", "--net", "c1=2",
+            "--net", "c2=4", "--net", "hidden=8", "--net", "timesteps=2", "--workers", "0", "--quiet"]
+    monkeypatch.setenv("SNNBENCH_TABLE", str(tables / "t.h5"))
+    for target in ([str(tables / "t.h5")], [str(link)], []):
+        r = CliRunner().invoke(main, ["build", *target, *args])
+        assert r.exit_code == 2 and "is a table shipped with snnbench" in r.output and r.output.count("\n") == 1, r.output
+        assert list(tables.iterdir()) == []
+    r = CliRunner().invoke(main, ["build", str(tables / "t.h5"), *args, "--into-shipped", "--json"])
+    assert r.exit_code == 0, r.output
+    assert len(next(iter(open_table(tables / "t.h5").protocols.values()))) == 2
+    assert sorted(p.name for p in tables.iterdir()) == ["t.h5"]  # and no lock file left beside it
+    r = CliRunner().invoke(main, ["build", str(tmp_path / "other.h5"), *args])  # elsewhere: no flag needed
+    assert r.exit_code == 0, r.output
+    recorded = ["snnbench build /scratch/x.h5 --cells all"]  # `snnbench info` prints rebuild commands that run as shown
+    assert _rebuild_commands(recorded, str(tables / "t.h5")) == [f"snnbench build {tables / 't.h5'} --cells all --into-shipped"]
+    assert _rebuild_commands(recorded, str(tmp_path / "other.h5")) == [f"snnbench build {tmp_path / 'other.h5'} --cells all"]

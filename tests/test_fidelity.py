@@ -161,7 +161,8 @@ def test_shipped_protocol_ids_are_recomputed_by_the_current_code(dataset: str) -
             args = shlex.split(command)[2:]
             opts = dict(build.make_context("build", args).params)
             opts.pop("table")
-            skip = ("executor", "workers", "ray_address", "gpus_per_task", "net", "train", "quiet", "as_json", "fold_seconds")
+            skip = ("executor", "workers", "ray_address", "gpus_per_task", "net", "train", "quiet", "as_json", "fold_seconds",
+                    "into_shipped")
             stages = make_stages(table=SHIPPED[dataset], **{k: v for k, v in opts.items() if k not in skip},
                                  net=_key_values(opts["net"], "--net"), train=_key_values(opts["train"], "--train"))
             assert pid in {protocol_id(st.type, st.settings) for st in stages}

@@ -3,6 +3,7 @@ build is still going, and reproducible row by row."""
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from pathlib import Path
@@ -10,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
 from api.benchmark import Benchmark
 from builders.build import environment
 from builders.plan import cell_seed, select_cells
 from builders.stages import run_item
+from snnbench.cli import main
 from snnbench.data import load_dataset, npz_digest
 from snnbench.network import NetworkConfig
 from snnbench.scores import SPIKE_METRICS, score_cell
@@ -135,6 +138,43 @@ def _reproduce(p, data, rows, source: str | None = None) -> None:
                 assert _agrees(m, have, want, got["errors"][m], exact), (h, m, have, want, got["errors"][m], exact)
     finally:
         torch.set_num_threads(threads)
+
+
+@needs_digits
+def test_cli_score_like_reproduces_stored_rows(table) -> None:
+    """`snnbench score --like TABLE --seed S` recomputes the row (cell, S) as the build did (the protocol's settings,
+    the row seed cell_seed(hash, S)) and prints the stored value: equal where the table was built in this
+    environment, else within docs/scores.md's bound. A plain run given the printed row seed and the same settings
+    computes the same; a plain run with --seed S (the seed column) does not reproduce the row."""
+    p = _protocol(table, "score")
+    exact, runner, shipped = _built_here(p), CliRunner(), str(SHIPPED["digits"])
+    for row in (0, 4321):
+        h, seed = p.hash[row].decode(), int(p.seed[row])
+        text = to_text(space().matrices[space().hashes.index(h)])
+        for m in ("sahd", "vanrossum", "grad_norm"):
+            r = runner.invoke(main, ["score", text, "--like", shipped, "--metric", m, "--seed", str(seed), "--json"])
+            assert r.exit_code == 0, r.output
+            out = json.loads(r.output)
+            want = p.columns[f"scores/{m}"][row]
+            assert (out["protocol"], out["stored"], out["row_seed"], out["seed"]) == (p.id, want, cell_seed(h, seed), seed)
+            assert (out["batch_size"], out["repeats"], out["preset"]) == (p.settings["score"]["batch_size"],
+                                                                         p.settings["score"]["repeats"], "bench")
+            assert _agrees(m, out["score"], want, out["error_bound"], exact), (h, m, out["score"], want, exact)
+    common = ["--dataset", "digits", "--preset", "bench", "--batch-size", "64", "--repeats", "2", "--metric", "grad_norm", "--json"]
+    plain = json.loads(runner.invoke(main, ["score", text, *common, "--seed", str(out["row_seed"])]).output)
+    assert plain["score"] == out["score"]
+    assert json.loads(runner.invoke(main, ["score", text, *common, "--seed", str(seed)]).output)["score"] != want
+    r = runner.invoke(main, ["score", text, "--like", shipped, "--seed", str(seed)])
+    assert r.exit_code == 0 and f"stored: {float(p.columns['scores/sahd'][row])!r} in {shipped} protocol {p.id}: " in r.output
+    assert "(row seed" in r.output
+    for args, message in ((["--dataset", "digits"], "--dataset: --like takes it from the table's protocol"),
+                          (["--batch-size", "8", "--preset", "paper"], "--preset, --batch-size: --like takes them"),
+                          (["--metric", "sahd_eq5"], f"--metric: protocol {p.id} holds sahd, "),
+                          (["--score-protocol", "ffff"], "no protocol 'ffff'")):
+        r = runner.invoke(main, ["score", text, "--like", shipped, *args])
+        assert r.exit_code == 2 and r.output.startswith("Error: ") and message in r.output and r.output.count("\n") == 1, r.output
+    r = runner.invoke(main, ["score", text, "--score-protocol", p.id])
+    assert r.exit_code == 2 and "--score-protocol: only with --like TABLE" in r.output
 
 
 # float32 gradient arithmetic has no derived bound; the largest cross-CPU difference seen is 4e-7 relative (docs/scores.md)

@@ -171,6 +171,7 @@ def test_single_writer_and_rows_are_keyed(tmp_path: Path) -> None:
         w.add(p.id, _records(CELLS[:3], scale=2.0))  # first value wins for keys already stored
         with pytest.raises(ValueError, match="columns"):
             w.add(p.id, [{"hash": Cell.from_text(CELLS[3]).hash, "seed": 0, "values": {"other": 1.0}}])
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["t.h5"]  # a clean exit leaves no lock file (nor journal)
     p = next(iter(open_table(path).protocols.values()))
     assert len(p) == 3
     first = {r["hash"]: r["values"]["scores/sahd"] for r in _records(CELLS[:2])}
@@ -456,6 +457,37 @@ def test_a_table_reached_through_a_symbolic_link_is_updated_in_place(tmp_path: P
     assert not (tmp_path / "t.h5.journal").exists() and not (tmp_path / "t.h5.lock").exists()
 
 
+def test_a_lock_whose_file_was_removed_meanwhile_is_retaken_on_the_current_file(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer that opened ``<table>.lock`` just before its holder removed it (a clean exit) locks that removed file:
+    it must not count as holding the table's lock, since the next writer creates and locks a new file. It retries on
+    the file the name links; a writer's lock is then the only lock on that file."""
+    import fcntl
+
+    import snnbench.table as table_module
+
+    path = tmp_path / "t.h5"
+    name = tmp_path / "t.h5.lock"
+    calls: list[int] = []
+    real = fcntl.flock
+
+    def flock(fd, op):  # the holder exits between this writer's open and its flock
+        calls.append(os.fstat(fd if isinstance(fd, int) else fd.fileno()).st_ino)
+        if len(calls) == 1:
+            os.unlink(name)
+        return real(fd, op)
+
+    name.touch()  # the holder's lock file
+    monkeypatch.setattr(table_module.fcntl, "flock", flock)
+    with TableWriter(path) as w:
+        assert len(calls) == 2  # retried on the new file (its inode number may be the freed one)
+        assert os.fstat(w._lock.fileno()).st_ino == name.stat().st_ino == calls[1]
+        monkeypatch.setattr(table_module.fcntl, "flock", real)
+        with pytest.raises(TableError, match="another process is writing"):
+            TableWriter(path)
+    assert not name.exists()
+
+
 def test_a_writer_refuses_rows_of_a_cell_outside_the_space(tmp_path: Path) -> None:
     """Rows naming no cell of the space are refused before they are journalled (no fold could write them)."""
     path = tmp_path / "t.h5"
@@ -513,7 +545,7 @@ def test_a_read_only_table_is_refused_before_anything_is_computed(tmp_path: Path
     """A table file the user may not write is refused by a writer (hence a build) with one line, and left as it is."""
     path = tmp_path / "t.h5"
     _write(path, _records(CELLS[:2]))
-    path.with_name("t.h5.lock").unlink()  # the first writer's; a refused writer makes none
+    assert not path.with_name("t.h5.lock").exists()  # the first writer removed its lock; a refused writer makes none
     path.chmod(0o444)
     if os.geteuid() == 0:  # root may write any file: have os.access answer as for another user
         access = os.access

@@ -221,6 +221,37 @@ def test_cli_train_json():
     assert {"train_loss", "train_acc", "val_acc", "test_acc", "seconds", "lr"} <= set(out["epochs"][0])
 
 
+@pytest.mark.parametrize("command,args", [
+    ("train", ["--epochs", "1", "--timesteps", "2", "--train-images", "64", "--test-images", "32"]),
+    ("score", ["--dataset", "digits", "--preset", "bench", "--batch-size", "16", "--repeats", "1", "--metric", "hd"]),
+])
+def test_cli_train_and_score_set_torch_threads(command: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The work runs with --threads torch threads (default 1, not the core count), and the caller's count is restored."""
+    import sys
+
+    module = sys.modules[f"snnbench.cli.{command}"]  # the package attribute of that name is the click command
+    name = "train_cell" if command == "train" else "score_cell"
+    real, seen = getattr(module, name), []
+
+    def spy(*a, **k):
+        seen.append(torch.get_num_threads())
+        return real(*a, **k)
+
+    monkeypatch.setattr(module, name, spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # as a process starts on a 3-core machine
+    try:
+        for extra, want in (([], 1), (["--threads", "2"], 2)):
+            result = CliRunner().invoke(main, [command, FORWARD, *args, *extra, "--json"])
+            assert result.exit_code == 0, result.output
+            assert seen.pop() == want and torch.get_num_threads() == 3
+        result = CliRunner().invoke(main, [command, FORWARD, *args, "--threads", "0"])
+        assert result.exit_code == 2 and "--threads" in result.output and not seen
+    finally:
+        torch.set_num_threads(before)
+    assert "torch CPU threads" in CliRunner().invoke(main, [command, "--help"]).output
+
+
 @pytest.mark.parametrize(
     "args,message",
     [

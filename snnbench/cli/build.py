@@ -46,6 +46,13 @@ def _table_arg(table: str | None) -> Path:
     return Path(table).expanduser() if table else default_table_path()
 
 
+def _is_shipped(path: Path) -> bool:
+    """Whether ``path`` (followed through links) lies in the package's folder of shipped tables."""
+    from snnbench import table as table_module
+
+    return Path(os.path.realpath(path)).parent == Path(os.path.realpath(table_module.SHIPPED_DIR))
+
+
 def _size(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
@@ -151,6 +158,8 @@ def _sigterm_interrupts() -> Iterator[None]:
 @click.option("--ray-address", default=None, help="Ray cluster address (default: start a local Ray instance).")
 @click.option("--gpus-per-task", type=FiniteFloatRange(min=0), default=None, help="GPUs each Ray task requests (default: 1 with --device cuda, else 0).")
 @click.option("--fold-seconds", type=FiniteFloatRange(min=0, min_open=True), default=20.0, show_default=True, help="How often results are folded into the HDF5 file (a table slow to write folds less often, see docs/table.md; the journal keeps the rows in between).")
+@click.option("--into-shipped", is_flag=True, help="Allow TABLE to be a table shipped inside the package (what every "
+              "unnamed query of this install reads); refused without it.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
@@ -172,8 +181,12 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
     path = _table_arg(table)
     quiet, as_json = opts.pop("quiet"), opts.pop("as_json")
     fold_seconds = opts.pop("fold_seconds")
+    into_shipped = opts.pop("into_shipped")
+    if _is_shipped(path) and not into_shipped:
+        raise InputError(f"{path} is a table shipped with snnbench (unnamed queries read it): build into another file, "
+                         "or pass --into-shipped to change it")
     given = {n for n in ctx.params if ctx.get_parameter_source(n) != click.core.ParameterSource.DEFAULT}
-    default = not given - {"table", "quiet", "as_json"}
+    default = not given - {"table", "quiet", "as_json", "into_shipped"}
     shard = parse_shard(opts["shard"])
     if opts["executor"] != "ray" and (opts["ray_address"] is not None or opts["gpus_per_task"] is not None):
         raise InputError("--ray-address and --gpus-per-task: only with --executor ray")
@@ -223,6 +236,8 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
             click.echo(f"  {s.type:5} protocol {s.protocol}: {s.rows:,} rows stored; this run added {s.added:,}, "
                        f"found {s.skipped:,} already stored, {s.failed:,} failed ({_duration(s.seconds)})")
         click.echo(f"  inspect: snnbench info {shlex.quote(str(report.path))}")
+        click.echo(f"  query it: snnbench query --table {shlex.quote(str(report.path))} MATRIX (or set SNNBENCH_TABLE; "
+                   "unnamed, queries open the shipped tables)")
     for line in unused:
         click.echo(line, err=True)
     if report.failed:
@@ -254,7 +269,8 @@ def _environment_line(env: dict) -> str:
 
 def _rebuild_commands(commands: list[str], path: str) -> list[str]:
     """The recorded build commands with their output table replaced by ``path`` (the table shown: a build into a
-    scratch file that was merged in rebuilds this one), duplicates dropped, first-recorded order kept."""
+    scratch file that was merged in rebuilds this one; ``--into-shipped`` added for a shipped table, so the command
+    runs as shown), duplicates dropped, first-recorded order kept."""
     out = []
     for cmd in commands:
         try:
@@ -263,6 +279,8 @@ def _rebuild_commands(commands: list[str], path: str) -> list[str]:
             argv = []
         if argv[:2] == ["snnbench", "build"] and len(argv) > 2:
             argv[2] = str(path)
+            if _is_shipped(Path(path)) and "--into-shipped" not in argv:
+                argv.append("--into-shipped")
             cmd = shlex.join(argv)
         out.append(cmd)
     return list(dict.fromkeys(out))
@@ -276,7 +294,7 @@ def _rebuild_commands(commands: list[str], path: str) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(table: str | None, dataset: str | None, verify: bool, as_json: bool) -> None:
     """Protocols, coverage and summary statistics of TABLE (default: the table `snnbench query` opens:
-    $SNNBENCH_TABLE, the default build output, else the table shipped for --dataset, digits when none)."""
+    $SNNBENCH_TABLE, else the table shipped for --dataset, digits when none)."""
     from api.benchmark import resolve_table
     from builders.build import describe
     from snnbench.table import open_table

@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
 import sys
-from typing import Any
+from typing import Any, Callable, Iterator, TypeVar
 
 import click
 
 from snnbench.space import Cell
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def threads_option(f: _F) -> _F:
+    """``--threads N`` (default 1): torch's CPU threads while a command computes (see :func:`torch_threads`)."""
+    return click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+                        help="torch CPU threads. 1, as each build worker uses: the table's arithmetic, and no "
+                             "oversubscription of a busy machine; more can be faster on idle cores.")(f)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op CPU thread count is ``n`` while the body runs, and what it was before afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class InputError(click.ClickException):

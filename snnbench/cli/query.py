@@ -10,8 +10,8 @@ import click
 from snnbench.cli.common import SEED, FiniteFloatRange, NonEmptyPath, echo_json, matrix_argument
 
 table_option = click.option("--table", "table", type=NonEmptyPath(dir_okay=False), default=None,
-                            help="Table file (default: $SNNBENCH_TABLE, else the default build output, else the table "
-                                 "shipped for --dataset, digits when none is named).")
+                            help="Table file (default: $SNNBENCH_TABLE, else the table shipped for --dataset, digits when "
+                                 "none is named; a build's output is read only when named here or in $SNNBENCH_TABLE).")
 view_options = [
     click.option("--score-protocol", default=None, help="Score protocol id (prefix) when the table holds several."),
     click.option("--train-protocol", default=None, help="Train protocol id (prefix) when the table holds several."),
@@ -275,13 +275,21 @@ def correlate(table: str | None, score_protocol: str | None, train_protocol: str
               help="Resamples for the correlations' 95% intervals (0: none).")
 @click.option("--kind", type=click.Choice(["forward", "backward"]), default=None,
               help="Space replayed and searched (forward: correlations over forward cells too); default as for replay.")
+@click.option("--force", is_flag=True, help="Write into an --out folder that holds files (its report.md and figures are replaced).")
 def report(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None, out: str,
            title: str | None, split: str, observe: str, samples: tuple[int, ...], trials: int, replay_scores: str | None,
            algorithms: str, budget: float | None, runs: int, score: str, score_costs: tuple[str, ...], seed: int,
-           bootstrap: int, kind: str | None) -> None:
-    """Write a results page (correlations, replay table and curve, algorithm comparison) with its figures."""
-    from api.report import report as write_report
+           bootstrap: int, kind: str | None, force: bool) -> None:
+    """Write a results page (correlations, replay table and curve, algorithm comparison) with its figures into
+    --out, a new or empty folder unless --force."""
+    import os
 
+    from api.report import report as write_report
+    from snnbench.cli.common import InputError
+
+    if not force and os.path.isdir(out) and os.listdir(out):
+        raise InputError(f"--out: {out} is not empty (an earlier report?); name a new folder, or pass --force to replace "
+                         "its report.md and figures")
     bench = _open(table, score_protocol, train_protocol, dataset)
     page = write_report(bench, out, title=title or bench.path.name, split=split, observe=observe,
                         sizes=sorted(set(samples)), trials=trials,

@@ -6,7 +6,8 @@ from typing import Any
 
 import click
 
-from snnbench.cli.common import SEED, FiniteFloatRange, InputError, NonEmptyPath, echo_json, matrix_argument, parse_matrix
+from snnbench.cli.common import (SEED, FiniteFloatRange, InputError, NonEmptyPath, echo_json, matrix_argument, parse_matrix,
+                                 threads_option, torch_threads)
 from snnbench.data import load_dataset
 from snnbench.scores import resolve_device
 from snnbench.training import PRESETS, default_pack, network_config_for, train_cell, train_config, train_pack
@@ -33,12 +34,13 @@ from snnbench.training import PRESETS, default_pack, network_config_for, train_c
               help="Seeds trained together as one pack (default: by device, see docs/data.md); changes no number.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--checkpoint", type=NonEmptyPath(dir_okay=False), default=None, help="Resume from / save to this file.")
+@threads_option
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 def train(
     matrix: tuple[str, ...], dataset: str, data_dir: str | None, download: bool, preset: str, epochs: int | None,
     batch_size: int | None, lr: float | None, optimizer: str | None, timesteps: int | None, pool: int | None, learnable_tau: bool,
     train_images: int | None, test_images: int | None, seed: int, seeds: str | None, pack: int | None, device: str,
-    checkpoint: str | None, as_json: bool,
+    checkpoint: str | None, threads: int, as_json: bool,
 ) -> None:
     """Train MATRIX (e.g. "0302 0030 3003 0000") with surrogate gradients; a progress bar goes to stderr.
 
@@ -64,14 +66,15 @@ def train(
     overrides = {k: v for k, v in {"timesteps": timesteps, "pool": pool}.items() if v is not None}
     net = network_config_for(data, preset, **overrides, learnable_tau=learnable_tau)
     cfg = train_config(preset, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer)
-    if len(runs) == 1:
-        results = [train_cell(cell, data, net, cfg, seed=seed, device=device, progress=True, checkpoint=checkpoint)]
-    else:
-        results = []
-        for start in range(0, len(runs), size):
-            group = runs[start:start + size]
-            results += (train_pack([cell] * len(group), data, net, cfg, group, device, progress=True) if len(group) > 1
-                        else [train_cell(cell, data, net, cfg, seed=group[0], device=device, progress=True)])
+    with torch_threads(threads):
+        if len(runs) == 1:
+            results = [train_cell(cell, data, net, cfg, seed=seed, device=device, progress=True, checkpoint=checkpoint)]
+        else:
+            results = []
+            for start in range(0, len(runs), size):
+                group = runs[start:start + size]
+                results += (train_pack([cell] * len(group), data, net, cfg, group, device, progress=True) if len(group) > 1
+                            else [train_cell(cell, data, net, cfg, seed=group[0], device=device, progress=True)])
     if as_json:
         echo_json(results[0] if seeds is None else results)
         return
