@@ -420,11 +420,13 @@ def test_results_fidelity_section_against_naive_statistics(seeded_table) -> None
 
     from api.benchmark import Benchmark
 
-    spec = importlib.util.spec_from_file_location("regenerate", Path(__file__).resolve().parents[1] / "docs/results/regenerate.py")
-    assert spec is not None and spec.loader is not None
-    regen = importlib.util.module_from_spec(spec)
-    sys.modules["regenerate"] = regen
-    spec.loader.exec_module(regen)
+    regen = sys.modules.get("regenerate")  # one module object per process: its workers pickle functions by name
+    if regen is None:
+        spec = importlib.util.spec_from_file_location("regenerate", Path(__file__).resolve().parents[1] / "docs/results/regenerate.py")
+        assert spec is not None and spec.loader is not None
+        regen = importlib.util.module_from_spec(spec)
+        sys.modules["regenerate"] = regen
+        spec.loader.exec_module(regen)
     blocks = regen.fidelity_section(seeded_table, seeded_table, resamples=50)
     bench = Benchmark(seeded_table)
     batch = 8  # the table's score batch (api_tables.TINY_BUILD)
