@@ -158,17 +158,13 @@ POLL = 0.1  # simulated seconds between the tuner's polls (Syne Tune's default, 
 METHODS = ("random", "rea", "tpe", "asha", "hyperband", "morea", "moasha")
 
 
-def run_scheduler(o: Oracle, method: str, seed: int) -> None:
-    """Run Syne Tune's ``method`` (:data:`METHODS`) on ``o``'s view by the simulator backend (one worker) until
-    ``o.budget`` simulated seconds; record every epoch reported by then in ``o``.
-
-    ``o.history`` gets ``(time, cell, val)`` for each reported epoch whose validation accuracy beats the cell's
-    earlier ones (so :func:`api.algorithms.trajectory` follows the best validation accuracy seen at any epoch),
-    ``o.trained`` each cell's best seen, ``o.clock`` the time of the last result within the budget.
-    """
+def simulate(bench: Benchmark, method: str, budget: float, seed: int, kind: str = "forward") -> list[dict[str, Any]]:
+    """Syne Tune's ``method`` (:data:`METHODS`) on ``bench``'s blackbox by the simulator backend (one worker), seeded
+    by ``seed``, until ``budget`` simulated seconds: every result reported by then, in time order, as
+    ``{"time", "trial", "cell", "epoch", "val_acc"}`` (``cell``: view index, -1 for a dead end)."""
     if method not in METHODS:
         raise ValueError(f"syne: expected one of {', '.join(METHODS)}, got {method!r}")
-    box = SnnBlackbox(o.bench, o.kind)
+    box = SnnBlackbox(bench, kind)
     backend = UserBlackboxBackend(blackbox=box, elapsed_time_attr="elapsed_time", seed=None, tuner_sleep_time=POLL)
     backend._time_keeper = _NoOverhead()
     callback = _Collect()
@@ -185,7 +181,7 @@ def run_scheduler(o: Oracle, method: str, seed: int) -> None:
             os.environ["SYNETUNE_FOLDER"] = tmp  # the tuner's folder: its metadata, then deleted
             tuner = Tuner(trial_backend=backend, scheduler=_schedulers(box.configuration_space, box.epochs, seed)[method](),
                           n_workers=1, sleep_time=0, callbacks=[callback], save_tuner=False,
-                          stop_criterion=StoppingCriterion(max_wallclock_time=o.budget), tuner_name="snnbench",
+                          stop_criterion=StoppingCriterion(max_wallclock_time=budget), tuner_name="snnbench",
                           suffix_tuner_name=False, print_update_interval=1e9, results_update_interval=1e9)
             with contextlib.redirect_stdout(io.StringIO()):  # the tuner prints its progress
                 tuner.run()
@@ -197,16 +193,23 @@ def run_scheduler(o: Oracle, method: str, seed: int) -> None:
                 os.environ.pop("SYNETUNE_FOLDER", None)
             else:
                 os.environ["SYNETUNE_FOLDER"] = folder
-    for result in sorted(callback.results, key=lambda r: r[ST_TUNER_TIME]):
-        t = float(result[ST_TUNER_TIME])
-        if t > o.budget:
-            break
-        u = box.cell({k: result[f"config_{k}"] for k in _NAMES})
-        o.clock = t
-        if u < 0:
-            continue
-        value = float(result["val_acc"])
-        if value > o.trained.get(u, -np.inf):
+    out = [{"time": float(r[ST_TUNER_TIME]), "trial": int(r["trial_id"]), "cell": box.cell({k: r[f"config_{k}"] for k in _NAMES}),
+            "epoch": int(r[FIDELITY]), "val_acc": float(r["val_acc"])} for r in callback.results]
+    return sorted((r for r in out if r["time"] <= budget), key=lambda r: r["time"])
+
+
+def run_scheduler(o: Oracle, method: str, seed: int) -> None:
+    """:func:`simulate` on ``o``'s view, kind and budget, recorded in ``o``; raises
+    :class:`~api.algorithms.BudgetExhausted` at the end, as every algorithm does.
+
+    ``o.history`` gets ``(time, cell, val)`` for each reported epoch whose validation accuracy beats the cell's
+    earlier ones (so :func:`api.algorithms.trajectory` follows the best validation accuracy seen at any epoch),
+    ``o.trained`` each cell's best seen, ``o.clock`` the time of the last result.
+    """
+    for r in simulate(o.bench, method, o.budget, seed, o.kind):
+        o.clock = r["time"]
+        u, value = r["cell"], r["val_acc"]
+        if u >= 0 and value > o.trained.get(u, -np.inf):
             o.trained[u] = value
-            o.history.append((t, u, value))
+            o.history.append((o.clock, u, value))
     raise BudgetExhausted
