@@ -1,4 +1,5 @@
-"""Figures written to files (matplotlib, Agg backend): replay curve, algorithm comparison, kernel matrices.
+"""Figures written to files (matplotlib, Agg backend): replay curve, algorithm comparison, accuracy-vs-cost front,
+kernel matrices.
 
 Every function takes results as the JSON-ready dicts the rest of ``api`` returns, writes one image
 (format from the file suffix) and returns its path.
@@ -65,6 +66,28 @@ def plot_compare(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     ax.set_title(f"mean over {result['runs']} runs")
     ax.legend()
     ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_front(bench: Any, path: str | os.PathLike[str], split: str = "test") -> Path:
+    """``split`` accuracy against spikes per image and against params, every trained cell, the Pareto front
+    (:func:`api.pareto.front`) drawn through its cells."""
+    from api.pareto import front
+
+    plt = _pyplot()
+    acc = bench.accuracy[split]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, cost, label, scale in zip(axes, (bench.spikes_per_image, bench.params), ("spikes per image", "parameters"),
+                                      ("log", "linear")):
+        ok = np.isfinite(acc) & np.isfinite(cost)
+        ax.scatter(cost[ok], acc[ok], s=3, alpha=0.3, color="tab:gray", label=f"{int(ok.sum()):,} trained cells")
+        idx = front(acc, cost)
+        ax.step(cost[idx], acc[idx], where="post", color="tab:red", marker="o", ms=3, label=f"front ({len(idx)} cells)")
+        ax.set_xscale(scale)
+        ax.set_xlabel(label)
+        ax.legend(loc="lower right")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"{split} accuracy")
     return _save(fig, path)
 
 
