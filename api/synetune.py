@@ -32,6 +32,7 @@ import logging
 import os
 import random
 import tempfile
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -48,7 +49,7 @@ from syne_tune.optimizer.schedulers.multiobjective.multi_objective_regularized_e
     MultiObjectiveRegularizedEvolution
 from syne_tune.optimizer.schedulers.single_fidelity_scheduler import SingleFidelityScheduler
 
-from api.algorithms import _PAIRS, _WEIGHTS, BudgetExhausted, Oracle, pair_options
+from api.algorithms import _PAIRS, BudgetExhausted, Oracle, pair_options
 from api.benchmark import Benchmark
 
 OBJECTIVES = ("val_acc", "test_acc", "val_error", "elapsed_time", "spikes_per_image", "params")
@@ -72,11 +73,11 @@ class SnnBlackbox(Blackbox):
     def __init__(self, bench: Benchmark, kind: str = "forward") -> None:
         self.bench, self.kind = bench, kind
         self.oracle = Oracle(bench, float("inf"), "val", kind=kind)  # the index restricted to trained cells
-        t = bench._train
-        if t is None or "val_acc" not in t.curve_names:
+        curves = bench.record(int(self.oracle.space[0]))["curves"] or {}
+        if "val_acc" not in curves:
             raise ValueError(f"{bench.path}: the view holds no per-epoch val_acc curves")
-        self.epochs = int(t.curves.shape[2])
-        self.seeds = sorted({int(s) for s in t.proto.seed.tolist()})
+        self.epochs = len(curves["val_acc"])
+        self.seeds = bench.accuracy_by_seed("val")[0]
         super().__init__(configuration_space=config_space(kind),
                          fidelity_space={FIDELITY: choice(list(range(1, self.epochs + 1)))},
                          objectives_names=list(OBJECTIVES))
@@ -91,7 +92,7 @@ class SnnBlackbox(Blackbox):
 
     def cell(self, configuration: dict[str, Any]) -> int:
         """View index of a configuration's cell (-1: outside the trained space of ``kind``)."""
-        return int(self.oracle._index[int(np.dot(states_of_config(configuration), _WEIGHTS))])
+        return int(self.oracle.cells_of_states(np.array(states_of_config(configuration))))
 
     def table(self, u: int, seed: int | None = None) -> np.ndarray:
         """``float64 [E, len(OBJECTIVES)]``: every epoch's objectives of view cell ``u`` (``-1``: the dead end)."""
@@ -183,7 +184,10 @@ def simulate(bench: Benchmark, method: str, budget: float, seed: int, kind: str 
                           n_workers=1, sleep_time=0, callbacks=[callback], save_tuner=False,
                           stop_criterion=StoppingCriterion(max_wallclock_time=budget), tuner_name="snnbench",
                           suffix_tuner_name=False, print_update_interval=1e9, results_update_interval=1e9)
-            with contextlib.redirect_stdout(io.StringIO()):  # the tuner prints its progress
+            # the tuner prints its progress; pandas and statsmodels (TPE's kernel densities) warn from inside it
+            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                warnings.simplefilter("ignore", RuntimeWarning)
                 tuner.run()
         finally:
             np.random.set_state(states[0])
