@@ -332,6 +332,12 @@ def library_method(entry: str) -> tuple[str, str] | None:
     return prefix, method
 
 
+def check_library_split(prefix: str, split: str) -> None:
+    """``ValueError`` unless a library's methods can observe ``split`` (Syne Tune's: val only)."""
+    if prefix == "syne" and split != "val":
+        raise ValueError(f"syne: methods observe validation accuracy (the blackbox's curves), not {split!r}")
+
+
 def _library_runner(prefix: str) -> Callable[[Oracle, str, int], None]:
     """The adapter's run function (imports the library: :class:`MissingExtra` naming the extra when absent)."""
     module, _, extra = LIBRARIES[prefix]
@@ -382,6 +388,7 @@ def run(bench: Benchmark, algorithm: str, budget: float, seed: int, *, split: st
         if options:
             raise ValueError(f"{algorithm}: takes no options, got {', '.join(options)}")
         check_budget(budget)
+        check_library_split(library[0], split)
         runner = _library_runner(library[0])
         oracle = Oracle(bench, budget, split, None, kind or default_kind(bench, split))
         try:
@@ -424,10 +431,11 @@ def trajectory(oracle: Oracle, times: np.ndarray, report: str = "test") -> np.nd
 
 
 def parse_entries(bench: Benchmark, algorithms: Sequence[str], score: str = "sahd",
-                  score_costs: dict[str, float] | None = None) -> list[tuple[str, str, str]]:
+                  score_costs: dict[str, float] | None = None, split: str = "val") -> list[tuple[str, str, str]]:
     """``(entry, algorithm, score)`` per :func:`compare` entry; ``ValueError`` for an unknown algorithm, a score
     the view lacks (also as a key of ``score_costs``), or no entry; :class:`MissingExtra` for a library method
-    whose extra is not installed."""
+    whose extra is not installed, or a ``syne:`` method observing another ``split`` than val (its blackbox
+    reports validation curves)."""
     if isinstance(algorithms, str):
         raise TypeError(f"algorithms: expected a list of names, got the string {algorithms!r}")
     if not algorithms:
@@ -438,6 +446,7 @@ def parse_entries(bench: Benchmark, algorithms: Sequence[str], score: str = "sah
     for entry in algorithms:
         library = library_method(entry)
         if library is not None:
+            check_library_split(library[0], split)
             _library_runner(library[0])  # the extra is installed
             entries.append((entry, entry, score))
             continue
@@ -477,7 +486,7 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
     if not (is_integer(runs) and is_integer(points)):
         raise ValueError(f"compare: runs and points must be integers >= 1, got {runs!r} and {points!r}")
     bench.check_split(report)
-    entries = parse_entries(bench, algorithms, score, score_costs)
+    entries = parse_entries(bench, algorithms, score, score_costs, split)
     for name, opts in (options or {}).items():
         check_options(name, opts)
     times = np.linspace(0, budget, points + 1)[1:]

@@ -147,7 +147,7 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
         bench.check_split(s)
     if np.isfinite(bench.accuracy[split]).any():
         bench.check_scores(chosen)
-        parse_entries(bench, algorithms, score, score_costs)
+        parse_entries(bench, algorithms, score, score_costs, observe)
         if budget:  # 0: no search section
             check_budget(budget)
         if correlation is None:  # before the folder is made: a refused report leaves nothing behind

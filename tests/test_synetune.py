@@ -132,3 +132,5 @@ def test_compare_and_the_cli_take_syne_methods_by_name(bench: Benchmark) -> None
     bad = CliRunner().invoke(main, ["compare", "--table", str(curve_table()), "--algorithms", "syne:bogus",
                                     "--budget", "10"])
     assert bad.exit_code == 2 and "syne:asha" in bad.output and len(bad.output.strip().splitlines()) == 1
+    with pytest.raises(ValueError, match="validation"):  # the blackbox reports validation curves only
+        api.compare(bench, ["random", "syne:asha"], budget, 1, split="train")
