@@ -53,10 +53,12 @@ def plot_replay_curve(curve: dict[str, Any], path: str | os.PathLike[str]) -> Pa
 def plot_compare(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Mean best accuracy so far against simulated time, one line per algorithm."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    many = len(result["algorithms"]) > 8  # legend beside the axes; past 10 lines the colours repeat: vary the style
+    fig, ax = plt.subplots(figsize=(8.5, 4.5) if many else (6, 4))
     times = np.array(result["times"])
-    for name, r in result["algorithms"].items():
-        ax.plot(times, np.array([np.nan if v is None else v for v in r["curve_mean"]], dtype=float), label=name)
+    for k, (name, r) in enumerate(result["algorithms"].items()):
+        ax.plot(times, np.array([np.nan if v is None else v for v in r["curve_mean"]], dtype=float), label=name,
+                ls=("-", "--", ":")[k // 10 % 3])
     best, report = result["table_best"], result["report"]
     ax.axhline(best[report], color="k", lw=0.8, ls=":", label=f"best {result['split']} in table")
     if best[f"max_{report}"] > best[report]:
@@ -64,7 +66,10 @@ def plot_compare(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     ax.set_xlabel("simulated time (s)")
     ax.set_ylabel(f"{result['report']} accuracy of the incumbent")
     ax.set_title(f"mean over {result['runs']} runs")
-    ax.legend()
+    if many:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    else:
+        ax.legend()
     ax.grid(alpha=0.3)
     return _save(fig, path)
 

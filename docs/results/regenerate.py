@@ -26,7 +26,7 @@ import re
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from scipy import stats
@@ -133,7 +133,7 @@ def digits_section(path: Path, out: Path) -> Blocks:
 
 
 # Library methods next to the built-in ones on the digits table (needs the synetune and optuna extras)
-LIBRARY_COMPARE: dict[str, Any] = {"budget": 1500.0, "runs": 30, "seed": 0, "algorithms": [
+LIBRARY_COMPARE: dict[str, Any] = {"budget": 1500.0, "runs": 30, "seed": 0, "check_runs": 100, "algorithms": [
     "random", "evolution", "local", "reinforce", "syne:random", "syne:rea", "syne:tpe", "syne:asha", "syne:hyperband",
     "syne:morea", "syne:moasha", "optuna:random", "optuna:tpe", "optuna:cmaes", "optuna:nsga2"]}
 # (built-in, library) pairs running the same method: do they agree?
@@ -159,7 +159,8 @@ def difference_interval(a: dict[str, Any], b: dict[str, Any], n: int) -> tuple[f
 def libraries_section(path: Path, out: Path, settings: dict[str, Any] = LIBRARY_COMPARE) -> Blocks:
     """Syne Tune's and Optuna's methods against the built-in ones at one simulated budget (``settings``): final test
     accuracy with 95% intervals, cells trained, the accuracy-vs-spikes hypervolume share; whether each duplicated
-    method agrees with its built-in twin; the curves in ``out/libraries.png``."""
+    method agrees with its built-in twin; the curves in ``out/libraries.png``; random search from both libraries
+    and built in again over ``check_runs`` runs."""
     from api.algorithms import compare
     from api.plots import plot_compare
 
@@ -180,13 +181,26 @@ def libraries_section(path: Path, out: Path, settings: dict[str, Any] = LIBRARY_
         lines.append(f"| {label} | {r['final_mean']:.4f} ± {r['final_std']:.4f} | [{lo:.4f}, {hi:.4f}] | "
                      f"{r['trained_mean']:.1f} | {r['seconds_mean']:,.0f} | {hv} |")
     lines += ["", "The same method, built in and from a library (difference of the mean final test accuracy, "
-                  "library minus built-in, 95% Welch interval):", ""]
-    for a, b in DUPLICATES:
+                  "library minus built-in, 95% Welch interval):", "", *duplicate_lines(algos, n, DUPLICATES)]
+    check = settings["check_runs"]
+    again = compare(bench, ["random", "syne:random", "optuna:random"], settings["budget"], check, seed=settings["seed"],
+                    points=500)["algorithms"]
+    recheck = [f"Random search again, {check} runs (seeds {settings['seed']}-{settings['seed'] + check - 1}): "
+               + ", ".join(f"`{k}` {r['final_mean']:.4f} ± {r['final_std']:.4f}" for k, r in again.items()) + ".", "",
+               *duplicate_lines(again, check, DUPLICATES[:2])]
+    return {"digits-libraries": lines, "digits-check-random": recheck}
+
+
+def duplicate_lines(algos: dict[str, dict[str, Any]], n: int, pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """Per (built-in, library) pair: the library's mean final minus the built-in's, its 95% Welch interval, and
+    whether they agree (the interval holds 0)."""
+    lines = []
+    for a, b in pairs:
         d, lo, hi = difference_interval(algos[a], algos[b], n)
         verdict = "agree (the interval holds 0)" if lo <= 0 <= hi else "differ"
         lines.append(f"- `{b}` against `{a}`: {d:+.4f} [{lo:+.4f}, {hi:+.4f}]: they {verdict}; "
                      f"{algos[b]['trained_mean']:.1f} against {algos[a]['trained_mean']:.1f} cells trained.")
-    return {"digits-libraries": lines}
+    return lines
 
 
 def _best_sentence(result: dict[str, Any]) -> str:
