@@ -19,6 +19,7 @@ Invariants
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import itertools
 import weakref
@@ -28,6 +29,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from api.benchmark import Benchmark
+from api.pareto import hypervolume
 from api.progress import progress_bar
 from api.replay import default_kind
 from snnbench.fields import is_integer, is_real
@@ -45,6 +47,11 @@ _INDEX: "weakref.WeakKeyDictionary[Benchmark, dict[object, np.ndarray]]" = weakr
 
 class BudgetExhausted(Exception):
     """The next evaluation would pass the budget (or nothing is left to evaluate)."""
+
+
+class MissingExtra(ImportError, ValueError):
+    """A library method whose optional extra is not installed (an ``ImportError``; a ``ValueError`` too, so the
+    CLI prints it as one line)."""
 
 
 def states_to_matrix(states: Sequence[int]) -> list[list[int]]:
@@ -311,6 +318,40 @@ ALGORITHMS: dict[str, Callable[..., None]] = {
     "reinforce": reinforce, "score_train": score_then_train,
 }
 
+# optional libraries' methods, run as ``PREFIX:METHOD``: prefix -> (module, its methods, the extra installing it)
+LIBRARIES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "syne": ("api.synetune", ("random", "rea", "tpe", "asha", "hyperband", "morea", "moasha"), "synetune"),
+    "optuna": ("api.optuna_search", ("tpe", "cmaes", "nsga2", "random"), "optuna"),
+}
+
+
+def library_method(entry: str) -> tuple[str, str] | None:
+    """``(prefix, method)`` of a ``syne:METHOD`` / ``optuna:METHOD`` entry, None for any other name;
+    ``ValueError`` for a method the library adapter does not offer."""
+    prefix, _, method = entry.partition(":")
+    if prefix not in LIBRARIES:
+        return None
+    _, methods, _ = LIBRARIES[prefix]
+    if method not in methods:
+        raise ValueError(f"algorithm: {prefix}: expected one of {', '.join(f'{prefix}:{m}' for m in methods)}, got {entry!r}")
+    return prefix, method
+
+
+def check_library_split(prefix: str, split: str) -> None:
+    """``ValueError`` unless a library's methods can observe ``split`` (Syne Tune's: val only)."""
+    if prefix == "syne" and split != "val":
+        raise ValueError(f"syne: methods observe validation accuracy (the blackbox's curves), not {split!r}")
+
+
+def _library_runner(prefix: str) -> Callable[[Oracle, str, int], None]:
+    """The adapter's run function (imports the library: :class:`MissingExtra` naming the extra when absent)."""
+    module, _, extra = LIBRARIES[prefix]
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        raise MissingExtra(f"{prefix}: methods need the {extra} extra: pip install 'snnbench[{extra}]' ({e})") from None
+    return mod.run_scheduler if prefix == "syne" else mod.run_sampler  # type: ignore[no-any-return]
+
 
 # each algorithm's keyword options (its signature after ``o, rng``) and what each must be
 _OPTION_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -343,7 +384,23 @@ def run(bench: Benchmark, algorithm: str, budget: float, seed: int, *, split: st
         kind: str | None = None, score_cost: float | None = None, **options: Any) -> Oracle:
     """One run of ``algorithm`` until its simulated ``budget`` (seconds) is spent; returns the oracle (history).
     ``score_cost``: seconds charged per scored cell (default: the stored score seconds); ``options``: the
-    algorithm's own (``ValueError`` for one it does not take, see :func:`check_options`)."""
+    algorithm's own (``ValueError`` for one it does not take, see :func:`check_options`).
+
+    ``algorithm`` may also be a library's method, ``syne:METHOD`` (:mod:`api.synetune`) or ``optuna:METHOD``
+    (:mod:`api.optuna_search`), seeded by ``seed``; they need the ``synetune`` / ``optuna`` extra."""
+    library = library_method(algorithm)
+    if library is not None:
+        if options:
+            raise ValueError(f"{algorithm}: takes no options, got {', '.join(options)}")
+        check_budget(budget)
+        check_library_split(library[0], split)
+        runner = _library_runner(library[0])
+        oracle = Oracle(bench, budget, split, None, kind or default_kind(bench, split))
+        try:
+            runner(oracle, library[1], seed)
+        except BudgetExhausted:
+            pass
+        return oracle
     check_options(algorithm, options)
     check_budget(budget)
     if algorithm == "score_train" and score is None:
@@ -379,9 +436,11 @@ def trajectory(oracle: Oracle, times: np.ndarray, report: str = "test") -> np.nd
 
 
 def parse_entries(bench: Benchmark, algorithms: Sequence[str], score: str = "sahd",
-                  score_costs: dict[str, float] | None = None) -> list[tuple[str, str, str]]:
+                  score_costs: dict[str, float] | None = None, split: str = "val") -> list[tuple[str, str, str]]:
     """``(entry, algorithm, score)`` per :func:`compare` entry; ``ValueError`` for an unknown algorithm, a score
-    the view lacks (also as a key of ``score_costs``), or no entry."""
+    the view lacks (also as a key of ``score_costs``), or no entry; :class:`MissingExtra` for a library method
+    whose extra is not installed, or a ``syne:`` method observing another ``split`` than val (its blackbox
+    reports validation curves)."""
     if isinstance(algorithms, str):
         raise TypeError(f"algorithms: expected a list of names, got the string {algorithms!r}")
     if not algorithms:
@@ -390,9 +449,16 @@ def parse_entries(bench: Benchmark, algorithms: Sequence[str], score: str = "sah
         bench.check_scores(list(score_costs))
     entries = []
     for entry in algorithms:
+        library = library_method(entry)
+        if library is not None:
+            check_library_split(library[0], split)
+            _library_runner(library[0])  # the extra is installed
+            entries.append((entry, entry, score))
+            continue
         name, _, metric = entry.partition(":")
         if name not in ALGORITHMS or (metric and name != "score_train") or entry.endswith(":"):
-            raise ValueError(f"algorithm: expected one of {', '.join(ALGORITHMS)} or score_train:METRIC, got {entry!r}")
+            raise ValueError(f"algorithm: expected one of {', '.join(ALGORITHMS)}, score_train:METRIC, syne:METHOD or "
+                             f"optuna:METHOD, got {entry!r}")
         if name == "score_train":
             bench.check_scores([metric or score])
         entries.append((entry, name, metric or score))
@@ -405,6 +471,11 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
             score_costs: dict[str, float] | None = None, progress: bool | None = False) -> dict[str, Any]:
     """Every algorithm over ``runs`` seeds (``seed``, ``seed + 1``, ...): final best accuracy (mean, std) and
     the mean trajectory over time; ``options[name]`` are keyword options of that algorithm.
+
+    ``hypervolume_mean`` / ``_std``: the area of (observed ``split`` accuracy, spikes per image) dominated by the
+    cells a run trained, as a share of the whole space's (:func:`api.pareto.hypervolume`; reference point: the
+    space's median accuracy and its largest spikes per image; None when the view holds no spikes): how much of the
+    accuracy-vs-spikes front a run found by its budget, whatever it optimised.
 
     ``table_best``: the best ``split`` accuracy of the searched space, the number of cells that tie on it (the
     first one's ``hash``), their mean ``report`` accuracy (what a perfect search expects) and the space's best
@@ -420,16 +491,22 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
     if not (is_integer(runs) and is_integer(points)):
         raise ValueError(f"compare: runs and points must be integers >= 1, got {runs!r} and {points!r}")
     bench.check_split(report)
-    entries = parse_entries(bench, algorithms, score, score_costs)
+    entries = parse_entries(bench, algorithms, score, score_costs, split)
     for name, opts in (options or {}).items():
         check_options(name, opts)
     times = np.linspace(0, budget, points + 1)[1:]
+    kind = kind or default_kind(bench, split)
+    space = Oracle(bench, budget, split, None, kind).space
+    spikes = bench.spikes_per_image
+    held = space[np.isfinite(spikes[space])]
+    ref = (float(np.median(bench.accuracy[split][held])), float(spikes[held].max())) if len(held) else None
+    whole = hypervolume(bench.accuracy[split][held], spikes[held], *ref) if ref else None
     out: dict[str, Any] = {"budget": budget, "runs": runs, "split": split, "report": report, "times": times.tolist(),
                            "table": str(bench.path), "algorithms": {}}
     bar = progress_bar(len(entries) * runs, "compare", "run", progress)
     for entry, name, metric in entries:
         cost = (score_costs or {}).get(metric) if name == "score_train" else None
-        finals, curves, trained, spent, charge = [], [], [], [], None
+        finals, curves, trained, spent, volumes, charge = [], [], [], [], [], None
         bar.set_postfix_str(entry)
         for r in range(runs):
             o = run(bench, name, budget, seed + r, split=split, score=metric, kind=kind, score_cost=cost,
@@ -441,6 +518,9 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
             trained.append(len(o.trained))
             spent.append(o.clock)
             charge = o.score_charge
+            if ref is not None and whole:
+                cells = list(o.trained)
+                volumes.append(hypervolume(np.array([o.trained[u] for u in cells]), spikes[cells], *ref) / whole)
         finals_a = np.array(finals)
         ok = np.isfinite(finals_a)
         out["algorithms"][entry] = {
@@ -449,12 +529,12 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
             "runs_with_result": int(ok.sum()),
             "trained_mean": float(np.mean(trained)), "seconds_mean": float(np.mean(spent)), "score_cost": cost,
             "score_charge": charge,
+            "hypervolume_mean": float(np.mean(volumes)) if volumes else None,
+            "hypervolume_std": float(np.std(volumes)) if volumes else None,
             # a mean over every run, so None until each run has trained a cell (no early bias to quick runs)
             "curve_mean": [float(c.mean()) if np.isfinite(c).all() else None for c in np.array(curves).T],
         }
     bar.close()
-    kind = kind or default_kind(bench, split)
-    space = Oracle(bench, budget, split, None, kind).space
     out["kind"] = kind
     out["space"] = {"cells": len(space), "forward": int((bench.kind_array[space] == 0).sum()),
                     "backward": int((bench.kind_array[space] == 1).sum()), "holds": bench.holds()}

@@ -342,6 +342,8 @@ class Benchmark:
         last_train = self.accuracy["train"]
         #: seconds training one seed of the cell took, mean over seeds
         self.train_seconds: np.ndarray = curves.get("train_seconds", nan)
+        #: spikes per test image of the trained network (all LIF layers, all steps), mean over seeds (NaN: absent)
+        self.spikes_per_image: np.ndarray = curves.get("spikes_per_image", nan)
         #: ``{"spikes_per_image", "rate"}: float64 [U, 27]`` per LIF layer (slots: ``snnbench.table.SPIKE_LAYERS``),
         #: mean over seeds, from training; NaN where a cell has no such layer (empty: the train protocol lacks them)
         self.spike_layers: dict[str, np.ndarray] = {k: curves[f"spike_layers/{k}"] for k in ("spikes_per_image", "rate")

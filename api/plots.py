@@ -1,4 +1,5 @@
-"""Figures written to files (matplotlib, Agg backend): replay curve, algorithm comparison, kernel matrices.
+"""Figures written to files (matplotlib, Agg backend): replay curve, algorithm comparison, accuracy-vs-cost front,
+kernel matrices.
 
 Every function takes results as the JSON-ready dicts the rest of ``api`` returns, writes one image
 (format from the file suffix) and returns its path.
@@ -52,10 +53,12 @@ def plot_replay_curve(curve: dict[str, Any], path: str | os.PathLike[str]) -> Pa
 def plot_compare(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Mean best accuracy so far against simulated time, one line per algorithm."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    many = len(result["algorithms"]) > 8  # legend beside the axes; past 10 lines the colours repeat: vary the style
+    fig, ax = plt.subplots(figsize=(8.5, 4.5) if many else (6, 4))
     times = np.array(result["times"])
-    for name, r in result["algorithms"].items():
-        ax.plot(times, np.array([np.nan if v is None else v for v in r["curve_mean"]], dtype=float), label=name)
+    for k, (name, r) in enumerate(result["algorithms"].items()):
+        ax.plot(times, np.array([np.nan if v is None else v for v in r["curve_mean"]], dtype=float), label=name,
+                ls=("-", "--", ":")[k // 10 % 3])
     best, report = result["table_best"], result["report"]
     ax.axhline(best[report], color="k", lw=0.8, ls=":", label=f"best {result['split']} in table")
     if best[f"max_{report}"] > best[report]:
@@ -63,8 +66,33 @@ def plot_compare(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     ax.set_xlabel("simulated time (s)")
     ax.set_ylabel(f"{result['report']} accuracy of the incumbent")
     ax.set_title(f"mean over {result['runs']} runs")
-    ax.legend()
+    if many:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    else:
+        ax.legend()
     ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_front(bench: Any, path: str | os.PathLike[str], split: str = "test") -> Path:
+    """``split`` accuracy against spikes per image and against params, every trained cell, the Pareto front
+    (:func:`api.pareto.front`) drawn through its cells."""
+    from api.pareto import front
+
+    plt = _pyplot()
+    acc = bench.accuracy[split]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, cost, label, scale in zip(axes, (bench.spikes_per_image, bench.params), ("spikes per image", "parameters"),
+                                      ("log", "linear")):
+        ok = np.isfinite(acc) & np.isfinite(cost)
+        ax.scatter(cost[ok], acc[ok], s=3, alpha=0.3, color="tab:gray", label=f"{int(ok.sum()):,} trained cells")
+        idx = front(acc, cost)
+        ax.step(cost[idx], acc[idx], where="post", color="tab:red", marker="o", ms=3, label=f"front ({len(idx)} cells)")
+        ax.set_xscale(scale)
+        ax.set_xlabel(label)
+        ax.legend(loc="lower right")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"{split} accuracy")
     return _save(fig, path)
 
 

@@ -84,6 +84,19 @@ def equal_cost_lines(result: dict[str, Any], split: str = "test") -> list[str]:
     return ["", "At equal cost (the paper's search against random search):", "", *lines] if lines else []
 
 
+def library_lines(entries: list[str]) -> list[str]:
+    """How the library methods among ``entries`` are charged (none: no line)."""
+    lines = []
+    if any(e.startswith("syne:") for e in entries):
+        lines.append("`syne:*` entries are Syne Tune's schedulers on its simulator backend (api.synetune): every trial "
+                     "pays its epochs (an isomorphic repeat too), multi-fidelity ones stop trainings early, and a cell "
+                     "counts as trained, and as the incumbent, by the best validation accuracy any of its epochs showed.")
+    if any(e.startswith("optuna:") for e in entries):
+        lines.append("`optuna:*` entries are Optuna's samplers paying through the same oracle as the built-in "
+                     "algorithms (api.optuna_search).")
+    return ["", *lines] if lines else []
+
+
 def report(bench: Benchmark, out: str | os.PathLike[str], *, title: str, **settings: Any) -> Path:
     """Write ``out/report.md`` and its figures for ``bench``; returns the page's path.
 
@@ -140,7 +153,7 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
     cells = "forward" if kind == "forward" else "all"
     if np.isfinite(bench.accuracy[split]).any():
         bench.check_scores(chosen)
-        parse_entries(bench, algorithms, score, score_costs)
+        parse_entries(bench, algorithms, score, score_costs, observe)
         if budget:  # 0: no search section
             check_budget(budget)
         if correlation is None:  # before the folder is made: a refused report leaves nothing behind
@@ -243,6 +256,7 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
         for name, r in result["algorithms"].items():
             final = "–" if r["final_mean"] is None else f"{r['final_mean']:.4f} ± {r['final_std']:.4f}"
             lines.append(f"| {name} | {final} | {r['trained_mean']:.1f} | {r['seconds_mean']:,.6g} |")
+        lines += library_lines(list(result["algorithms"]))
         lines += equal_cost_lines(result, split)
         plot_compare(result, out / "compare.png")
         lines += ["", "![best accuracy against simulated time](compare.png)", ""]

@@ -30,6 +30,31 @@ def tiny_table() -> Path:
     return path
 
 
+@lru_cache(maxsize=1)
+def curve_table() -> Path:
+    """Path of a small real table with curves: the 10 forward cells with the most raw matrices (1,712 of the
+    12,500), scored and trained (seeds 0 and 1, 3 epochs) with TINY_BUILD's network, so searches over
+    matrices often meet a trained cell."""
+    import numpy as np
+
+    from snnbench.space import space, to_text
+
+    sp = space()
+    forward = np.flatnonzero(~sp.is_backward)
+    top = forward[np.argsort(-sp.raw_counts["forward"][forward], kind="stable")[:10]]
+    folder = Path(tempfile.mkdtemp(prefix="snnbench-api-"))
+    atexit.register(shutil.rmtree, folder, True)
+    cells = folder / "cells.txt"
+    cells.write_text("".join(to_text(sp.matrices[u]) + "\n" for u in top))
+    path = folder / "curves.h5"
+    drop = {"--cells", "--train-cells", "--train-epochs"}  # with their values
+    args = [a for k, a in enumerate(TINY_BUILD) if a not in drop and (k == 0 or TINY_BUILD[k - 1] not in drop)]
+    result = CliRunner().invoke(main, ["build", str(path), *args, "--cells", str(cells), "--train-cells", str(cells),
+                                       "--train-epochs", "3"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return path
+
+
 def without_metric_seconds(src: Path, dst: Path, rows: int | None = None) -> Path:
     """A copy of table ``src`` at ``dst`` as builds before per-metric scoring seconds wrote it: the
     ``metric_seconds/*`` columns dropped, or (``rows``) NaN in the first ``rows`` rows of each only."""

@@ -339,3 +339,22 @@ def test_each_search_space_gets_its_own_cached_index() -> None:
         got = {score: Oracle(b, budget=1e9, split=OBSERVE, score=score).cells_of_states(states) for score in order}
         assert got[None].tolist() == list(range(len(b)))
         assert got["sahd"].tolist() == [-1, *range(1, len(b))]
+
+
+def test_library_methods_are_refused_clearly_when_unknown_or_their_extra_is_missing(bench: Benchmark,
+                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from api import algorithms
+    from snnbench.cli import main
+
+    with pytest.raises(ValueError, match="syne:asha"):
+        compare(bench, ["syne:bogus"], 10.0, 1)
+    with pytest.raises(ValueError, match="takes no options"):
+        run(bench, "optuna:tpe", 10.0, 0, population=3)
+    monkeypatch.setitem(algorithms.LIBRARIES, "syne", ("api.no_such_adapter", ("asha",), "synetune"))
+    with pytest.raises(ImportError, match=r"snnbench\[synetune\]"):
+        compare(bench, ["random", "syne:asha"], 10.0, 1)
+    out = CliRunner().invoke(main, ["compare", "--table", str(tiny_table()), "--algorithms", "random,syne:asha",
+                                    "--budget", "10"])
+    assert out.exit_code == 2 and "snnbench[synetune]" in out.output and len(out.output.strip().splitlines()) == 1

@@ -160,3 +160,30 @@ def test_backward_section_against_naive_statistics(tmp_path: Path) -> None:
     assert f"above {(fwd < paper).mean():.1%} of the forward cells" in "\n".join(blocks["digits-backward-accuracy"])
     assert blocks["digits-backward-scores"][0].startswith("3 trained cells with a backward edge hold digits scores")
     assert regen.backward_section(tiny_table(), tmp_path)["digits-backward-accuracy"][0].startswith("No cell with a backward edge")
+
+
+def test_intervals_of_a_mean_and_of_a_difference_equal_scipys() -> None:
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0.96, 0.008, 30), rng.normal(0.965, 0.012, 30)
+    lo, hi = regen.mean_interval(a.mean(), a.std(), len(a))  # compare's std: population (ddof 0)
+    ci = stats.t.interval(0.95, len(a) - 1, loc=a.mean(), scale=stats.sem(a))
+    assert (lo, hi) == pytest.approx(ci)
+    d, dlo, dhi = regen.difference_interval({"final_mean": a.mean(), "final_std": a.std()},
+                                            {"final_mean": b.mean(), "final_std": b.std()}, 30)
+    welch = stats.ttest_ind(b, a, equal_var=False).confidence_interval(0.95)
+    assert d == pytest.approx(b.mean() - a.mean()) and (dlo, dhi) == pytest.approx((welch.low, welch.high))
+
+
+def test_front_block_lists_the_cells_no_other_cell_dominates(tmp_path) -> None:
+    from api.benchmark import Benchmark
+
+    bench = Benchmark(tiny_table())
+    lines = regen.front_block(bench, tmp_path)
+    acc, spikes = bench.accuracy["test"], bench.spikes_per_image
+    held = np.flatnonzero(np.isfinite(acc) & np.isfinite(spikes))
+    naive = {bench.hashes[i] for i in held if not any(
+        acc[j] >= acc[i] and spikes[j] <= spikes[i] and (acc[j] > acc[i] or spikes[j] < spikes[i]) for j in held)}
+    rows = {r.split("|")[1].strip().strip("`") for r in lines if r.startswith("| `")}
+    assert rows == naive and (tmp_path / "front.png").stat().st_size > 0

@@ -1,8 +1,8 @@
 """Regenerate every table of docs/results.md, and its figures, from the shipped tables.
 
     python docs/results/regenerate.py --write docs/results.md     # all sections; rewrite the page's tables
-    python docs/results/regenerate.py --only cifar10               # one section (digits | backward | kernels | cifar10 |
-                                                                   # fidelity), print only
+    python docs/results/regenerate.py --only cifar10               # one section, print only (digits | backward |
+                                                                   # kernels | cifar10 | fidelity | libraries | fronts)
     python docs/results/regenerate.py --out /tmp/r --digits T.h5 --cifar10 T2.h5
 
 Each section returns named Markdown blocks and prints them; ``--write PAGE`` replaces each block's text in
@@ -11,7 +11,9 @@ markers there; blocks of sections not run are left as they are), so the page's t
 by hand. Figures go under ``--out``: ``digits/`` (``snnbench report``'s page and figures, with the settings
 results.md states), the kernels of the best and worst trained digits cells (supplementary section D) with
 how their off-diagonal ranks accuracy, and ``cifar10/`` (the digits-CIFAR-10 agreement, backward against
-forward cells, and ``snnbench report``'s page of the CIFAR-10 trainings). Seeded: the same tables give the
+forward cells, and ``snnbench report``'s page of the CIFAR-10 trainings), the library methods' curves
+(``digits/libraries.png``; the ``libraries`` section needs the synetune and optuna extras) and each table's
+accuracy-vs-spikes front (``*/front.png``). Seeded: the same tables give the
 same output. Only the kernels section runs networks (on the digits data embedded in the package); no
 section needs CIFAR-10 files.
 """
@@ -24,7 +26,7 @@ import re
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from scipy import stats
@@ -34,6 +36,7 @@ from api.correlate import agreement, correlate, matched, ranked_shares, top_k_sh
 from api.plots import kernel_matrices, plot_agreement, plot_by_kind, plot_kernels, score_inputs
 from api.replay import make_pool, replay_curve
 from api.report import DEFAULT_SIZES, fmt, report_sections, write_page
+from snnbench.space import to_text
 from snnbench.table import SHIPPED, open_table
 
 Blocks = dict[str, list[str]]
@@ -129,6 +132,105 @@ def digits_section(path: Path, out: Path) -> Blocks:
             "digits-replay-paper": _quote(sections["replay"], "The paper's sampler"),
             "digits-replay-uniform": uniform,
             "digits-compare": _quote(sections["compare"], "The algorithms observe")}
+
+
+# Library methods next to the built-in ones on the digits table (needs the synetune and optuna extras)
+LIBRARY_COMPARE: dict[str, Any] = {"budget": 1500.0, "runs": 30, "seed": 0, "check_runs": 100, "algorithms": [
+    "random", "evolution", "local", "reinforce", "syne:random", "syne:rea", "syne:tpe", "syne:asha", "syne:hyperband",
+    "syne:morea", "syne:moasha", "optuna:random", "optuna:tpe", "optuna:cmaes", "optuna:nsga2"]}
+# (built-in, library) pairs running the same method: do they agree?
+DUPLICATES = (("random", "syne:random"), ("random", "optuna:random"), ("evolution", "syne:rea"))
+MULTI_OBJECTIVE = ("syne:morea", "syne:moasha", "optuna:nsga2")
+
+
+def mean_interval(mean: float, std: float, n: int) -> tuple[float, float]:
+    """95% t interval of a mean from ``n`` values with population std ``std`` (``compare``'s ``final_std``)."""
+    half = stats.t.ppf(0.975, n - 1) * std * np.sqrt(n / (n - 1)) / np.sqrt(n)
+    return mean - half, mean + half
+
+
+def difference_interval(a: dict[str, Any], b: dict[str, Any], n: int) -> tuple[float, float, float]:
+    """``b``'s mean final minus ``a``'s with its 95% Welch interval (population stds of ``n`` runs each)."""
+    va, vb = (r["final_std"] ** 2 * n / (n - 1) / n for r in (a, b))
+    df = (va + vb) ** 2 / (va ** 2 / (n - 1) + vb ** 2 / (n - 1)) if va + vb > 0 else 1.0
+    d = b["final_mean"] - a["final_mean"]
+    half = stats.t.ppf(0.975, df) * np.sqrt(va + vb)
+    return d, d - half, d + half
+
+
+def libraries_section(path: Path, out: Path, settings: dict[str, Any] = LIBRARY_COMPARE) -> Blocks:
+    """Syne Tune's and Optuna's methods against the built-in ones at one simulated budget (``settings``): final test
+    accuracy with 95% intervals, cells trained, the accuracy-vs-spikes hypervolume share; whether each duplicated
+    method agrees with its built-in twin; the curves in ``out/libraries.png``; random search from both libraries
+    and built in again over ``check_runs`` runs."""
+    from api.algorithms import compare
+    from api.plots import plot_compare
+
+    bench = Benchmark(path)
+    n = settings["runs"]
+    result = compare(bench, settings["algorithms"], settings["budget"], n, seed=settings["seed"], points=500)
+    plot_compare(result, out / "libraries.png")
+    algos = result["algorithms"]
+    lines = [f"{n} runs each (seeds {settings['seed']}-{settings['seed'] + n - 1}), budget {settings['budget']:,.0f} "
+             f"simulated seconds; observed val accuracy, the incumbent's test accuracy reported. "
+             f"{_best_sentence(result)}", "",
+             "| algorithm | final test accuracy (mean ± std) | 95% interval of the mean | cells trained | simulated "
+             "seconds | accuracy-vs-spikes hypervolume (share of the space's, mean ± std) |", "|---|---|---|---|---|---|"]
+    for name, r in algos.items():
+        lo, hi = mean_interval(r["final_mean"], r["final_std"], r["runs_with_result"])
+        hv = "–" if r["hypervolume_mean"] is None else f"{r['hypervolume_mean']:.3f} ± {r['hypervolume_std']:.3f}"
+        label = f"**{name}**" if name in MULTI_OBJECTIVE else name
+        lines.append(f"| {label} | {r['final_mean']:.4f} ± {r['final_std']:.4f} | [{lo:.4f}, {hi:.4f}] | "
+                     f"{r['trained_mean']:.1f} | {r['seconds_mean']:,.0f} | {hv} |")
+    lines += ["", "The same method, built in and from a library (difference of the mean final test accuracy, "
+                  "library minus built-in, 95% Welch interval):", "", *duplicate_lines(algos, n, DUPLICATES)]
+    check = settings["check_runs"]
+    again = compare(bench, ["random", "syne:random", "optuna:random"], settings["budget"], check, seed=settings["seed"],
+                    points=500)["algorithms"]
+    recheck = [f"Random search again, {check} runs (seeds {settings['seed']}-{settings['seed'] + check - 1}): "
+               + ", ".join(f"`{k}` {r['final_mean']:.4f} ± {r['final_std']:.4f}" for k, r in again.items()) + ".", "",
+               *duplicate_lines(again, check, DUPLICATES[:2])]
+    return {"digits-libraries": lines, "digits-check-random": recheck}
+
+
+def duplicate_lines(algos: dict[str, dict[str, Any]], n: int, pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """Per (built-in, library) pair: the library's mean final minus the built-in's, its 95% Welch interval, and
+    whether they agree (the interval holds 0)."""
+    lines = []
+    for a, b in pairs:
+        d, lo, hi = difference_interval(algos[a], algos[b], n)
+        verdict = "agree (the interval holds 0)" if lo <= 0 <= hi else "differ"
+        lines.append(f"- `{b}` against `{a}`: {d:+.4f} [{lo:+.4f}, {hi:+.4f}]: they {verdict}; "
+                     f"{algos[b]['trained_mean']:.1f} against {algos[a]['trained_mean']:.1f} cells trained.")
+    return lines
+
+
+def _best_sentence(result: dict[str, Any]) -> str:
+    best = result["table_best"]
+    return f"The space's best test accuracy is {best['max_test']:.4f}; its best val cell's, {best['test']:.4f}."
+
+
+def front_block(bench: Benchmark, out: Path, split: str = "test") -> list[str]:
+    """The trained cells' ``split`` accuracy against spikes per image: the Pareto front as a table (and its
+    size against params), with ``out/front.png``."""
+    from api.pareto import front, hypervolume
+    from api.plots import plot_front
+
+    acc, spikes, params = bench.accuracy[split], bench.spikes_per_image, bench.params
+    held = np.flatnonzero(np.isfinite(acc) & np.isfinite(spikes))
+    idx = front(acc, spikes)
+    by_params = front(acc, params)
+    plot_front(bench, out / "front.png", split)
+    hv = hypervolume(acc[held], spikes[held], float(np.median(acc[held])), float(spikes[held].max()))
+    lines = [f"Of the {len(held):,} trained cells, {len(idx)} are on the front of {split} accuracy against spikes per "
+             f"image (none both more accurate and spiking less), {len(by_params)} on the front against parameters. "
+             f"Hypervolume of the whole space (reference: its median {split} accuracy, {np.median(acc[held]):.4f}, and "
+             f"largest spikes per image, {spikes[held].max():,.0f}): {hv:.4f}.", "",
+             f"| cell | matrix | {split} accuracy | spikes per image | parameters |", "|---|---|---|---|---|"]
+    for u in idx.tolist():
+        lines.append(f"| `{bench.hashes[u]}` | `{to_text(bench.matrices[u])}` | {acc[u]:.4f} | {spikes[u]:,.0f} | "
+                     f"{params[u]:,.0f} |")
+    return lines
 
 
 def off_diagonal(k: np.ndarray) -> float:
@@ -539,13 +641,14 @@ def write_blocks(page: Path, blocks: Blocks) -> None:
 def main() -> None:
     here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", choices=["digits", "backward", "kernels", "cifar10", "fidelity"], action="append")
+    ap.add_argument("--only", choices=["digits", "backward", "kernels", "cifar10", "fidelity", "libraries", "fronts"],
+                    action="append")
     ap.add_argument("--out", type=Path, default=here)
     ap.add_argument("--digits", type=Path, default=SHIPPED["digits"])
     ap.add_argument("--cifar10", type=Path, default=SHIPPED["cifar10"])
     ap.add_argument("--write", type=Path, metavar="PAGE", help="rewrite the marked blocks of PAGE (docs/results.md)")
     args = ap.parse_args()
-    only = set(args.only or ["digits", "backward", "kernels", "cifar10", "fidelity"])
+    only = set(args.only or ["digits", "backward", "kernels", "cifar10", "fidelity", "libraries", "fronts"])
     blocks: Blocks = {}
     if "digits" in only:
         blocks.update(digits_section(args.digits, args.out / "digits"))
@@ -557,6 +660,11 @@ def main() -> None:
         blocks.update(cifar10_section(args.cifar10, args.digits, args.out / "cifar10"))
     if "fidelity" in only:
         blocks.update(fidelity_section(args.digits))
+    if "libraries" in only:
+        blocks.update(libraries_section(args.digits, args.out / "digits"))
+    if "fronts" in only:
+        blocks["digits-front"] = front_block(Benchmark(args.digits), args.out / "digits")
+        blocks["cifar10-front"] = front_block(Benchmark(args.cifar10), args.out / "cifar10")
     print("\n\n".join(f"<!-- {name} -->\n" + "\n".join(lines) for name, lines in blocks.items()))
     if args.write:
         write_blocks(args.write, blocks)

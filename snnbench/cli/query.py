@@ -141,10 +141,15 @@ def replay(table: str | None, score_protocol: str | None, train_protocol: str | 
         click.echo(f"plot: {plot}")
 
 
+ALGORITHMS_HELP = ("Comma-separated: random, evolution, local, reinforce, score_train, score_train:METRIC; with the "
+                   "synetune extra syne:random|rea|tpe|asha|hyperband|morea|moasha, with the optuna extra "
+                   "optuna:tpe|cmaes|nsga2|random.")
+
+
 @click.command()
 @_view
 @click.option("--algorithms", default="random,evolution,local,reinforce,score_train", show_default=True,
-              help="Comma-separated: random, evolution, local, reinforce, score_train, score_train:METRIC.")
+              help=ALGORITHMS_HELP)
 @click.option("--budget", type=FiniteFloatRange(min=0, min_open=True), required=True, help="Simulated seconds per run.")
 @click.option("--runs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--score", default="sahd", show_default=True, help="Score used by score_train.")
@@ -264,7 +269,7 @@ def correlate(table: str | None, score_protocol: str | None, train_protocol: str
 @click.option("--trials", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--replay-scores", default=None, help="Comma-separated scores for the replay (default: every score).")
 @click.option("--algorithms", default="random,evolution,local,reinforce,score_train", show_default=True,
-              help="Comma-separated: random, evolution, local, reinforce, score_train, score_train:METRIC.")
+              help=ALGORITHMS_HELP)
 @click.option("--budget", type=FiniteFloatRange(min=0, min_open=True), default=None,
               help="Simulated seconds per search run (default: training 10% of the searchable cells).")
 @click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True)
