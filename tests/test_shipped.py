@@ -358,10 +358,63 @@ def test_readme_and_results_quote_each_tables_size_and_trained_cells(request, na
     assert f"`{name}.h5` ({size})" in readme
     assert f"Train protocol `{train.id}`: **{cells} cells**" in results
     if name == "digits":
-        assert f"and all {cells} trained (" in readme
+        bench = Benchmark(path)
+        cover = bench.coverage()
+        assert f"and all {cover['forward']['trained']:,} trained (" in readme
+        assert (f"of the {cover['backward']['space']:,} cells with a backward edge,\n  {cover['backward']['scored']:,} scored "
+                f"and {cover['backward']['trained']:,} trained so far") in readme
         assert f"## The shipped `digits` table (`snnbench/tables/digits.h5`, {size})" in results
-        test = Benchmark(path).accuracy["test"]
+        test = bench.accuracy["test"][bench.kind_array == 0]
         hours = np.sum(train.columns["seconds"]) / 3600
-        assert f"Mean test accuracy {np.nanmean(test):.3f} ({np.nanmean(test):.4f}). {hours:.2f} worker-hours" in results
+        assert (f"Mean test\n  accuracy of the forward cells {np.nanmean(test):.3f} ({np.nanmean(test):.4f}). {hours:.2f} "
+                "worker-hours") in results
     else:
         assert f"{cells} so far" in readme
+
+
+@needs_digits
+def test_the_papers_cell_is_answered_from_the_default_table(monkeypatch) -> None:
+    monkeypatch.delenv("SNNBENCH_TABLE", raising=False)
+    import api
+
+    rec = api.query("0302 0030 3003 0000")
+    assert rec["kind"] == "backward" and rec["seeds"]["train"] == [0, 1]
+    assert rec["scores"]["sahd"] is not None and 0.5 < rec["accuracy"]["test"] <= 1
+
+
+@needs_digits
+def test_a_stored_backward_score_row_is_reproduced(table) -> None:
+    p = _protocol(table, "score")
+    s = p.settings
+    backward = {space().hashes[u] for u in np.flatnonzero(space().is_backward)}
+    row = next(i for i, h in enumerate(p.hash) if h.decode() in backward)
+    _reproduce(p, load_dataset("digits", val_fraction=s["dataset"]["val_fraction"], seed=s["dataset"]["split_seed"]), (row,))
+
+
+@needs_digits
+def test_a_stored_backward_training_row_is_reproduced_within_seed_noise(table) -> None:
+    """The backward cell with the fewest parameters retrained (seed 0, one thread, as a build worker): its final test
+    accuracy within the 95th percentile of |seed 0 - seed 1| over the table's cells (exact on the building CPU)."""
+    from snnbench.training import TrainConfig, train_cell
+
+    p = _protocol(table, "train")
+    s = p.settings
+    backward = {space().hashes[u] for u in np.flatnonzero(space().is_backward)}
+    rows = [i for i, h in enumerate(p.hash) if h.decode() in backward and int(p.seed[i]) == 0]
+    assert rows, "no trained cell with a backward edge"
+    row = min(rows, key=lambda i: (p.columns["params"][i], p.hash[i]))
+    h = p.hash[row].decode()
+    data = load_dataset("digits", val_fraction=s["dataset"]["val_fraction"], seed=s["dataset"]["split_seed"])
+    t = dict(s["train"])
+    t["test_epochs"] = tuple(t["test_epochs"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        got = train_cell(Cell(to_text(space().matrices[space().hashes.index(h)])), data, NetworkConfig(**s["network"]["config"]),
+                         TrainConfig(**t), cell_seed(h, 0), "cpu")
+    finally:
+        torch.set_num_threads(threads)
+    _, by_seed = Benchmark(SHIPPED["digits"]).accuracy_by_seed("test")
+    both = np.isfinite(by_seed).all(axis=1)
+    noise = float(np.percentile(np.abs(by_seed[both, 0] - by_seed[both, 1]), 95))
+    assert abs(got["test_acc"] - p.columns["test_acc"][row]) <= noise, (h, got["test_acc"], p.columns["test_acc"][row], noise)
