@@ -24,14 +24,19 @@ def eq5_reference(calls: list[np.ndarray]) -> float:
     d_H(i, j) / (N_A (r_i (1 - r_j) + (1 - r_i) r_j) + 0.001)`` from explicit pairwise distances; the network's
     kernel is the *sum* over calls; the score is ``log |det K|``."""
     total = 0.0
-    for X in calls:
-        X = X.astype(np.float64)
-        num = X.shape[1]
-        d_h = np.abs(X[:, None, :] - X[None, :, :]).sum(axis=2)
-        r = X.mean(axis=1)
-        e = num * (r[:, None] * (1 - r[None, :]) + (1 - r[:, None]) * r[None, :])
-        total = total + (num - 0.5 * d_h / (e + 0.001))
+    for num, term in map(_sahd_term, calls):
+        total = total + (num - term)
     return float(np.linalg.slogdet(total)[1])
+
+
+def _sahd_term(X: np.ndarray) -> tuple[int, np.ndarray]:
+    """``(N_A, 0.5 d_H / (e + 0.001))`` of one call's 0/1 codes ``X [B, N_A]``, from explicit pairwise distances."""
+    X = X.astype(np.float64)
+    num = X.shape[1]
+    d_h = np.abs(X[:, None, :] - X[None, :, :]).sum(axis=2)
+    r = X.mean(axis=1)
+    e = num * (r[:, None] * (1 - r[None, :]) + (1 - r[:, None]) * r[None, :])
+    return num, 0.5 * d_h / (e + 0.001)
 
 
 def _calls(model: torch.nn.Module, x: torch.Tensor) -> list[np.ndarray]:
@@ -290,13 +295,7 @@ def _sahd_mean64(calls: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     building each call's kernel in float32 can move it: ``K = N - c D`` takes at most 10 float32 roundings, each
     within ``u32`` of ``N + |c D|``."""
     total, size = np.zeros(()), np.zeros(())
-    for X in calls:
-        X = X.astype(np.float64)
-        num = X.shape[1]
-        d_h = np.abs(X[:, None, :] - X[None, :, :]).sum(axis=2)
-        r = X.mean(axis=1)
-        e = num * (r[:, None] * (1 - r[None, :]) + (1 - r[:, None]) * r[None, :])
-        term = 0.5 * d_h / (e + 0.001)
+    for num, term in map(_sahd_term, calls):
         total, size = total + (num - term), size + (num + term)
     return total / len(calls), 10 * U32 * size / len(calls)
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
+from test_network import _boosted
 
 import snnbench.training as training
 from snnbench.cli import main
@@ -27,17 +28,6 @@ def _tiny(**kw) -> NetworkConfig:
     base = dict(c1=3, c2=4, hidden=24, num_classes=5, group=3, stem_stride=1, pool=2, timesteps=4, in_channels=2,
                 image_size=8, dropout=0.5)
     return NetworkConfig(**{**base, **kw})
-
-
-def _boosted(model):
-    """Scale BN weights and the first linear up so that most layers fire (an untrained net is quiet)."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.fill_(1.5)
-                m.bias.fill_(0.3)
-        model.fc1.weight.mul_(60)
-    return model
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
