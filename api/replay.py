@@ -64,9 +64,14 @@ class Pool:
         parts = []
         for stratum, c in coverage.items():
             name = "forward cells" if stratum == "forward" else "cells with a backward edge"
-            share = "" if c["pool"] == c["space"] else f"{c['pool'] / c['space']:.1%}; "
+            share = "" if c["pool"] == c["space"] else f"{_percent(c['pool'] / c['space'])}; "
             parts.append(f"{int(c['pool']):,} of {int(c['space']):,} {name} ({share}{c['mass']:.1%} of draws)")
         return "; ".join(parts)
+
+
+def _percent(share: float) -> str:
+    """A share as a percentage with two significant digits below 1% (``0.033%``), else one decimal (``3.1%``)."""
+    return f"{100 * share:.2g}%" if 0 < share < 0.01 else f"{share:.1%}"
 
 
 def default_kind(bench: Benchmark, split: str) -> Kind:

@@ -23,7 +23,7 @@ def eq5_reference(calls: list[np.ndarray]) -> float:
     """The supplementary's Eq. 5 in float64 numpy, independent of ``snnbench.scores``: per call, ``K_ij = N_A - 0.5
     d_H(i, j) / (N_A (r_i (1 - r_j) + (1 - r_i) r_j) + 0.001)`` from explicit pairwise distances; the network's
     kernel is the *sum* over calls; the score is ``log |det K|``."""
-    total = 0.0
+    total = np.zeros(())
     for num, term in map(_sahd_term, calls):
         total = total + (num - term)
     return float(np.linalg.slogdet(total)[1])

@@ -62,7 +62,7 @@ def test_backward_pool_keeps_each_strata_share_of_the_paper_sampler(mixed: Path)
     assert sum(p for t, p in got.items() if kinds[t]) == pytest.approx(stratum_mass[True], rel=1e-9)  # 45.6%, not 3 cells' mass
     assert pool.coverage["forward"]["pool"] == 5 and pool.coverage["backward"]["pool"] == 3
     assert pool.coverage["backward"]["mass"] == pytest.approx(stratum_mass[True], rel=1e-9)
-    assert pool.describe().startswith("5 of 7,012 forward cells (0.1%; 54.4% of draws); 3 of 95,584 cells with a backward edge")
+    assert pool.describe().startswith("5 of 7,012 forward cells (0.071%; 54.4% of draws); 3 of 95,584 cells with a backward edge (0.0031%;")
     # the forward space: forward cells only, the paper's forward sampler renormalised over them
     fwd = make_pool(b, ["sahd"], "test", "forward", "paper")
     assert set(b.kind_array[fwd.cells].tolist()) == {0} and len(fwd.cells) == 5
@@ -79,11 +79,13 @@ def test_default_kind_prefers_the_complete_space(mixed: Path, tmp_path: Path) ->
     protocols = list(open_table(SHIPPED["digits"]).protocols.values())
     sp = space()
     extra = [sp.hashes[u].encode() for u in np.flatnonzero(sp.is_backward)[:3]]
+    forward = {sp.hashes[u].encode() for u in np.flatnonzero(~sp.is_backward)}
     grown = []
-    for p in protocols:
-        rows = np.flatnonzero(np.isin(p.hash, p.hash[:1]))  # the first cell's rows, copied onto each new cell
-        take = np.concatenate([np.arange(len(p)), np.tile(rows, len(extra))])
-        hashes = np.concatenate([p.hash, np.repeat(np.array(extra, dtype="S16"), len(rows))])
+    for p in protocols:  # the forward rows, and the first cell's rows copied onto each new cell
+        rows = np.flatnonzero(np.isin(p.hash, p.hash[:1]))
+        take = np.concatenate([np.flatnonzero([h in forward for h in p.hash.tolist()]), np.tile(rows, len(extra))])
+        hashes = np.concatenate([p.hash[take[:len(take) - len(rows) * len(extra)]],
+                                 np.repeat(np.array(extra, dtype="S16"), len(rows))])
         grown.append(Protocol(p.id, p.type, p.settings, hash=hashes, seed=p.seed[take],
                               columns={k: v[take] for k, v in p.columns.items()}))
     write_table(tmp_path / "grown.h5", grown)

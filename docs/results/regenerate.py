@@ -420,7 +420,7 @@ def backward_section(path: Path, out: Path, resamples: int = 1000) -> Blocks:
              np.array([top(bwd[i]) for i in pick_b])),
             ("best cell", fwd.max(), bwd.max(), fwd[pick_f].max(1), bwd[pick_b].max(1))]
     cov = bench.coverage()["backward"]
-    lines = [f"{len(bwd):,} trained cells with a backward edge ({len(bwd) / cov['space']:.1%} of the {cov['space']:,}: a "
+    lines = [f"{len(bwd):,} trained cells with a backward edge ({100 * len(bwd) / cov['space']:.2g}% of the {cov['space']:,}: a "
              "uniform sample, the first cells in hash order of `--kind backward --train-cells sample:3300:0`, plus the "
              f"paper's published cell) against the {len(fwd):,} forward cells; test accuracy, mean of seeds 0 and 1; 95% "
              f"intervals from {resamples:,} bootstrap resamples of the cells within each kind (seed 0):", "",
