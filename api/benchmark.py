@@ -498,11 +498,7 @@ class Benchmark:
         if t is None:
             return [], np.zeros((len(self), 0))
         values = _final_accuracy(t.proto.columns, split, len(t.proto))
-        seeds = sorted({int(x) for x in t.proto.seed.tolist()})
-        out = np.full((len(self), len(seeds)), np.nan)
-        cell = np.repeat(np.arange(len(self)), t.count)  # protocol rows are grouped by view cell
-        out[cell, np.searchsorted(seeds, t.proto.seed.astype(np.int64))] = values
-        return seeds, out
+        return self._per_seed(t, values)
 
     def scores_by_seed(self, metric: str) -> tuple[list[int], np.ndarray]:
         """``metric``'s score of every view cell per scoring seed: ``(seeds, float64 [U, len(seeds)])``, seeds
@@ -513,10 +509,15 @@ class Benchmark:
         assert s is not None  # check_scores: the view holds the metric, hence a score protocol
         if "scores/" + metric not in s.proto.columns:
             raise ValueError(f"score: {metric!r} has no stored rows per seed (a score added to the view)")
-        seeds = sorted({int(x) for x in s.proto.seed.tolist()})
+        return self._per_seed(s, s.proto.columns["scores/" + metric])
+
+    def _per_seed(self, c: _Columns, values: np.ndarray) -> tuple[list[int], np.ndarray]:
+        """One value per protocol row of ``c`` laid out as ``(seeds, float64 [U, len(seeds)])``: seeds ascending,
+        NaN where a cell has no row for that seed."""
+        seeds = sorted({int(x) for x in c.proto.seed.tolist()})
         out = np.full((len(self), len(seeds)), np.nan)
-        cell = np.repeat(np.arange(len(self)), s.count)  # protocol rows are grouped by view cell
-        out[cell, np.searchsorted(seeds, s.proto.seed.astype(np.int64))] = s.proto.columns["scores/" + metric]
+        cell = np.repeat(np.arange(len(self)), c.count)  # protocol rows are grouped by view cell
+        out[cell, np.searchsorted(seeds, c.proto.seed.astype(np.int64))] = values
         return seeds, out
 
     @property
