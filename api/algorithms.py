@@ -28,10 +28,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from api.benchmark import Benchmark
-from api.pareto import hypervolume
-from api.progress import progress_bar
-from api.replay import default_kind
+from snnbench.api.benchmark import Benchmark
+from snnbench.api.pareto import hypervolume
+from snnbench.api.progress import progress_bar
+from snnbench.api.replay import default_kind
 from snnbench.fields import is_integer, is_real
 from snnbench.space import NUM_OPS
 
@@ -320,8 +320,8 @@ ALGORITHMS: dict[str, Callable[..., None]] = {
 
 # optional libraries' methods, run as ``PREFIX:METHOD``: prefix -> (module, its methods, the extra installing it)
 LIBRARIES: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "syne": ("api.synetune", ("random", "rea", "tpe", "asha", "hyperband", "morea", "moasha"), "synetune"),
-    "optuna": ("api.optuna_search", ("tpe", "cmaes", "nsga2", "random"), "optuna"),
+    "syne": ("snnbench.api.synetune", ("random", "rea", "tpe", "asha", "hyperband", "morea", "moasha"), "synetune"),
+    "optuna": ("snnbench.api.optuna_search", ("tpe", "cmaes", "nsga2", "random"), "optuna"),
 }
 
 

@@ -26,7 +26,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from api.lookup import Key, cell_key
+from snnbench.api.lookup import Key, cell_key
 from snnbench.fields import METRIC_ALIASES
 from snnbench.space import Cell, space, to_text
 from snnbench.table import (METRIC_SECONDS, SHIPPED, SPIKE_LAYERS, Protocol, Table, dataset_matches, open_table, shipped_table)

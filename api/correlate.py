@@ -21,9 +21,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from api.benchmark import Benchmark
-from api.progress import progress_bar
-from api.replay import MAX_DRAWS
+from snnbench.api.benchmark import Benchmark
+from snnbench.api.progress import progress_bar
+from snnbench.api.replay import MAX_DRAWS
 from snnbench.fields import is_integer
 
 DEFAULT_FRACTIONS = (0.01, 0.05, 0.1)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from api.algorithms import _PAIRS, BudgetExhausted, Oracle, pair_options
+from snnbench.api.algorithms import _PAIRS, BudgetExhausted, Oracle, pair_options
 
 METHODS = ("tpe", "cmaes", "nsga2", "random")
 _NAMES = tuple(f"e{i}{j}" for i, j in _PAIRS)

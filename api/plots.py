@@ -77,7 +77,7 @@ def plot_compare(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
 def plot_front(bench: Any, path: str | os.PathLike[str], split: str = "test") -> Path:
     """``split`` accuracy against spikes per image and against params, every trained cell, the Pareto front
     (:func:`api.pareto.front`) drawn through its cells."""
-    from api.pareto import front
+    from snnbench.api.pareto import front
 
     plt = _pyplot()
     acc = bench.accuracy[split]
@@ -122,7 +122,7 @@ def plot_scatter(bench: Any, scores: Sequence[str], split: str, path: str | os.P
 def plot_agreement(a: Any, b: Any, scores: Sequence[str], path: str | os.PathLike[str]) -> Path:
     """One panel per score: its value in view ``a`` against view ``b`` on the cells both hold (matched by
     hash; singular ``-inf`` values are not drawn), titled with :func:`api.correlate.agreement`'s Kendall tau."""
-    from api.correlate import agreement, matched
+    from snnbench.api.correlate import agreement, matched
 
     plt = _pyplot()
     ua, ub = matched(a, b)

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from api.benchmark import Benchmark
+from snnbench.api.benchmark import Benchmark
 from snnbench.fields import is_integer
 from snnbench.space import Distribution, Kind, space
 

@@ -22,11 +22,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from api.algorithms import check_budget, compare, parse_entries
-from api.benchmark import Benchmark
-from api.correlate import correlate, ranked_shares
-from api.plots import plot_compare, plot_replay_curve, plot_scatter
-from api.replay import make_pool, replay_curve
+from snnbench.api.algorithms import check_budget, compare, parse_entries
+from snnbench.api.benchmark import Benchmark
+from snnbench.api.correlate import correlate, ranked_shares
+from snnbench.api.plots import plot_compare, plot_replay_curve, plot_scatter
+from snnbench.api.replay import make_pool, replay_curve
 
 DEFAULT_SIZES = (10, 100, 1000, 5000)
 DEFAULT_ALGORITHMS = ("random", "evolution", "local", "reinforce", "score_train")

@@ -49,8 +49,8 @@ from syne_tune.optimizer.schedulers.multiobjective.multi_objective_regularized_e
     MultiObjectiveRegularizedEvolution
 from syne_tune.optimizer.schedulers.single_fidelity_scheduler import SingleFidelityScheduler
 
-from api.algorithms import _PAIRS, BudgetExhausted, Oracle, pair_options
-from api.benchmark import Benchmark
+from snnbench.api.algorithms import _PAIRS, BudgetExhausted, Oracle, pair_options
+from snnbench.api.benchmark import Benchmark
 
 OBJECTIVES = ("val_acc", "test_acc", "val_error", "elapsed_time", "spikes_per_image", "params")
 FIDELITY = "epoch"

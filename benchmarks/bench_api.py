@@ -65,8 +65,8 @@ def main() -> None:
 
     calib = min(timeit.repeat(lambda: sum(range(1000)), number=2000, repeat=7)) / 2000 * 1e6
     print(f"machine load reference: sum(range(1000)) takes {calib:.1f} us here (about 6-8 us on an idle modern core)")
-    from api.benchmark import Benchmark  # imported after writing, so the writer's space() is not counted
-    from api.replay import replay
+    from snnbench.api.benchmark import Benchmark  # imported after writing, so the writer's space() is not counted
+    from snnbench.api.replay import replay
     from snnbench.table import open_table
 
     t = time.perf_counter()
@@ -95,7 +95,7 @@ def main() -> None:
             bench.query(m)
             times.append(time.perf_counter() - t)
         print(f"query ({name}): p50 {pct(times, 50):.1f} us, p99 {pct(times, 99):.1f} us")
-    import api
+    from snnbench import api
 
     times = []
     for m in forms["fresh cells, nested list"][:5000]:

@@ -15,10 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from builders.build import build, make_stages
-from builders.executors import LocalExecutor
-from builders.plan import select_cells
-from builders.stages import run_item
+from snnbench.builders.build import build, make_stages
+from snnbench.builders.executors import LocalExecutor
+from snnbench.builders.plan import select_cells
+from snnbench.builders.stages import run_item
 
 
 def main() -> None:

@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-import api
-from api.algorithms import LIBRARIES, MissingExtra, _library_runner, run
+from snnbench import api
+from snnbench.api.algorithms import LIBRARIES, MissingExtra, _library_runner, run
 
 BUILT_IN = ("random", "evolution", "local", "reinforce")
 

@@ -25,8 +25,8 @@ from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
-from builders.executors import Executor, LocalExecutor, Work
-from builders.plan import check_cells, parse_shard, plan_items, ranking_column, select_cells
+from snnbench.builders.executors import Executor, LocalExecutor, Work
+from snnbench.builders.plan import check_cells, parse_shard, plan_items, ranking_column, select_cells
 from snnbench.table import Protocol, TableWriter, journal_path, open_table
 
 
@@ -175,7 +175,7 @@ def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: st
     sha256 of its files: named, the same files give the same protocol wherever they lie; unnamed, a copy
     at another path gives another protocol. ``pack``: training rows per pack (and per work item); not a setting.
     """
-    from builders.plan import parse_seeds
+    from snnbench.builders.plan import parse_seeds
     from snnbench.data import NAMES, load_dataset, npz_digest
     from snnbench.network import network_config
     from snnbench.scores import VAN_ROSSUM_TAU, check_metrics, check_mode

@@ -195,7 +195,7 @@ class RayExecutor:
             import ray
         except ImportError:
             raise ValueError("executor: ray is not installed; pip install 'snnbench[ray]'") from None
-        from builders.ray_checks import check_address, check_gpus, local_gpus, start_reaper
+        from snnbench.builders.ray_checks import check_address, check_gpus, local_gpus, start_reaper
 
         check_address(address)
         if address is None and not ray.is_initialized():
@@ -225,7 +225,7 @@ class RayExecutor:
         self.in_flight = in_flight or max(2, 2 * cpus)
 
     def run(self, fn: Work, items: Iterable[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
-        from builders.ray_checks import wait_one
+        from snnbench.builders.ray_checks import wait_one
 
         ray = self._ray
         remote = ray.remote(num_cpus=1, num_gpus=self.gpus, max_retries=self.max_retries, retry_exceptions=False)(
@@ -257,7 +257,7 @@ class RayExecutor:
 
     def close(self) -> None:
         if self._started:
-            from builders.ray_checks import stop_reaper
+            from snnbench.builders.ray_checks import stop_reaper
 
             self._ray.shutdown()
             stop_reaper(self._reaper)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from api_tables import tiny_table, without_metric_seconds
 
-from api.algorithms import (ALGORITHMS, Oracle, compare, matrix_to_states, pair_options, run, state_index,
+from snnbench.api.algorithms import (ALGORITHMS, Oracle, compare, matrix_to_states, pair_options, run, state_index,
                             states_to_matrix, trajectory)
-from api.benchmark import Benchmark
+from snnbench.api.benchmark import Benchmark
 from snnbench.space import NUM_OPS, Cell, canonical_batch, prune_batch, raw_matrices
 
 OBSERVE = "train"  # the tiny table's final train accuracies are distinct, so "the best cell" is one cell
@@ -141,7 +141,7 @@ def test_trajectory_and_compare_equal_a_naive_best_so_far(bench: Benchmark, tmp_
     assert result["algorithms"]["random"]["final_mean"] == pytest.approx(np.mean(finals))
     best = int(np.nanargmax(bench.accuracy[OBSERVE]))
     assert result["table_best"]["hash"] == bench.hashes[best]
-    from api.plots import plot_compare
+    from snnbench.api.plots import plot_compare
 
     assert plot_compare(result, tmp_path / "c.png").stat().st_size > 0
 
@@ -187,10 +187,10 @@ def test_proposals_are_untrained_cells_and_the_whole_space_gets_trained(bench: B
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Random search and evolution never propose a trained cell (a free repeat); local search restarts only at
     untrained cells; with budget enough, each trains the whole space without a stall."""
-    import api.algorithms
+    import snnbench.api.algorithms
 
     calls: list[tuple[int, bool]] = []
-    train, untrained_cell = api.algorithms.Oracle.train, api.algorithms.Oracle.untrained_cell
+    train, untrained_cell = snnbench.api.algorithms.Oracle.train, snnbench.api.algorithms.Oracle.untrained_cell
 
     def spy(o: Oracle, u: int) -> float:
         calls.append((u, u in o.trained))
@@ -203,8 +203,8 @@ def test_proposals_are_untrained_cells_and_the_whole_space_gets_trained(bench: B
         restarts.append((u, u in o.trained))
         return u
 
-    monkeypatch.setattr(api.algorithms.Oracle, "train", spy)
-    monkeypatch.setattr(api.algorithms.Oracle, "untrained_cell", spy_restart)
+    monkeypatch.setattr(snnbench.api.algorithms.Oracle, "train", spy)
+    monkeypatch.setattr(snnbench.api.algorithms.Oracle, "untrained_cell", spy_restart)
     for seed in range(5):
         calls.clear()
         o = run(bench, name, 1e12, seed, split=OBSERVE)
@@ -215,7 +215,7 @@ def test_proposals_are_untrained_cells_and_the_whole_space_gets_trained(bench: B
 
 
 def test_untrained_cell_is_uniform_over_the_untrained(bench: Benchmark) -> None:
-    from api.algorithms import BudgetExhausted
+    from snnbench.api.algorithms import BudgetExhausted
 
     o = Oracle(bench, budget=1e12, split=OBSERVE)
     for u in o.space[:-2].tolist():
@@ -316,7 +316,7 @@ def test_a_given_score_cost_is_charged_per_scored_cell(bench: Benchmark) -> None
 
 def test_a_run_cycling_among_paid_cells_ends(bench: Benchmark) -> None:
     """Free repeats (a policy that has converged on trained cells) end a run after max_stall, at no cost."""
-    from api.algorithms import BudgetExhausted
+    from snnbench.api.algorithms import BudgetExhausted
 
     o = Oracle(bench, budget=1e12, max_stall=50)
     u = int(o.space[0])
@@ -345,14 +345,14 @@ def test_library_methods_are_refused_clearly_when_unknown_or_their_extra_is_miss
                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    from api import algorithms
+    from snnbench.api import algorithms
     from snnbench.cli import main
 
     with pytest.raises(ValueError, match="syne:asha"):
         compare(bench, ["syne:bogus"], 10.0, 1)
     with pytest.raises(ValueError, match="takes no options"):
         run(bench, "optuna:tpe", 10.0, 0, population=3)
-    monkeypatch.setitem(algorithms.LIBRARIES, "syne", ("api.no_such_adapter", ("asha",), "synetune"))
+    monkeypatch.setitem(algorithms.LIBRARIES, "syne", ("snnbench.api.no_such_adapter", ("asha",), "synetune"))
     with pytest.raises(ImportError, match=r"snnbench\[synetune\]"):
         compare(bench, ["random", "syne:asha"], 10.0, 1)
     out = CliRunner().invoke(main, ["compare", "--table", str(tiny_table()), "--algorithms", "random,syne:asha",

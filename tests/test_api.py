@@ -18,12 +18,12 @@ import pytest
 from api_tables import TINY_BUILD, tiny_table, with_fixed_times, without_metric_seconds
 from click.testing import CliRunner
 
-from api.benchmark import Benchmark, CellNotFound, load, query, resolve_table
-from api.algorithms import compare
-from api.correlate import correlate, seed_agreement, top_k_precision
-from api.report import report, report_sections
-from api.lookup import cell_key
-from api.replay import draw, make_pool, pick, replay, replay_curve
+from snnbench.api.benchmark import Benchmark, CellNotFound, load, query, resolve_table
+from snnbench.api.algorithms import compare
+from snnbench.api.correlate import correlate, seed_agreement, top_k_precision
+from snnbench.api.report import report, report_sections
+from snnbench.api.lookup import cell_key
+from snnbench.api.replay import draw, make_pool, pick, replay, replay_curve
 from snnbench.cli import main
 from snnbench.space import Cell, Distribution, canonical_batch, prune_batch, raw_matrices, space, to_text, validate
 from snnbench.table import SHIPPED, SPIKE_LAYERS, default_table_path, open_table, table_datasets
@@ -273,9 +273,9 @@ def test_table_resolution(table: Path, tmp_path: Path, monkeypatch: pytest.Monke
     os.utime(copy, ns=(0, 12345))  # the file "changed": reopened, and the old view is dropped
     again = load(copy)
     assert again is not first and again is load(copy)
-    import api.benchmark
+    import snnbench.api.benchmark
 
-    assert [held for key, (_, held) in api.benchmark._OPEN.items() if key[0] == str(copy)] == [again]
+    assert [held for key, (_, held) in snnbench.api.benchmark._OPEN.items() if key[0] == str(copy)] == [again]
     monkeypatch.setenv("SNNBENCH_TABLE", str(tmp_path / "none.h5"))
     with pytest.raises(FileNotFoundError, match="snnbench build"):
         resolve_table()
@@ -350,7 +350,7 @@ def test_paper_probabilities_equal_a_brute_force_enumeration() -> None:
 
 
 def test_default_kind_is_backward_only_when_a_backward_cell_holds_accuracy(table: Path) -> None:
-    from api.replay import default_kind
+    from snnbench.api.replay import default_kind
 
     b = Benchmark(table)  # a fresh view whose arrays this test may change
     assert default_kind(b, "test") == "forward"
@@ -372,7 +372,7 @@ def test_an_unknown_split_is_a_value_error_everywhere(bench: Benchmark) -> None:
 
 
 def test_draws_past_the_limit_are_refused(bench: Benchmark) -> None:
-    from api.replay import MAX_DRAWS
+    from snnbench.api.replay import MAX_DRAWS
 
     pool = make_pool(bench, ["sahd"], "test")
     with pytest.raises(ValueError, match="ask for fewer trials"):
@@ -576,7 +576,7 @@ def test_bootstrap_progress_counts_every_resample_and_changes_nothing(table: Pat
 def test_scores_of_another_table_are_matched_by_hash(table: Path, bench: Benchmark, tmp_path: Path) -> None:
     """agreement() and correlate(source=) against dicts keyed by hash: a second table holding a shuffled
     subset of the cells, its scores changed, one missing (NaN) and one singular (-inf)."""
-    from api.correlate import agreement, matched
+    from snnbench.api.correlate import agreement, matched
     from snnbench.table import Protocol, protocol_id, write_table
 
     t = open_table(table)
@@ -606,7 +606,7 @@ def test_scores_of_another_table_are_matched_by_hash(table: Path, bench: Benchma
         acc = np.array([bench.accuracy["test"][bench.hashes.index(h)] for h in shared])
         assert c["cells"] == len(shared) and c["kendall_tau"] == pytest.approx(_naive_tau(y, acc))
     assert out["scores"]["hd"]["singular"][1] == 1
-    from api.plots import plot_agreement
+    from snnbench.api.plots import plot_agreement
 
     assert plot_agreement(bench, b2, ["sahd", "hd"], tmp_path / "agree.png").stat().st_size > 0
     with pytest.raises(ValueError, match="nope"):
@@ -667,7 +667,7 @@ def test_scoring_seconds_are_a_metrics_own_only_where_every_cell_holds_them(tabl
 
 
 def test_plot_by_kind_draws_both_kinds(table: Path, tmp_path: Path) -> None:
-    from api.plots import plot_by_kind
+    from snnbench.api.plots import plot_by_kind
 
     b = Benchmark(table)
     b.kind_array[:3] = 1  # three cells counted as backward; one singular value must not break the shared bins
@@ -745,7 +745,7 @@ def test_cli_keeps_the_traceback_of_a_bug_but_not_of_a_lookup_miss(table: Path, 
 
 def test_kernel_figure(bench: Benchmark, tmp_path: Path) -> None:
     """The figure's kernel: symmetric, diagonal = mean neurons per LIF call (d_H(i, i) = 0)."""
-    from api.plots import kernel_matrices, kernel_matrix, plot_kernels
+    from snnbench.api.plots import kernel_matrices, kernel_matrix, plot_kernels
     from snnbench.data import load_dataset
     from snnbench.network import NetworkConfig, build_network
     from snnbench.neuron import LIF
@@ -770,7 +770,7 @@ def test_kernel_figure(bench: Benchmark, tmp_path: Path) -> None:
     assert np.allclose(np.diag(k), sum(t * n for t, n in sizes) / sum(t for t, _ in sizes))
     out = plot_kernels([k, k], ["a", "b"], tmp_path / "k.png")
     assert out.stat().st_size > 0
-    from api.plots import kernel_figure
+    from snnbench.api.plots import kernel_figure
 
     assert kernel_figure(bench, bench.matrices[:2], tmp_path / "fig2.png", batch_size=8).stat().st_size > 0
 

@@ -22,9 +22,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from builders.build import Stage, build
-from builders.executors import LocalExecutor, WorkerDied
-from builders.plan import cell_seed, in_shard, parse_seeds, parse_shard, select_cells
+from snnbench.builders.build import Stage, build
+from snnbench.builders.executors import LocalExecutor, WorkerDied
+from snnbench.builders.plan import cell_seed, in_shard, parse_seeds, parse_shard, select_cells
 from snnbench.cli import main
 from snnbench.cli.build import _interrupt, _rebuild_commands, _sigterm_interrupts
 from snnbench.space import Cell, space
@@ -162,9 +162,9 @@ class _SignalsWhenCollected:
 
 def test_an_interrupt_swallowed_by_a_finalizer_still_stops_the_build(reference: Path, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import builders.stages
+    import snnbench.builders.stages
 
-    run_item, items = builders.stages.run_item, []
+    run_item, items = snnbench.builders.stages.run_item, []
 
     def work(item: dict) -> list[dict]:
         items.append(item)
@@ -172,7 +172,7 @@ def test_an_interrupt_swallowed_by_a_finalizer_still_stops_the_build(reference: 
             _SignalsWhenCollected()  # collected at once: SIGTERM inside __del__
         return run_item(item)
 
-    monkeypatch.setattr(builders.stages, "run_item", work)
+    monkeypatch.setattr(snnbench.builders.stages, "run_item", work)
     path = tmp_path / "t.h5"
     hooked, handler = sys.unraisablehook, signal.getsignal(signal.SIGTERM)
     result = CliRunner().invoke(main, ["build", str(path), *TINY, "--workers", "0"])
@@ -411,12 +411,12 @@ def test_options_of_a_stage_not_run_are_noted_after_the_build(tmp_path: Path) ->
 
 def test_a_build_with_no_options_announces_the_embedded_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Only a build given no option but TABLE, --quiet or --json (which silences it) says what the default builds."""
-    import builders.build
+    import snnbench.builders.build
 
     def stop(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt  # the build itself is not run here
 
-    monkeypatch.setattr(builders.build, "build", stop)
+    monkeypatch.setattr(snnbench.builders.build, "build", stop)
     for args, told in (([], True), (["--quiet"], True), (["--json"], False), (["--workers", "1"], False)):
         r = CliRunner().invoke(main, ["build", str(tmp_path / "t.h5"), *args])
         assert r.exit_code == 130, r.output
@@ -580,7 +580,7 @@ def test_score_rows_match_an_independent_recomputation() -> None:
     """A score row's spikes equal network.spike_stats on the same weights and batches; its scores equal score_cell's."""
     import torch
 
-    from builders.stages import run_item
+    from snnbench.builders.stages import run_item
     from snnbench.data import load_dataset
     from snnbench.network import build_network, network_config, spike_stats
     from snnbench.scores import draw_batches, score_cell
@@ -639,7 +639,7 @@ def _naive_fold_points(items: int, item_s: float, fold_s: float, every: float, s
 def test_a_slow_fold_is_spaced_by_its_own_cost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a simulated clock (each item 1 s, each fold 0.5 s, --fold-seconds 5): folds wait 0.5 / FOLD_SHARE = 10 s
     after the last one, not 5; creating the table, the stage's end and the writer's exit fold whatever the clock says."""
-    import builders.build as build_module
+    import snnbench.builders.build as build_module
     from snnbench.table import TableWriter
 
     clock = [0.0]
@@ -844,7 +844,7 @@ def test_a_dead_worker_process_is_replaced_and_its_items_rerun(tmp_path: Path) -
 def test_a_ray_task_whose_worker_always_dies_ends_the_build_with_worker_died(tmp_path: Path) -> None:
     """After its retries, a task whose worker process keeps dying is WorkerDied (one line from the CLI), as with
     the local pool, not a Ray exception traceback; rows finished before it are kept."""
-    from builders.executors import RayExecutor
+    from snnbench.builders.executors import RayExecutor
 
     victim = select_cells("sample:40", "forward")[17]
     cfg = {"fake": 1, "marker": str(tmp_path / "marker"), "victim": victim, "always": True}
@@ -907,7 +907,7 @@ def _cifar10_folder(root: Path, seed: int) -> Path:
 def test_a_worker_refuses_npz_files_other_than_the_protocols(tmp_path: Path) -> None:
     """A worker whose .npz path holds other files than those the protocol's sha256 names (a cluster node with a
     stale copy) refuses them instead of filling the protocol with rows from other data."""
-    from builders.stages import _dataset
+    from snnbench.builders.stages import _dataset
     from snnbench.data import npz_digest
 
     train = _npz_pair(tmp_path / "d", 0)
@@ -995,7 +995,7 @@ def test_kill_9_of_a_packed_build_then_resume_equals_uninterrupted(packed_refere
 
 def test_a_pack_that_raises_is_retrained_row_by_row(monkeypatch: pytest.MonkeyPatch) -> None:
     """A packed train item whose pack raises falls back to its rows one by one: each gets its own result or error."""
-    import builders.stages as stages
+    import snnbench.builders.stages as stages
 
     calls: list[int] = []
 

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from builders.executors import _signals_deferred
+from snnbench.builders.executors import _signals_deferred
 
 
 def test_signals_are_held_while_a_worker_starts_then_delivered_once() -> None:

@@ -23,8 +23,8 @@ import pytest
 from click.testing import CliRunner
 
 import snnbench.table as table_module
-from builders.build import Stage, build
-from builders.ray_checks import check_address, check_gpus, wait_one
+from snnbench.builders.build import Stage, build
+from snnbench.builders.ray_checks import check_address, check_gpus, wait_one
 from snnbench.cli import main
 from snnbench.space import Cell, space
 from snnbench.table import (

@@ -145,7 +145,7 @@ def test_shipped_protocol_ids_are_recomputed_by_the_current_code(dataset: str) -
     check; the digits protocols' recorded rebuild commands make exactly those protocols (no new one)."""
     import shlex
 
-    from builders.build import make_stages
+    from snnbench.builders.build import make_stages
     from snnbench.cli.build import _key_values, build
     from snnbench.network import NetworkConfig
     from snnbench.table import SHIPPED, open_table, protocol_id
@@ -177,7 +177,7 @@ def test_shipped_protocol_ids_are_recomputed_by_the_current_code(dataset: str) -
 def test_old_tables_read_the_renamed_column() -> None:
     """The shipped digits table stores ``scores/sahd_release``; a view reads it as ``sahd_2022a``, values unchanged,
     and the file and its protocol are untouched."""
-    from api.benchmark import Benchmark
+    from snnbench.api.benchmark import Benchmark
     from snnbench.table import SHIPPED, open_table
 
     raw = open_table(SHIPPED["digits"]).protocols["92e287f185ba"]
@@ -210,7 +210,7 @@ def seeded_table(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_scores_by_seed_are_the_stored_rows(seeded_table) -> None:
-    from api.benchmark import Benchmark
+    from snnbench.api.benchmark import Benchmark
     from snnbench.table import open_table
 
     bench = Benchmark(seeded_table)
@@ -226,8 +226,8 @@ def test_scores_by_seed_are_the_stored_rows(seeded_table) -> None:
 def test_replay_draws_one_seeds_score_per_draw(seeded_table) -> None:
     """Against a brute-force loop over the stored rows: each draw sees the score of seed ``floor(u * count)`` of its
     cell (the same seed for every score), ``u`` from the stream ``(seed, N, 1)``; ``mean_score`` picks by the mean."""
-    from api.benchmark import Benchmark
-    from api.replay import draw, make_pool, replay
+    from snnbench.api.benchmark import Benchmark
+    from snnbench.api.replay import draw, make_pool, replay
     from snnbench.table import open_table
 
     bench = Benchmark(seeded_table)
@@ -380,7 +380,7 @@ def test_release_mode_refuses_what_the_release_does_not_compute() -> None:
 def test_a_release_mode_build_records_its_mode_and_the_release_scores(tmp_path) -> None:
     from click.testing import CliRunner
 
-    from builders.plan import cell_seed
+    from snnbench.builders.plan import cell_seed
     from snnbench.cli import main
     from snnbench.network import NetworkConfig
     from snnbench.table import open_table
@@ -417,7 +417,7 @@ def test_results_fidelity_section_against_naive_statistics(seeded_table) -> None
 
     from scipy import stats
 
-    from api.benchmark import Benchmark
+    from snnbench.api.benchmark import Benchmark
 
     regen = sys.modules.get("regenerate")  # one module object per process: its workers pickle functions by name
     if regen is None:

@@ -11,9 +11,9 @@ import pytest
 from api_tables import PAPER_CELL, mixed_table, tiny_table
 from click.testing import CliRunner
 
-from api.benchmark import Benchmark, CellNotFound
-from api.correlate import correlate
-from api.replay import default_kind, make_pool
+from snnbench.api.benchmark import Benchmark, CellNotFound
+from snnbench.api.correlate import correlate
+from snnbench.api.replay import default_kind, make_pool
 from snnbench.cli import main
 from snnbench.space import Cell, canonical_batch, prune_batch, raw_matrices, space
 from snnbench.table import SHIPPED, Protocol, open_table, write_table

@@ -9,9 +9,9 @@ pytest.importorskip("optuna")
 
 from api_tables import curve_table  # noqa: E402
 
-from api.algorithms import run  # noqa: E402
-from api.benchmark import Benchmark  # noqa: E402
-from api.optuna_search import METHODS  # noqa: E402
+from snnbench.api.algorithms import run  # noqa: E402
+from snnbench.api.benchmark import Benchmark  # noqa: E402
+from snnbench.api.optuna_search import METHODS  # noqa: E402
 
 
 @pytest.fixture(scope="module")

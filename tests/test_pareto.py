@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from api_tables import tiny_table
 
-from api.algorithms import compare, run
-from api.benchmark import Benchmark
-from api.pareto import front, hypervolume
+from snnbench.api.algorithms import compare, run
+from snnbench.api.benchmark import Benchmark
+from snnbench.api.pareto import front, hypervolume
 
 
 def _dominated(acc: np.ndarray, cost: np.ndarray, i: int) -> bool:

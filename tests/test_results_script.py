@@ -87,8 +87,8 @@ def test_sections_run_on_a_built_table(tmp_path, monkeypatch) -> None:
 
     # kernels: worker processes (which import the script by name) give the naive per-metric computation
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "docs/results"))
-    from api.benchmark import Benchmark
-    from api.plots import kernel_matrix, score_inputs
+    from snnbench.api.benchmark import Benchmark
+    from snnbench.api.plots import kernel_matrix, score_inputs
 
     (lines,) = regen.kernels_section(tiny, tmp_path, count=2, workers=2).values()
     assert regen.kernels_section(tiny, tmp_path, count=2, workers=1) == {"digits-kernels": lines}  # in-process
@@ -143,7 +143,7 @@ def test_reproduce_recomputes_stored_rows_bit_for_bit_on_the_same_machine() -> N
 def test_backward_section_against_naive_statistics(tmp_path: Path) -> None:
     """Forward against backward-edge cells on a mixed table: means, best cells and P(backward > forward) by brute
     force over the cell pairs; the paper's cell placed among the forward cells; too few scored cells said so."""
-    from api.benchmark import Benchmark
+    from snnbench.api.benchmark import Benchmark
 
     bench = Benchmark(mixed_table())
     acc = bench.accuracy["test"]
@@ -177,7 +177,7 @@ def test_intervals_of_a_mean_and_of_a_difference_equal_scipys() -> None:
 
 
 def test_front_block_lists_the_cells_no_other_cell_dominates(tmp_path) -> None:
-    from api.benchmark import Benchmark
+    from snnbench.api.benchmark import Benchmark
 
     bench = Benchmark(tiny_table())
     lines = regen.front_block(bench, tmp_path)

@@ -13,10 +13,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from api.benchmark import Benchmark
-from builders.build import environment
-from builders.plan import cell_seed, select_cells
-from builders.stages import run_item
+from snnbench.api.benchmark import Benchmark
+from snnbench.builders.build import environment
+from snnbench.builders.plan import cell_seed, select_cells
+from snnbench.builders.stages import run_item
 from snnbench.cli import main
 from snnbench.data import load_dataset, npz_digest
 from snnbench.network import NetworkConfig
@@ -90,7 +90,7 @@ def test_trained_rows_have_both_seeds_and_full_curves(table) -> None:
 def test_query_without_a_path_finds_it(monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("SNNBENCH_TABLE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no default build output
-    import api
+    from snnbench import api
 
     api.benchmark._OPEN.clear()
     raw = raw_matrices("forward")
@@ -375,7 +375,7 @@ def test_readme_and_results_quote_each_tables_size_and_trained_cells(request, na
 @needs_digits
 def test_the_papers_cell_is_answered_from_the_default_table(monkeypatch) -> None:
     monkeypatch.delenv("SNNBENCH_TABLE", raising=False)
-    import api
+    from snnbench import api
 
     rec = api.query("0302 0030 3003 0000")
     assert rec["kind"] == "backward" and rec["seeds"]["train"] == [0, 1]

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from networkx.algorithms.isomorphism import DiGraphMatcher
 
-from api.lookup import cell_key
+from snnbench.api.lookup import cell_key
 from snnbench.cli import main
 from snnbench.space import (
     Cell,

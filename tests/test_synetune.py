@@ -12,9 +12,9 @@ pytest.importorskip("huggingface_hub")
 from api_tables import curve_table  # noqa: E402
 
 import api  # noqa: E402
-from api.algorithms import _PAIRS, run, trajectory  # noqa: E402
-from api.benchmark import Benchmark  # noqa: E402
-from api.synetune import METHODS, OBJECTIVES, SnnBlackbox, simulate  # noqa: E402
+from snnbench.api.algorithms import _PAIRS, run, trajectory  # noqa: E402
+from snnbench.api.benchmark import Benchmark  # noqa: E402
+from snnbench.api.synetune import METHODS, OBJECTIVES, SnnBlackbox, simulate  # noqa: E402
 from snnbench.space import raw_matrices  # noqa: E402
 
 

@@ -31,11 +31,11 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
-from api.benchmark import Benchmark
-from api.correlate import agreement, correlate, matched, ranked_shares, top_k_share
-from api.plots import kernel_matrices, plot_agreement, plot_by_kind, plot_kernels, score_inputs
-from api.replay import make_pool, replay_curve
-from api.report import DEFAULT_SIZES, fmt, report_sections, write_page
+from snnbench.api.benchmark import Benchmark
+from snnbench.api.correlate import agreement, correlate, matched, ranked_shares, top_k_share
+from snnbench.api.plots import kernel_matrices, plot_agreement, plot_by_kind, plot_kernels, score_inputs
+from snnbench.api.replay import make_pool, replay_curve
+from snnbench.api.report import DEFAULT_SIZES, fmt, report_sections, write_page
 from snnbench.space import to_text
 from snnbench.table import SHIPPED, open_table
 
@@ -163,8 +163,8 @@ def libraries_section(path: Path, out: Path, settings: dict[str, Any] = LIBRARY_
     accuracy with 95% intervals, cells trained, the accuracy-vs-spikes hypervolume share; whether each duplicated
     method agrees with its built-in twin; the curves in ``out/libraries.png``; random search from both libraries
     and built in again over ``check_runs`` runs."""
-    from api.algorithms import compare
-    from api.plots import plot_compare
+    from snnbench.api.algorithms import compare
+    from snnbench.api.plots import plot_compare
 
     bench = Benchmark(path)
     n = settings["runs"]
@@ -213,8 +213,8 @@ def _best_sentence(result: dict[str, Any]) -> str:
 def front_block(bench: Benchmark, out: Path, split: str = "test") -> list[str]:
     """The trained cells' ``split`` accuracy against spikes per image: the Pareto front as a table (and its
     size against params), with ``out/front.png``."""
-    from api.pareto import front, hypervolume
-    from api.plots import plot_front
+    from snnbench.api.pareto import front, hypervolume
+    from snnbench.api.plots import plot_front
 
     acc, spikes, params = bench.accuracy[split], bench.spikes_per_image, bench.params
     held = np.flatnonzero(np.isfinite(acc) & np.isfinite(spikes))
@@ -460,7 +460,7 @@ def backward_section(path: Path, out: Path, resamples: int = 1000) -> Blocks:
         replay += [f"{dist.capitalize()} sampling of the backward space, 1,000 trials per N (test accuracy of the pick):",
                    "", *replay_table(bench, sizes, names, kind="backward", dist=dist), ""]
     blocks["digits-backward-replay"] = replay[:-1]
-    from api.algorithms import compare
+    from snnbench.api.algorithms import compare
 
     result = compare(bench, ["random", "evolution", "local", "reinforce", "score_train:sahd", "score_train:hd",
                              "score_train:vanrossum"], DIGITS_REPORT["budget"], 30, split="val", report="test",
@@ -534,7 +534,7 @@ def noise_lines(bench: Benchmark, noise: Path, resamples: int) -> list[str]:
     """How the scoring seed moves SAHD on the cells of ``noise`` (accuracies from ``bench``'s train protocol)."""
     import tempfile
 
-    from api.replay import replay
+    from snnbench.api.replay import replay
     from snnbench.table import write_table
 
     found = [p for p in open_table(noise).protocols.values() if p.type == "score"]

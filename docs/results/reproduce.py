@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from builders.build import cpu_name
-from builders.stages import run_item
+from snnbench.builders.build import cpu_name
+from snnbench.builders.stages import run_item
 from snnbench.space import space, to_text
 from snnbench.table import SHIPPED, Protocol, open_table
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from builders.plan import CELL_SPECS
+from snnbench.builders.plan import CELL_SPECS
 from snnbench.cli.common import SEED, FiniteFloatRange, NonEmptyPath, InputError, echo_json
 from snnbench.space import KINDS
 from snnbench.table import default_table_path
@@ -170,11 +170,11 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
     most the rows in flight. With no options: the embedded default (whole forward space scored with
     SAHD and Hamming on digits, bench skeleton, plus 16 cells trained 3 epochs with 2 seeds).
     """
-    from builders.build import build as run_build
-    from builders.build import environment, make_stages
-    from builders.executors import WorkerDied, make_executor
-    from builders.plan import parse_shard
-    from builders.stages import run_item
+    from snnbench.builders.build import build as run_build
+    from snnbench.builders.build import environment, make_stages
+    from snnbench.builders.executors import WorkerDied, make_executor
+    from snnbench.builders.plan import parse_shard
+    from snnbench.builders.stages import run_item
     from snnbench.scores import resolve_device
     from snnbench.training import default_pack
 
@@ -295,8 +295,8 @@ def _rebuild_commands(commands: list[str], path: str) -> list[str]:
 def info(table: str | None, dataset: str | None, verify: bool, as_json: bool) -> None:
     """Protocols, coverage and summary statistics of TABLE (default: the table `snnbench query` opens:
     $SNNBENCH_TABLE, else the table shipped for --dataset, digits when none)."""
-    from api.benchmark import resolve_table
-    from builders.build import describe
+    from snnbench.api.benchmark import resolve_table
+    from snnbench.builders.build import describe
     from snnbench.table import open_table
 
     if table is not None and dataset is not None:

@@ -29,7 +29,7 @@ def _view(func: Any) -> Any:
 
 
 def _open(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None) -> Any:
-    from api.benchmark import load
+    from snnbench.api.benchmark import load
 
     return load(table, score=score_protocol, train=train_protocol, dataset=dataset)
 
@@ -56,7 +56,7 @@ def _costs(values: tuple[str, ...]) -> dict[str, float]:
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
-    from api.report import fmt
+    from snnbench.api.report import fmt
 
     return fmt(v, digits, missing="-")
 
@@ -109,8 +109,8 @@ def replay(table: str | None, score_protocol: str | None, train_protocol: str | 
            samples: tuple[int, ...], trials: int, scores: str, split: str, kind: str | None, dist: str, seed: int,
            mean_score: bool, plot: str | None, as_json: bool) -> None:
     """Replay "draw N cells, train the best-scored": picked accuracy vs random choice and the oracle best of N."""
-    from api.plots import plot_replay_curve
-    from api.replay import Pool, make_pool, replay_curve
+    from snnbench.api.plots import plot_replay_curve
+    from snnbench.api.replay import Pool, make_pool, replay_curve
 
     bench = _open(table, score_protocol, train_protocol, dataset)
     names = [s.strip() for s in scores.split(",") if s.strip()]
@@ -168,9 +168,9 @@ def compare(table: str | None, score_protocol: str | None, train_protocol: str |
             algorithms: str, budget: float, runs: int, score: str, candidates: int, top: int, observe: str, split: str,
             score_costs: tuple[str, ...], kind: str | None, seed: int, plot: str | None, as_json: bool) -> None:
     """Offline NAS algorithms with simulated cost (stored training and scoring times)."""
-    from api.algorithms import compare as run_compare
-    from api.plots import plot_compare
-    from api.report import best_line
+    from snnbench.api.algorithms import compare as run_compare
+    from snnbench.api.plots import plot_compare
+    from snnbench.api.report import best_line
 
     bench = _open(table, score_protocol, train_protocol, dataset)
     names = [a.strip() for a in algorithms.split(",") if a.strip()]
@@ -214,9 +214,9 @@ def compare(table: str | None, score_protocol: str | None, train_protocol: str |
 def correlate(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None,
               split: str, scores_from: str | None, bootstrap: int, seed: int, cell_kind: str, as_json: bool) -> None:
     """Kendall tau, Spearman rho and top-k precision of every stored score against accuracy."""
-    from api.correlate import agreement, ranked_shares
-    from api.correlate import correlate as run_correlate
-    from api.report import seconds_entry, seconds_note
+    from snnbench.api.correlate import agreement, ranked_shares
+    from snnbench.api.correlate import correlate as run_correlate
+    from snnbench.api.report import seconds_entry, seconds_note
 
     bench = _open(table, score_protocol, train_protocol, dataset)
     source = None if scores_from is None else _open(scores_from, None, None, None)
@@ -289,7 +289,7 @@ def report(table: str | None, score_protocol: str | None, train_protocol: str | 
     --out, a new or empty folder unless --force."""
     import os
 
-    from api.report import report as write_report
+    from snnbench.api.report import report as write_report
     from snnbench.cli.common import InputError
 
     if not force and os.path.isdir(out) and os.listdir(out):

@@ -108,7 +108,7 @@ def score(
         data = load_dataset(dataset, data_dir)
         config = network_config_for(data, preset)
     else:
-        from builders.plan import cell_seed
+        from snnbench.builders.plan import cell_seed
 
         given = [f"--{n.replace('_', '-')}" for n in _LIKE_TAKES
                  if ctx.get_parameter_source(n) != click.core.ParameterSource.DEFAULT]

@@ -46,7 +46,7 @@ def train(
 
     With --seeds, one training per seed (data split and subset from the first), in packs of --pack networks;
     --json then prints a list of results."""
-    from builders.plan import parse_seeds
+    from snnbench.builders.plan import parse_seeds
 
     cell = parse_matrix(matrix)
     resolve_device(device)
