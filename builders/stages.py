@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from snnbench.builders.plan import cell_seed
+from snnbench.seeds import cell_seed
 from snnbench.table import spike_layer_values
 
 

@@ -12,12 +12,6 @@ from typing import Any
 
 import numpy as np
 
-#: Former score metric names -> current ones (``snnbench.scores``). A former name is still computed under that name (a
-#: protocol's settings, hence its id, hold the names it was built with); readers (``api.benchmark``) show the current
-#: name. Here, not in ``snnbench.scores``, so that readers need not import torch.
-METRIC_ALIASES: dict[str, str] = {"sahd_release": "sahd_2022a"}
-
-
 def is_integer(value: Any, low: int = 1) -> bool:
     """``value`` is an ``int`` or numpy integer (not a ``bool``) >= ``low``."""
     return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and bool(value >= low)

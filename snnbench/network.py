@@ -33,11 +33,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from snnbench import fields
+from snnbench.names import DATASETS, NETWORK_PRESETS
 from snnbench.neuron import LIF, carry_state, persist_state, share_spikes
 from snnbench.space import OPS, Cell
 
-DATASETS = ("cifar10", "cifar100", "tinyimagenet", "digits")
-PRESETS = ("paper", "bench")
 # Upper bounds of NetworkConfig's integer fields (all are >= 1): far above any real network, low enough that the
 # layer sizes they give stay within torch's integer range.
 LIMITS: dict[str, int] = dict(c1=65536, c2=65536, hidden=65536, num_classes=100_000, group=1024, stem_stride=4096,
@@ -121,8 +120,8 @@ def network_config(dataset: str, preset: str = "paper", **overrides: Any) -> Net
     ``dataset``, with any field overridden (e.g. ``pool=4`` for the supplementary's AP4)."""
     if dataset not in DATASETS:
         raise ValueError(f"dataset: expected one of {', '.join(DATASETS)}, got {dataset!r}")
-    if preset not in PRESETS:
-        raise ValueError(f"preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
+    if preset not in NETWORK_PRESETS:
+        raise ValueError(f"preset: expected one of {', '.join(NETWORK_PRESETS)}, got {preset!r}")
     fields: dict[str, Any] = dict(_PAPER[dataset])
     if preset == "bench":
         fields.update(_BENCH[dataset])

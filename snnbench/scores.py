@@ -44,20 +44,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from snnbench.fields import METRIC_ALIASES
 from snnbench.network import SNASNet, build_network, count_params, persist_network_state
+from snnbench.names import LOSS_METRICS, METRIC_ALIASES, METRICS, SCORE_MODES, SPIKE_METRICS
 from snnbench.neuron import LIF, persist_state
 
-SPIKE_METRICS: tuple[str, ...] = ("sahd", "hd", "vanrossum", "sahd_2022a", "sahd_eq5", "sahd_release")
 _SAHD_FAMILY = {"sahd": False, "sahd_eq5": False, "sahd_2022a": True, "sahd_release": True}  # name -> e / N_A
 _SUMMED = ("sahd_eq5",)  # kernels summed over calls, not averaged
-LOSS_METRICS: tuple[str, ...] = ("grad_norm", "snip")
-METRICS: tuple[str, ...] = SPIKE_METRICS + LOSS_METRICS + ("jacob_cov", "synflow", "params")
 BATCH_METRICS: tuple[str, ...] = SPIKE_METRICS + ("jacob_cov",)  # compare a batch's images: need two or more
 SAHD_EPS = 1e-3
-#: ``clean``: seeded, un-augmented batches, exact float64 kernels, every pass from a reset network (the default);
-#: ``release``: the authors' current search scoring as its code runs (see :func:`score_model`), ``sahd`` only.
-SCORE_MODES: tuple[str, ...] = ("clean", "release")
 RELEASE_METRICS: tuple[str, ...] = ("sahd",)
 VAN_ROSSUM_TAU = 1.0
 _EXACT_FLOAT32 = 2**24

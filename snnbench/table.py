@@ -102,6 +102,33 @@ def shipped_table(dataset: str | None) -> Path | None:
     return SHIPPED.get(wanted) or next((p for d, p in SHIPPED.items() if dataset_matches(wanted, d)), None)
 
 
+def resolve_table(path: str | os.PathLike[str] | None = None, dataset: str | None = None, *,
+                  name_it: str = "--table") -> Path:
+    """The table to open: ``path``, else ``$SNNBENCH_TABLE``, else the table shipped with the package for
+    ``dataset`` (:func:`~snnbench.table.shipped_table`, ``digits`` when None; see ``docs/results.md``).
+
+    The default output of ``snnbench build`` (``~/.cache/snnbench/snnbench.h5``) is never opened unless named:
+    a build, finished or interrupted, does not change what queries answer. Raises ``FileNotFoundError``
+    saying what to do when the table does not exist (``name_it``: how the calling command names a table,
+    e.g. ``--table`` or a ``TABLE`` argument).
+    """
+    if path is not None or os.environ.get("SNNBENCH_TABLE"):
+        chosen = Path(path if path is not None else os.environ["SNNBENCH_TABLE"]).expanduser()
+        if not chosen.exists():
+            origin = "given path" if path is not None else "$SNNBENCH_TABLE"
+            raise FileNotFoundError(f"no snnbench table at {chosen} ({origin}): build one with `snnbench build {chosen}`, "
+                                    f"or name another table ({name_it}) or set SNNBENCH_TABLE")
+        return chosen
+    shipped = shipped_table(dataset)
+    if shipped is None or not shipped.exists():
+        wanted = dataset or "digits"
+        raise FileNotFoundError(
+            f"no table for dataset {wanted!r}: none ships with this snnbench (shipped: "
+            f"{', '.join(d for d, p in SHIPPED.items() if p.exists()) or 'none'}); build one with "
+            f"`snnbench build PATH --dataset {wanted}` and name it ({name_it} PATH or SNNBENCH_TABLE=PATH)")
+    return shipped
+
+
 def table_datasets(path: str | os.PathLike[str]) -> set[str]:
     """Dataset names of a table's protocols, read from their attributes only; empty for an unreadable file
     (:func:`open_table` says what is wrong with it)."""

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from snnbench import fields
 from snnbench.data import NAMES, Dataset, Split, crop_flip, draw_crop_flip
+from snnbench.names import TRAIN_NETWORK, TRAIN_PRESETS
 from snnbench.network import NetworkConfig, SNASNet, build_network, count_params, network_config, spike_stats
 from snnbench.scores import resolve_device
 from snnbench.space import Cell
@@ -110,16 +111,13 @@ _TRAIN_PRESETS = {
     # the paper's (cosine to lr / 100 over 300 epochs, random crop + flip).
     "release": TrainConfig(batch_size=32, weight_decay=0.0, dampening=5e-4, amp=False),
 }
-#: The network skeleton each training preset trains (``release`` trains the paper's).
-NETWORK_PRESET = {"paper": "paper", "bench": "bench", "release": "paper"}
-PRESETS = tuple(_TRAIN_PRESETS)
 
 
 def train_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
     """The ``paper`` protocol (SPEC section 4), the short ``bench`` budget or the ``release`` code's optimiser (the
     paper's recipe with weight decay 0 and dampening 5e-4, batch 32, float32), with field overrides."""
     if preset not in _TRAIN_PRESETS:
-        raise ValueError(f"unknown training preset {preset!r}: use one of {', '.join(PRESETS)}")
+        raise ValueError(f"unknown training preset {preset!r}: use one of {', '.join(TRAIN_PRESETS)}")
     unknown = set(overrides) - set(TrainConfig.__dataclass_fields__)
     if unknown:
         raise ValueError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
@@ -130,7 +128,7 @@ def network_config_for(dataset: Dataset, preset: str = "bench", **overrides: Any
     """The skeleton for ``dataset``: its named preset, or for another (``.npz``) set the CIFAR-10 skeleton
     (Tiny-ImageNet's for images of 64 pixels or more) with the set's classes, channels and size."""
     name = dataset.name if dataset.name in NAMES else ("tinyimagenet" if dataset.image_size >= 64 else "cifar10")
-    preset = NETWORK_PRESET.get(preset, preset)
+    preset = TRAIN_NETWORK.get(preset, preset)
     shape = {"num_classes": dataset.num_classes, "in_channels": dataset.channels, "image_size": dataset.image_size}
     return network_config(name, preset, **{**shape, **overrides})
 

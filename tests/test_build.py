@@ -24,9 +24,10 @@ from click.testing import CliRunner
 
 from snnbench.builders.build import Stage, build
 from snnbench.builders.executors import LocalExecutor, WorkerDied
-from snnbench.builders.plan import cell_seed, in_shard, parse_seeds, parse_shard, select_cells
+from snnbench.builders.plan import in_shard, parse_shard, select_cells
+from snnbench.seeds import cell_seed, parse_seeds
 from snnbench.cli import main
-from snnbench.cli.build import _interrupt, _rebuild_commands, _sigterm_interrupts
+from snnbench.builders.cli import _interrupt, _rebuild_commands, _sigterm_interrupts
 from snnbench.space import Cell, space
 from snnbench.table import Protocol, TableError, open_table, records_equal
 

@@ -559,7 +559,7 @@ def test_a_ray_build_asking_gpus_this_machine_lacks_is_refused_before_ray_starts
 def test_json_output_stays_clean_of_what_libraries_print(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """What a library or child process writes to stdout during a ``--json`` build (Ray's "(raylet) ..." lines) goes to
     stderr: stdout is exactly the JSON summary."""
-    from snnbench.cli.build import _stdout_to_stderr
+    from snnbench.builders.cli import _stdout_to_stderr
 
     with _stdout_to_stderr():
         os.write(1, b"(raylet) A worker died\n")

@@ -146,7 +146,7 @@ def test_shipped_protocol_ids_are_recomputed_by_the_current_code(dataset: str) -
     import shlex
 
     from snnbench.builders.build import make_stages
-    from snnbench.cli.build import _key_values, build
+    from snnbench.builders.cli import _key_values, build
     from snnbench.network import NetworkConfig
     from snnbench.table import SHIPPED, open_table, protocol_id
     from snnbench.training import TrainConfig
@@ -380,7 +380,7 @@ def test_release_mode_refuses_what_the_release_does_not_compute() -> None:
 def test_a_release_mode_build_records_its_mode_and_the_release_scores(tmp_path) -> None:
     from click.testing import CliRunner
 
-    from snnbench.builders.plan import cell_seed
+    from snnbench.seeds import cell_seed
     from snnbench.cli import main
     from snnbench.network import NetworkConfig
     from snnbench.table import open_table

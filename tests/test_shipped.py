@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 from snnbench.api.benchmark import Benchmark
 from snnbench.builders.build import environment
-from snnbench.builders.plan import cell_seed, select_cells
+from snnbench.builders.plan import select_cells
+from snnbench.seeds import cell_seed
 from snnbench.builders.stages import run_item
 from snnbench.cli import main
 from snnbench.data import load_dataset, npz_digest

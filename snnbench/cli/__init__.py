@@ -1,29 +1,57 @@
-"""The ``snnbench`` command line. One module per command group; bad input exits 2 with one line."""
+"""The ``snnbench`` command line: the top floor, found lazily.
+
+The core commands (``cells``, ``model``, ``score``, ``train``) live here; each layer above the core keeps its own
+commands beside its code (``snnbench.api.cli``: query, replay, compare, correlate, report; ``snnbench.builders.cli``:
+build, merge, info) and registers them as ``snnbench.commands`` entry points in ``pyproject.toml``. A command's
+module is imported only when that command runs or help lists it, and no command module imports torch at import
+time, so ``snnbench --help``, ``cells``, ``query`` and ``info`` start without it. Bad input exits 2 with one line.
+"""
 
 from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
 
 import click
 
 from snnbench.cli.common import SnnbenchGroup
-from snnbench.cli.cells import cells
-from snnbench.cli.model import model
-from snnbench.cli.score import score
-from snnbench.cli.build import build, info, merge
-from snnbench.cli.query import compare, correlate, query, replay, report
-from snnbench.cli.train import train
+
+#: command name -> "module:attribute" of the core commands; the layers' own come from entry points
+CORE_COMMANDS: dict[str, str] = {
+    "cells": "snnbench.cli.cells:cells",
+    "model": "snnbench.cli.model:model",
+    "score": "snnbench.cli.score:score",
+    "train": "snnbench.cli.train:train",
+}
+ENTRY_POINT_GROUP = "snnbench.commands"
 
 
-@click.group(cls=SnnbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(SnnbenchGroup):
+    """A group whose commands are imported on first use: :data:`CORE_COMMANDS`, then the installed
+    ``snnbench.commands`` entry points (a core name wins over an entry point of the same name)."""
+
+    def _targets(self) -> dict[str, str]:
+        found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+        return {**found, **CORE_COMMANDS}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self._targets()})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.commands:
+            return self.commands[name]
+        target = self._targets().get(name)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module), attr)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{target} (command {name!r}) is not a click command")
+        self.commands[name] = command
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="snnbench")
 def main() -> None:
     """snnbench: a tabular NAS benchmark for spiking neural networks."""
-
-
-main.add_command(cells)
-main.add_command(model)
-main.add_command(score)
-main.add_command(train)
-for _command in (query, replay, compare, correlate, report):
-    main.add_command(_command)
-for _command in (build, merge, info):
-    main.add_command(_command)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import click
-import torch
 
 from snnbench.cli.common import SEED, echo_json, matrix_argument, parse_matrix
-from snnbench.network import DATASETS, PRESETS, build_network, count_params, network_config, spike_stats
+from snnbench.names import DATASETS, NETWORK_PRESETS
 
 _INT_FIELDS = {"c1", "c2", "hidden", "num_classes", "group", "stem_stride", "pool", "timesteps", "in_channels", "image_size"}
 
@@ -46,7 +45,7 @@ def model() -> None:
 @model.command()
 @matrix_argument
 @click.option("--dataset", type=click.Choice(DATASETS), default="cifar10", show_default=True)
-@click.option("--preset", type=click.Choice(PRESETS), default="paper", show_default=True)
+@click.option("--preset", type=click.Choice(NETWORK_PRESETS), default="paper", show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field (e.g. pool=4).")
 @click.option("--spikes", is_flag=True, help="Also run one random batch (train mode, no grad) and count spikes.")
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Batch size for --spikes.")
@@ -56,6 +55,10 @@ def summary(
     matrix: tuple[str, ...], dataset: str, preset: str, overrides: tuple[str, ...], spikes: bool, batch: int, seed: int, as_json: bool
 ) -> None:
     """Parameters, LIF layers and per-layer shapes of the network for MATRIX."""
+    import torch
+    
+    from snnbench.network import build_network, count_params, network_config, spike_stats
+
     cell = parse_matrix(matrix)
     config = network_config(dataset, preset, **_parse_overrides(overrides))
     torch.manual_seed(seed)

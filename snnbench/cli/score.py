@@ -9,12 +9,8 @@ import click
 
 from snnbench.cli.common import (SEED, InputError, NonEmptyPath, echo_json, matrix_argument, parse_matrix, threads_option,
                                  torch_threads)
-from snnbench.data import load_dataset, npz_digest
-from snnbench.fields import METRIC_ALIASES
-from snnbench.network import PRESETS, NetworkConfig
-from snnbench.scores import METRICS, SCORE_MODES, score_cell
+from snnbench.names import METRIC_ALIASES, METRICS, NETWORK_PRESETS, SCORE_MODES
 from snnbench.table import Protocol, open_table
-from snnbench.training import network_config_for
 
 # Options that --like takes from the table's protocol (a value given with it is refused, not silently overridden)
 _LIKE_TAKES = ("dataset", "preset", "batch_size", "repeats", "mode")
@@ -37,6 +33,8 @@ def _score_protocol(table: str, key: str | None) -> Protocol:
 
 def _protocol_dataset(settings: dict[str, Any], data_dir: str | None) -> Any:
     """The dataset a protocol was built on, split as it was; an .npz one refused unless its files hash as recorded."""
+    from snnbench.data import load_dataset, npz_digest
+
     d = settings["dataset"]
     if "sha256" in d:
         if not Path(d["name"]).exists():
@@ -58,7 +56,7 @@ def _stored(p: Protocol, column: str, cell_hash: str, seed: int) -> float | None
 @click.option("--dataset", default=None, help="digits, cifar10, cifar100, tinyimagenet, or a train .npz path (required "
               "without --like).")
 @click.option("--data-dir", type=NonEmptyPath(file_okay=False), default=None, help="Folder holding the datasets.")
-@click.option("--preset", type=click.Choice(PRESETS), default="paper", show_default=True, help="Network skeleton.")
+@click.option("--preset", type=click.Choice(NETWORK_PRESETS), default="paper", show_default=True, help="Network skeleton.")
 @click.option("--metric", type=click.Choice(METRICS), default="sahd", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=256, show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True, help="Batches averaged.")
@@ -98,6 +96,11 @@ def score(
     With ``--like TABLE`` it computes a stored row: the protocol's settings and the row seed
     ``builders.plan.cell_seed(hash, --seed)`` (a plain run with ``--seed ROW_SEED`` and those settings is the same).
     """
+    from snnbench.data import load_dataset
+    from snnbench.network import NetworkConfig
+    from snnbench.scores import score_cell
+    from snnbench.training import network_config_for
+
     cell = parse_matrix(matrix)
     row_seed, tau, metrics, extra = seed, 1.0, (metric,), {}
     if like is None:
@@ -108,7 +111,7 @@ def score(
         data = load_dataset(dataset, data_dir)
         config = network_config_for(data, preset)
     else:
-        from snnbench.builders.plan import cell_seed
+        from snnbench.seeds import cell_seed
 
         given = [f"--{n.replace('_', '-')}" for n in _LIKE_TAKES
                  if ctx.get_parameter_source(n) != click.core.ParameterSource.DEFAULT]

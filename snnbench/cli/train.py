@@ -8,17 +8,15 @@ import click
 
 from snnbench.cli.common import (SEED, FiniteFloatRange, InputError, NonEmptyPath, echo_json, matrix_argument, parse_matrix,
                                  threads_option, torch_threads)
-from snnbench.data import load_dataset
-from snnbench.scores import resolve_device
-from snnbench.training import PRESETS, default_pack, network_config_for, train_cell, train_config, train_pack
+from snnbench.names import TRAIN_PRESETS
 
 
-@click.command()
+@click.command(short_help="Train one cell with surrogate gradients: per-epoch records and final metrics.")
 @matrix_argument
 @click.option("--dataset", default="digits", show_default=True, help="digits, cifar10, cifar100, tinyimagenet or PATH.npz.")
 @click.option("--data-dir", type=NonEmptyPath(file_okay=False), default=None, help="Folder holding the datasets.")
 @click.option("--download", is_flag=True, help="Download a missing CIFAR / Tiny-ImageNet folder into --data-dir.")
-@click.option("--preset", type=click.Choice(PRESETS), default="bench", show_default=True, help="Skeleton and budget.")
+@click.option("--preset", type=click.Choice(TRAIN_PRESETS), default="bench", show_default=True, help="Skeleton and budget.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the preset's epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None)
 @click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=None)
@@ -46,7 +44,10 @@ def train(
 
     With --seeds, one training per seed (data split and subset from the first), in packs of --pack networks;
     --json then prints a list of results."""
-    from snnbench.builders.plan import parse_seeds
+    from snnbench.data import load_dataset
+    from snnbench.scores import resolve_device
+    from snnbench.seeds import parse_seeds
+    from snnbench.training import default_pack, network_config_for, train_cell, train_config, train_pack
 
     cell = parse_matrix(matrix)
     resolve_device(device)

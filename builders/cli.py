@@ -295,9 +295,8 @@ def _rebuild_commands(commands: list[str], path: str) -> list[str]:
 def info(table: str | None, dataset: str | None, verify: bool, as_json: bool) -> None:
     """Protocols, coverage and summary statistics of TABLE (default: the table `snnbench query` opens:
     $SNNBENCH_TABLE, else the table shipped for --dataset, digits when none)."""
-    from snnbench.api.benchmark import resolve_table
-    from snnbench.builders.build import describe
-    from snnbench.table import open_table
+    from snnbench.builders.inventory import describe
+    from snnbench.table import open_table, resolve_table
 
     if table is not None and dataset is not None:
         raise ValueError("--dataset: picks the table when no TABLE is given; info describes every protocol of TABLE")
