@@ -168,14 +168,20 @@ class LocalExecutor:
             self._pool = None
 
     def abort(self) -> None:
-        """Stop now (an interrupted build): cancel queued items and terminate the workers mid-item."""
+        """Stop now (an interrupted build): cancel queued items and terminate the workers mid-item. Returns once
+        the pool's manager thread has ended: one still closing its wake-up pipe while the interpreter exits races
+        the exit hook that writes to it (CPython gh-83279: an ``OSError: Bad file descriptor`` traceback after
+        the one-line message)."""
         if self._pool is not None:
             processes = list(getattr(self._pool, "_processes", {}).values())  # no public handle before 3.14
+            manager = getattr(self._pool, "_executor_manager_thread", None)
             self._pool.shutdown(wait=False, cancel_futures=True)
             for proc in processes:
                 proc.terminate()
             for proc in processes:
                 proc.join(timeout=10)
+            if manager is not None:
+                manager.join(timeout=10)
             self._pool = None
 
 

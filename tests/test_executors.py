@@ -36,3 +36,33 @@ def test_a_held_ctrl_c_raises_after_the_body() -> None:
             os.kill(os.getpid(), signal.SIGINT)
             done.append(True)
     assert done == [True] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+
+def _sleep_item(item: dict) -> list[dict]:
+    import time
+
+    time.sleep(item["s"])
+    return [item]
+
+
+def test_abort_returns_after_the_pools_manager_thread_ends() -> None:
+    """Ctrl-C mid-item, then ``abort``: when it returns, the pool's manager thread has ended, so none can close the
+    pool's wake-up pipe while the interpreter exits (the race behind an ``OSError: Bad file descriptor``
+    traceback printed after an interrupted build's one-line message)."""
+    import threading
+
+    from snnbench.builders.executors import LocalExecutor
+
+    ex = LocalExecutor(workers=2)
+    timer = threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGINT))  # workers are mid-item by then
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        for _ in ex.run(_sleep_item, ({"s": 60} for _ in range(4))):
+            pass
+    pool = ex._pool
+    assert pool is not None
+    manager, workers = pool._executor_manager_thread, list(pool._processes.values())
+    assert manager is not None and manager.is_alive() and all(w.is_alive() for w in workers)
+    ex.abort()
+    assert not manager.is_alive() and not any(w.is_alive() for w in workers)
