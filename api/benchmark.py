@@ -22,7 +22,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -37,6 +37,20 @@ _KINDS = ("forward", "backward")
 def _num(v: float) -> float | None:
     """NaN (no result) and +-inf (a singular kernel's score) -> ``None``, so records stay valid JSON."""
     return None if v - v != 0 else v  # inf - inf and nan - nan are nan
+
+
+def _clean(row: list[Any], bad: float) -> list[Any]:
+    """A packed row as record values: every non-finite value -> None when ``bad`` (the row's ``_bad`` flag), then a
+    trailing None, which position -1 (a column the protocol lacks) reads."""
+    if bad:
+        row = [_num(x) for x in row]
+    row.append(None)
+    return row
+
+
+def _clean_curves(curves: list[list[float]], has_nan: float) -> list[list[float | None]] | list[list[float]]:
+    """Curves ``[C][E]`` with NaN (an epoch without that value) -> None when ``has_nan`` (the row's ``_nan`` flag)."""
+    return [[None if x != x else x for x in v] for v in curves] if has_nan else curves
 
 
 _HEX = np.full(256, 255, dtype=np.uint8)
@@ -112,58 +126,86 @@ def resolve_table(path: str | os.PathLike[str] | None = None, dataset: str | Non
     return shipped
 
 
+class _MetricSlots(NamedTuple):
+    """Where one metric's fields sit in a score protocol's packed row."""
+
+    name: str
+    score: int
+    singular: int
+    seconds: int
+
+
+@dataclass(frozen=True)
+class _Slots:
+    """Where a protocol's record fields sit in its packed rows (:attr:`_Columns.names`); -1 reads the ``None``
+    appended to every row, i.e. a column the protocol lacks."""
+
+    has: int  # 1.0 where the view cell has a row of the protocol
+    seconds: int  # score: ``seconds`` (the whole row); train: ``train_seconds``
+    params: int
+    metrics: tuple[_MetricSlots, ...] = ()  # score protocols
+    train_acc: int = -1  # train protocols: the last epoch of ``curves/train_acc``
+    val_acc: int = -1
+    test_acc: int = -1
+    spikes_per_image: int = -1
+    spike_rate: int = -1
+
+
 @dataclass
 class _Columns:
-    """One protocol's results aggregated per view cell (NaN where absent) and its rows per cell."""
+    """One protocol's results aggregated per view cell (NaN where absent) and its rows per cell.
+
+    Records read packed rows (one float64 row fetch per protocol: random queries miss the cache once), laid out as
+    ``names``: the protocol's scalar columns, then ``_has``, ``_nan`` (the curves hold a NaN) and ``_bad`` (a value
+    is not finite). ``packed`` holds per view cell the means over seeds; ``rows_packed()`` the same layout per
+    protocol row, for one seed's record.
+    """
 
     proto: Protocol
     has: np.ndarray  # bool [U]
     start: np.ndarray  # int64 [U]: first protocol row of the cell (rows of a cell are contiguous)
     count: np.ndarray  # int64 [U]
     mean: dict[str, np.ndarray] = field(default_factory=dict)  # numeric columns, mean over seeds, [U] or [U, ...]
-    # Row-packed copies for fast records: one row fetch per protocol (random queries miss the cache once).
-    names: list[str] = field(default_factory=list)  # scalar columns of ``packed`` (then _has, _start, _end, _nan)
-    packed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # float64 [U, F]
+    names: list[str] = field(default_factory=list)
+    packed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # float64 [U, len(names)]
     curve_names: list[str] = field(default_factory=list)
     curves: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))  # float64 [U, C, E] mean curves
-    seed_list: list[int] = field(default_factory=list)
-    fast: tuple = ()  # column positions in ``packed`` for ``Benchmark._mean_record``
-    _by_row: tuple = ()  # per protocol row, built on the first seeded query: see ``row_values``
+    seed_list: list[int] = field(default_factory=list)  # seed of every protocol row
+    bounds: tuple[list[int], list[int]] = ([], [])  # per view cell: its rows' start and end in ``seed_list``
+    slots: _Slots = _Slots(-1, -1, -1)
+    _by_row: tuple[np.ndarray, np.ndarray] | None = None  # ``rows_packed()``, made on the first seeded query
 
     @property
     def id(self) -> str:
         return self.proto.id
 
-    def row_values(self, row: int) -> dict[str, Any]:
-        """Every column of one protocol row as plain Python values (NaN and +-inf as None, array columns as
-        lists), from row-packed float64 copies made on the first call."""
-        if not self._by_row:
-            cols = self.proto.columns
-            flat = [k for k, v in cols.items() if v.ndim == 1 and v.dtype.kind in "biuf"]
-            arrays = {k: v.astype(np.float64) for k, v in cols.items() if v.ndim == 2 and v.dtype.kind in "biuf"}
-            other = [k for k in cols if k not in flat and k not in arrays]
-            n = len(self.proto)
-            packed = np.stack([cols[k].astype(np.float64) for k in flat], axis=1) if flat else np.zeros((n, 0))
-            bad = {k: (~np.isfinite(v).all(axis=1)).tolist() for k, v in arrays.items()}  # rows holding NaN / inf
-            self._by_row = (flat, packed, (~np.isfinite(packed).all(axis=1)).tolist(), arrays, bad, other)
-        flat, packed, bad_flat, arrays, bad, other = self._by_row
-        values = packed[row].tolist()
-        out = dict(zip(flat, [_num(x) for x in values] if bad_flat[row] else values))
-        for k, v in arrays.items():
-            out[k] = [_num(x) for x in v[row].tolist()] if bad[k][row] else v[row].tolist()
-        for k in other:
-            v = self.proto.columns[k][row]
-            out[k] = v.tolist() if isinstance(v, (np.ndarray, np.generic)) else v
-        return out
+    def cell_seeds(self, u: int) -> list[int]:
+        """The seeds the protocol holds rows of for view cell ``u``."""
+        return self.seed_list[self.bounds[0][u]:self.bounds[1][u]]
 
-
-def _layers(per_image: list[float | None] | None, rate: list[float | None] | None) -> dict[str, dict[str, float | None]] | None:
-    """Per-layer spikes of a record, ``{layer: {"per_image", "rate"}}`` in forward order, from the two slot rows
-    (NaN or None: the cell has no such layer); None when the table has no per-layer columns."""
-    if per_image is None or rate is None:
+    def row_of(self, u: int, seed: int) -> int | None:
+        """The protocol row of view cell ``u`` for ``seed`` (None: no such row)."""
+        lo = self.bounds[0][u]
+        for k, s in enumerate(self.cell_seeds(u)):
+            if s == seed:
+                return lo + k
         return None
-    return {SPIKE_LAYERS[k]: {"per_image": x, "rate": r} for k, (x, r) in enumerate(zip(per_image, rate))
-            if x is not None and x == x}
+
+    def rows_packed(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(float64 [R, len(names)], float64 [R, C, E])``: every protocol row in the layout of ``packed`` and its
+        curves in ``curve_names`` order (made once)."""
+        if self._by_row is None:
+            cols, n = self.proto.columns, len(self.proto)
+            rows = np.empty((n, len(self.names)))
+            for j, name in enumerate(self.names[:-3]):
+                rows[:, j] = _final_accuracy(cols, "train", n) if name == "_train_acc" else cols[name]
+            curves = (np.stack([cols["curves/" + k] for k in self.curve_names], axis=1).astype(np.float64)
+                      if self.curve_names else np.zeros((n, 0, 0)))
+            rows[:, -3] = 1.0
+            rows[:, -2] = np.isnan(curves).any(axis=(1, 2)) if self.curve_names else 0.0
+            rows[:, -1] = ~np.isfinite(rows[:, :-3]).all(axis=1)
+            self._by_row = (rows, curves)
+        return self._by_row
 
 
 def _aggregate(proto: Protocol, cell_of_row: np.ndarray, u_count: int) -> _Columns:
@@ -359,22 +401,25 @@ class Benchmark:
             c.curve_names = [k.split("/", 1)[1] for k in curve_keys]
             c.curves = np.stack([c.mean[k] for k in curve_keys], axis=1) if curve_keys else np.zeros((n, 0, 0))
             nan_rows = np.isnan(c.curves).any(axis=(1, 2)) if curve_keys else np.zeros(n, bool)
-            packed = np.empty((n, len(scalars) + 5))
+            packed = np.empty((n, len(scalars) + 3))
             for j, v in enumerate(scalars.values()):
                 packed[:, j] = v
             bad = ~np.isfinite(packed[:, :len(scalars)]).all(axis=1) if scalars else np.zeros(n, bool)
-            for j, v in enumerate((c.has, c.start, c.start + c.count, nan_rows, bad), start=len(scalars)):
-                packed[:, j] = v
-            c.names = [*scalars, "_has", "_start", "_end", "_nan", "_bad"]
+            for j, flag in enumerate((c.has, nan_rows, bad), start=len(scalars)):
+                packed[:, j] = flag
+            c.names = [*scalars, "_has", "_nan", "_bad"]
             c.packed = packed
             c.seed_list = c.proto.seed.tolist()
+            c.bounds = (c.start.tolist(), (c.start + c.count).tolist())
             pos = {name: j for j, name in enumerate(c.names)}.get
             at = lambda name: pos(name, -1)  # noqa: E731  (-1: the None appended to a row)
             if c is s:
-                extra: Any = [(m, at("scores/" + m), at("singular/" + m), at(METRIC_SECONDS + m)) for m in self._metrics]
+                c.slots = _Slots(at("_has"), at("seconds"), at("params"), metrics=tuple(
+                    _MetricSlots(m, at("scores/" + m), at("singular/" + m), at(METRIC_SECONDS + m)) for m in self._metrics))
             else:
-                extra = tuple(at(k) for k in ("_train_acc", "val_acc", "test_acc", "spikes_per_image", "spike_rate"))
-            c.fast = (at("_has"), at("_start"), at("_end"), at("seconds" if c is s else "train_seconds"), at("params"), extra)
+                c.slots = _Slots(at("_has"), at("train_seconds"), at("params"), train_acc=at("_train_acc"),
+                                 val_acc=at("val_acc"), test_acc=at("test_acc"), spikes_per_image=at("spikes_per_image"),
+                                 spike_rate=at("spike_rate"))
         self._raw_lists = (self.raw_counts["forward"].tolist(), self.raw_counts["backward"].tolist())
         self._protocol_types = {c.proto.type: c.id for c in self._columns}
 
@@ -542,97 +587,86 @@ class Benchmark:
             raise IndexError(f"record: view index {u} out of range [0, {len(self)})")
         if seed is None:
             return self._mean_record(u)
-        s, t = self._score, self._train
-        rows = {c.proto.type: dict(zip(c.names, c.packed[u].tolist())) for c in self._columns}
-        missing = [c.id for c in self._columns if not rows[c.proto.type]["_has"]]
-        rec = self._header(u, seed)
-        curves: dict[str, list[Any]] | None = None
-        sv = self._seed_values(s, u, seed, missing)
-        tv = self._seed_values(t, u, seed, missing)
-        if t is not None and tv:
-            curves = {k.split("/", 1)[1]: v for k, v in tv.items() if k.startswith("curves/")}
-            tv["_train_acc"] = tv["curves/train_acc"][-1] if "curves/train_acc" in tv else None
+        rows: dict[str, list[Any] | None] = {}
+        missing: list[str] = []
+        curves: list[list[Any]] | None = None
+        layers: dict[str, dict[str, float]] | None = None
+        for c in self._columns:
+            row = c.row_of(u, seed)
+            if row is None:
+                rows[c.proto.type] = None
+                missing.append(c.id)
+                continue
+            packed, per_row_curves = c.rows_packed()
+            values = packed[row].tolist()
+            _, has_nan, bad = values[-3:]
+            rows[c.proto.type] = _clean(values, bad)
+            if c is self._train:
+                curves = _clean_curves(per_row_curves[row].tolist(), has_nan) if c.curve_names else None
+                layers = self._row_layers(row)
         if len(missing) == len(self._columns):
-            raise CellNotFound(f"cell {rec['hash']} ({rec['text']}) has no row for seed {seed} in {self.path}: "
-                               f"{self._lack(missing)}")
-        get = sv.get
-        rec["scores"] = {m: get("scores/" + m) for m in self._metrics}
-        rec["singular"] = {m: (None if get("singular/" + m) is None else bool(sv["singular/" + m])) for m in self._metrics}
-        rec["metric_seconds"] = {m: get(METRIC_SECONDS + m) for m in self._metrics}
-        rec["accuracy"] = {"train": tv.get("_train_acc"), "val": tv.get("val_acc"), "test": tv.get("test_acc")}
-        rec["curves"] = curves
-        params = tv.get("params")
-        params = get("params") if params is None else params
-        rec["params"] = None if params is None else int(params)
-        rec["spikes"] = ({"per_image": tv["spikes_per_image"], "rate": tv.get("spike_rate"),
-                          "layers": _layers(tv.get("spike_layers/spikes_per_image"), tv.get("spike_layers/rate"))}
-                         if tv.get("spikes_per_image") is not None else None)
-        rec["train_seconds"] = tv.get("train_seconds")
-        rec["score_seconds"] = get("seconds")
-        rec["seeds"] = {c.proto.type: c.seed_list[int(rows[c.proto.type]["_start"]):int(rows[c.proto.type]["_end"])]
-                        for c in self._columns}
-        rec["protocols"] = dict(self._protocol_types)
-        rec["missing"] = missing
-        return rec
-
-    def _header(self, u: int, seed: int | None) -> dict[str, Any]:
-        return {"hash": self.hash_array[u].decode(), "matrix": self.matrices[u].tolist(), "text": self._texts[u].decode(),
-                "kind": _KINDS[self.kind_array[u]],
-                "raw_matrices": {"forward": self._raw_lists[0][u], "backward": self._raw_lists[1][u]}, "seed": seed}
+            raise CellNotFound(f"cell {self.hash_array[u].decode()} ({self._texts[u].decode()}) has no row for seed {seed} "
+                               f"in {self.path}: {self._lack(missing)}")
+        return self._assemble(u, seed, rows.get("score"), rows.get("train"), curves, lambda _: layers, missing)
 
     def _mean_record(self, u: int) -> dict[str, Any]:
-        """``record(u)`` for means over seeds, by precomputed column positions (the hot path of ``query``).
-
-        Each packed row gets a trailing ``None``, so position -1 reads a column the protocol lacks as None.
-        """
+        """``record(u)`` for means over seeds, from the packed rows of means (the hot path of ``query``)."""
         s, t = self._score, self._train
-        rec = self._header(u, None)
-        missing, seeds = [], {}
-        scores = dict.fromkeys(self._metrics)
-        singular = dict.fromkeys(self._metrics)
-        metric_seconds = dict.fromkeys(self._metrics)
-        curves = params = spikes = train_seconds = score_seconds = None
-        accuracy = {"train": None, "val": None, "test": None}
+        missing: list[str] = []
+        score = train = curves = None
         if s is not None:
-            r = s.packed[u].tolist()
-            if r[-1]:  # _bad
-                r = [_num(x) for x in r]
-            r.append(None)
-            has, start, end, seconds, param, metric_pos = s.fast
-            if not r[has]:
+            values = s.packed[u].tolist()
+            if not values[-3]:  # _has
                 missing.append(s.id)
-            for m, j, k, q in metric_pos:
-                scores[m] = r[j]
-                singular[m] = None if r[k] is None else r[k] != 0.0
-                metric_seconds[m] = r[q]
-            score_seconds, params = r[seconds], r[param]
-            seeds["score"] = s.seed_list[int(r[start]):int(r[end])]
+            score = _clean(values, values[-1])
         if t is not None:
-            r = t.packed[u].tolist()
-            has_nan = r[-2]
-            if r[-1]:
-                r = [_num(x) for x in r]
-            r.append(None)
-            has, start, end, seconds, param, (train, val, test, per_image, rate) = t.fast
-            if not r[has]:
+            values = t.packed[u].tolist()
+            has, has_nan, bad = values[-3:]
+            if not has:
                 missing.append(t.id)
             elif t.curve_names:
-                values = t.curves[u].tolist()
-                if has_nan:
-                    values = [[None if x != x else x for x in v] for v in values]
-                curves = dict(zip(t.curve_names, values))
-            accuracy = {"train": r[train], "val": r[val], "test": r[test]}
-            train_seconds = r[seconds]
-            if r[param] is not None:
-                params = r[param]
-            if r[per_image] is not None:
-                spikes = {"per_image": r[per_image], "rate": r[rate], "layers": self._mean_layers(u)}
-            seeds["train"] = t.seed_list[int(r[start]):int(r[end])]
-        rec["scores"], rec["singular"], rec["accuracy"], rec["curves"] = scores, singular, accuracy, curves
+                curves = _clean_curves(t.curves[u].tolist(), has_nan)
+            train = _clean(values, bad)
+        return self._assemble(u, None, score, train, curves, self._mean_layers, missing)
+
+    def _assemble(self, u: int, seed: int | None, score: list[Any] | None, train: list[Any] | None,
+                  curves: list[list[Any]] | None, layers: Callable[[int], dict[str, dict[str, float]] | None],
+                  missing: list[str]) -> dict[str, Any]:
+        """The one place a query record is built (fields in ``docs/api.md``'s order), from view cell ``u``'s packed
+        score and train rows (``_clean``; ``None``: the view lacks that protocol, or the cell that seed), its train
+        curves (``[C][E]`` in ``curve_names`` order) and a function of ``u`` giving its per-layer spikes."""
+        rec: dict[str, Any] = {
+            "hash": self.hash_array[u].decode(), "matrix": self.matrices[u].tolist(), "text": self._texts[u].decode(),
+            "kind": _KINDS[self.kind_array[u]],
+            "raw_matrices": {"forward": self._raw_lists[0][u], "backward": self._raw_lists[1][u]}, "seed": seed}
+        params = spikes = train_seconds = score_seconds = None
+        s, t = self._score, self._train
+        if s is not None and score is not None:
+            scores: dict[str, Any] = {}
+            singular: dict[str, bool | None] = {}
+            metric_seconds: dict[str, Any] = {}
+            rec["scores"], rec["singular"] = scores, singular
+            for m in s.slots.metrics:
+                scores[m.name], metric_seconds[m.name] = score[m.score], score[m.seconds]
+                singular[m.name] = None if score[m.singular] is None else score[m.singular] != 0.0
+            score_seconds, params = score[s.slots.seconds], score[s.slots.params]
+        else:
+            rec["scores"], rec["singular"], metric_seconds = (dict.fromkeys(self._metrics) for _ in range(3))
+        if t is not None and train is not None:
+            at = t.slots
+            rec["accuracy"] = {"train": train[at.train_acc], "val": train[at.val_acc], "test": train[at.test_acc]}
+            train_seconds = train[at.seconds]
+            if train[at.params] is not None:
+                params = train[at.params]
+            if train[at.spikes_per_image] is not None:
+                spikes = {"per_image": train[at.spikes_per_image], "rate": train[at.spike_rate], "layers": layers(u)}
+        else:
+            rec["accuracy"] = {"train": None, "val": None, "test": None}
+        rec["curves"] = None if curves is None or t is None else dict(zip(t.curve_names, curves))
         rec["metric_seconds"] = metric_seconds
         rec["params"] = None if params is None else int(params)
         rec["spikes"], rec["train_seconds"], rec["score_seconds"] = spikes, train_seconds, score_seconds
-        rec["seeds"] = {c.proto.type: seeds[c.proto.type] for c in self._columns}
+        rec["seeds"] = {c.proto.type: c.seed_list[c.bounds[0][u]:c.bounds[1][u]] for c in self._columns}
         rec["protocols"] = dict(self._protocol_types)
         rec["missing"] = missing
         return rec
@@ -647,17 +681,13 @@ class Benchmark:
             items = self._layer_items[u] = [(SPIKE_LAYERS[k], float(x[k]), float(r[k])) for k in np.flatnonzero(np.isfinite(x))]
         return {name: {"per_image": x, "rate": r} for name, x, r in items}
 
-    def _seed_values(self, c: _Columns | None, u: int, seed: int, missing: list[str]) -> dict[str, Any]:
-        """One seed's values of cell ``u`` in a protocol (empty, and the protocol listed missing, if absent)."""
-        if c is None:
-            return {}
-        lo, hi = int(c.start[u]), int(c.start[u] + c.count[u])
-        hits = [i for i, s in enumerate(c.seed_list[lo:hi]) if s == seed]
-        if not hits:
-            if c.id not in missing:
-                missing.append(c.id)
-            return {}
-        return c.row_values(lo + int(hits[0]))
+    def _row_layers(self, row: int) -> dict[str, dict[str, float]] | None:
+        """Per-layer spikes of one train protocol row (None: the protocol has no per-layer columns)."""
+        cols = self._train.proto.columns if self._train is not None else {}
+        if "spike_layers/spikes_per_image" not in cols or "spike_layers/rate" not in cols:
+            return None
+        x, r = cols["spike_layers/spikes_per_image"][row], cols["spike_layers/rate"][row]
+        return {SPIKE_LAYERS[k]: {"per_image": float(x[k]), "rate": float(r[k])} for k in np.flatnonzero(np.isfinite(x))}
 
     # ------------------------------------------------------------------ collections
     def __iter__(self) -> Iterator[dict[str, Any]]:
