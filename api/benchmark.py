@@ -4,7 +4,7 @@ A :class:`Benchmark` is a *view* of one table through at most one ``score`` prot
 ``train`` protocol (chosen by id prefix, else the largest pair on the same dataset and network, else on
 named variants of one dataset, e.g. scores on ``cifar10-jpeg`` and trainings on its subset ``cifar10-jpeg-12k``). Its cells
 are the table's cells that either protocol holds a row for; every per-cell column is indexed by the
-view's cell index ``u`` (``0 .. len - 1``, in space-index order) and holds NaN where a protocol lacks
+view index (``0 .. len - 1``, in space-index order) and holds NaN where a protocol lacks
 the cell. Means are over the seeds a protocol holds for the cell.
 
 Invariants
@@ -85,10 +85,10 @@ def _rows_in_cells(cell_hash: np.ndarray, proto_hashes: list[np.ndarray]) -> lis
 
 def _texts(matrices: np.ndarray) -> np.ndarray:
     """``|S19 [U]`` text forms (``"0302 0030 3003 0000"``) of ``int8 [U, 4, 4]`` matrices, vectorised."""
-    u, n = matrices.shape[0], matrices.shape[-1]
-    chars = np.full((u, n, n + 1), ord(" "), dtype=np.uint8)
+    count, n = matrices.shape[0], matrices.shape[-1]
+    chars = np.full((count, n, n + 1), ord(" "), dtype=np.uint8)
     chars[:, :, :n] = matrices.astype(np.uint8) + ord("0")
-    return chars.reshape(u, n * (n + 1))[:, :-1].copy().view(f"S{n * (n + 1) - 1}").ravel()
+    return chars.reshape(count, n * (n + 1))[:, :-1].copy().view(f"S{n * (n + 1) - 1}").ravel()
 
 
 class CellNotFound(KeyError, ValueError):
@@ -179,16 +179,16 @@ class _Columns:
     def id(self) -> str:
         return self.proto.id
 
-    def cell_seeds(self, u: int) -> list[int]:
-        """The seeds the protocol holds rows of for view cell ``u``."""
-        return self.seed_list[self.bounds[0][u]:self.bounds[1][u]]
+    def cell_seeds(self, index: int) -> list[int]:
+        """The seeds the protocol holds rows of for view cell ``index``."""
+        return self.seed_list[self.bounds[0][index]:self.bounds[1][index]]
 
-    def row_of(self, u: int, seed: int) -> int | None:
-        """The protocol row of view cell ``u`` for ``seed`` (None: no such row)."""
-        lo = self.bounds[0][u]
-        for k, s in enumerate(self.cell_seeds(u)):
-            if s == seed:
-                return lo + k
+    def row_of(self, index: int, seed: int) -> int | None:
+        """The protocol row of view cell ``index`` for ``seed`` (None: no such row)."""
+        lo = self.bounds[0][index]
+        for offset, held in enumerate(self.cell_seeds(index)):
+            if held == seed:
+                return lo + offset
         return None
 
     def rows_packed(self) -> tuple[np.ndarray, np.ndarray]:
@@ -315,10 +315,10 @@ def _pick_pair(table: Table, score: str | None, train: str | None, dataset: str 
     if score is not None and train is not None:
         return [scores[0], trains[0]]
     for level in (2, 1):
-        for t in trains:
-            for s in scores:
-                if _pairing(s, t) == level:
-                    return [s, t]
+        for train_proto in trains:
+            for score_proto in scores:
+                if _pairing(score_proto, train_proto) == level:
+                    return [score_proto, train_proto]
     raise ValueError(f"{table.path}: its score and train protocols differ in dataset or network; choose with "
                      f"--dataset / --score-protocol / --train-protocol (score: {', '.join(p.id for p in scores)}; "
                      f"train: {', '.join(p.id for p in trains)})")
@@ -366,19 +366,19 @@ class Benchmark:
     def _derive(self) -> None:
         n = len(self.hash_array)
         nan = np.full(n, np.nan)
-        s, t = self._score, self._train
-        stored = {k.split("/", 1)[1]: v for k, v in s.mean.items() if k.startswith("scores/")} if s else {}
-        order = list(s.proto.settings.get("score", {}).get("metrics", [])) if s else []
+        scoring, training = self._score, self._train
+        stored = {k.split("/", 1)[1]: v for k, v in scoring.mean.items() if k.startswith("scores/")} if scoring else {}
+        order = list(scoring.proto.settings.get("score", {}).get("metrics", [])) if scoring else []
         #: ``{metric: float64 [U]}`` mean score over seeds (NaN: absent), in the protocol's metric order
         self.scores: dict[str, np.ndarray] = {m: stored[m] for m in [*order, *sorted(set(stored) - set(order))] if m in stored}
-        self._metrics = list(s.proto.settings.get("score", {}).get("metrics", self.scores)) if s else []
+        self._metrics = list(scoring.proto.settings.get("score", {}).get("metrics", self.scores)) if scoring else []
         #: seconds the score protocol spent per cell (all its metrics), mean over seeds
-        self.score_seconds: np.ndarray = s.mean.get("seconds", nan) if s else nan
+        self.score_seconds: np.ndarray = scoring.mean.get("seconds", nan) if scoring else nan
         #: ``{metric: float64 [U]}`` seconds one metric alone took per cell (metrics sharing a pass: the pass's
         #: time), mean over seeds; NaN for rows scored before the table stored it
-        self.metric_seconds: dict[str, np.ndarray] = {m: s.mean.get(METRIC_SECONDS + m, nan) if s else nan
+        self.metric_seconds: dict[str, np.ndarray] = {m: scoring.mean.get(METRIC_SECONDS + m, nan) if scoring else nan
                                                       for m in self.scores}
-        curves = t.mean if t else {}
+        curves = training.mean if training else {}
         #: ``{split: float64 [U]}`` final accuracy, mean over seeds
         self.accuracy: dict[str, np.ndarray] = {split: _final_accuracy(curves, split, n) for split in ("train", "val", "test")}
         last_train = self.accuracy["train"]
@@ -395,7 +395,7 @@ class Benchmark:
         self.params: np.ndarray = np.fmax.reduce(params) if params else nan
         for c in self._columns:
             scalars = {k: v for k, v in c.mean.items() if v.ndim == 1}
-            if c is t:
+            if c is training:
                 scalars["_train_acc"] = last_train
             curve_keys = [k for k, v in c.mean.items() if k.startswith("curves/") and v.ndim == 2]
             c.curve_names = [k.split("/", 1)[1] for k in curve_keys]
@@ -413,7 +413,7 @@ class Benchmark:
             c.bounds = (c.start.tolist(), (c.start + c.count).tolist())
             pos = {name: j for j, name in enumerate(c.names)}.get
             at = lambda name: pos(name, -1)  # noqa: E731  (-1: the None appended to a row)
-            if c is s:
+            if c is scoring:
                 c.slots = _Slots(at("_has"), at("seconds"), at("params"), metrics=tuple(
                     _MetricSlots(m, at("scores/" + m), at("singular/" + m), at(METRIC_SECONDS + m)) for m in self._metrics))
             else:
@@ -482,18 +482,18 @@ class Benchmark:
     def index(self, matrix: object) -> int:
         """View index of a cell (any accepted form); ``ValueError`` if invalid, :class:`CellNotFound` if absent."""
         key = cell_key(matrix)
-        u = self._row(key)
-        if u is None:
+        index = self._row(key)
+        if index is None:
             raise self._not_found(key, self.protocol_ids)
-        return u
+        return index
 
     def index_of_hash(self, cell_hash: str) -> int:
         if self._by_hash is None:
-            self._by_hash = {h: u for u, h in enumerate(self.hash_array.tolist())}
-        u = self._by_hash.get(cell_hash.encode() if isinstance(cell_hash, str) else cell_hash)
-        if u is None:
+            self._by_hash = {h: index for index, h in enumerate(self.hash_array.tolist())}
+        index = self._by_hash.get(cell_hash.encode() if isinstance(cell_hash, str) else cell_hash)
+        if index is None:
             raise CellNotFound(f"no cell with hash {cell_hash!r} in {self.path} (protocols {', '.join(self.protocol_ids)})")
-        return u
+        return index
 
     def _not_found(self, key: Key, lacking: list[str]) -> CellNotFound:
         text = to_text(np.array(key, dtype=np.int64).reshape(4, 4))
@@ -539,22 +539,22 @@ class Benchmark:
         """Final ``split`` accuracy of every view cell per training seed: ``(seeds, float64 [U, len(seeds)])``,
         seeds ascending, NaN where a cell has no row for that seed (``accuracy[split]`` is its row mean)."""
         self.check_split(split)
-        t = self._train
-        if t is None:
+        training = self._train
+        if training is None:
             return [], np.zeros((len(self), 0))
-        values = _final_accuracy(t.proto.columns, split, len(t.proto))
-        return self._per_seed(t, values)
+        values = _final_accuracy(training.proto.columns, split, len(training.proto))
+        return self._per_seed(training, values)
 
     def scores_by_seed(self, metric: str) -> tuple[list[int], np.ndarray]:
         """``metric``'s score of every view cell per scoring seed: ``(seeds, float64 [U, len(seeds)])``, seeds
         ascending, NaN where a cell has no row for that seed (``scores[metric]`` is its row mean). From the stored
         rows: a score added to ``scores`` (e.g. a derived one) has none (``ValueError``)."""
         self.check_scores([metric])
-        s = self._score
-        assert s is not None  # check_scores: the view holds the metric, hence a score protocol
-        if "scores/" + metric not in s.proto.columns:
+        scoring = self._score
+        assert scoring is not None  # check_scores: the view holds the metric, hence a score protocol
+        if "scores/" + metric not in scoring.proto.columns:
             raise ValueError(f"score: {metric!r} has no stored rows per seed (a score added to the view)")
-        return self._per_seed(s, s.proto.columns["scores/" + metric])
+        return self._per_seed(scoring, scoring.proto.columns["scores/" + metric])
 
     def _per_seed(self, c: _Columns, values: np.ndarray) -> tuple[list[int], np.ndarray]:
         """One value per protocol row of ``c`` laid out as ``(seeds, float64 [U, len(seeds)])``: seeds ascending,
@@ -578,21 +578,21 @@ class Benchmark:
         """The record of the cell with this hash."""
         return self.record(self.index_of_hash(cell_hash), seed)
 
-    def record(self, u: int, seed: int | None = None) -> dict[str, Any]:
-        """The record of view cell ``u`` (``0 <= u < len(self)``): means over seeds, or one seed's values when
+    def record(self, index: int, seed: int | None = None) -> dict[str, Any]:
+        """The record of view cell ``index`` (``0 <= index < len(self)``): means over seeds, or one seed's values when
         ``seed`` is given."""
-        if isinstance(u, bool) or not isinstance(u, (int, np.integer)):
-            raise TypeError(f"record: expected a view index (int), got {u!r}")
-        if not 0 <= u < len(self):
-            raise IndexError(f"record: view index {u} out of range [0, {len(self)})")
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"record: expected a view index (int), got {index!r}")
+        if not 0 <= index < len(self):
+            raise IndexError(f"record: view index {index} out of range [0, {len(self)})")
         if seed is None:
-            return self._mean_record(u)
+            return self._mean_record(index)
         rows: dict[str, list[Any] | None] = {}
         missing: list[str] = []
         curves: list[list[Any]] | None = None
         layers: dict[str, dict[str, float]] | None = None
         for c in self._columns:
-            row = c.row_of(u, seed)
+            row = c.row_of(index, seed)
             if row is None:
                 rows[c.proto.type] = None
                 missing.append(c.id)
@@ -605,80 +605,80 @@ class Benchmark:
                 curves = _clean_curves(per_row_curves[row].tolist(), has_nan) if c.curve_names else None
                 layers = self._row_layers(row)
         if len(missing) == len(self._columns):
-            raise CellNotFound(f"cell {self.hash_array[u].decode()} ({self._texts[u].decode()}) has no row for seed {seed} "
+            raise CellNotFound(f"cell {self.hash_array[index].decode()} ({self._texts[index].decode()}) has no row for seed {seed} "
                                f"in {self.path}: {self._lack(missing)}")
-        return self._assemble(u, seed, rows.get("score"), rows.get("train"), curves, lambda _: layers, missing)
+        return self._assemble(index, seed, rows.get("score"), rows.get("train"), curves, lambda _: layers, missing)
 
-    def _mean_record(self, u: int) -> dict[str, Any]:
-        """``record(u)`` for means over seeds, from the packed rows of means (the hot path of ``query``)."""
-        s, t = self._score, self._train
+    def _mean_record(self, index: int) -> dict[str, Any]:
+        """``record(index)`` for means over seeds, from the packed rows of means (the hot path of ``query``)."""
+        scoring, training = self._score, self._train
         missing: list[str] = []
         score = train = curves = None
-        if s is not None:
-            values = s.packed[u].tolist()
+        if scoring is not None:
+            values = scoring.packed[index].tolist()
             if not values[-3]:  # _has
-                missing.append(s.id)
+                missing.append(scoring.id)
             score = _clean(values, values[-1])
-        if t is not None:
-            values = t.packed[u].tolist()
+        if training is not None:
+            values = training.packed[index].tolist()
             has, has_nan, bad = values[-3:]
             if not has:
-                missing.append(t.id)
-            elif t.curve_names:
-                curves = _clean_curves(t.curves[u].tolist(), has_nan)
+                missing.append(training.id)
+            elif training.curve_names:
+                curves = _clean_curves(training.curves[index].tolist(), has_nan)
             train = _clean(values, bad)
-        return self._assemble(u, None, score, train, curves, self._mean_layers, missing)
+        return self._assemble(index, None, score, train, curves, self._mean_layers, missing)
 
-    def _assemble(self, u: int, seed: int | None, score: list[Any] | None, train: list[Any] | None,
+    def _assemble(self, index: int, seed: int | None, score: list[Any] | None, train: list[Any] | None,
                   curves: list[list[Any]] | None, layers: Callable[[int], dict[str, dict[str, float]] | None],
                   missing: list[str]) -> dict[str, Any]:
-        """The one place a query record is built (fields in ``docs/api.md``'s order), from view cell ``u``'s packed
+        """The one place a query record is built (fields in ``docs/api.md``'s order), from view cell ``index``'s packed
         score and train rows (``_clean``; ``None``: the view lacks that protocol, or the cell that seed), its train
-        curves (``[C][E]`` in ``curve_names`` order) and a function of ``u`` giving its per-layer spikes."""
+        curves (``[C][E]`` in ``curve_names`` order) and a function of ``index`` giving its per-layer spikes."""
         rec: dict[str, Any] = {
-            "hash": self.hash_array[u].decode(), "matrix": self.matrices[u].tolist(), "text": self._texts[u].decode(),
-            "kind": _KINDS[self.kind_array[u]],
-            "raw_matrices": {"forward": self._raw_lists[0][u], "backward": self._raw_lists[1][u]}, "seed": seed}
+            "hash": self.hash_array[index].decode(), "matrix": self.matrices[index].tolist(), "text": self._texts[index].decode(),
+            "kind": _KINDS[self.kind_array[index]],
+            "raw_matrices": {"forward": self._raw_lists[0][index], "backward": self._raw_lists[1][index]}, "seed": seed}
         params = spikes = train_seconds = score_seconds = None
-        s, t = self._score, self._train
-        if s is not None and score is not None:
+        scoring, training = self._score, self._train
+        if scoring is not None and score is not None:
             scores: dict[str, Any] = {}
             singular: dict[str, bool | None] = {}
             metric_seconds: dict[str, Any] = {}
             rec["scores"], rec["singular"] = scores, singular
-            for m in s.slots.metrics:
+            for m in scoring.slots.metrics:
                 scores[m.name], metric_seconds[m.name] = score[m.score], score[m.seconds]
                 singular[m.name] = None if score[m.singular] is None else score[m.singular] != 0.0
-            score_seconds, params = score[s.slots.seconds], score[s.slots.params]
+            score_seconds, params = score[scoring.slots.seconds], score[scoring.slots.params]
         else:
             rec["scores"], rec["singular"], metric_seconds = (dict.fromkeys(self._metrics) for _ in range(3))
-        if t is not None and train is not None:
-            at = t.slots
+        if training is not None and train is not None:
+            at = training.slots
             rec["accuracy"] = {"train": train[at.train_acc], "val": train[at.val_acc], "test": train[at.test_acc]}
             train_seconds = train[at.seconds]
             if train[at.params] is not None:
                 params = train[at.params]
             if train[at.spikes_per_image] is not None:
-                spikes = {"per_image": train[at.spikes_per_image], "rate": train[at.spike_rate], "layers": layers(u)}
+                spikes = {"per_image": train[at.spikes_per_image], "rate": train[at.spike_rate], "layers": layers(index)}
         else:
             rec["accuracy"] = {"train": None, "val": None, "test": None}
-        rec["curves"] = None if curves is None or t is None else dict(zip(t.curve_names, curves))
+        rec["curves"] = None if curves is None or training is None else dict(zip(training.curve_names, curves))
         rec["metric_seconds"] = metric_seconds
         rec["params"] = None if params is None else int(params)
         rec["spikes"], rec["train_seconds"], rec["score_seconds"] = spikes, train_seconds, score_seconds
-        rec["seeds"] = {c.proto.type: c.seed_list[c.bounds[0][u]:c.bounds[1][u]] for c in self._columns}
+        rec["seeds"] = {c.proto.type: c.seed_list[c.bounds[0][index]:c.bounds[1][index]] for c in self._columns}
         rec["protocols"] = dict(self._protocol_types)
         rec["missing"] = missing
         return rec
 
-    def _mean_layers(self, u: int) -> dict[str, dict[str, float]] | None:
-        """Per-layer spikes of cell ``u``, means over seeds (each cell's present layers found once, then cached)."""
+    def _mean_layers(self, index: int) -> dict[str, dict[str, float]] | None:
+        """Per-layer spikes of cell ``index``, means over seeds (each cell's present layers found once, then cached)."""
         if len(self.spike_layers) < 2:
             return None
-        items = self._layer_items.get(u)
+        items = self._layer_items.get(index)
         if items is None:
-            x, r = self.spike_layers["spikes_per_image"][u], self.spike_layers["rate"][u]
-            items = self._layer_items[u] = [(SPIKE_LAYERS[k], float(x[k]), float(r[k])) for k in np.flatnonzero(np.isfinite(x))]
+            x, r = self.spike_layers["spikes_per_image"][index], self.spike_layers["rate"][index]
+            items = self._layer_items[index] = [(SPIKE_LAYERS[k], float(x[k]), float(r[k])) for k in np.flatnonzero(np.isfinite(x))]
         return {name: {"per_image": x, "rate": r} for name, x, r in items}
 
     def _row_layers(self, row: int) -> dict[str, dict[str, float]] | None:
@@ -692,14 +692,14 @@ class Benchmark:
     # ------------------------------------------------------------------ collections
     def __iter__(self) -> Iterator[dict[str, Any]]:
         """Records of every cell of the view, in space-index order."""
-        return (self.record(u) for u in range(len(self)))
+        return (self.record(index) for index in range(len(self)))
 
     def sample(self, count: int, seed: int, *, replace: bool = False) -> list[dict[str, Any]]:
         """``count`` records drawn uniformly over the view's cells, reproducible by ``seed``."""
         if not replace and count > len(self):
             raise ValueError(f"sample: {count} cells asked, the view holds {len(self)} (use replace=True)")
         picks = np.random.default_rng(seed).choice(len(self), size=count, replace=replace)
-        return [self.record(int(u)) for u in picks]
+        return [self.record(int(index)) for index in picks]
 
     @property
     def metadata(self) -> dict[str, dict[str, Any]]:
