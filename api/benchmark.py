@@ -53,6 +53,15 @@ def _clean_curves(curves: list[list[float]], has_nan: float) -> list[list[float 
     return [[None if x != x else x for x in v] for v in curves] if has_nan else curves
 
 
+def seconds_to_epochs(train_seconds: float | np.ndarray, epoch_seconds: np.ndarray | None, epochs: int) -> np.ndarray:
+    """Simulated seconds to reach each epoch ``1 .. epochs`` (``[..., epochs]``): the whole training's
+    ``train_seconds`` (what :class:`api.algorithms.Oracle` charges) split over the epochs in proportion to
+    ``epoch_seconds`` (equally when None), cumulated, so the last equals ``train_seconds``."""
+    each = np.ones(epochs) if epoch_seconds is None else np.asarray(epoch_seconds, dtype=np.float64)
+    total = np.asarray(train_seconds, dtype=np.float64)[..., None]
+    return total * np.cumsum(each, axis=-1) / each.sum(axis=-1, keepdims=True)
+
+
 _HEX = np.full(256, 255, dtype=np.uint8)
 _HEX[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
 
@@ -557,10 +566,10 @@ class Benchmark:
         return self._per_seed(scoring, scoring.proto.columns["scores/" + metric])
 
     def _per_seed(self, c: _Columns, values: np.ndarray) -> tuple[list[int], np.ndarray]:
-        """One value per protocol row of ``c`` laid out as ``(seeds, float64 [U, len(seeds)])``: seeds ascending,
-        NaN where a cell has no row for that seed."""
+        """One value (or array ``[...]``) per protocol row of ``c`` laid out as ``(seeds, float64 [U, len(seeds),
+        ...])``: seeds ascending, NaN where a cell has no row for that seed."""
         seeds = sorted({int(x) for x in c.proto.seed.tolist()})
-        out = np.full((len(self), len(seeds)), np.nan)
+        out = np.full((len(self), len(seeds), *values.shape[1:]), np.nan)
         cell = np.repeat(np.arange(len(self)), c.count)  # protocol rows are grouped by view cell
         out[cell, np.searchsorted(seeds, c.proto.seed.astype(np.int64))] = values
         return seeds, out
@@ -570,23 +579,32 @@ class Benchmark:
         return [c.id for c in self._columns]
 
     # ------------------------------------------------------------------ records
-    def query(self, matrix: object, seed: int | None = None) -> dict[str, Any]:
+    def query(self, matrix: object, seed: int | None = None, epoch: int | None = None) -> dict[str, Any]:
         """The record of a cell given in any accepted matrix form (see the module docstring)."""
-        return self.record(self.index(matrix), seed)
+        return self.record(self.index(matrix), seed, epoch)
 
-    def query_hash(self, cell_hash: str, seed: int | None = None) -> dict[str, Any]:
+    def query_hash(self, cell_hash: str, seed: int | None = None, epoch: int | None = None) -> dict[str, Any]:
         """The record of the cell with this hash."""
-        return self.record(self.index_of_hash(cell_hash), seed)
+        return self.record(self.index_of_hash(cell_hash), seed, epoch)
 
-    def record(self, index: int, seed: int | None = None) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """``bench[i]``: the record of view cell ``i`` (negative counts from the end, as for a list)."""
+        if isinstance(index, (int, np.integer)) and not isinstance(index, bool) and -len(self) <= index < 0:
+            index += len(self)
+        return self.record(index)
+
+    def record(self, index: int, seed: int | None = None, epoch: int | None = None) -> dict[str, Any]:
         """The record of view cell ``index`` (``0 <= index < len(self)``): means over seeds, or one seed's values when
-        ``seed`` is given."""
+        ``seed`` is given; after training ends, or as it stood after ``epoch`` epochs (``1 .. self.epochs``:
+        accuracies of that epoch, curves up to it, ``train_seconds`` the time to reach it)."""
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             raise TypeError(f"record: expected a view index (int), got {index!r}")
         if not 0 <= index < len(self):
             raise IndexError(f"record: view index {index} out of range [0, {len(self)})")
+        if epoch is not None:
+            self.check_epoch(epoch)
         if seed is None:
-            return self._mean_record(index)
+            return self._mean_record(index, epoch)
         rows: dict[str, list[Any] | None] = {}
         missing: list[str] = []
         curves: list[list[Any]] | None = None
@@ -607,9 +625,9 @@ class Benchmark:
         if len(missing) == len(self._columns):
             raise CellNotFound(f"cell {self.hash_array[index].decode()} ({self._texts[index].decode()}) has no row for seed {seed} "
                                f"in {self.path}: {self._lack(missing)}")
-        return self._assemble(index, seed, rows.get("score"), rows.get("train"), curves, lambda _: layers, missing)
+        return self._assemble(index, seed, epoch, rows.get("score"), rows.get("train"), curves, lambda _: layers, missing)
 
-    def _mean_record(self, index: int) -> dict[str, Any]:
+    def _mean_record(self, index: int, epoch: int | None = None) -> dict[str, Any]:
         """``record(index)`` for means over seeds, from the packed rows of means (the hot path of ``query``)."""
         scoring, training = self._score, self._train
         missing: list[str] = []
@@ -627,9 +645,9 @@ class Benchmark:
             elif training.curve_names:
                 curves = _clean_curves(training.curves[index].tolist(), has_nan)
             train = _clean(values, bad)
-        return self._assemble(index, None, score, train, curves, self._mean_layers, missing)
+        return self._assemble(index, None, epoch, score, train, curves, self._mean_layers, missing)
 
-    def _assemble(self, index: int, seed: int | None, score: list[Any] | None, train: list[Any] | None,
+    def _assemble(self, index: int, seed: int | None, epoch: int | None, score: list[Any] | None, train: list[Any] | None,
                   curves: list[list[Any]] | None, layers: Callable[[int], dict[str, dict[str, float]] | None],
                   missing: list[str]) -> dict[str, Any]:
         """The one place a query record is built (fields in ``docs/api.md``'s order), from view cell ``index``'s packed
@@ -638,7 +656,8 @@ class Benchmark:
         rec: dict[str, Any] = {
             "hash": self.hash_array[index].decode(), "matrix": self.matrices[index].tolist(), "text": self._texts[index].decode(),
             "kind": _KINDS[self.kind_array[index]],
-            "raw_matrices": {"forward": self._raw_lists[0][index], "backward": self._raw_lists[1][index]}, "seed": seed}
+            "raw_matrices": {"forward": self._raw_lists[0][index], "backward": self._raw_lists[1][index]}, "seed": seed,
+            "epoch": epoch}
         params = spikes = train_seconds = score_seconds = None
         scoring, training = self._score, self._train
         if scoring is not None and score is not None:
@@ -669,7 +688,81 @@ class Benchmark:
         rec["seeds"] = {c.proto.type: c.seed_list[c.bounds[0][index]:c.bounds[1][index]] for c in self._columns}
         rec["protocols"] = dict(self._protocol_types)
         rec["missing"] = missing
+        if epoch is not None:
+            self._at_epoch(rec, epoch)
         return rec
+
+    def _at_epoch(self, rec: dict[str, Any], epoch: int) -> None:
+        """Turn a record after training into the record after ``epoch`` epochs: accuracies at that epoch (``test``:
+        None where that epoch was not tested), curves cut there, ``train_seconds`` the time to reach it
+        (:func:`seconds_to_epochs`), spikes (measured after the last epoch) None before the last."""
+        curves = rec["curves"]
+        if curves is None:
+            return
+        last = epoch - 1
+        rec["accuracy"] = {split: curves[f"{split}_acc"][last] if f"{split}_acc" in curves else None
+                           for split in ("train", "val", "test")}
+        if rec["train_seconds"] is not None:
+            each = curves.get("epoch_seconds")
+            rec["train_seconds"] = float(seconds_to_epochs(rec["train_seconds"], each, self.epochs)[last])
+        rec["curves"] = {name: values[:epoch] for name, values in curves.items()}
+        if epoch < self.epochs:
+            rec["spikes"] = None
+
+    @property
+    def epochs(self) -> int:
+        """Epochs of the train protocol's per-epoch curves (0: the view has none)."""
+        training = self._train
+        return int(training.curves.shape[-1]) if training is not None and training.curve_names else 0
+
+    def check_epoch(self, epoch: int) -> None:
+        """``TypeError`` unless ``epoch`` is an int; ``ValueError`` unless it is in ``1 .. self.epochs``."""
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
+            raise TypeError(f"epoch: expected an int, got {epoch!r}")
+        if not self.epochs:
+            raise ValueError(f"epoch: the view of {self.path} holds no per-epoch curves")
+        if not 1 <= epoch <= self.epochs:
+            raise ValueError(f"epoch: expected 1 .. {self.epochs} (the view's trainings run {self.epochs} epochs), got {epoch}")
+
+    def curve(self, name: str, seed: int | None = None) -> np.ndarray:
+        """``float64 [U, epochs]``: per-epoch curve ``name`` (``self.curve_names``) of every view cell, mean over the
+        training seeds or ``seed``'s values; NaN where a cell lacks a training (or that seed, or an epoch the curve
+        skips: ``test_acc``)."""
+        training = self._train
+        if training is None or name not in training.curve_names:
+            raise ValueError(f"curve: expected one of {', '.join(self.curve_names) or 'none (no per-epoch curves)'}, "
+                             f"got {name!r}")
+        if seed is None:
+            return training.mean["curves/" + name]
+        return self._seed_slice(training, training.proto.columns["curves/" + name], seed)
+
+    @property
+    def curve_names(self) -> list[str]:
+        """Names of the view's per-epoch curves (``train_acc``, ``val_acc``, ``test_acc``, ``lr``, ...)."""
+        return list(self._train.curve_names) if self._train is not None else []
+
+    def time_to_epoch(self, seed: int | None = None) -> np.ndarray:
+        """``float64 [U, epochs]``: simulated seconds to train each view cell up to each epoch (:func:`seconds_to_epochs`
+        of its ``train_seconds`` and ``epoch_seconds`` curve; the last column is ``train_seconds``), mean over the
+        training seeds or ``seed``'s; NaN where a cell lacks a training."""
+        if not self.epochs:
+            raise ValueError(f"time_to_epoch: the view of {self.path} holds no per-epoch curves")
+        training = self._train
+        assert training is not None
+        if seed is None:
+            total = self.train_seconds
+        else:
+            total = self._seed_slice(training, training.proto.columns["train_seconds"], seed)
+        each = self.curve("epoch_seconds", seed) if "epoch_seconds" in training.curve_names else None
+        return seconds_to_epochs(total, each, self.epochs)
+
+    def _seed_slice(self, c: _Columns, values: np.ndarray, seed: int) -> np.ndarray:
+        """``values`` (one per protocol row of ``c``) of ``seed`` per view cell (NaN where a cell lacks that seed);
+        ``ValueError`` for a seed the protocol holds no row of."""
+        seeds, laid = self._per_seed(c, values)
+        if seed not in seeds:
+            raise ValueError(f"seed: protocol {c.id} holds seeds {', '.join(map(str, seeds))}, not {seed!r}")
+        return laid[:, seeds.index(seed)]
 
     def _mean_layers(self, index: int) -> dict[str, dict[str, float]] | None:
         """Per-layer spikes of cell ``index``, means over seeds (each cell's present layers found once, then cached)."""
@@ -709,22 +802,76 @@ class Benchmark:
                        "modified": c.proto.modified, "rows": len(c.proto), "cells": int(c.has.sum()),
                        "seeds": sorted(set(c.proto.seed.tolist()))} for c in self._columns}
 
-    def to_dataframe(self) -> Any:
-        """One row per cell: hash, text, kind, scores, accuracies, params, times (needs pandas)."""
+    def to_dataframe(self, *, seeds: bool = False, curves: bool = False) -> Any:
+        """One row per view cell (in view order; ``index`` is the view index): hash, text, kind, scores, accuracies,
+        params, times, spikes (needs pandas); columns as the per-cell arrays (``score_METRIC``, ``SPLIT_acc``, ...).
+
+        ``seeds``: one row per cell and seed instead (column ``seed``; cells with several seeds give several rows),
+        each holding that seed's score and train rows (NaN where a protocol lacks the cell for that seed).
+        ``curves``: a column ``curve_NAME`` per per-epoch curve, each value a ``float64 [epochs]`` array (the mean
+        curve, or that seed's)."""
         try:
             import pandas as pd
         except ImportError:
             raise ImportError("to_dataframe needs pandas: pip install 'snnbench[plot]'") from None
-        data: dict[str, Any] = {"hash": self.hashes, "text": [t.decode() for t in self._texts], "kind": self.kinds}
-        data.update({f"score_{m}": v for m, v in self.scores.items()})
-        data.update({f"{split}_acc": v for split, v in self.accuracy.items()})
-        data.update({"params": self.params, "train_seconds": self.train_seconds, "score_seconds": self.score_seconds})
-        data.update({f"metric_seconds_{m}": v for m, v in self.metric_seconds.items()})
-        if self._train is not None:
-            for name in ("spikes_per_image", "spike_rate"):
-                if name in self._train.mean:
-                    data[name] = self._train.mean[name]
-        return pd.DataFrame(data)
+        n = len(self)
+        cell = {"index": np.arange(n), "hash": np.array(self.hashes, dtype=object),
+                "text": np.array([t.decode() for t in self._texts], dtype=object), "kind": np.array(self.kinds, dtype=object)}
+        scoring, training = self._score, self._train
+        if not seeds:
+            data = {**cell, **self._frame(self.scores, self.metric_seconds, scoring.mean if scoring else {},
+                                          training.mean if training else {}, n, curves)}
+            return pd.DataFrame(data)
+        per_seed = {c.proto.type: (c, *self._per_seed_columns(c)) for c in self._columns}
+        every = sorted({seed for _, held, _ in per_seed.values() for seed in held})
+        parts = []
+        for seed in every:
+            cols: dict[str, dict[str, np.ndarray]] = {"score": {}, "train": {}}
+            present = np.zeros(n, dtype=bool)
+            for kind, (c, held, laid) in per_seed.items():
+                if seed in held:
+                    j = held.index(seed)
+                    cols[kind] = {name: values[:, j] for name, values in laid.items()}
+                    present |= ~np.isnan(laid["seed"][:, j])
+            scores = {m: cols["score"].get("scores/" + m, np.full(n, np.nan)) for m in self.scores}
+            metric_seconds = {m: cols["score"].get(METRIC_SECONDS + m, np.full(n, np.nan)) for m in self.scores}
+            frame = {**cell, "seed": np.full(n, seed), **self._frame(scores, metric_seconds, cols["score"], cols["train"],
+                                                                     n, curves)}
+            parts.append(pd.DataFrame({k: v[present] if isinstance(v, np.ndarray) else [x for x, p in zip(v, present) if p]
+                                       for k, v in frame.items()}))
+        if not parts:
+            return pd.DataFrame(columns=[*cell, "seed"])
+        return pd.concat(parts).sort_values(["index", "seed"], kind="stable").reset_index(drop=True)
+
+    def _per_seed_columns(self, c: _Columns) -> tuple[list[int], dict[str, np.ndarray]]:
+        """Every numeric column of protocol ``c`` (and ``seed``) laid out per seed: ``(seeds, {name: [U, S, ...]})``."""
+        laid: dict[str, np.ndarray] = {}
+        seeds: list[int] = []
+        for name, values in {**c.proto.columns, "seed": c.proto.seed}.items():
+            if values.dtype.kind in "biuf":
+                seeds, laid[name] = self._per_seed(c, values)
+        return seeds, laid
+
+    def _frame(self, scores: dict[str, np.ndarray], metric_seconds: dict[str, np.ndarray],
+               score_cols: dict[str, np.ndarray], train_cols: dict[str, np.ndarray], n: int,
+               curves: bool) -> dict[str, Any]:
+        """The data-frame columns after the cell's own (one way for means and for one seed's rows): scores, accuracies
+        (:func:`_final_accuracy`), params (the train protocol's, else the score protocol's), times, spikes, curves."""
+        nan = np.full(n, np.nan)
+        data: dict[str, Any] = {f"score_{m}": v for m, v in scores.items()}
+        data.update({f"{split}_acc": _final_accuracy(train_cols, split, n) for split in ("train", "val", "test")})
+        params = [cols["params"] for cols in (score_cols, train_cols) if "params" in cols]
+        data.update({"params": np.fmax.reduce(params) if params else nan, "train_seconds": train_cols.get("train_seconds", nan),
+                     "score_seconds": score_cols.get("seconds", nan)})
+        data.update({f"metric_seconds_{m}": v for m, v in metric_seconds.items()})
+        for name in ("spikes_per_image", "spike_rate"):
+            if name in train_cols:
+                data[name] = train_cols[name]
+        if curves:
+            for name in self.curve_names:
+                values = train_cols.get("curves/" + name, np.full((n, self.epochs), np.nan))
+                data[f"curve_{name}"] = list(values.astype(np.float64))
+        return data
 
     def __repr__(self) -> str:
         return f"Benchmark({str(self.path)!r}, cells={len(self)}, protocols={self.protocol_ids})"
@@ -747,6 +894,8 @@ def load(table: str | os.PathLike[str] | None = None, *, score: str | None = Non
 
 
 def query(matrix: object, table: str | os.PathLike[str] | None = None, *, seed: int | None = None,
-          score: str | None = None, train: str | None = None, dataset: str | None = None) -> dict[str, Any]:
-    """Record of a cell in the table at ``table`` / ``$SNNBENCH_TABLE`` / the shipped table for ``dataset``."""
-    return load(table, score=score, train=train, dataset=dataset).query(matrix, seed)
+          epoch: int | None = None, score: str | None = None, train: str | None = None,
+          dataset: str | None = None) -> dict[str, Any]:
+    """Record of a cell in the table at ``table`` / ``$SNNBENCH_TABLE`` / the shipped table for ``dataset``
+    (:meth:`Benchmark.record`: ``seed`` one seed's values, ``epoch`` as training stood after that epoch)."""
+    return load(table, score=score, train=train, dataset=dataset).query(matrix, seed, epoch)

@@ -50,7 +50,7 @@ from syne_tune.optimizer.schedulers.multiobjective.multi_objective_regularized_e
 from syne_tune.optimizer.schedulers.single_fidelity_scheduler import SingleFidelityScheduler
 
 from snnbench.api.algorithms import _PAIRS, BudgetExhausted, Oracle, pair_options
-from snnbench.api.benchmark import Benchmark
+from snnbench.api.benchmark import Benchmark, seconds_to_epochs
 
 OBJECTIVES = ("val_acc", "test_acc", "val_error", "elapsed_time", "spikes_per_image", "params")
 FIDELITY = "epoch"
@@ -105,9 +105,8 @@ class SnnBlackbox(Blackbox):
         curves = rec["curves"]
         val = np.array(curves["val_acc"], dtype=float)
         test = np.array([np.nan if x is None else x for x in curves.get("test_acc", [None] * self.epochs)], dtype=float)
-        each = np.array(curves["epoch_seconds"], dtype=float) if "epoch_seconds" in curves else np.ones(self.epochs)
         out[:, 0], out[:, 1], out[:, 2] = val, test, 1.0 - val
-        out[:, 3] = rec["train_seconds"] * np.cumsum(each) / each.sum()
+        out[:, 3] = seconds_to_epochs(rec["train_seconds"], curves.get("epoch_seconds"), self.epochs)
         spikes = rec["spikes"]
         out[:, 4] = np.nan if spikes is None else spikes["per_image"]
         out[:, 5] = np.nan if rec["params"] is None else rec["params"]

@@ -144,3 +144,136 @@ def test_records_equal_a_naive_h5py_read(dataset: str) -> None:
                 continue
             got = bench.record(u, seed)
             _close({k: got[k] for k in want}, want, f"{dataset} cell {u} seed {seed}")
+
+
+# --------------------------------------------------------------------------- NAS-Bench-style access
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[Benchmark, Naive, list[int]]:
+    bench = Benchmark(dataset="digits")
+    rng = np.random.default_rng(1)
+    trained = np.flatnonzero(np.isfinite(bench.accuracy["val"]))
+    untrained = np.flatnonzero(~np.isfinite(bench.accuracy["val"]))
+    views = sorted({*rng.choice(trained, 40, replace=False).tolist(), *untrained[:5].tolist()})
+    return bench, Naive(Path(bench.path)), views
+
+
+def test_indexing_and_iteration_are_the_records(digits: tuple[Benchmark, Naive, list[int]]) -> None:
+    bench, _, views = digits
+    n = len(bench)
+    for i in views:
+        assert bench[i] == bench.record(i) == bench[i - n]
+        assert bench[np.int64(i)]["hash"] == bench.hashes[i]
+    assert bench[-1]["hash"] == bench.hashes[-1] and bench[0]["hash"] == next(iter(bench))["hash"]
+    for bad in (n, -n - 1):
+        with pytest.raises(IndexError, match="out of range"):
+            bench[bad]
+    for wrong in ("0303 0033 0003 0000", 1.0, True, slice(0, 2)):
+        with pytest.raises(TypeError, match="view index"):
+            bench[wrong]  # type: ignore[index]
+
+
+def _naive_at_epoch(naive: Naive, cell_hash: str, train_id: str, epoch: int, seed: int | None) -> dict[str, Any]:
+    """Accuracies at ``epoch``, curves up to it and the time to reach it (the whole training's seconds split in
+    proportion to the epochs' own), from the file's rows of the cell."""
+    _, _, by_cell = naive.protocols[train_id]
+    rows = [r for r in by_cell.get(naive.row_of_hash[cell_hash], []) if seed is None or int(r["seed"]) == seed]
+    if not rows:
+        return {"accuracy": {"train": None, "val": None, "test": None}, "curves": None, "train_seconds": None}
+    mean_curve = {k.split("/", 1)[1]: [sum(float(r[k][e]) for r in rows) / len(rows) for e in range(len(rows[0][k]))]
+                  for k in rows[0] if k.startswith("curves/")}
+    each = mean_curve["epoch_seconds"]
+    total = sum(float(r["train_seconds"]) for r in rows) / len(rows)
+    return {"accuracy": {s: _num(mean_curve[f"{s}_acc"][epoch - 1]) for s in ("train", "val", "test")},
+            "curves": {k: [_num(x) for x in v[:epoch]] for k, v in mean_curve.items()},
+            "train_seconds": total * sum(each[:epoch]) / sum(each)}
+
+
+def test_records_at_an_epoch_equal_a_naive_read(digits: tuple[Benchmark, Naive, list[int]]) -> None:
+    bench, naive, views = digits
+    train_id = bench.protocol_ids[1]
+    epochs = bench.epochs
+    assert epochs == 12 and bench.curve_names == sorted(bench.curve_names) and "val_acc" in bench.curve_names
+    for i in views:
+        final = bench.record(i)
+        for seed in (None, 0, 1):
+            for epoch in (1, 4, 7, epochs):
+                want = _naive_at_epoch(naive, final["hash"], train_id, epoch, seed)
+                try:
+                    got = bench.record(i, seed, epoch)
+                except api.CellNotFound:  # neither protocol holds the seed
+                    assert want["curves"] is None and seed is not None
+                    continue
+                assert got["epoch"] == epoch and got["seed"] == seed
+                _close({k: got[k] for k in want}, want, f"cell {i} seed {seed} epoch {epoch}")
+                whole = bench.record(i, seed)
+                assert got["scores"] == whole["scores"] and got["params"] == whole["params"]
+                assert got["spikes"] == (whole["spikes"] if epoch == epochs else None)  # measured after the last epoch
+                if epoch == epochs and got["curves"] is not None:  # the last epoch is the final record
+                    assert got["accuracy"] == whole["accuracy"] and got["curves"] == whole["curves"]
+                    assert got["train_seconds"] == pytest.approx(whole["train_seconds"], rel=1e-12)
+        assert bench.query(final["text"], epoch=3) == bench.record(i, None, 3) == api.query(final["text"], epoch=3)
+    for bad in (0, epochs + 1, -1):
+        with pytest.raises(ValueError, match=f"1 .. {epochs}"):
+            bench.record(0, epoch=bad)
+    for wrong in ("3", 3.0, True):
+        with pytest.raises(TypeError, match="epoch"):
+            bench.record(0, epoch=wrong)  # type: ignore[arg-type]
+
+
+def test_curve_arrays_and_time_to_epoch_equal_the_records(digits: tuple[Benchmark, Naive, list[int]]) -> None:
+    bench, naive, views = digits
+    train_id = bench.protocol_ids[1]
+    for seed in (None, 0, 1):
+        time = bench.time_to_epoch(seed)
+        arrays = {name: bench.curve(name, seed) for name in bench.curve_names}
+        assert time.shape == (len(bench), bench.epochs)
+        for i in views:
+            want = _naive_at_epoch(naive, bench.hashes[i], train_id, bench.epochs, seed)
+            if want["curves"] is None:
+                assert np.isnan(time[i]).all() and all(np.isnan(a[i]).all() for a in arrays.values())
+                continue
+            for name, values in want["curves"].items():
+                assert arrays[name][i].tolist() == pytest.approx([np.nan if x is None else x for x in values], nan_ok=True)
+            for epoch in (1, 6, bench.epochs):
+                assert time[i, epoch - 1] == pytest.approx(
+                    _naive_at_epoch(naive, bench.hashes[i], train_id, epoch, seed)["train_seconds"], rel=1e-12)
+    assert np.allclose(bench.time_to_epoch()[:, -1], bench.train_seconds, equal_nan=True, rtol=1e-12)
+    with pytest.raises(ValueError, match="expected one of"):
+        bench.curve("val_accuracy")
+    with pytest.raises(ValueError, match="not 7"):
+        bench.curve("val_acc", seed=7)
+
+
+def test_data_frame_rows_per_cell_and_per_seed(digits: tuple[Benchmark, Naive, list[int]]) -> None:
+    bench, naive, views = digits
+    score_id, train_id = bench.protocol_ids
+    df = bench.to_dataframe(curves=True)
+    assert list(df["index"]) == list(range(len(bench))) and list(df["hash"]) == bench.hashes
+    for i in views:
+        rec = bench.record(i)
+        row = df.iloc[i]
+        assert row["text"] == rec["text"] and row["kind"] == rec["kind"]
+        assert _num(row["val_acc"]) == rec["accuracy"]["val"] and _num(row["score_sahd"]) == rec["scores"]["sahd"]
+        if rec["curves"] is not None:
+            assert row["curve_val_acc"].tolist() == rec["curves"]["val_acc"]
+    per_seed = bench.to_dataframe(seeds=True, curves=True)
+    expected = sorted((naive.row_of_hash[h], int(r["seed"])) for pid in (score_id, train_id)
+                      for cell, rows in naive.protocols[pid][2].items() for r in rows for h in [naive.hash[cell]])
+    got = sorted((naive.row_of_hash[h], int(s)) for h, s in zip(per_seed["hash"], per_seed["seed"]))
+    assert got == sorted(set(expected))  # one row per (cell, seed) that either protocol holds
+    assert list(per_seed["index"]) == sorted(per_seed["index"])
+    for i in views:
+        for _, row in per_seed[per_seed["index"] == i].iterrows():
+            want = naive_record(naive, row["hash"], score_id, train_id, int(row["seed"]))
+            assert _num(row["score_sahd"]) == pytest.approx(want["scores"]["sahd"], rel=1e-12)
+            assert _num(row["score_seconds"]) == pytest.approx(want["score_seconds"], rel=1e-12)
+            for split in ("train", "val", "test"):
+                assert _num(row[f"{split}_acc"]) == pytest.approx(want["accuracy"][split], rel=1e-12)
+            assert _num(row["train_seconds"]) == pytest.approx(want["train_seconds"], rel=1e-12)
+            assert int(row["params"]) == want["params"]
+            if want["curves"] is None:
+                assert np.isnan(row["curve_val_acc"]).all()
+            else:
+                assert row["curve_val_acc"].tolist() == pytest.approx(want["curves"]["val_acc"])
