@@ -179,7 +179,10 @@ class Oracle:
         return value
 
     def score_of(self, u: int) -> float:
-        """Stored score of cell ``u``; charges its scoring time the first time only."""
+        """Stored score of cell ``u``; charges its scoring time the first time only (``ValueError`` for an oracle
+        made without a score)."""
+        if self.score is None:
+            raise ValueError("score_of: this oracle has no score (give one: Oracle(..., score='sahd'), run(..., score='sahd'))")
         if u in self.scored:
             return self.scored[u]
         cost = float(self._score_seconds[u]) if self.score_cost is None else self.score_cost
@@ -189,6 +192,23 @@ class Oracle:
         value = float(self.bench.scores[self.score][u])  # type: ignore[index]
         self.scored[u] = value
         return value
+
+    @property
+    def best(self) -> tuple[int, float] | None:
+        """``(cell, observed accuracy)`` of the best cell trained so far (the first to reach it), None before any."""
+        top: tuple[int, float] | None = None
+        for _, u, value in self.history:
+            if top is None or value > top[1]:
+                top = (u, value)
+        return top
+
+    def __repr__(self) -> str:
+        best = self.best
+        found = "none" if best is None else f"cell {best[0]} ({self.bench.hash_array[best[0]].decode()}) at {best[1]:.4f}"
+        score = "" if self.score is None else f", score={self.score!r}, scored={len(self.scored)}"
+        return (f"Oracle({self.bench.path.name}, "
+                f"kind={self.kind!r}, split={self.split!r}{score}, clock={self.clock:.1f}/{self.budget:g} s, "
+                f"trained={len(self.trained)} of {len(self.space)}, best={found})")
 
     def random_cell(self, rng: np.random.Generator) -> int:
         """A uniform cell of the space."""
@@ -243,13 +263,14 @@ def regularized_evolution(o: Oracle, rng: np.random.Generator, population: int =
     while True:
         picks = rng.choice(len(pop), size=min(sample, len(pop)), replace=False)
         parent = max((pop[i] for i in picks), key=lambda t: t[1])[0]
-        child = _mutate(o, parent, rng)
+        child = mutate(o, parent, rng)
         pop.append((child, o.train(child)))
         pop.pop(0)
 
 
-def _mutate(o: Oracle, u: int, rng: np.random.Generator) -> int:
-    """A uniform untrained neighbour of ``u`` in the space (an untrained cell of the space when it has none)."""
+def mutate(o: Oracle, u: int, rng: np.random.Generator) -> int:
+    """A uniform untrained neighbour of cell ``u`` (:meth:`Oracle.neighbours`; an untrained cell of the space when it
+    has none): regularized evolution's mutation, for one's own search."""
     near = o.untrained(o.neighbours(u))
     return near[rng.integers(len(near))] if near else o.untrained_cell(rng)
 
@@ -380,14 +401,24 @@ def check_options(algorithm: str, options: dict[str, Any]) -> None:
             raise ValueError(f"score_train: top ({top}) is more than candidates ({candidates})")
 
 
-def run(bench: Benchmark, algorithm: str, budget: float, seed: int, *, split: str = "val", score: str | None = None,
-        kind: str | None = None, score_cost: float | None = None, **options: Any) -> Oracle:
+def run(bench: Benchmark, algorithm: str | Callable[..., None], budget: float, seed: int, *, split: str = "val",
+        score: str | None = None, kind: str | None = None, score_cost: float | None = None, **options: Any) -> Oracle:
     """One run of ``algorithm`` until its simulated ``budget`` (seconds) is spent; returns the oracle (history).
     ``score_cost``: seconds charged per scored cell (default: the stored score seconds); ``options``: the
     algorithm's own (``ValueError`` for one it does not take, see :func:`check_options`).
 
     ``algorithm`` may also be a library's method, ``syne:METHOD`` (:mod:`api.synetune`) or ``optuna:METHOD``
-    (:mod:`api.optuna_search`), seeded by ``seed``; they need the ``synetune`` / ``optuna`` extra."""
+    (:mod:`api.optuna_search`), seeded by ``seed``; they need the ``synetune`` / ``optuna`` extra. Or one's own
+    search: a function ``f(oracle, rng, **options)`` that asks :meth:`Oracle.train` (and :meth:`Oracle.score_of`,
+    given ``score``) until they raise :class:`BudgetExhausted` (or it returns), ``rng`` seeded by ``seed``."""
+    if callable(algorithm):
+        check_budget(budget)
+        oracle = Oracle(bench, budget, split, score, kind or default_kind(bench, split), score_cost=score_cost)
+        try:
+            algorithm(oracle, np.random.default_rng(seed), **options)
+        except BudgetExhausted:
+            pass
+        return oracle
     library = library_method(algorithm)
     if library is not None:
         if options:
