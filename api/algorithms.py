@@ -242,14 +242,14 @@ class Oracle:
         return list(dict.fromkeys(v for v in cells if v >= 0 and v != u))
 
 
-def random_search(o: Oracle, rng: np.random.Generator) -> None:
+def random_search(oracle: Oracle, rng: np.random.Generator) -> None:
     """Train the cells of the space in a uniformly random order (uniform draws, repeats skipped) until the
     budget runs out."""
-    for u in rng.permutation(o.space).tolist():
-        o.train(u)
+    for u in rng.permutation(oracle.space).tolist():
+        oracle.train(u)
 
 
-def regularized_evolution(o: Oracle, rng: np.random.Generator, population: int = 20, sample: int = 5) -> None:
+def regularized_evolution(oracle: Oracle, rng: np.random.Generator, population: int = 20, sample: int = 5) -> None:
     """Real et al. (2019): tournament of ``sample`` from a population of ``population``; mutate; drop the oldest.
 
     The first population is distinct uniform cells; a child is a uniform untrained neighbour of its parent (an
@@ -258,46 +258,46 @@ def regularized_evolution(o: Oracle, rng: np.random.Generator, population: int =
     """
     pop: list[tuple[int, float]] = []
     for _ in range(population):
-        u = o.untrained_cell(rng)
-        pop.append((u, o.train(u)))
+        u = oracle.untrained_cell(rng)
+        pop.append((u, oracle.train(u)))
     while True:
         picks = rng.choice(len(pop), size=min(sample, len(pop)), replace=False)
         parent = max((pop[i] for i in picks), key=lambda t: t[1])[0]
-        child = mutate(o, parent, rng)
-        pop.append((child, o.train(child)))
+        child = mutate(oracle, parent, rng)
+        pop.append((child, oracle.train(child)))
         pop.pop(0)
 
 
-def mutate(o: Oracle, u: int, rng: np.random.Generator) -> int:
+def mutate(oracle: Oracle, u: int, rng: np.random.Generator) -> int:
     """A uniform untrained neighbour of cell ``u`` (:meth:`Oracle.neighbours`; an untrained cell of the space when it
     has none): regularized evolution's mutation, for one's own search."""
-    near = o.untrained(o.neighbours(u))
-    return near[rng.integers(len(near))] if near else o.untrained_cell(rng)
+    near = oracle.untrained(oracle.neighbours(u))
+    return near[rng.integers(len(near))] if near else oracle.untrained_cell(rng)
 
 
-def local_search(o: Oracle, rng: np.random.Generator) -> None:
+def local_search(oracle: Oracle, rng: np.random.Generator) -> None:
     """Hill climbing (White et al. 2021): train every neighbour, move to the best if it improves, else restart
     (at an untrained cell)."""
     while True:
-        u = o.untrained_cell(rng)
-        best = o.train(u)
+        u = oracle.untrained_cell(rng)
+        best = oracle.train(u)
         while True:
-            near = o.neighbours(u)
+            near = oracle.neighbours(u)
             rng.shuffle(near)
-            values = [(o.train(v), v) for v in near]
+            values = [(oracle.train(v), v) for v in near]
             top = max(values, default=(-np.inf, u))
             if top[0] <= best:
                 break
             best, u = top
 
 
-def reinforce(o: Oracle, rng: np.random.Generator, lr: float = 0.5, momentum: float = 0.9) -> None:
+def reinforce(oracle: Oracle, rng: np.random.Generator, lr: float = 0.5, momentum: float = 0.9) -> None:
     """REINFORCE with one softmax per pair (Williams 1992), reward = observed accuracy, moving-average baseline.
 
     A sampled matrix outside the space is redrawn (up to 100 times, then a uniform cell of the space
     stands in, with its own pair states as the action).
     """
-    options = pair_options(o.kind)
+    options = pair_options(oracle.kind)
     first = np.array([r.start for r in options])
     logits = [np.zeros(len(r)) for r in options]
     baseline: float | None = None
@@ -306,14 +306,14 @@ def reinforce(o: Oracle, rng: np.random.Generator, lr: float = 0.5, momentum: fl
         draws = rng.random((100, len(options)))
         actions = np.stack([np.minimum(np.searchsorted(np.cumsum(p), draws[:, k], side="right"), len(p) - 1)
                             for k, p in enumerate(probs)], axis=1)
-        cells = o.cells_of_states(actions + first)
+        cells = oracle.cells_of_states(actions + first)
         hit = np.flatnonzero(cells >= 0)
         if len(hit):
             u, action = int(cells[hit[0]]), actions[hit[0]].tolist()
         else:
-            u = o.random_cell(rng)
-            action = (np.array(o.states(u)) - first).tolist()
-        reward = o.train(u)
+            u = oracle.random_cell(rng)
+            action = (np.array(oracle.states(u)) - first).tolist()
+        reward = oracle.train(u)
         baseline = reward if baseline is None else momentum * baseline + (1 - momentum) * reward
         for p, a in enumerate(action):
             grad = -probs[p]
@@ -321,16 +321,16 @@ def reinforce(o: Oracle, rng: np.random.Generator, lr: float = 0.5, momentum: fl
             logits[p] += lr * (reward - baseline) * grad
 
 
-def score_then_train(o: Oracle, rng: np.random.Generator, candidates: int = 100, top: int = 5) -> None:
+def score_then_train(oracle: Oracle, rng: np.random.Generator, candidates: int = 100, top: int = 5) -> None:
     """The paper's search, generalised: score ``candidates`` distinct cells, train the ``top`` best-scored."""
-    if o.score is None:
+    if oracle.score is None:
         raise ValueError("score_then_train needs a score (e.g. score='sahd')")
-    pool = rng.permutation(o.space)[:candidates]
+    pool = rng.permutation(oracle.space)[:candidates]
     scored = []
     for u in pool:
-        scored.append((-o.score_of(int(u)), int(u)))
+        scored.append((-oracle.score_of(int(u)), int(u)))
     for _, u in sorted(scored)[:top]:
-        o.train(u)
+        oracle.train(u)
     raise BudgetExhausted
 
 
@@ -374,7 +374,7 @@ def _library_runner(prefix: str) -> Callable[[Oracle, str, int], None]:
     return mod.run_scheduler if prefix == "syne" else mod.run_sampler  # type: ignore[no-any-return]
 
 
-# each algorithm's keyword options (its signature after ``o, rng``) and what each must be
+# each algorithm's keyword options (its signature after ``oracle, rng``) and what each must be
 _OPTION_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "population": (is_integer, "an integer >= 1"), "sample": (is_integer, "an integer >= 1"),
     "candidates": (is_integer, "an integer >= 1"), "top": (is_integer, "an integer >= 1"),
@@ -540,18 +540,18 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
         finals, curves, trained, spent, volumes, charge = [], [], [], [], [], None
         bar.set_postfix_str(entry)
         for r in range(runs):
-            o = run(bench, name, budget, seed + r, split=split, score=metric, kind=kind, score_cost=cost,
+            oracle = run(bench, name, budget, seed + r, split=split, score=metric, kind=kind, score_cost=cost,
                     **(options or {}).get(name, {}))
             bar.update()
-            curve = trajectory(o, times, report)
+            curve = trajectory(oracle, times, report)
             curves.append(curve)
             finals.append(curve[-1])
-            trained.append(len(o.trained))
-            spent.append(o.clock)
-            charge = o.score_charge
+            trained.append(len(oracle.trained))
+            spent.append(oracle.clock)
+            charge = oracle.score_charge
             if ref is not None and whole:
-                cells = list(o.trained)
-                volumes.append(hypervolume(np.array([o.trained[u] for u in cells]), spikes[cells], *ref) / whole)
+                cells = list(oracle.trained)
+                volumes.append(hypervolume(np.array([oracle.trained[u] for u in cells]), spikes[cells], *ref) / whole)
         finals_a = np.array(finals)
         ok = np.isfinite(finals_a)
         out["algorithms"][entry] = {

@@ -201,18 +201,18 @@ def simulate(bench: Benchmark, method: str, budget: float, seed: int, kind: str 
     return sorted((r for r in out if r["time"] <= budget), key=lambda r: r["time"])
 
 
-def run_scheduler(o: Oracle, method: str, seed: int) -> None:
-    """:func:`simulate` on ``o``'s view, kind and budget, recorded in ``o``; raises
+def run_scheduler(oracle: Oracle, method: str, seed: int) -> None:
+    """:func:`simulate` on ``oracle``'s view, kind and budget, recorded in ``oracle``; raises
     :class:`~api.algorithms.BudgetExhausted` at the end, as every algorithm does.
 
-    ``o.history`` gets ``(time, cell, val)`` for each reported epoch whose validation accuracy beats the cell's
+    ``oracle.history`` gets ``(time, cell, val)`` for each reported epoch whose validation accuracy beats the cell's
     earlier ones (so :func:`api.algorithms.trajectory` follows the best validation accuracy seen at any epoch),
-    ``o.trained`` each cell's best seen, ``o.clock`` the time of the last result.
+    ``oracle.trained`` each cell's best seen, ``oracle.clock`` the time of the last result.
     """
-    for r in simulate(o.bench, method, o.budget, seed, o.kind):
-        o.clock = r["time"]
+    for r in simulate(oracle.bench, method, oracle.budget, seed, oracle.kind):
+        oracle.clock = r["time"]
         u, value = r["cell"], r["val_acc"]
-        if u >= 0 and value > o.trained.get(u, -np.inf):
-            o.trained[u] = value
-            o.history.append((o.clock, u, value))
+        if u >= 0 and value > oracle.trained.get(u, -np.inf):
+            oracle.trained[u] = value
+            oracle.history.append((oracle.clock, u, value))
     raise BudgetExhausted
