@@ -115,6 +115,8 @@ class Oracle:
     stall: int = 0
     score_cost: float | None = None  # seconds per scored cell; None: the stored ones (see score_charge)
     score_charge: str | None = field(default=None, init=False)  # "given", or the stored column a scored cell costs
+    partial: dict[int, int] = field(default_factory=dict)  # epochs paid by train_to, per cell not trained to the end
+    _epoch_view: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)  # (curve, time)
 
     def __post_init__(self) -> None:
         b = self.bench
@@ -169,14 +171,43 @@ class Oracle:
             return self.trained[u]
         self.stall = 0
         cost = self._cost[u]
+        if u in self.partial:  # resumed: the epochs paid by train_to are not paid again
+            cost = max(cost - float(self._epochs()[1][u, self.partial[u] - 1]), 0.0)
         if self.clock + cost > self.budget:
             raise BudgetExhausted
         self.clock += cost
+        self.partial.pop(u, None)
         value = self._acc[u]
         self.trained[u] = value
         self._done[u] = True
         self.history.append((self.clock, u, value))
         return value
+
+    def train_to(self, u: int, epoch: int) -> float:
+        """Observed ``split`` accuracy of cell ``u`` after ``epoch`` epochs (``1 .. bench.epochs``; NaN where the curve
+        has no value there, e.g. test accuracy at an untested epoch), for multi-fidelity searches. Charges the time
+        from the epochs already paid for the cell to ``epoch`` (:meth:`Benchmark.time_to_epoch`: training resumes,
+        no epoch is paid twice), nothing for an epoch already reached. The last epoch is :meth:`train` (the cell is
+        then trained, in ``history``, at the rest of its ``train_seconds``)."""
+        self.bench.check_epoch(epoch)
+        curve, time = self._epochs()
+        if epoch == self.bench.epochs and u not in self.trained:
+            return self.train(u)
+        paid = self.bench.epochs if u in self.trained else self.partial.get(u, 0)
+        if epoch > paid:
+            cost = float(time[u, epoch - 1]) - (float(time[u, paid - 1]) if paid else 0.0)
+            if self.clock + cost > self.budget:
+                raise BudgetExhausted
+            self.clock += cost
+            self.partial[u] = epoch
+        return float(curve[u, epoch - 1])
+
+    def _epochs(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(observed curve, seconds to each epoch)``, both ``[cells, epochs]`` of the view (made once)."""
+        if self._epoch_view is None:
+            b = self.bench
+            self._epoch_view = (b.curve("train_acc" if self.split == "train" else f"{self.split}_acc"), b.time_to_epoch())
+        return self._epoch_view
 
     def score_of(self, u: int) -> float:
         """Stored score of cell ``u``; charges its scoring time the first time only (``ValueError`` for an oracle
@@ -206,9 +237,10 @@ class Oracle:
         best = self.best
         found = "none" if best is None else f"cell {best[0]} ({self.bench.hash_array[best[0]].decode()}) at {best[1]:.4f}"
         score = "" if self.score is None else f", score={self.score!r}, scored={len(self.scored)}"
+        partial = f", partly trained={len(self.partial)}" if self.partial else ""
         return (f"Oracle({self.bench.path.name}, "
                 f"kind={self.kind!r}, split={self.split!r}{score}, clock={self.clock:.1f}/{self.budget:g} s, "
-                f"trained={len(self.trained)} of {len(self.space)}, best={found})")
+                f"trained={len(self.trained)} of {len(self.space)}{partial}, best={found})")
 
     def random_cell(self, rng: np.random.Generator) -> int:
         """A uniform cell of the space."""

@@ -94,3 +94,31 @@ def test_a_runs_repr_is_one_short_line(bench: api.Benchmark) -> None:
     u, value = o.best  # type: ignore[misc]
     assert f"trained={len(o.trained)} of {len(o.space)}" in text and f"{value:.4f}" in text and bench.hashes[u] in text
     assert "best=none" in repr(api.Oracle(bench, budget=10))
+
+
+def test_train_to_an_epoch_pays_each_epoch_once(bench: api.Benchmark) -> None:
+    o = api.Oracle(bench, budget=1e9)
+    u, v = (int(x) for x in o.space[:2])
+    time, val = bench.time_to_epoch(), bench.curve("val_acc")
+    # naive: the whole training's seconds split in proportion to the stored epoch times, cumulated
+    each = bench.curve("epoch_seconds")[u]
+    reach = [float(bench.train_seconds[u]) * sum(each[:e]) / sum(each) for e in range(1, bench.epochs + 1)]
+    assert o.train_to(u, 4) == val[u, 3] and o.clock == pytest.approx(reach[3], rel=1e-12)
+    assert o.train_to(u, 2) == val[u, 1] and o.clock == pytest.approx(reach[3], rel=1e-12)  # reached: free
+    assert o.train_to(u, 9) == val[u, 8] and o.clock == pytest.approx(reach[8], rel=1e-12)  # resumed from 4
+    assert o.partial == {u: 9} and o.history == [] and not o.trained  # not trained to the end yet
+    assert o.train(u) == bench.accuracy["val"][u]  # the rest of its training
+    assert o.clock == pytest.approx(float(bench.train_seconds[u]), rel=1e-12) and o.partial == {}
+    assert [(c, x) for _, c, x in o.history] == [(u, bench.accuracy["val"][u])]
+    assert o.train_to(u, 3) == val[u, 2] and o.clock == pytest.approx(float(bench.train_seconds[u]), rel=1e-12)
+    before = o.clock
+    assert o.train_to(v, bench.epochs) == bench.accuracy["val"][v]  # the last epoch is a whole training
+    assert o.clock - before == pytest.approx(float(bench.train_seconds[v]), rel=1e-12) and v in o.trained
+    assert time[v, -1] == pytest.approx(float(bench.train_seconds[v]), rel=1e-12)
+    tight = api.Oracle(bench, budget=reach[2] * 1.0001)
+    tight.train_to(u, 3)
+    with pytest.raises(api.BudgetExhausted):
+        tight.train_to(u, 4)
+    assert tight.clock == pytest.approx(reach[2], rel=1e-12) and tight.partial == {u: 3}
+    with pytest.raises(ValueError, match="1 .. 12"):
+        o.train_to(u, 13)
