@@ -14,6 +14,8 @@ Invariants
   cell, so every member of a class returns the same record. An invalid matrix raises the cell
   type's ``ValueError``; a valid cell without results raises :class:`CellNotFound` (a ``KeyError``).
 * Records are fresh JSON-ready dicts (``docs/api.md`` lists every field); mutating one changes nothing.
+* One builder makes every record (``Benchmark._assemble``), from packed rows of means or of one seed's row; a
+  record at ``epoch=E`` is that record as training stood after epoch E (``Benchmark._at_epoch``).
 """
 
 from __future__ import annotations
