@@ -115,6 +115,8 @@ class Oracle:
     stall: int = 0
     score_cost: float | None = None  # seconds per scored cell; None: the stored ones (see score_charge)
     score_charge: str | None = field(default=None, init=False)  # "given", or the stored column a scored cell costs
+    partial: dict[int, int] = field(default_factory=dict)  # epochs paid by train_to, per cell not trained to the end
+    _epoch_view: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)  # (curve, time)
 
     def __post_init__(self) -> None:
         b = self.bench
@@ -169,17 +171,49 @@ class Oracle:
             return self.trained[u]
         self.stall = 0
         cost = self._cost[u]
+        if u in self.partial:  # resumed: the epochs paid by train_to are not paid again
+            cost = max(cost - float(self._epochs()[1][u, self.partial[u] - 1]), 0.0)
         if self.clock + cost > self.budget:
             raise BudgetExhausted
         self.clock += cost
+        self.partial.pop(u, None)
         value = self._acc[u]
         self.trained[u] = value
         self._done[u] = True
         self.history.append((self.clock, u, value))
         return value
 
+    def train_to(self, u: int, epoch: int) -> float:
+        """Observed ``split`` accuracy of cell ``u`` after ``epoch`` epochs (``1 .. bench.epochs``; NaN where the curve
+        has no value there, e.g. test accuracy at an untested epoch), for multi-fidelity searches. Charges the time
+        from the epochs already paid for the cell to ``epoch`` (:meth:`Benchmark.time_to_epoch`: training resumes,
+        no epoch is paid twice), nothing for an epoch already reached. The last epoch is :meth:`train` (the cell is
+        then trained, in ``history``, at the rest of its ``train_seconds``)."""
+        self.bench.check_epoch(epoch)
+        curve, time = self._epochs()
+        if epoch == self.bench.epochs and u not in self.trained:
+            return self.train(u)
+        paid = self.bench.epochs if u in self.trained else self.partial.get(u, 0)
+        if epoch > paid:
+            cost = float(time[u, epoch - 1]) - (float(time[u, paid - 1]) if paid else 0.0)
+            if self.clock + cost > self.budget:
+                raise BudgetExhausted
+            self.clock += cost
+            self.partial[u] = epoch
+        return float(curve[u, epoch - 1])
+
+    def _epochs(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(observed curve, seconds to each epoch)``, both ``[cells, epochs]`` of the view (made once)."""
+        if self._epoch_view is None:
+            b = self.bench
+            self._epoch_view = (b.curve("train_acc" if self.split == "train" else f"{self.split}_acc"), b.time_to_epoch())
+        return self._epoch_view
+
     def score_of(self, u: int) -> float:
-        """Stored score of cell ``u``; charges its scoring time the first time only."""
+        """Stored score of cell ``u``; charges its scoring time the first time only (``ValueError`` for an oracle
+        made without a score)."""
+        if self.score is None:
+            raise ValueError("score_of: this oracle has no score (give one: Oracle(..., score='sahd'), run(..., score='sahd'))")
         if u in self.scored:
             return self.scored[u]
         cost = float(self._score_seconds[u]) if self.score_cost is None else self.score_cost
@@ -189,6 +223,24 @@ class Oracle:
         value = float(self.bench.scores[self.score][u])  # type: ignore[index]
         self.scored[u] = value
         return value
+
+    @property
+    def best(self) -> tuple[int, float] | None:
+        """``(cell, observed accuracy)`` of the best cell trained so far (the first to reach it), None before any."""
+        top: tuple[int, float] | None = None
+        for _, u, value in self.history:
+            if top is None or value > top[1]:
+                top = (u, value)
+        return top
+
+    def __repr__(self) -> str:
+        best = self.best
+        found = "none" if best is None else f"cell {best[0]} ({self.bench.hash_array[best[0]].decode()}) at {best[1]:.4f}"
+        score = "" if self.score is None else f", score={self.score!r}, scored={len(self.scored)}"
+        partial = f", partly trained={len(self.partial)}" if self.partial else ""
+        return (f"Oracle({self.bench.path.name}, "
+                f"kind={self.kind!r}, split={self.split!r}{score}, clock={self.clock:.1f}/{self.budget:g} s, "
+                f"trained={len(self.trained)} of {len(self.space)}{partial}, best={found})")
 
     def random_cell(self, rng: np.random.Generator) -> int:
         """A uniform cell of the space."""
@@ -222,14 +274,14 @@ class Oracle:
         return list(dict.fromkeys(v for v in cells if v >= 0 and v != u))
 
 
-def random_search(o: Oracle, rng: np.random.Generator) -> None:
+def random_search(oracle: Oracle, rng: np.random.Generator) -> None:
     """Train the cells of the space in a uniformly random order (uniform draws, repeats skipped) until the
     budget runs out."""
-    for u in rng.permutation(o.space).tolist():
-        o.train(u)
+    for u in rng.permutation(oracle.space).tolist():
+        oracle.train(u)
 
 
-def regularized_evolution(o: Oracle, rng: np.random.Generator, population: int = 20, sample: int = 5) -> None:
+def regularized_evolution(oracle: Oracle, rng: np.random.Generator, population: int = 20, sample: int = 5) -> None:
     """Real et al. (2019): tournament of ``sample`` from a population of ``population``; mutate; drop the oldest.
 
     The first population is distinct uniform cells; a child is a uniform untrained neighbour of its parent (an
@@ -238,45 +290,46 @@ def regularized_evolution(o: Oracle, rng: np.random.Generator, population: int =
     """
     pop: list[tuple[int, float]] = []
     for _ in range(population):
-        u = o.untrained_cell(rng)
-        pop.append((u, o.train(u)))
+        u = oracle.untrained_cell(rng)
+        pop.append((u, oracle.train(u)))
     while True:
         picks = rng.choice(len(pop), size=min(sample, len(pop)), replace=False)
         parent = max((pop[i] for i in picks), key=lambda t: t[1])[0]
-        child = _mutate(o, parent, rng)
-        pop.append((child, o.train(child)))
+        child = mutate(oracle, parent, rng)
+        pop.append((child, oracle.train(child)))
         pop.pop(0)
 
 
-def _mutate(o: Oracle, u: int, rng: np.random.Generator) -> int:
-    """A uniform untrained neighbour of ``u`` in the space (an untrained cell of the space when it has none)."""
-    near = o.untrained(o.neighbours(u))
-    return near[rng.integers(len(near))] if near else o.untrained_cell(rng)
+def mutate(oracle: Oracle, u: int, rng: np.random.Generator) -> int:
+    """A uniform untrained neighbour of cell ``u`` (:meth:`Oracle.neighbours`; an untrained cell of the space when it
+    has none): regularized evolution's mutation, for one's own search."""
+    near = oracle.untrained(oracle.neighbours(u))
+    return near[rng.integers(len(near))] if near else oracle.untrained_cell(rng)
 
 
-def local_search(o: Oracle, rng: np.random.Generator) -> None:
+def local_search(oracle: Oracle, rng: np.random.Generator) -> None:
     """Hill climbing (White et al. 2021): train every neighbour, move to the best if it improves, else restart
     (at an untrained cell)."""
     while True:
-        u = o.untrained_cell(rng)
-        best = o.train(u)
+        u = oracle.untrained_cell(rng)
+        best = oracle.train(u)
         while True:
-            near = o.neighbours(u)
+            near = oracle.neighbours(u)
             rng.shuffle(near)
-            values = [(o.train(v), v) for v in near]
+            values = [(oracle.train(v), v) for v in near]
             top = max(values, default=(-np.inf, u))
             if top[0] <= best:
                 break
             best, u = top
 
 
-def reinforce(o: Oracle, rng: np.random.Generator, lr: float = 0.5, momentum: float = 0.9) -> None:
+def reinforce(oracle: Oracle, rng: np.random.Generator, lr: float = 0.5, momentum: float = 0.9) -> None:
     """REINFORCE with one softmax per pair (Williams 1992), reward = observed accuracy, moving-average baseline.
 
     A sampled matrix outside the space is redrawn (up to 100 times, then a uniform cell of the space
     stands in, with its own pair states as the action).
     """
-    options = pair_options(o.kind)
+    options = pair_options(oracle.kind)
     first = np.array([r.start for r in options])
     logits = [np.zeros(len(r)) for r in options]
     baseline: float | None = None
@@ -285,14 +338,14 @@ def reinforce(o: Oracle, rng: np.random.Generator, lr: float = 0.5, momentum: fl
         draws = rng.random((100, len(options)))
         actions = np.stack([np.minimum(np.searchsorted(np.cumsum(p), draws[:, k], side="right"), len(p) - 1)
                             for k, p in enumerate(probs)], axis=1)
-        cells = o.cells_of_states(actions + first)
+        cells = oracle.cells_of_states(actions + first)
         hit = np.flatnonzero(cells >= 0)
         if len(hit):
             u, action = int(cells[hit[0]]), actions[hit[0]].tolist()
         else:
-            u = o.random_cell(rng)
-            action = (np.array(o.states(u)) - first).tolist()
-        reward = o.train(u)
+            u = oracle.random_cell(rng)
+            action = (np.array(oracle.states(u)) - first).tolist()
+        reward = oracle.train(u)
         baseline = reward if baseline is None else momentum * baseline + (1 - momentum) * reward
         for p, a in enumerate(action):
             grad = -probs[p]
@@ -300,16 +353,16 @@ def reinforce(o: Oracle, rng: np.random.Generator, lr: float = 0.5, momentum: fl
             logits[p] += lr * (reward - baseline) * grad
 
 
-def score_then_train(o: Oracle, rng: np.random.Generator, candidates: int = 100, top: int = 5) -> None:
+def score_then_train(oracle: Oracle, rng: np.random.Generator, candidates: int = 100, top: int = 5) -> None:
     """The paper's search, generalised: score ``candidates`` distinct cells, train the ``top`` best-scored."""
-    if o.score is None:
+    if oracle.score is None:
         raise ValueError("score_then_train needs a score (e.g. score='sahd')")
-    pool = rng.permutation(o.space)[:candidates]
+    pool = rng.permutation(oracle.space)[:candidates]
     scored = []
     for u in pool:
-        scored.append((-o.score_of(int(u)), int(u)))
+        scored.append((-oracle.score_of(int(u)), int(u)))
     for _, u in sorted(scored)[:top]:
-        o.train(u)
+        oracle.train(u)
     raise BudgetExhausted
 
 
@@ -353,7 +406,7 @@ def _library_runner(prefix: str) -> Callable[[Oracle, str, int], None]:
     return mod.run_scheduler if prefix == "syne" else mod.run_sampler  # type: ignore[no-any-return]
 
 
-# each algorithm's keyword options (its signature after ``o, rng``) and what each must be
+# each algorithm's keyword options (its signature after ``oracle, rng``) and what each must be
 _OPTION_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "population": (is_integer, "an integer >= 1"), "sample": (is_integer, "an integer >= 1"),
     "candidates": (is_integer, "an integer >= 1"), "top": (is_integer, "an integer >= 1"),
@@ -380,14 +433,24 @@ def check_options(algorithm: str, options: dict[str, Any]) -> None:
             raise ValueError(f"score_train: top ({top}) is more than candidates ({candidates})")
 
 
-def run(bench: Benchmark, algorithm: str, budget: float, seed: int, *, split: str = "val", score: str | None = None,
-        kind: str | None = None, score_cost: float | None = None, **options: Any) -> Oracle:
+def run(bench: Benchmark, algorithm: str | Callable[..., None], budget: float, seed: int, *, split: str = "val",
+        score: str | None = None, kind: str | None = None, score_cost: float | None = None, **options: Any) -> Oracle:
     """One run of ``algorithm`` until its simulated ``budget`` (seconds) is spent; returns the oracle (history).
     ``score_cost``: seconds charged per scored cell (default: the stored score seconds); ``options``: the
     algorithm's own (``ValueError`` for one it does not take, see :func:`check_options`).
 
     ``algorithm`` may also be a library's method, ``syne:METHOD`` (:mod:`api.synetune`) or ``optuna:METHOD``
-    (:mod:`api.optuna_search`), seeded by ``seed``; they need the ``synetune`` / ``optuna`` extra."""
+    (:mod:`api.optuna_search`), seeded by ``seed``; they need the ``synetune`` / ``optuna`` extra. Or one's own
+    search: a function ``f(oracle, rng, **options)`` that asks :meth:`Oracle.train` (and :meth:`Oracle.score_of`,
+    given ``score``) until they raise :class:`BudgetExhausted` (or it returns), ``rng`` seeded by ``seed``."""
+    if callable(algorithm):
+        check_budget(budget)
+        oracle = Oracle(bench, budget, split, score, kind or default_kind(bench, split), score_cost=score_cost)
+        try:
+            algorithm(oracle, np.random.default_rng(seed), **options)
+        except BudgetExhausted:
+            pass
+        return oracle
     library = library_method(algorithm)
     if library is not None:
         if options:
@@ -509,18 +572,18 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
         finals, curves, trained, spent, volumes, charge = [], [], [], [], [], None
         bar.set_postfix_str(entry)
         for r in range(runs):
-            o = run(bench, name, budget, seed + r, split=split, score=metric, kind=kind, score_cost=cost,
+            oracle = run(bench, name, budget, seed + r, split=split, score=metric, kind=kind, score_cost=cost,
                     **(options or {}).get(name, {}))
             bar.update()
-            curve = trajectory(o, times, report)
+            curve = trajectory(oracle, times, report)
             curves.append(curve)
             finals.append(curve[-1])
-            trained.append(len(o.trained))
-            spent.append(o.clock)
-            charge = o.score_charge
+            trained.append(len(oracle.trained))
+            spent.append(oracle.clock)
+            charge = oracle.score_charge
             if ref is not None and whole:
-                cells = list(o.trained)
-                volumes.append(hypervolume(np.array([o.trained[u] for u in cells]), spikes[cells], *ref) / whole)
+                cells = list(oracle.trained)
+                volumes.append(hypervolume(np.array([oracle.trained[u] for u in cells]), spikes[cells], *ref) / whole)
         finals_a = np.array(finals)
         ok = np.isfinite(finals_a)
         out["algorithms"][entry] = {

@@ -4,7 +4,7 @@ A :class:`Benchmark` is a *view* of one table through at most one ``score`` prot
 ``train`` protocol (chosen by id prefix, else the largest pair on the same dataset and network, else on
 named variants of one dataset, e.g. scores on ``cifar10-jpeg`` and trainings on its subset ``cifar10-jpeg-12k``). Its cells
 are the table's cells that either protocol holds a row for; every per-cell column is indexed by the
-view's cell index ``u`` (``0 .. len - 1``, in space-index order) and holds NaN where a protocol lacks
+view index (``0 .. len - 1``, in space-index order) and holds NaN where a protocol lacks
 the cell. Means are over the seeds a protocol holds for the cell.
 
 Invariants
@@ -14,6 +14,8 @@ Invariants
   cell, so every member of a class returns the same record. An invalid matrix raises the cell
   type's ``ValueError``; a valid cell without results raises :class:`CellNotFound` (a ``KeyError``).
 * Records are fresh JSON-ready dicts (``docs/api.md`` lists every field); mutating one changes nothing.
+* One builder makes every record (``Benchmark._assemble``), from packed rows of means or of one seed's row; a
+  record at ``epoch=E`` is that record as training stood after epoch E (``Benchmark._at_epoch``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -36,6 +38,29 @@ _KINDS = ("forward", "backward")
 def _num(v: float) -> float | None:
     """NaN (no result) and +-inf (a singular kernel's score) -> ``None``, so records stay valid JSON."""
     return None if v - v != 0 else v  # inf - inf and nan - nan are nan
+
+
+def _clean(row: list[Any], bad: float) -> list[Any]:
+    """A packed row as record values: every non-finite value -> None when ``bad`` (the row's ``_bad`` flag), then a
+    trailing None, which position -1 (a column the protocol lacks) reads."""
+    if bad:
+        row = [_num(x) for x in row]
+    row.append(None)
+    return row
+
+
+def _clean_curves(curves: list[list[float]], has_nan: float) -> list[list[float | None]] | list[list[float]]:
+    """Curves ``[C][E]`` with NaN (an epoch without that value) -> None when ``has_nan`` (the row's ``_nan`` flag)."""
+    return [[None if x != x else x for x in v] for v in curves] if has_nan else curves
+
+
+def seconds_to_epochs(train_seconds: float | np.ndarray, epoch_seconds: np.ndarray | None, epochs: int) -> np.ndarray:
+    """Simulated seconds to reach each epoch ``1 .. epochs`` (``[..., epochs]``): the whole training's
+    ``train_seconds`` (what :class:`api.algorithms.Oracle` charges) split over the epochs in proportion to
+    ``epoch_seconds`` (equally when None), cumulated, so the last equals ``train_seconds``."""
+    each = np.ones(epochs) if epoch_seconds is None else np.asarray(epoch_seconds, dtype=np.float64)
+    total = np.asarray(train_seconds, dtype=np.float64)[..., None]
+    return total * np.cumsum(each, axis=-1) / each.sum(axis=-1, keepdims=True)
 
 
 _HEX = np.full(256, 255, dtype=np.uint8)
@@ -70,10 +95,10 @@ def _rows_in_cells(cell_hash: np.ndarray, proto_hashes: list[np.ndarray]) -> lis
 
 def _texts(matrices: np.ndarray) -> np.ndarray:
     """``|S19 [U]`` text forms (``"0302 0030 3003 0000"``) of ``int8 [U, 4, 4]`` matrices, vectorised."""
-    u, n = matrices.shape[0], matrices.shape[-1]
-    chars = np.full((u, n, n + 1), ord(" "), dtype=np.uint8)
+    count, n = matrices.shape[0], matrices.shape[-1]
+    chars = np.full((count, n, n + 1), ord(" "), dtype=np.uint8)
     chars[:, :, :n] = matrices.astype(np.uint8) + ord("0")
-    return chars.reshape(u, n * (n + 1))[:, :-1].copy().view(f"S{n * (n + 1) - 1}").ravel()
+    return chars.reshape(count, n * (n + 1))[:, :-1].copy().view(f"S{n * (n + 1) - 1}").ravel()
 
 
 class CellNotFound(KeyError, ValueError):
@@ -84,58 +109,86 @@ class CellNotFound(KeyError, ValueError):
         return str(self.args[0]) if self.args else "cell not found"
 
 
+class _MetricSlots(NamedTuple):
+    """Where one metric's fields sit in a score protocol's packed row."""
+
+    name: str
+    score: int
+    singular: int
+    seconds: int
+
+
+@dataclass(frozen=True)
+class _Slots:
+    """Where a protocol's record fields sit in its packed rows (:attr:`_Columns.names`); -1 reads the ``None``
+    appended to every row, i.e. a column the protocol lacks."""
+
+    has: int  # 1.0 where the view cell has a row of the protocol
+    seconds: int  # score: ``seconds`` (the whole row); train: ``train_seconds``
+    params: int
+    metrics: tuple[_MetricSlots, ...] = ()  # score protocols
+    train_acc: int = -1  # train protocols: the last epoch of ``curves/train_acc``
+    val_acc: int = -1
+    test_acc: int = -1
+    spikes_per_image: int = -1
+    spike_rate: int = -1
+
+
 @dataclass
 class _Columns:
-    """One protocol's results aggregated per view cell (NaN where absent) and its rows per cell."""
+    """One protocol's results aggregated per view cell (NaN where absent) and its rows per cell.
+
+    Records read packed rows (one float64 row fetch per protocol: random queries miss the cache once), laid out as
+    ``names``: the protocol's scalar columns, then ``_has``, ``_nan`` (the curves hold a NaN) and ``_bad`` (a value
+    is not finite). ``packed`` holds per view cell the means over seeds; ``rows_packed()`` the same layout per
+    protocol row, for one seed's record.
+    """
 
     proto: Protocol
     has: np.ndarray  # bool [U]
     start: np.ndarray  # int64 [U]: first protocol row of the cell (rows of a cell are contiguous)
     count: np.ndarray  # int64 [U]
     mean: dict[str, np.ndarray] = field(default_factory=dict)  # numeric columns, mean over seeds, [U] or [U, ...]
-    # Row-packed copies for fast records: one row fetch per protocol (random queries miss the cache once).
-    names: list[str] = field(default_factory=list)  # scalar columns of ``packed`` (then _has, _start, _end, _nan)
-    packed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # float64 [U, F]
+    names: list[str] = field(default_factory=list)
+    packed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # float64 [U, len(names)]
     curve_names: list[str] = field(default_factory=list)
     curves: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))  # float64 [U, C, E] mean curves
-    seed_list: list[int] = field(default_factory=list)
-    fast: tuple = ()  # column positions in ``packed`` for ``Benchmark._mean_record``
-    _by_row: tuple = ()  # per protocol row, built on the first seeded query: see ``row_values``
+    seed_list: list[int] = field(default_factory=list)  # seed of every protocol row
+    bounds: tuple[list[int], list[int]] = ([], [])  # per view cell: its rows' start and end in ``seed_list``
+    slots: _Slots = _Slots(-1, -1, -1)
+    _by_row: tuple[np.ndarray, np.ndarray] | None = None  # ``rows_packed()``, made on the first seeded query
 
     @property
     def id(self) -> str:
         return self.proto.id
 
-    def row_values(self, row: int) -> dict[str, Any]:
-        """Every column of one protocol row as plain Python values (NaN and +-inf as None, array columns as
-        lists), from row-packed float64 copies made on the first call."""
-        if not self._by_row:
-            cols = self.proto.columns
-            flat = [k for k, v in cols.items() if v.ndim == 1 and v.dtype.kind in "biuf"]
-            arrays = {k: v.astype(np.float64) for k, v in cols.items() if v.ndim == 2 and v.dtype.kind in "biuf"}
-            other = [k for k in cols if k not in flat and k not in arrays]
-            n = len(self.proto)
-            packed = np.stack([cols[k].astype(np.float64) for k in flat], axis=1) if flat else np.zeros((n, 0))
-            bad = {k: (~np.isfinite(v).all(axis=1)).tolist() for k, v in arrays.items()}  # rows holding NaN / inf
-            self._by_row = (flat, packed, (~np.isfinite(packed).all(axis=1)).tolist(), arrays, bad, other)
-        flat, packed, bad_flat, arrays, bad, other = self._by_row
-        values = packed[row].tolist()
-        out = dict(zip(flat, [_num(x) for x in values] if bad_flat[row] else values))
-        for k, v in arrays.items():
-            out[k] = [_num(x) for x in v[row].tolist()] if bad[k][row] else v[row].tolist()
-        for k in other:
-            v = self.proto.columns[k][row]
-            out[k] = v.tolist() if isinstance(v, (np.ndarray, np.generic)) else v
-        return out
+    def cell_seeds(self, index: int) -> list[int]:
+        """The seeds the protocol holds rows of for view cell ``index``."""
+        return self.seed_list[self.bounds[0][index]:self.bounds[1][index]]
 
-
-def _layers(per_image: list[float | None] | None, rate: list[float | None] | None) -> dict[str, dict[str, float | None]] | None:
-    """Per-layer spikes of a record, ``{layer: {"per_image", "rate"}}`` in forward order, from the two slot rows
-    (NaN or None: the cell has no such layer); None when the table has no per-layer columns."""
-    if per_image is None or rate is None:
+    def row_of(self, index: int, seed: int) -> int | None:
+        """The protocol row of view cell ``index`` for ``seed`` (None: no such row)."""
+        lo = self.bounds[0][index]
+        for offset, held in enumerate(self.cell_seeds(index)):
+            if held == seed:
+                return lo + offset
         return None
-    return {SPIKE_LAYERS[k]: {"per_image": x, "rate": r} for k, (x, r) in enumerate(zip(per_image, rate))
-            if x is not None and x == x}
+
+    def rows_packed(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(float64 [R, len(names)], float64 [R, C, E])``: every protocol row in the layout of ``packed`` and its
+        curves in ``curve_names`` order (made once)."""
+        if self._by_row is None:
+            cols, n = self.proto.columns, len(self.proto)
+            rows = np.empty((n, len(self.names)))
+            for j, name in enumerate(self.names[:-3]):
+                rows[:, j] = _final_accuracy(cols, "train", n) if name == "_train_acc" else cols[name]
+            curves = (np.stack([cols["curves/" + k] for k in self.curve_names], axis=1).astype(np.float64)
+                      if self.curve_names else np.zeros((n, 0, 0)))
+            rows[:, -3] = 1.0
+            rows[:, -2] = np.isnan(curves).any(axis=(1, 2)) if self.curve_names else 0.0
+            rows[:, -1] = ~np.isfinite(rows[:, :-3]).all(axis=1)
+            self._by_row = (rows, curves)
+        return self._by_row
 
 
 def _aggregate(proto: Protocol, cell_of_row: np.ndarray, u_count: int) -> _Columns:
@@ -245,10 +298,10 @@ def _pick_pair(table: Table, score: str | None, train: str | None, dataset: str 
     if score is not None and train is not None:
         return [scores[0], trains[0]]
     for level in (2, 1):
-        for t in trains:
-            for s in scores:
-                if _pairing(s, t) == level:
-                    return [s, t]
+        for train_proto in trains:
+            for score_proto in scores:
+                if _pairing(score_proto, train_proto) == level:
+                    return [score_proto, train_proto]
     raise ValueError(f"{table.path}: its score and train protocols differ in dataset or network; choose with "
                      f"--dataset / --score-protocol / --train-protocol (score: {', '.join(p.id for p in scores)}; "
                      f"train: {', '.join(p.id for p in trains)})")
@@ -296,19 +349,19 @@ class Benchmark:
     def _derive(self) -> None:
         n = len(self.hash_array)
         nan = np.full(n, np.nan)
-        s, t = self._score, self._train
-        stored = {k.split("/", 1)[1]: v for k, v in s.mean.items() if k.startswith("scores/")} if s else {}
-        order = list(s.proto.settings.get("score", {}).get("metrics", [])) if s else []
+        scoring, training = self._score, self._train
+        stored = {k.split("/", 1)[1]: v for k, v in scoring.mean.items() if k.startswith("scores/")} if scoring else {}
+        order = list(scoring.proto.settings.get("score", {}).get("metrics", [])) if scoring else []
         #: ``{metric: float64 [U]}`` mean score over seeds (NaN: absent), in the protocol's metric order
         self.scores: dict[str, np.ndarray] = {m: stored[m] for m in [*order, *sorted(set(stored) - set(order))] if m in stored}
-        self._metrics = list(s.proto.settings.get("score", {}).get("metrics", self.scores)) if s else []
+        self._metrics = list(scoring.proto.settings.get("score", {}).get("metrics", self.scores)) if scoring else []
         #: seconds the score protocol spent per cell (all its metrics), mean over seeds
-        self.score_seconds: np.ndarray = s.mean.get("seconds", nan) if s else nan
+        self.score_seconds: np.ndarray = scoring.mean.get("seconds", nan) if scoring else nan
         #: ``{metric: float64 [U]}`` seconds one metric alone took per cell (metrics sharing a pass: the pass's
         #: time), mean over seeds; NaN for rows scored before the table stored it
-        self.metric_seconds: dict[str, np.ndarray] = {m: s.mean.get(METRIC_SECONDS + m, nan) if s else nan
+        self.metric_seconds: dict[str, np.ndarray] = {m: scoring.mean.get(METRIC_SECONDS + m, nan) if scoring else nan
                                                       for m in self.scores}
-        curves = t.mean if t else {}
+        curves = training.mean if training else {}
         #: ``{split: float64 [U]}`` final accuracy, mean over seeds
         self.accuracy: dict[str, np.ndarray] = {split: _final_accuracy(curves, split, n) for split in ("train", "val", "test")}
         last_train = self.accuracy["train"]
@@ -325,28 +378,31 @@ class Benchmark:
         self.params: np.ndarray = np.fmax.reduce(params) if params else nan
         for c in self._columns:
             scalars = {k: v for k, v in c.mean.items() if v.ndim == 1}
-            if c is t:
+            if c is training:
                 scalars["_train_acc"] = last_train
             curve_keys = [k for k, v in c.mean.items() if k.startswith("curves/") and v.ndim == 2]
             c.curve_names = [k.split("/", 1)[1] for k in curve_keys]
             c.curves = np.stack([c.mean[k] for k in curve_keys], axis=1) if curve_keys else np.zeros((n, 0, 0))
             nan_rows = np.isnan(c.curves).any(axis=(1, 2)) if curve_keys else np.zeros(n, bool)
-            packed = np.empty((n, len(scalars) + 5))
+            packed = np.empty((n, len(scalars) + 3))
             for j, v in enumerate(scalars.values()):
                 packed[:, j] = v
             bad = ~np.isfinite(packed[:, :len(scalars)]).all(axis=1) if scalars else np.zeros(n, bool)
-            for j, v in enumerate((c.has, c.start, c.start + c.count, nan_rows, bad), start=len(scalars)):
-                packed[:, j] = v
-            c.names = [*scalars, "_has", "_start", "_end", "_nan", "_bad"]
+            for j, flag in enumerate((c.has, nan_rows, bad), start=len(scalars)):
+                packed[:, j] = flag
+            c.names = [*scalars, "_has", "_nan", "_bad"]
             c.packed = packed
             c.seed_list = c.proto.seed.tolist()
+            c.bounds = (c.start.tolist(), (c.start + c.count).tolist())
             pos = {name: j for j, name in enumerate(c.names)}.get
             at = lambda name: pos(name, -1)  # noqa: E731  (-1: the None appended to a row)
-            if c is s:
-                extra: Any = [(m, at("scores/" + m), at("singular/" + m), at(METRIC_SECONDS + m)) for m in self._metrics]
+            if c is scoring:
+                c.slots = _Slots(at("_has"), at("seconds"), at("params"), metrics=tuple(
+                    _MetricSlots(m, at("scores/" + m), at("singular/" + m), at(METRIC_SECONDS + m)) for m in self._metrics))
             else:
-                extra = tuple(at(k) for k in ("_train_acc", "val_acc", "test_acc", "spikes_per_image", "spike_rate"))
-            c.fast = (at("_has"), at("_start"), at("_end"), at("seconds" if c is s else "train_seconds"), at("params"), extra)
+                c.slots = _Slots(at("_has"), at("train_seconds"), at("params"), train_acc=at("_train_acc"),
+                                 val_acc=at("val_acc"), test_acc=at("test_acc"), spikes_per_image=at("spikes_per_image"),
+                                 spike_rate=at("spike_rate"))
         self._raw_lists = (self.raw_counts["forward"].tolist(), self.raw_counts["backward"].tolist())
         self._protocol_types = {c.proto.type: c.id for c in self._columns}
 
@@ -409,18 +465,18 @@ class Benchmark:
     def index(self, matrix: object) -> int:
         """View index of a cell (any accepted form); ``ValueError`` if invalid, :class:`CellNotFound` if absent."""
         key = cell_key(matrix)
-        u = self._row(key)
-        if u is None:
+        index = self._row(key)
+        if index is None:
             raise self._not_found(key, self.protocol_ids)
-        return u
+        return index
 
     def index_of_hash(self, cell_hash: str) -> int:
         if self._by_hash is None:
-            self._by_hash = {h: u for u, h in enumerate(self.hash_array.tolist())}
-        u = self._by_hash.get(cell_hash.encode() if isinstance(cell_hash, str) else cell_hash)
-        if u is None:
+            self._by_hash = {h: index for index, h in enumerate(self.hash_array.tolist())}
+        index = self._by_hash.get(cell_hash.encode() if isinstance(cell_hash, str) else cell_hash)
+        if index is None:
             raise CellNotFound(f"no cell with hash {cell_hash!r} in {self.path} (protocols {', '.join(self.protocol_ids)})")
-        return u
+        return index
 
     def _not_found(self, key: Key, lacking: list[str]) -> CellNotFound:
         text = to_text(np.array(key, dtype=np.int64).reshape(4, 4))
@@ -466,28 +522,28 @@ class Benchmark:
         """Final ``split`` accuracy of every view cell per training seed: ``(seeds, float64 [U, len(seeds)])``,
         seeds ascending, NaN where a cell has no row for that seed (``accuracy[split]`` is its row mean)."""
         self.check_split(split)
-        t = self._train
-        if t is None:
+        training = self._train
+        if training is None:
             return [], np.zeros((len(self), 0))
-        values = _final_accuracy(t.proto.columns, split, len(t.proto))
-        return self._per_seed(t, values)
+        values = _final_accuracy(training.proto.columns, split, len(training.proto))
+        return self._per_seed(training, values)
 
     def scores_by_seed(self, metric: str) -> tuple[list[int], np.ndarray]:
         """``metric``'s score of every view cell per scoring seed: ``(seeds, float64 [U, len(seeds)])``, seeds
         ascending, NaN where a cell has no row for that seed (``scores[metric]`` is its row mean). From the stored
         rows: a score added to ``scores`` (e.g. a derived one) has none (``ValueError``)."""
         self.check_scores([metric])
-        s = self._score
-        assert s is not None  # check_scores: the view holds the metric, hence a score protocol
-        if "scores/" + metric not in s.proto.columns:
+        scoring = self._score
+        assert scoring is not None  # check_scores: the view holds the metric, hence a score protocol
+        if "scores/" + metric not in scoring.proto.columns:
             raise ValueError(f"score: {metric!r} has no stored rows per seed (a score added to the view)")
-        return self._per_seed(s, s.proto.columns["scores/" + metric])
+        return self._per_seed(scoring, scoring.proto.columns["scores/" + metric])
 
     def _per_seed(self, c: _Columns, values: np.ndarray) -> tuple[list[int], np.ndarray]:
-        """One value per protocol row of ``c`` laid out as ``(seeds, float64 [U, len(seeds)])``: seeds ascending,
-        NaN where a cell has no row for that seed."""
+        """One value (or array ``[...]``) per protocol row of ``c`` laid out as ``(seeds, float64 [U, len(seeds),
+        ...])``: seeds ascending, NaN where a cell has no row for that seed."""
         seeds = sorted({int(x) for x in c.proto.seed.tolist()})
-        out = np.full((len(self), len(seeds)), np.nan)
+        out = np.full((len(self), len(seeds), *values.shape[1:]), np.nan)
         cell = np.repeat(np.arange(len(self)), c.count)  # protocol rows are grouped by view cell
         out[cell, np.searchsorted(seeds, c.proto.seed.astype(np.int64))] = values
         return seeds, out
@@ -497,151 +553,220 @@ class Benchmark:
         return [c.id for c in self._columns]
 
     # ------------------------------------------------------------------ records
-    def query(self, matrix: object, seed: int | None = None) -> dict[str, Any]:
+    def query(self, matrix: object, seed: int | None = None, epoch: int | None = None) -> dict[str, Any]:
         """The record of a cell given in any accepted matrix form (see the module docstring)."""
-        return self.record(self.index(matrix), seed)
+        return self.record(self.index(matrix), seed, epoch)
 
-    def query_hash(self, cell_hash: str, seed: int | None = None) -> dict[str, Any]:
+    def query_hash(self, cell_hash: str, seed: int | None = None, epoch: int | None = None) -> dict[str, Any]:
         """The record of the cell with this hash."""
-        return self.record(self.index_of_hash(cell_hash), seed)
+        return self.record(self.index_of_hash(cell_hash), seed, epoch)
 
-    def record(self, u: int, seed: int | None = None) -> dict[str, Any]:
-        """The record of view cell ``u`` (``0 <= u < len(self)``): means over seeds, or one seed's values when
-        ``seed`` is given."""
-        if isinstance(u, bool) or not isinstance(u, (int, np.integer)):
-            raise TypeError(f"record: expected a view index (int), got {u!r}")
-        if not 0 <= u < len(self):
-            raise IndexError(f"record: view index {u} out of range [0, {len(self)})")
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """``bench[i]``: the record of view cell ``i`` (negative counts from the end, as for a list)."""
+        if isinstance(index, (int, np.integer)) and not isinstance(index, bool) and -len(self) <= index < 0:
+            index += len(self)
+        return self.record(index)
+
+    def record(self, index: int, seed: int | None = None, epoch: int | None = None) -> dict[str, Any]:
+        """The record of view cell ``index`` (``0 <= index < len(self)``): means over seeds, or one seed's values when
+        ``seed`` is given; after training ends, or as it stood after ``epoch`` epochs (``1 .. self.epochs``:
+        accuracies of that epoch, curves up to it, ``train_seconds`` the time to reach it)."""
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"record: expected a view index (int), got {index!r}")
+        if not 0 <= index < len(self):
+            raise IndexError(f"record: view index {index} out of range [0, {len(self)})")
+        if epoch is not None:
+            self.check_epoch(epoch)
         if seed is None:
-            return self._mean_record(u)
-        s, t = self._score, self._train
-        rows = {c.proto.type: dict(zip(c.names, c.packed[u].tolist())) for c in self._columns}
-        missing = [c.id for c in self._columns if not rows[c.proto.type]["_has"]]
-        rec = self._header(u, seed)
-        curves: dict[str, list[Any]] | None = None
-        sv = self._seed_values(s, u, seed, missing)
-        tv = self._seed_values(t, u, seed, missing)
-        if t is not None and tv:
-            curves = {k.split("/", 1)[1]: v for k, v in tv.items() if k.startswith("curves/")}
-            tv["_train_acc"] = tv["curves/train_acc"][-1] if "curves/train_acc" in tv else None
+            return self._mean_record(index, epoch)
+        rows: dict[str, list[Any] | None] = {}
+        missing: list[str] = []
+        curves: list[list[Any]] | None = None
+        layers: dict[str, dict[str, float]] | None = None
+        for c in self._columns:
+            row = c.row_of(index, seed)
+            if row is None:
+                rows[c.proto.type] = None
+                missing.append(c.id)
+                continue
+            packed, per_row_curves = c.rows_packed()
+            values = packed[row].tolist()
+            _, has_nan, bad = values[-3:]
+            rows[c.proto.type] = _clean(values, bad)
+            if c is self._train:
+                curves = _clean_curves(per_row_curves[row].tolist(), has_nan) if c.curve_names else None
+                layers = self._row_layers(row)
         if len(missing) == len(self._columns):
-            raise CellNotFound(f"cell {rec['hash']} ({rec['text']}) has no row for seed {seed} in {self.path}: "
-                               f"{self._lack(missing)}")
-        get = sv.get
-        rec["scores"] = {m: get("scores/" + m) for m in self._metrics}
-        rec["singular"] = {m: (None if get("singular/" + m) is None else bool(sv["singular/" + m])) for m in self._metrics}
-        rec["metric_seconds"] = {m: get(METRIC_SECONDS + m) for m in self._metrics}
-        rec["accuracy"] = {"train": tv.get("_train_acc"), "val": tv.get("val_acc"), "test": tv.get("test_acc")}
-        rec["curves"] = curves
-        params = tv.get("params")
-        params = get("params") if params is None else params
-        rec["params"] = None if params is None else int(params)
-        rec["spikes"] = ({"per_image": tv["spikes_per_image"], "rate": tv.get("spike_rate"),
-                          "layers": _layers(tv.get("spike_layers/spikes_per_image"), tv.get("spike_layers/rate"))}
-                         if tv.get("spikes_per_image") is not None else None)
-        rec["train_seconds"] = tv.get("train_seconds")
-        rec["score_seconds"] = get("seconds")
-        rec["seeds"] = {c.proto.type: c.seed_list[int(rows[c.proto.type]["_start"]):int(rows[c.proto.type]["_end"])]
-                        for c in self._columns}
-        rec["protocols"] = dict(self._protocol_types)
-        rec["missing"] = missing
-        return rec
+            raise CellNotFound(f"cell {self.hash_array[index].decode()} ({self._texts[index].decode()}) has no row for seed {seed} "
+                               f"in {self.path}: {self._lack(missing)}")
+        return self._assemble(index, seed, epoch, rows.get("score"), rows.get("train"), curves, lambda _: layers, missing)
 
-    def _header(self, u: int, seed: int | None) -> dict[str, Any]:
-        return {"hash": self.hash_array[u].decode(), "matrix": self.matrices[u].tolist(), "text": self._texts[u].decode(),
-                "kind": _KINDS[self.kind_array[u]],
-                "raw_matrices": {"forward": self._raw_lists[0][u], "backward": self._raw_lists[1][u]}, "seed": seed}
+    def _mean_record(self, index: int, epoch: int | None = None) -> dict[str, Any]:
+        """``record(index)`` for means over seeds, from the packed rows of means (the hot path of ``query``)."""
+        scoring, training = self._score, self._train
+        missing: list[str] = []
+        score = train = curves = None
+        if scoring is not None:
+            values = scoring.packed[index].tolist()
+            if not values[-3]:  # _has
+                missing.append(scoring.id)
+            score = _clean(values, values[-1])
+        if training is not None:
+            values = training.packed[index].tolist()
+            has, has_nan, bad = values[-3:]
+            if not has:
+                missing.append(training.id)
+            elif training.curve_names:
+                curves = _clean_curves(training.curves[index].tolist(), has_nan)
+            train = _clean(values, bad)
+        return self._assemble(index, None, epoch, score, train, curves, self._mean_layers, missing)
 
-    def _mean_record(self, u: int) -> dict[str, Any]:
-        """``record(u)`` for means over seeds, by precomputed column positions (the hot path of ``query``).
-
-        Each packed row gets a trailing ``None``, so position -1 reads a column the protocol lacks as None.
-        """
-        s, t = self._score, self._train
-        rec = self._header(u, None)
-        missing, seeds = [], {}
-        scores = dict.fromkeys(self._metrics)
-        singular = dict.fromkeys(self._metrics)
-        metric_seconds = dict.fromkeys(self._metrics)
-        curves = params = spikes = train_seconds = score_seconds = None
-        accuracy = {"train": None, "val": None, "test": None}
-        if s is not None:
-            r = s.packed[u].tolist()
-            if r[-1]:  # _bad
-                r = [_num(x) for x in r]
-            r.append(None)
-            has, start, end, seconds, param, metric_pos = s.fast
-            if not r[has]:
-                missing.append(s.id)
-            for m, j, k, q in metric_pos:
-                scores[m] = r[j]
-                singular[m] = None if r[k] is None else r[k] != 0.0
-                metric_seconds[m] = r[q]
-            score_seconds, params = r[seconds], r[param]
-            seeds["score"] = s.seed_list[int(r[start]):int(r[end])]
-        if t is not None:
-            r = t.packed[u].tolist()
-            has_nan = r[-2]
-            if r[-1]:
-                r = [_num(x) for x in r]
-            r.append(None)
-            has, start, end, seconds, param, (train, val, test, per_image, rate) = t.fast
-            if not r[has]:
-                missing.append(t.id)
-            elif t.curve_names:
-                values = t.curves[u].tolist()
-                if has_nan:
-                    values = [[None if x != x else x for x in v] for v in values]
-                curves = dict(zip(t.curve_names, values))
-            accuracy = {"train": r[train], "val": r[val], "test": r[test]}
-            train_seconds = r[seconds]
-            if r[param] is not None:
-                params = r[param]
-            if r[per_image] is not None:
-                spikes = {"per_image": r[per_image], "rate": r[rate], "layers": self._mean_layers(u)}
-            seeds["train"] = t.seed_list[int(r[start]):int(r[end])]
-        rec["scores"], rec["singular"], rec["accuracy"], rec["curves"] = scores, singular, accuracy, curves
+    def _assemble(self, index: int, seed: int | None, epoch: int | None, score: list[Any] | None, train: list[Any] | None,
+                  curves: list[list[Any]] | None, layers: Callable[[int], dict[str, dict[str, float]] | None],
+                  missing: list[str]) -> dict[str, Any]:
+        """The one place a query record is built (fields in ``docs/api.md``'s order), from view cell ``index``'s packed
+        score and train rows (``_clean``; ``None``: the view lacks that protocol, or the cell that seed), its train
+        curves (``[C][E]`` in ``curve_names`` order) and a function of ``index`` giving its per-layer spikes."""
+        rec: dict[str, Any] = {
+            "hash": self.hash_array[index].decode(), "matrix": self.matrices[index].tolist(), "text": self._texts[index].decode(),
+            "kind": _KINDS[self.kind_array[index]],
+            "raw_matrices": {"forward": self._raw_lists[0][index], "backward": self._raw_lists[1][index]}, "seed": seed,
+            "epoch": epoch}
+        params = spikes = train_seconds = score_seconds = None
+        scoring, training = self._score, self._train
+        if scoring is not None and score is not None:
+            scores: dict[str, Any] = {}
+            singular: dict[str, bool | None] = {}
+            metric_seconds: dict[str, Any] = {}
+            rec["scores"], rec["singular"] = scores, singular
+            for m in scoring.slots.metrics:
+                scores[m.name], metric_seconds[m.name] = score[m.score], score[m.seconds]
+                singular[m.name] = None if score[m.singular] is None else score[m.singular] != 0.0
+            score_seconds, params = score[scoring.slots.seconds], score[scoring.slots.params]
+        else:
+            rec["scores"], rec["singular"], metric_seconds = (dict.fromkeys(self._metrics) for _ in range(3))
+        if training is not None and train is not None:
+            at = training.slots
+            rec["accuracy"] = {"train": train[at.train_acc], "val": train[at.val_acc], "test": train[at.test_acc]}
+            train_seconds = train[at.seconds]
+            if train[at.params] is not None:
+                params = train[at.params]
+            if train[at.spikes_per_image] is not None:
+                spikes = {"per_image": train[at.spikes_per_image], "rate": train[at.spike_rate], "layers": layers(index)}
+        else:
+            rec["accuracy"] = {"train": None, "val": None, "test": None}
+        rec["curves"] = None if curves is None or training is None else dict(zip(training.curve_names, curves))
         rec["metric_seconds"] = metric_seconds
         rec["params"] = None if params is None else int(params)
         rec["spikes"], rec["train_seconds"], rec["score_seconds"] = spikes, train_seconds, score_seconds
-        rec["seeds"] = {c.proto.type: seeds[c.proto.type] for c in self._columns}
+        rec["seeds"] = {c.proto.type: c.seed_list[c.bounds[0][index]:c.bounds[1][index]] for c in self._columns}
         rec["protocols"] = dict(self._protocol_types)
         rec["missing"] = missing
+        if epoch is not None:
+            self._at_epoch(rec, epoch)
         return rec
 
-    def _mean_layers(self, u: int) -> dict[str, dict[str, float]] | None:
-        """Per-layer spikes of cell ``u``, means over seeds (each cell's present layers found once, then cached)."""
+    def _at_epoch(self, rec: dict[str, Any], epoch: int) -> None:
+        """Turn a record after training into the record after ``epoch`` epochs: accuracies at that epoch (``test``:
+        None where that epoch was not tested), curves cut there, ``train_seconds`` the time to reach it
+        (:func:`seconds_to_epochs`), spikes (measured after the last epoch) None before the last."""
+        curves = rec["curves"]
+        if curves is None:
+            return
+        last = epoch - 1
+        rec["accuracy"] = {split: curves[f"{split}_acc"][last] if f"{split}_acc" in curves else None
+                           for split in ("train", "val", "test")}
+        if rec["train_seconds"] is not None:
+            each = curves.get("epoch_seconds")
+            rec["train_seconds"] = float(seconds_to_epochs(rec["train_seconds"], each, self.epochs)[last])
+        rec["curves"] = {name: values[:epoch] for name, values in curves.items()}
+        if epoch < self.epochs:
+            rec["spikes"] = None
+
+    @property
+    def epochs(self) -> int:
+        """Epochs of the train protocol's per-epoch curves (0: the view has none)."""
+        training = self._train
+        return int(training.curves.shape[-1]) if training is not None and training.curve_names else 0
+
+    def check_epoch(self, epoch: int) -> None:
+        """``TypeError`` unless ``epoch`` is an int; ``ValueError`` unless it is in ``1 .. self.epochs``."""
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
+            raise TypeError(f"epoch: expected an int, got {epoch!r}")
+        if not self.epochs:
+            raise ValueError(f"epoch: the view of {self.path} holds no per-epoch curves")
+        if not 1 <= epoch <= self.epochs:
+            raise ValueError(f"epoch: expected 1 .. {self.epochs} (the view's trainings run {self.epochs} epochs), got {epoch}")
+
+    def curve(self, name: str, seed: int | None = None) -> np.ndarray:
+        """``float64 [U, epochs]``: per-epoch curve ``name`` (``self.curve_names``) of every view cell, mean over the
+        training seeds or ``seed``'s values; NaN where a cell lacks a training (or that seed, or an epoch the curve
+        skips: ``test_acc``)."""
+        training = self._train
+        if training is None or name not in training.curve_names:
+            raise ValueError(f"curve: expected one of {', '.join(self.curve_names) or 'none (no per-epoch curves)'}, "
+                             f"got {name!r}")
+        if seed is None:
+            return training.mean["curves/" + name]
+        return self._seed_slice(training, training.proto.columns["curves/" + name], seed)
+
+    @property
+    def curve_names(self) -> list[str]:
+        """Names of the view's per-epoch curves (``train_acc``, ``val_acc``, ``test_acc``, ``lr``, ...)."""
+        return list(self._train.curve_names) if self._train is not None else []
+
+    def time_to_epoch(self, seed: int | None = None) -> np.ndarray:
+        """``float64 [U, epochs]``: simulated seconds to train each view cell up to each epoch (:func:`seconds_to_epochs`
+        of its ``train_seconds`` and ``epoch_seconds`` curve; the last column is ``train_seconds``), mean over the
+        training seeds or ``seed``'s; NaN where a cell lacks a training."""
+        if not self.epochs:
+            raise ValueError(f"time_to_epoch: the view of {self.path} holds no per-epoch curves")
+        training = self._train
+        assert training is not None
+        if seed is None:
+            total = self.train_seconds
+        else:
+            total = self._seed_slice(training, training.proto.columns["train_seconds"], seed)
+        each = self.curve("epoch_seconds", seed) if "epoch_seconds" in training.curve_names else None
+        return seconds_to_epochs(total, each, self.epochs)
+
+    def _seed_slice(self, c: _Columns, values: np.ndarray, seed: int) -> np.ndarray:
+        """``values`` (one per protocol row of ``c``) of ``seed`` per view cell (NaN where a cell lacks that seed);
+        ``ValueError`` for a seed the protocol holds no row of."""
+        seeds, laid = self._per_seed(c, values)
+        if seed not in seeds:
+            raise ValueError(f"seed: protocol {c.id} holds seeds {', '.join(map(str, seeds))}, not {seed!r}")
+        return laid[:, seeds.index(seed)]
+
+    def _mean_layers(self, index: int) -> dict[str, dict[str, float]] | None:
+        """Per-layer spikes of cell ``index``, means over seeds (each cell's present layers found once, then cached)."""
         if len(self.spike_layers) < 2:
             return None
-        items = self._layer_items.get(u)
+        items = self._layer_items.get(index)
         if items is None:
-            x, r = self.spike_layers["spikes_per_image"][u], self.spike_layers["rate"][u]
-            items = self._layer_items[u] = [(SPIKE_LAYERS[k], float(x[k]), float(r[k])) for k in np.flatnonzero(np.isfinite(x))]
+            x, r = self.spike_layers["spikes_per_image"][index], self.spike_layers["rate"][index]
+            items = self._layer_items[index] = [(SPIKE_LAYERS[k], float(x[k]), float(r[k])) for k in np.flatnonzero(np.isfinite(x))]
         return {name: {"per_image": x, "rate": r} for name, x, r in items}
 
-    def _seed_values(self, c: _Columns | None, u: int, seed: int, missing: list[str]) -> dict[str, Any]:
-        """One seed's values of cell ``u`` in a protocol (empty, and the protocol listed missing, if absent)."""
-        if c is None:
-            return {}
-        lo, hi = int(c.start[u]), int(c.start[u] + c.count[u])
-        hits = [i for i, s in enumerate(c.seed_list[lo:hi]) if s == seed]
-        if not hits:
-            if c.id not in missing:
-                missing.append(c.id)
-            return {}
-        return c.row_values(lo + int(hits[0]))
+    def _row_layers(self, row: int) -> dict[str, dict[str, float]] | None:
+        """Per-layer spikes of one train protocol row (None: the protocol has no per-layer columns)."""
+        cols = self._train.proto.columns if self._train is not None else {}
+        if "spike_layers/spikes_per_image" not in cols or "spike_layers/rate" not in cols:
+            return None
+        x, r = cols["spike_layers/spikes_per_image"][row], cols["spike_layers/rate"][row]
+        return {SPIKE_LAYERS[k]: {"per_image": float(x[k]), "rate": float(r[k])} for k in np.flatnonzero(np.isfinite(x))}
 
     # ------------------------------------------------------------------ collections
     def __iter__(self) -> Iterator[dict[str, Any]]:
         """Records of every cell of the view, in space-index order."""
-        return (self.record(u) for u in range(len(self)))
+        return (self.record(index) for index in range(len(self)))
 
     def sample(self, count: int, seed: int, *, replace: bool = False) -> list[dict[str, Any]]:
         """``count`` records drawn uniformly over the view's cells, reproducible by ``seed``."""
         if not replace and count > len(self):
             raise ValueError(f"sample: {count} cells asked, the view holds {len(self)} (use replace=True)")
         picks = np.random.default_rng(seed).choice(len(self), size=count, replace=replace)
-        return [self.record(int(u)) for u in picks]
+        return [self.record(int(index)) for index in picks]
 
     @property
     def metadata(self) -> dict[str, dict[str, Any]]:
@@ -651,22 +776,76 @@ class Benchmark:
                        "modified": c.proto.modified, "rows": len(c.proto), "cells": int(c.has.sum()),
                        "seeds": sorted(set(c.proto.seed.tolist()))} for c in self._columns}
 
-    def to_dataframe(self) -> Any:
-        """One row per cell: hash, text, kind, scores, accuracies, params, times (needs pandas)."""
+    def to_dataframe(self, *, seeds: bool = False, curves: bool = False) -> Any:
+        """One row per view cell (in view order; ``index`` is the view index): hash, text, kind, scores, accuracies,
+        params, times, spikes (needs pandas); columns as the per-cell arrays (``score_METRIC``, ``SPLIT_acc``, ...).
+
+        ``seeds``: one row per cell and seed instead (column ``seed``; cells with several seeds give several rows),
+        each holding that seed's score and train rows (NaN where a protocol lacks the cell for that seed).
+        ``curves``: a column ``curve_NAME`` per per-epoch curve, each value a ``float64 [epochs]`` array (the mean
+        curve, or that seed's)."""
         try:
             import pandas as pd
         except ImportError:
             raise ImportError("to_dataframe needs pandas: pip install 'snnbench[plot]'") from None
-        data: dict[str, Any] = {"hash": self.hashes, "text": [t.decode() for t in self._texts], "kind": self.kinds}
-        data.update({f"score_{m}": v for m, v in self.scores.items()})
-        data.update({f"{split}_acc": v for split, v in self.accuracy.items()})
-        data.update({"params": self.params, "train_seconds": self.train_seconds, "score_seconds": self.score_seconds})
-        data.update({f"metric_seconds_{m}": v for m, v in self.metric_seconds.items()})
-        if self._train is not None:
-            for name in ("spikes_per_image", "spike_rate"):
-                if name in self._train.mean:
-                    data[name] = self._train.mean[name]
-        return pd.DataFrame(data)
+        n = len(self)
+        cell = {"index": np.arange(n), "hash": np.array(self.hashes, dtype=object),
+                "text": np.array([t.decode() for t in self._texts], dtype=object), "kind": np.array(self.kinds, dtype=object)}
+        scoring, training = self._score, self._train
+        if not seeds:
+            data = {**cell, **self._frame(self.scores, self.metric_seconds, scoring.mean if scoring else {},
+                                          training.mean if training else {}, n, curves)}
+            return pd.DataFrame(data)
+        per_seed = {c.proto.type: (c, *self._per_seed_columns(c)) for c in self._columns}
+        every = sorted({seed for _, held, _ in per_seed.values() for seed in held})
+        parts = []
+        for seed in every:
+            cols: dict[str, dict[str, np.ndarray]] = {"score": {}, "train": {}}
+            present = np.zeros(n, dtype=bool)
+            for kind, (c, held, laid) in per_seed.items():
+                if seed in held:
+                    j = held.index(seed)
+                    cols[kind] = {name: values[:, j] for name, values in laid.items()}
+                    present |= ~np.isnan(laid["seed"][:, j])
+            scores = {m: cols["score"].get("scores/" + m, np.full(n, np.nan)) for m in self.scores}
+            metric_seconds = {m: cols["score"].get(METRIC_SECONDS + m, np.full(n, np.nan)) for m in self.scores}
+            frame = {**cell, "seed": np.full(n, seed), **self._frame(scores, metric_seconds, cols["score"], cols["train"],
+                                                                     n, curves)}
+            parts.append(pd.DataFrame({k: v[present] if isinstance(v, np.ndarray) else [x for x, p in zip(v, present) if p]
+                                       for k, v in frame.items()}))
+        if not parts:
+            return pd.DataFrame(columns=[*cell, "seed"])
+        return pd.concat(parts).sort_values(["index", "seed"], kind="stable").reset_index(drop=True)
+
+    def _per_seed_columns(self, c: _Columns) -> tuple[list[int], dict[str, np.ndarray]]:
+        """Every numeric column of protocol ``c`` (and ``seed``) laid out per seed: ``(seeds, {name: [U, S, ...]})``."""
+        laid: dict[str, np.ndarray] = {}
+        seeds: list[int] = []
+        for name, values in {**c.proto.columns, "seed": c.proto.seed}.items():
+            if values.dtype.kind in "biuf":
+                seeds, laid[name] = self._per_seed(c, values)
+        return seeds, laid
+
+    def _frame(self, scores: dict[str, np.ndarray], metric_seconds: dict[str, np.ndarray],
+               score_cols: dict[str, np.ndarray], train_cols: dict[str, np.ndarray], n: int,
+               curves: bool) -> dict[str, Any]:
+        """The data-frame columns after the cell's own (one way for means and for one seed's rows): scores, accuracies
+        (:func:`_final_accuracy`), params (the train protocol's, else the score protocol's), times, spikes, curves."""
+        nan = np.full(n, np.nan)
+        data: dict[str, Any] = {f"score_{m}": v for m, v in scores.items()}
+        data.update({f"{split}_acc": _final_accuracy(train_cols, split, n) for split in ("train", "val", "test")})
+        params = [cols["params"] for cols in (score_cols, train_cols) if "params" in cols]
+        data.update({"params": np.fmax.reduce(params) if params else nan, "train_seconds": train_cols.get("train_seconds", nan),
+                     "score_seconds": score_cols.get("seconds", nan)})
+        data.update({f"metric_seconds_{m}": v for m, v in metric_seconds.items()})
+        for name in ("spikes_per_image", "spike_rate"):
+            if name in train_cols:
+                data[name] = train_cols[name]
+        if curves:
+            for name in self.curve_names:
+                values = train_cols.get("curves/" + name, np.full((n, self.epochs), np.nan))
+                data[f"curve_{name}"] = list(values.astype(np.float64))
+        return data
 
     def __repr__(self) -> str:
         return f"Benchmark({str(self.path)!r}, cells={len(self)}, protocols={self.protocol_ids})"
@@ -689,6 +868,8 @@ def load(table: str | os.PathLike[str] | None = None, *, score: str | None = Non
 
 
 def query(matrix: object, table: str | os.PathLike[str] | None = None, *, seed: int | None = None,
-          score: str | None = None, train: str | None = None, dataset: str | None = None) -> dict[str, Any]:
-    """Record of a cell in the table at ``table`` / ``$SNNBENCH_TABLE`` / the shipped table for ``dataset``."""
-    return load(table, score=score, train=train, dataset=dataset).query(matrix, seed)
+          epoch: int | None = None, score: str | None = None, train: str | None = None,
+          dataset: str | None = None) -> dict[str, Any]:
+    """Record of a cell in the table at ``table`` / ``$SNNBENCH_TABLE`` / the shipped table for ``dataset``
+    (:meth:`Benchmark.record`: ``seed`` one seed's values, ``epoch`` as training stood after that epoch)."""
+    return load(table, score=score, train=train, dataset=dataset).query(matrix, seed, epoch)

@@ -41,29 +41,29 @@ def _sampler(method: str, seed: int) -> Any:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def run_sampler(o: Oracle, method: str, seed: int) -> None:
-    """Run Optuna's ``method`` (:data:`METHODS`) on ``o`` until its budget is spent (raises
+def run_sampler(oracle: Oracle, method: str, seed: int) -> None:
+    """Run Optuna's ``method`` (:data:`METHODS`) on ``oracle`` until its budget is spent (raises
     :class:`~api.algorithms.BudgetExhausted`, as every algorithm does)."""
     if method not in METHODS:
         raise ValueError(f"optuna: expected one of {', '.join(METHODS)}, got {method!r}")
-    spikes = o.bench.spikes_per_image
+    spikes = oracle.bench.spikes_per_image
     multi = method == "nsga2"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=_sampler(method, seed),
                                 directions=["maximize", "minimize"] if multi else ["maximize"])
-    options = pair_options(o.kind)
+    options = pair_options(oracle.kind)
     while True:
         trial = study.ask()
         if method == "cmaes":
             states = [trial.suggest_int(n, r.start, r.stop - 1) for n, r in zip(_NAMES, options)]
         else:
             states = [trial.suggest_categorical(n, list(r)) for n, r in zip(_NAMES, options)]
-        u = int(o.cells_of_states(np.array(states)))
+        u = int(oracle.cells_of_states(np.array(states)))
         if u < 0 or (multi and not np.isfinite(spikes[u])):
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            o.stall += 1
-            if o.stall > o.max_stall:
+            oracle.stall += 1
+            if oracle.stall > oracle.max_stall:
                 raise BudgetExhausted
             continue
-        value = o.train(u)  # raises BudgetExhausted before passing the budget
+        value = oracle.train(u)  # raises BudgetExhausted before passing the budget
         study.tell(trial, [value, float(spikes[u])] if multi else value)

@@ -50,7 +50,7 @@ from syne_tune.optimizer.schedulers.multiobjective.multi_objective_regularized_e
 from syne_tune.optimizer.schedulers.single_fidelity_scheduler import SingleFidelityScheduler
 
 from snnbench.api.algorithms import _PAIRS, BudgetExhausted, Oracle, pair_options
-from snnbench.api.benchmark import Benchmark
+from snnbench.api.benchmark import Benchmark, seconds_to_epochs
 
 OBJECTIVES = ("val_acc", "test_acc", "val_error", "elapsed_time", "spikes_per_image", "params")
 FIDELITY = "epoch"
@@ -105,9 +105,8 @@ class SnnBlackbox(Blackbox):
         curves = rec["curves"]
         val = np.array(curves["val_acc"], dtype=float)
         test = np.array([np.nan if x is None else x for x in curves.get("test_acc", [None] * self.epochs)], dtype=float)
-        each = np.array(curves["epoch_seconds"], dtype=float) if "epoch_seconds" in curves else np.ones(self.epochs)
         out[:, 0], out[:, 1], out[:, 2] = val, test, 1.0 - val
-        out[:, 3] = rec["train_seconds"] * np.cumsum(each) / each.sum()
+        out[:, 3] = seconds_to_epochs(rec["train_seconds"], curves.get("epoch_seconds"), self.epochs)
         spikes = rec["spikes"]
         out[:, 4] = np.nan if spikes is None else spikes["per_image"]
         out[:, 5] = np.nan if rec["params"] is None else rec["params"]
@@ -202,18 +201,18 @@ def simulate(bench: Benchmark, method: str, budget: float, seed: int, kind: str 
     return sorted((r for r in out if r["time"] <= budget), key=lambda r: r["time"])
 
 
-def run_scheduler(o: Oracle, method: str, seed: int) -> None:
-    """:func:`simulate` on ``o``'s view, kind and budget, recorded in ``o``; raises
+def run_scheduler(oracle: Oracle, method: str, seed: int) -> None:
+    """:func:`simulate` on ``oracle``'s view, kind and budget, recorded in ``oracle``; raises
     :class:`~api.algorithms.BudgetExhausted` at the end, as every algorithm does.
 
-    ``o.history`` gets ``(time, cell, val)`` for each reported epoch whose validation accuracy beats the cell's
+    ``oracle.history`` gets ``(time, cell, val)`` for each reported epoch whose validation accuracy beats the cell's
     earlier ones (so :func:`api.algorithms.trajectory` follows the best validation accuracy seen at any epoch),
-    ``o.trained`` each cell's best seen, ``o.clock`` the time of the last result.
+    ``oracle.trained`` each cell's best seen, ``oracle.clock`` the time of the last result.
     """
-    for r in simulate(o.bench, method, o.budget, seed, o.kind):
-        o.clock = r["time"]
+    for r in simulate(oracle.bench, method, oracle.budget, seed, oracle.kind):
+        oracle.clock = r["time"]
         u, value = r["cell"], r["val_acc"]
-        if u >= 0 and value > o.trained.get(u, -np.inf):
-            o.trained[u] = value
-            o.history.append((o.clock, u, value))
+        if u >= 0 and value > oracle.trained.get(u, -np.inf):
+            oracle.trained[u] = value
+            oracle.history.append((oracle.clock, u, value))
     raise BudgetExhausted

@@ -5,15 +5,21 @@ train protocol with 4-epoch curves and per-layer spikes on every cell, values sy
 open time, ``query`` p50/p99 (fresh cells, repeated cells, other matrix forms, against building
 ``snnbench.space.Cell`` + ``.hash``), and replay time (1,000 trials at N = 5,000).
 
-    python benchmarks/bench_api.py [--keep PATH]
+    python benchmarks/bench_api.py [--keep PATH] [--against OLD_BENCHMARK_PY]
+
+``--against FILE`` also loads another version of ``api/benchmark.py`` (e.g. ``git show main:api/benchmark.py >
+/tmp/old.py``) and times its ``query`` and this one's side by side, interleaved in rounds on the same cells.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,6 +60,7 @@ def pct(samples: list[float], q: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keep", type=Path, help="write (or reuse) the synthetic table here")
+    ap.add_argument("--against", type=Path, help="another version of api/benchmark.py to time side by side")
     args = ap.parse_args()
     path = args.keep or Path(tempfile.mkdtemp()) / "whole-backward.h5"
     if not path.exists():
@@ -118,6 +125,9 @@ def main() -> None:
     q50 = pct(times, 50)
     print(f"reference Cell(m).hash alone: p50 {pct(cells_t, 50):.1f} us -> query is {pct(cells_t, 50) / q50:.1f}x faster")
 
+    if args.against is not None:
+        against(args.against, path, bench, items)
+
     replay(bench, 10, 10, ("sahd",))  # warm: space() enumeration and the alias table, once per process
     for n in (100, 1000, 5000):
         t = time.perf_counter()
@@ -126,6 +136,29 @@ def main() -> None:
         m = out["methods"]
         print(f"replay 1,000 trials at N = {n:,} (sahd, hd, random, oracle): {dt:.3f} s  "
               f"[sahd {m['sahd']['mean']:.4f}, random {m['random']['mean']:.4f}, oracle {m['oracle']['mean']:.4f}]")
+
+
+def against(old_file: Path, path: Path, bench: Any, items: list) -> None:
+    """p50 of ``query`` (means, and one seed) of the view against a view opened by another version of the module,
+    interleaved: 5 rounds over the same fresh cells, each round timing both."""
+    spec = importlib.util.spec_from_file_location("snnbench.api._benchmark_against", old_file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    old = module.Benchmark(path)
+    for seed in (None, 0):
+        times: dict[str, list[float]] = {"this": [], "against": []}
+        for _ in range(5):
+            for name, view in (("against", old), ("this", bench)):
+                for m in items:
+                    t = time.perf_counter()
+                    view.query(m, seed)
+                    times[name].append(time.perf_counter() - t)
+        this, other = pct(times["this"], 50), pct(times["against"], 50)
+        what = "means" if seed is None else "seed 0"
+        print(f"query ({what}), side by side: this {this:.1f} us, {old_file} {other:.1f} us p50 -> ratio this/against "
+              f"{this / other:.2f}")
 
 
 if __name__ == "__main__":

@@ -419,14 +419,14 @@ def _tinyimagenet(root: Path, download: bool):
     for n, line in enumerate(annotations.read_text().splitlines(), 1):
         if not line.strip():
             continue
-        fields = line.split("\t")
-        if len(fields) < 2 or fields[1] not in index:
+        parts = line.split("\t")
+        if len(parts) < 2 or parts[1] not in index:
             raise ValueError(f"tinyimagenet: {annotations} line {n}: expected 'FILE<TAB>WNID...' with a wnid from wnids.txt")
-        path = base / "val" / "images" / fields[0]
+        path = base / "val" / "images" / parts[0]
         if not path.is_file():
             raise FileNotFoundError(f"tinyimagenet: {path} (named in val_annotations.txt line {n}) is missing; {how}")
         val_paths.append(path)
-        val_labels.append(index[fields[1]])
+        val_labels.append(index[parts[1]])
     train = (_stack(train_paths, _read_image, base / "train"), np.array(train_labels, dtype=np.int64))
     test = (_stack(val_paths, _read_image, base / "val"), np.array(val_labels, dtype=np.int64))
     return train, test, len(wnids)

@@ -204,7 +204,7 @@ def train_cell(
     cell: Cell | str,
     dataset: Dataset,
     net_config: NetworkConfig,
-    train_config: TrainConfig,
+    cfg: TrainConfig,
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
@@ -223,7 +223,6 @@ def train_cell(
     cell = cell if isinstance(cell, Cell) else Cell(cell)
     device = resolve_device(device)
     ckpt = _checkpoint_path(checkpoint) if checkpoint is not None else None
-    cfg = train_config
     identity = {"cell": cell.text, "seed": seed, "train_config": cfg.to_dict(), "net_config": net_config.to_dict(),
                 "dataset": dataset.summary(), "device": device.type}  # a run resumes on the device type it began on
 
@@ -325,7 +324,7 @@ def train_pack(
     cells: Sequence[Cell | str],
     dataset: Dataset,
     net_config: NetworkConfig,
-    train_config: TrainConfig,
+    cfg: TrainConfig,
     seeds: Sequence[int],
     device: str | torch.device = "cpu",
     progress: bool = False,
@@ -346,7 +345,6 @@ def train_pack(
 
     if len(cells) != len(seeds) or not cells:
         raise ValueError(f"pack: needs one seed per cell, got {len(cells)} cells and {len(seeds)} seeds")
-    cfg = train_config
     device = resolve_device(device)
     cell_list = [c if isinstance(c, Cell) else Cell(c) for c in cells]
     k = len(cell_list)
