@@ -13,7 +13,7 @@ import pytest
 
 from snnbench import api
 from snnbench.api.benchmark import Benchmark
-from snnbench.fields import METRIC_ALIASES
+from snnbench.names import METRIC_ALIASES
 from snnbench.table import SPIKE_LAYERS
 
 TABLES = Path(api.__file__).resolve().parent.parent / "snnbench" / "tables"
