@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from snnbench.cli.common import SEED, FiniteFloatRange, NonEmptyPath, echo_json, matrix_argument
+from snnbench.cli.common import SEED, Aliased, FiniteFloatRange, NonEmptyPath, echo_json, matrix_argument
 
 table_option = click.option("--table", "table", type=NonEmptyPath(dir_okay=False), default=None,
                             help="Table file (default: $SNNBENCH_TABLE, else the table shipped for --dataset, digits when "
@@ -15,11 +15,40 @@ table_option = click.option("--table", "table", type=NonEmptyPath(dir_okay=False
 view_options = [
     click.option("--score-protocol", default=None, help="Score protocol id (prefix) when the table holds several."),
     click.option("--train-protocol", default=None, help="Train protocol id (prefix) when the table holds several."),
-    click.option("--dataset", default=None, help="Only protocols of this dataset."),
+    click.option("--dataset", default=None, help="The dataset whose protocols are read, from its shipped table unless "
+                 "--table or $SNNBENCH_TABLE names one (default: digits; in a named table, any dataset)."),
 ]
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 split_option = click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
-                            help="Accuracy reported.")
+                            help="Accuracy reported (of the picked or best cells; correlate: ranked against).")
+observe_option = click.option("--observe", type=click.Choice(["train", "val", "test"]), default="val", show_default=True,
+                              help="Accuracy the search algorithms see while they search.")
+
+
+def scores_option(former: str) -> Any:
+    """``--scores``: the score metrics a command compares, as build's ``--scores`` names those it computes
+    (docs/cli.md); ``former``: the command's former spelling, still accepted."""
+    return click.option("--scores", former, "scores", cls=Aliased, default="sahd,hd", show_default=True,
+                        help="Comma-separated score metrics to pick cells by, one method each ('all': every score the "
+                             "table holds).")
+
+samples_option = click.option("--samples", "-n", type=click.IntRange(min=1), multiple=True, default=(10, 100, 1000, 5000),
+                              show_default=True, help="Cells drawn per trial (N), repeatable: one point of the curve each.")
+trials_option = click.option("--trials", type=click.IntRange(min=1), default=1000, show_default=True,
+                             help="Draws of N cells per size, averaged.")
+runs_option = click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True,
+                           help="Runs of each search algorithm (seeds --seed, --seed + 1, ...), averaged.")
+train_score_option = click.option("--score", default="sahd", show_default=True,
+                                  help="The score score_train ranks its candidates by (score_train:METRIC names another).")
+bootstrap_option = click.option("--bootstrap", type=click.IntRange(min=0), default=0, show_default=True,
+                                help="Resamples for 95% intervals of tau and rho (paired across scores; 0: none, 1000 "
+                                     "is usual).")
+
+
+def _score_names(text: str, bench: Any) -> list[str]:
+    """``--scores`` text -> metric names: ``all`` is every score ``bench`` holds."""
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    return list(bench.scores) if names == ["all"] else names
 
 
 def _view(func: Any) -> Any:
@@ -91,16 +120,16 @@ def query(matrix: tuple[str, ...], table: str | None, score_protocol: str | None
 
 @click.command()
 @_view
-@click.option("--samples", "-n", type=click.IntRange(min=1), multiple=True, default=(5000,), show_default=True,
-              help="Cells drawn per trial (N); repeat for a curve.")
-@click.option("--trials", type=click.IntRange(min=1), default=1000, show_default=True)
-@click.option("--score", "scores", default="sahd", show_default=True, help="Comma-separated scores to pick by.")
+@samples_option
+@trials_option
+@scores_option("--score")
 @split_option
 @click.option("--kind", type=click.Choice(["forward", "backward"]), default=None,
               help="Space to replay (backward includes the forward cells). Default: backward when cells with a backward "
                    "edge are trained, unless only the forward space is complete.")
-@click.option("--dist", type=click.Choice(["paper", "uniform"]), default="paper", show_default=True)
-@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--dist", type=click.Choice(["paper", "uniform"]), default="paper", show_default=True,
+              help="How cells are drawn: the paper's sampler (edge by edge), or uniformly over the space's cells.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the draws.")
 @click.option("--mean-score", is_flag=True, help="Pick by each cell's mean score over its scoring seeds (the denoised "
               "pick); default: each draw sees one seed's score, as the paper scores every draw from a fresh initialisation.")
 @click.option("--plot", type=NonEmptyPath(dir_okay=False), default=None, help="Write the accuracy-vs-N plot here.")
@@ -113,7 +142,7 @@ def replay(table: str | None, score_protocol: str | None, train_protocol: str | 
     from snnbench.api.replay import Pool, make_pool, replay_curve
 
     bench = _open(table, score_protocol, train_protocol, dataset)
-    names = [s.strip() for s in scores.split(",") if s.strip()]
+    names = _score_names(scores, bench)
     size = len(make_pool(bench, names, split, kind, dist).cells)  # type: ignore[arg-type]
     sizes = [n for n in sorted(set(samples)) if n <= size]
     if len(sizes) < len(set(samples)):  # draws with replacement from fewer cells than N say little
@@ -151,17 +180,16 @@ ALGORITHMS_HELP = ("Comma-separated: random, evolution, local, reinforce, score_
 @click.option("--algorithms", default="random,evolution,local,reinforce,score_train", show_default=True,
               help=ALGORITHMS_HELP)
 @click.option("--budget", type=FiniteFloatRange(min=0, min_open=True), required=True, help="Simulated seconds per run.")
-@click.option("--runs", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--score", default="sahd", show_default=True, help="Score used by score_train.")
+@runs_option
+@train_score_option
 @click.option("--candidates", type=click.IntRange(min=1), default=100, show_default=True, help="score_train: cells scored.")
 @click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="score_train: best-scored cells trained.")
-@click.option("--observe", type=click.Choice(["train", "val", "test"]), default="val", show_default=True,
-              help="Accuracy the algorithms see.")
+@observe_option
 @split_option
 @score_cost_option
 @click.option("--kind", type=click.Choice(["forward", "backward"]), default=None,
               help="Space searched (backward includes the forward cells); default as for replay.")
-@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the first run.")
 @click.option("--plot", type=NonEmptyPath(dir_okay=False), default=None, help="Write best accuracy vs time here.")
 @json_option
 def compare(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None,
@@ -205,8 +233,7 @@ def compare(table: str | None, score_protocol: str | None, train_protocol: str |
 @click.option("--scores-from", "scores_from", type=NonEmptyPath(dir_okay=False, exists=True), default=None,
               help="Rank by the scores of this other table (cells matched by hash), e.g. CIFAR-10 scores "
                    "against digits accuracies; also prints how the two tables' scores agree.")
-@click.option("--bootstrap", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Resamples for 95% intervals of tau and rho (paired across scores; 1000 is usual).")
+@bootstrap_option
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the resampling.")
 @click.option("--cell-kind", type=click.Choice(["all", "forward", "backward"]), default="all", show_default=True,
               help="Correlate over all cells, forward cells only, or cells with a backward edge only.")
@@ -262,27 +289,25 @@ def correlate(table: str | None, score_protocol: str | None, train_protocol: str
 @click.option("--out", "out", type=NonEmptyPath(file_okay=False), required=True, help="Folder for report.md and its figures.")
 @click.option("--title", default=None, help="Heading of the page (default: the table's file name).")
 @split_option
-@click.option("--observe", type=click.Choice(["train", "val", "test"]), default="val", show_default=True,
-              help="Accuracy the search algorithms see.")
-@click.option("--samples", "-n", type=click.IntRange(min=1), multiple=True, default=(10, 100, 1000, 5000), show_default=True,
-              help="Replay sizes N (repeatable).")
-@click.option("--trials", type=click.IntRange(min=1), default=1000, show_default=True)
-@click.option("--replay-scores", default=None, help="Comma-separated scores for the replay (default: every score).")
+@observe_option
+@samples_option
+@trials_option
+@scores_option("--replay-scores")
 @click.option("--algorithms", default="random,evolution,local,reinforce,score_train", show_default=True,
               help=ALGORITHMS_HELP)
 @click.option("--budget", type=FiniteFloatRange(min=0, min_open=True), default=None,
               help="Simulated seconds per search run (default: training 10% of the searchable cells).")
-@click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--score", default="sahd", show_default=True, help="Score used by score_train.")
+@runs_option
+@train_score_option
 @score_cost_option
-@click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="Resamples for the correlations' 95% intervals (0: none).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the replay's draws, the searches' first run "
+              "and the resampling.")
+@bootstrap_option
 @click.option("--kind", type=click.Choice(["forward", "backward"]), default=None,
               help="Space replayed and searched (forward: correlations over forward cells too); default as for replay.")
 @click.option("--force", is_flag=True, help="Write into an --out folder that holds files (its report.md and figures are replaced).")
 def report(table: str | None, score_protocol: str | None, train_protocol: str | None, dataset: str | None, out: str,
-           title: str | None, split: str, observe: str, samples: tuple[int, ...], trials: int, replay_scores: str | None,
+           title: str | None, split: str, observe: str, samples: tuple[int, ...], trials: int, scores: str,
            algorithms: str, budget: float | None, runs: int, score: str, score_costs: tuple[str, ...], seed: int,
            bootstrap: int, kind: str | None, force: bool) -> None:
     """Write a results page (correlations, replay table and curve, algorithm comparison) with its figures into
@@ -298,7 +323,7 @@ def report(table: str | None, score_protocol: str | None, train_protocol: str | 
     bench = _open(table, score_protocol, train_protocol, dataset)
     page = write_report(bench, out, title=title or bench.path.name, split=split, observe=observe,
                         sizes=sorted(set(samples)), trials=trials,
-                        replay_scores=None if replay_scores is None else [s.strip() for s in replay_scores.split(",") if s.strip()],
+                        replay_scores=_score_names(scores, bench),
                         algorithms=[a.strip() for a in algorithms.split(",") if a.strip()], budget=budget, runs=runs,
                         score=score, seed=seed, bootstrap=bootstrap, score_costs=_costs(score_costs), kind=kind,
                         progress=None)

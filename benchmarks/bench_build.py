@@ -10,12 +10,14 @@ cell, cells per second and the time the whole space would take at that rate. Exa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import tempfile
 import time
 from pathlib import Path
 
-from snnbench.builders.build import build, make_stages
+from snnbench.builders.build import build
+from snnbench.builders.request import BuildRequest
 from snnbench.builders.executors import LocalExecutor
 from snnbench.builders.plan import select_cells
 from snnbench.builders.stages import run_item
@@ -39,18 +41,13 @@ def main() -> None:
     for workers in (int(w) for w in args.workers.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "bench.h5"
-            stages = make_stages(table=path, dataset=args.dataset, data_dir=None, val_fraction=0.1, split_seed=0,
-                                 kind=args.kind, preset=args.preset, net={}, scores="sahd,hd",
-                                 score_batch=args.score_batch, score_repeats=args.score_repeats, score_seeds="0",
-                                 cells=f"sample:{args.cells}:1", train_epochs=0, train={}, seeds="0",
-                                 train_cells="sample:1", device=args.device, shard=None)
+            request = BuildRequest(table=str(path), dataset=args.dataset, kind=args.kind, preset=args.preset,
+                                   score_batch=args.score_batch, score_repeats=args.score_repeats,
+                                   cells=f"sample:{args.cells}:1", train_epochs=0, device=args.device)
+            stages = request.stages()
             executor = LocalExecutor(workers)
             # warm-up: start the workers and load the data on a few cells that are then skipped
-            warm = make_stages(table=path, dataset=args.dataset, data_dir=None, val_fraction=0.1, split_seed=0,
-                               kind=args.kind, preset=args.preset, net={}, scores="sahd,hd",
-                               score_batch=args.score_batch, score_repeats=args.score_repeats, score_seeds="0",
-                               cells=f"sample:{2 * max(workers, 1)}:1", train_epochs=0, train={}, seeds="0",
-                               train_cells="sample:1", device=args.device, shard=None)
+            warm = dataclasses.replace(request, cells=f"sample:{2 * max(workers, 1)}:1").stages()
             for s in warm:
                 s.batch = 1
             build(path, warm, work=run_item, executor=_Keep(executor), progress=False)

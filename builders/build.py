@@ -14,9 +14,7 @@ Invariants
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,7 +30,8 @@ from snnbench.table import Protocol, TableWriter, journal_path, open_table
 
 @dataclass
 class Stage:
-    """One protocol to fill: its type and settings (which define its id), and the rows wanted."""
+    """One protocol to fill: its type and settings (which define its id), and the rows wanted
+    (:meth:`snnbench.builders.request.BuildRequest.stages` makes those of a build command)."""
 
     type: str
     settings: dict[str, Any]
@@ -78,10 +77,9 @@ def build(path: str | os.PathLike[str], stages: Sequence[Stage], *, work: Work, 
     start = time.perf_counter()
     shard = parse_shard(shard) if isinstance(shard, str) else shard
     executor = executor or LocalExecutor(0)
-    reports: list[StageReport] = []
     try:
         _check_selections(path, stages)
-        replayed = _run_stages(path, stages, work, executor, shard, environment(), progress, fold_seconds, reports)
+        reports, replayed = _run_stages(path, stages, work, executor, shard, environment(), progress, fold_seconds)
     except BaseException:  # interrupted or failed: finished rows are folded already, stop the rest now
         executor.abort()
         raise
@@ -112,9 +110,11 @@ def _check_selections(path: str | os.PathLike[str], stages: Sequence[Stage]) -> 
 
 
 def _run_stages(path: str | os.PathLike[str], stages: Sequence[Stage], work: Work, executor: Executor,
-                shard: tuple[int, int] | None, env: dict[str, Any], progress: bool, fold_seconds: float,
-                reports: list[StageReport]) -> int:
-    """Run the stages in order under one writer (its exit folds whatever finished); returns rows replayed."""
+                shard: tuple[int, int] | None, env: dict[str, Any], progress: bool,
+                fold_seconds: float) -> tuple[list[StageReport], int]:
+    """Run the stages in order under one writer (its exit folds whatever finished); returns each stage's report
+    and the rows replayed from the journal."""
+    reports: list[StageReport] = []
     with TableWriter(path) as writer:
         for stage in stages:
             hashes = select_cells(stage.cells, stage.kind, writer.protocols, [r.protocol for r in reports])
@@ -128,7 +128,7 @@ def _run_stages(path: str | os.PathLike[str], stages: Sequence[Stage], work: Wor
             report.seconds = time.perf_counter() - t0
             report.rows = len(proto)
             writer.fold()  # a stage boundary: readers see the finished stage
-        return writer.replayed
+        return reports, writer.replayed
 
 
 #: Most of the driver's wall time folding may take: a fold rewrites the whole file, so a large table folds
@@ -158,97 +158,6 @@ def _run_stage(writer: TableWriter, proto: Protocol, items: list[dict[str, Any]]
                 writer.fold()
                 last_fold = time.monotonic()
                 fold_cost = last_fold - start
-
-
-def make_stages(*, table: str | os.PathLike[str], dataset: str, dataset_name: str | None = None, data_dir: str | None,
-                val_fraction: float, split_seed: int,
-                kind: str, preset: str, net: dict[str, Any], scores: str, score_batch: int, score_repeats: int,
-                score_mode: str = "clean",
-                score_seeds: str, cells: str, train_epochs: int, train: dict[str, Any], seeds: str, train_cells: str,
-                device: str, shard: str | None, pack: int = 1) -> list[Stage]:
-    """The stages of one ``snnbench build`` invocation, each with the command line that rebuilds it.
-
-    A stage's settings (hence its protocol id) hold what fixes the numbers: dataset and split, the full
-    network config, score settings or training budget, device type. Cells, kind, seeds and shard say
-    which rows to fill, so other selections with the same settings resume into the same protocol.
-    An ``.npz`` dataset is named by ``dataset_name`` (else its absolute path) and identified by the
-    sha256 of its files: named, the same files give the same protocol wherever they lie; unnamed, a copy
-    at another path gives another protocol. ``pack``: training rows per pack (and per work item); not a setting.
-    """
-    from snnbench.seeds import parse_seeds
-    from snnbench.data import NAMES, load_dataset, npz_digest
-    from snnbench.network import network_config
-    from snnbench.scores import VAN_ROSSUM_TAU, check_metrics, check_mode
-    from snnbench.training import network_config_for, train_config
-
-    if data_dir:
-        os.environ["SNNBENCH_DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
-    source = None
-    data_settings: dict[str, Any] = {"name": dataset, "val_fraction": val_fraction, "split_seed": split_seed}
-    if dataset in NAMES:
-        if dataset_name:
-            raise ValueError("--dataset-name: only for an .npz dataset (a named dataset keeps its name)")
-        config = network_config(dataset, preset, **net)
-        try:  # loaded once here as each worker will load it, so missing files are refused before anything is written
-            data = load_dataset(dataset, val_fraction=val_fraction, seed=split_seed)
-        except FileNotFoundError as err:  # its message is "what is missing; how to get it", the how for load_dataset
-            raise FileNotFoundError(f"{str(err).split('; ', 1)[0]}; a build does not download: pass --data-dir, or fetch "
-                                    f"it first with snnbench.data.load_dataset({dataset!r}, download=True)") from None
-    elif not dataset.endswith(".npz"):  # named as load_dataset names it, before it becomes an absolute path
-        raise ValueError(f"unknown dataset {dataset!r}: use one of {', '.join(NAMES)} or a path to a train .npz file")
-    else:
-        source = str(Path(dataset).expanduser().resolve())
-        data = load_dataset(source, val_fraction=val_fraction, seed=split_seed)
-        config = network_config_for(data, preset, **net)
-        data_settings.update(name=dataset_name or source, sha256=npz_digest(source))
-    common = {
-        "dataset": data_settings,
-        "network": {"preset": preset, "config": config.to_dict()},
-        "device": device,
-    }
-    part = parse_shard(shard)
-    net_args = "".join(f" --net {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in sorted(net.items()))
-    base = (f"snnbench build {shlex.quote(str(table))} --dataset {shlex.quote(source or dataset)} --val-fraction {val_fraction} "
-            f"--split-seed {split_seed}" + (f" --dataset-name {shlex.quote(dataset_name)}" if dataset_name else "")
-            + f" --kind {kind} --preset {preset}{net_args} --device {device}"
-            + ("" if part is None else f" --shard {part[0]}/{part[1]}"))
-    stages: list[Stage] = []
-    metrics = [] if scores.strip().lower() == "none" else list(check_metrics(m.strip() for m in scores.split(",") if m.strip()))
-    images = int(data.train.images.shape[0])
-    if metrics and score_batch > images:  # every row would fail the same way: refused before anything is written
-        raise ValueError(f"--score-batch {score_batch}: exceeds the {images:,} training images of {dataset} (scoring draws "
-                         "a batch of distinct images)")
-    score_form = check_cells(cells, kind) if metrics else None
-    train_form = check_cells(train_cells, kind) if train_epochs else None
-    # a FILE selection is recorded by absolute path, as an .npz dataset is: the command rebuilds from any folder
-    if score_form == "file":
-        cells = str(Path(cells.strip()).expanduser().resolve())
-    if train_form == "file":
-        train_cells = str(Path(train_cells.strip()).expanduser().resolve())
-    if metrics:
-        check_mode(score_mode, metrics)
-    # the clean mode (the default) is neither recorded nor in the settings: protocols made before modes keep their ids
-    mode_arg = "" if score_mode == "clean" else f" --score-mode {score_mode}"
-    score_args = (f" --scores {','.join(metrics)} --score-batch {score_batch} --score-repeats {score_repeats}{mode_arg} "
-                  f"--score-seeds {','.join(map(str, parse_seeds(score_seeds)))} --cells {shlex.quote(cells)}")
-    if metrics:
-        settings = {**common, "score": {"metrics": metrics, "batch_size": score_batch, "repeats": score_repeats,
-                                        "tau": VAN_ROSSUM_TAU, **({} if score_mode == "clean" else {"mode": score_mode})}}
-        stages.append(Stage("score", settings, cells, kind, parse_seeds(score_seeds), batch=16,
-                            command=base + score_args + " --train-epochs 0", source=source))
-    if "epochs" in train:
-        raise ValueError("--train epochs: the budget is set with --train-epochs")
-    if train_epochs:
-        tcfg = train_config("bench", **{**train, "epochs": train_epochs})
-        settings = {**common, "train": tcfg.to_dict()}
-        train_args = "".join(f" --train {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in sorted(train.items()))
-        # ranks by stored scores: those of this command, if it scored, so its rebuild scores too
-        needs_scores = bool(metrics) and train_form in ("top", "strata")
-        command = (base + (score_args if needs_scores else " --scores none") + f" --train-epochs {train_epochs}"
-                   + train_args + f" --seeds {','.join(map(str, parse_seeds(seeds)))} --train-cells {shlex.quote(train_cells)}")
-        stages.append(Stage("train", settings, train_cells, kind, parse_seeds(seeds), batch=pack, pack=pack, command=command,
-                            source=source))
-    return stages
 
 
 def cpu_name() -> str:

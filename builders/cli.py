@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shlex
 import signal
@@ -16,30 +15,29 @@ from typing import Any
 
 import click
 
-from snnbench.builders.plan import CELL_SPECS
-from snnbench.cli.common import SEED, FiniteFloatRange, NonEmptyPath, InputError, echo_json
-from snnbench.space import KINDS
+from snnbench.builders.request import OPTIONS, BuildRequest, flag
+from snnbench.cli.common import FiniteFloatRange, NonEmptyPath, InputError, echo_json
 from snnbench.table import default_table_path
 
-# The embedded default (no options): whole forward space scored with SAHD + Hamming on digits with the
-# bench skeleton, plus a small trained sample; about 8.5 CPU-minutes (measured: 515 CPU-s; 46 s wall on 16 cores).
 _KIND_CELLS = {"forward": "forward cells", "backward": "cells with a backward edge"}
-DEFAULTS = dict(dataset="digits", kind="forward", preset="bench", scores="sahd,hd", score_batch=64, score_repeats=1,
-                score_seeds="0", cells="all", train_epochs=3, seeds="0,1", train_cells="sample:16")
 
 
-def _key_values(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
-    """``("c1=8", "dropout=0.2")`` -> ``{"c1": 8, "dropout": 0.2}`` (values read as JSON, else text)."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"{what}: expected KEY=VALUE, got {pair!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
+@contextlib.contextmanager
+def _data_dir_env(data_dir: str | None) -> Iterator[None]:
+    """While the body runs, ``$SNNBENCH_DATA_DIR`` is ``data_dir`` (when given): the workers a build starts (pool
+    processes, Ray tasks) load a named dataset from there; the settings hold no folder. Restored on exit."""
+    from snnbench.data import DATA_DIR_ENV
+
+    before = os.environ.get(DATA_DIR_ENV)
+    if data_dir is not None:
+        os.environ[DATA_DIR_ENV] = data_dir
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(DATA_DIR_ENV, None)
+        else:
+            os.environ[DATA_DIR_ENV] = before
 
 
 def _table_arg(table: str | None) -> Path:
@@ -127,34 +125,29 @@ def _sigterm_interrupts() -> Iterator[None]:
             raise late
 
 
+def _request_options(f: Any) -> Any:
+    """``snnbench build``'s options for the fields of :class:`BuildRequest` (``--NAME``, its help and type)."""
+    for fld in reversed(OPTIONS):
+        spec = dict(fld.metadata["click"])
+        kind = spec.pop("type", None)
+        default = fld.default
+        if isinstance(default, tuple) and not spec.get("multiple"):
+            default = ",".join(map(str, default))  # a list option's default, as typed
+        f = click.option(flag(fld.name), fld.name, type=click.Choice(kind) if isinstance(kind, tuple) else kind,
+                         default=default, show_default=default is not None and not spec.get("multiple"),
+                         help=fld.metadata["help"], **spec)(f)
+    return f
+
+
 @click.command()
 @click.argument("table", type=NonEmptyPath(dir_okay=False), required=False)
-@click.option("--dataset", default=DEFAULTS["dataset"], show_default=True, help="digits, cifar10, cifar100, tinyimagenet or a train .npz path.")
-@click.option("--dataset-name", default=None, help="Name an .npz dataset in the table (default: its absolute path); "
-              "the table also records the sha256 of its files.")
+@_request_options
 @click.option("--data-dir", type=NonEmptyPath(file_okay=False), default=None, help="Folder holding the dataset files (default: $SNNBENCH_DATA_DIR or ~/.cache/snnbench/data).")
-@click.option("--val-fraction", type=FiniteFloatRange(0.0, 1.0, max_open=True), default=0.1, show_default=True, help="Share of training images held out for validation.")
-@click.option("--split-seed", type=SEED, default=0, show_default=True, help="Seed of the validation split.")
-@click.option("--kind", type=click.Choice(KINDS), default=DEFAULTS["kind"], show_default=True, help="Cell space to draw cells from.")
-@click.option("--preset", type=click.Choice(["paper", "bench"]), default=DEFAULTS["preset"], show_default=True, help="Skeleton widths.")
-@click.option("--net", "net", multiple=True, metavar="KEY=VALUE", help="Override a NetworkConfig field (repeatable), e.g. --net timesteps=4.")
-@click.option("--scores", default=DEFAULTS["scores"], show_default=True, help="Comma-separated score metrics, or 'none'.")
-@click.option("--score-batch", type=click.IntRange(min=2), default=DEFAULTS["score_batch"], show_default=True, help="Images per scoring batch.")
-@click.option("--score-repeats", type=click.IntRange(min=1), default=DEFAULTS["score_repeats"], show_default=True, help="Batches averaged per score.")
-@click.option("--score-mode", type=click.Choice(["clean", "release"]), default="clean", show_default=True,
-              help="clean: seeded, un-augmented, exact kernels; release: the authors' search scoring as its code runs (sahd only).")
-@click.option("--score-seeds", default=DEFAULTS["score_seeds"], show_default=True, help="Scoring seeds (list 0,1 or range 0-3).")
-@click.option("--cells", default=DEFAULTS["cells"], show_default=True, help=f"Cells to score: {CELL_SPECS}.")
-@click.option("--train-epochs", type=click.IntRange(min=0), default=DEFAULTS["train_epochs"], show_default=True, help="Training epochs (0: no training).")
-@click.option("--train", "train", multiple=True, metavar="KEY=VALUE", help="Override a TrainConfig field (repeatable), e.g. --train lr=0.05.")
-@click.option("--seeds", default=DEFAULTS["seeds"], show_default=True, help="Training seeds (list 0,1 or range 0-3).")
-@click.option("--train-cells", default=DEFAULTS["train_cells"], show_default=True, help=f"Cells to train: {CELL_SPECS}.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--pack", type=click.IntRange(min=1), default=None, help="Trainings run as one pack (default: by device, "
               "see docs/table.md); changes no number of the table.")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where work items run: a pool of local processes, or a Ray cluster.")
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="Worker processes (default: CPU cores; 0: run in this process, --executor local only).")
-@click.option("--shard", default=None, metavar="I/N", help="Build only the cells whose hash is I modulo N.")
 @click.option("--ray-address", default=None, help="Ray cluster address (default: start a local Ray instance).")
 @click.option("--gpus-per-task", type=FiniteFloatRange(min=0), default=None, help="GPUs each Ray task requests (default: 1 with --device cuda, else 0).")
 @click.option("--fold-seconds", type=FiniteFloatRange(min=0, min_open=True), default=20.0, show_default=True, help="How often results are folded into the HDF5 file (a table slow to write folds less often, see docs/table.md; the journal keeps the rows in between).")
@@ -171,50 +164,48 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
     SAHD and Hamming on digits, bench skeleton, plus 16 cells trained 3 epochs with 2 seeds).
     """
     from snnbench.builders.build import build as run_build
-    from snnbench.builders.build import environment, make_stages
+    from snnbench.builders.build import environment
     from snnbench.builders.executors import WorkerDied, make_executor
-    from snnbench.builders.plan import parse_shard
     from snnbench.builders.stages import run_item
     from snnbench.scores import resolve_device
     from snnbench.training import default_pack
 
     path = _table_arg(table)
     quiet, as_json = opts.pop("quiet"), opts.pop("as_json")
-    fold_seconds = opts.pop("fold_seconds")
-    into_shipped = opts.pop("into_shipped")
-    if _is_shipped(path) and not into_shipped:
+    if _is_shipped(path) and not opts["into_shipped"]:
         raise InputError(f"{path} is a table shipped with snnbench (unnamed queries read it): build into another file, "
                          "or pass --into-shipped to change it")
     given = {n for n in ctx.params if ctx.get_parameter_source(n) != click.core.ParameterSource.DEFAULT}
     default = not given - {"table", "quiet", "as_json", "into_shipped"}
-    shard = parse_shard(opts["shard"])
+    request = BuildRequest.from_options(str(path), **opts)
     if opts["executor"] != "ray" and (opts["ray_address"] is not None or opts["gpus_per_task"] is not None):
         raise InputError("--ray-address and --gpus-per-task: only with --executor ray")
     if opts["executor"] == "local":  # a Ray cluster's workers may have GPUs this driver lacks
-        resolve_device(opts["device"])
-    skip = ("executor", "workers", "ray_address", "gpus_per_task", "net", "train", "pack")
-    pack = opts["pack"] if opts["pack"] is not None else default_pack(opts["device"])
-    stages = make_stages(table=path, **{k: v for k, v in opts.items() if k not in skip}, pack=pack,
-                         net=_key_values(opts["net"], "--net"), train=_key_values(opts["train"], "--train"))
-    if not stages:
+        resolve_device(request.device)
+    if not request.scores and not request.train_epochs:
         raise InputError("nothing to build: --scores none and --train-epochs 0")
     unused = []  # told after the build, so that a refused build's error stays its one line
     for stage, names, why in (("train", ("train", "seeds", "train_cells", "pack"), "--train-epochs 0 (nothing is trained)"),
                               ("score", ("score_batch", "score_repeats", "score_mode", "score_seeds", "cells"), "--scores none (nothing is scored)")):
-        flags = [f"--{n.replace('_', '-')}" for n in names if n in given]
-        if flags and stage not in {s.type for s in stages}:
+        flags = [flag(n) for n in names if n in given]
+        if flags and not (request.train_epochs if stage == "train" else request.scores):
             unused.append(f"note: {', '.join(flags)} unused with {why}")
-    if default and not as_json:
-        click.echo("Building the embedded default table: the whole forward space (7,012 cells) scored with SAHD and "
-                   "Hamming on digits (bench skeleton), plus 16 cells trained 3 epochs with seeds 0 and 1; "
-                   "about 8.5 CPU-minutes: 5 minutes on 2 idle cores, 1 minute on 16.", err=True)
-    gpus = opts["gpus_per_task"] if opts["gpus_per_task"] is not None else (1.0 if opts["device"] == "cuda" else 0.0)
+    data_dir = str(Path(opts["data_dir"]).expanduser().resolve()) if opts["data_dir"] else None
+    gpus = opts["gpus_per_task"] if opts["gpus_per_task"] is not None else (1.0 if request.device == "cuda" else 0.0)
     try:
-        with _sigterm_interrupts(), _stdout_to_stderr() if as_json else contextlib.nullcontext():
-            executor = make_executor(opts["executor"], workers=opts["workers"], address=opts["ray_address"], gpus=gpus)
-            report = run_build(path, stages, work=run_item, executor=executor, shard=shard, progress=not quiet,
-                               environment=lambda: environment(opts["device"], opts["executor"], opts["workers"]),
-                               fold_seconds=fold_seconds)
+        with _data_dir_env(data_dir):  # pool workers and Ray tasks find a named dataset through the environment
+            stages = request.stages(pack=opts["pack"] if opts["pack"] is not None else default_pack(request.device),
+                                    data_dir=data_dir)
+            if default and not as_json:
+                click.echo("Building the embedded default table: the whole forward space (7,012 cells) scored with "
+                           "SAHD and Hamming on digits (bench skeleton), plus 16 cells trained 3 epochs with seeds 0 "
+                           "and 1; about 8.5 CPU-minutes: 5 minutes on 2 idle cores, 1 minute on 16.", err=True)
+            with _sigterm_interrupts(), _stdout_to_stderr() if as_json else contextlib.nullcontext():
+                executor = make_executor(opts["executor"], workers=opts["workers"], address=opts["ray_address"],
+                                         gpus=gpus)
+                report = run_build(path, stages, work=run_item, executor=executor, shard=request.shard,
+                                   progress=not quiet, fold_seconds=opts["fold_seconds"],
+                                   environment=lambda: environment(request.device, opts["executor"], opts["workers"]))
     except WorkerDied as err:
         raise click.ClickException(f"{err}; rerun the same command to resume") from None
     except KeyboardInterrupt:
@@ -245,6 +236,21 @@ def build(ctx: click.Context, table: str | None, **opts: Any) -> None:
             for e in s.errors:
                 click.echo(f"  failed: {e}", err=True)
         raise click.ClickException(f"{report.failed} rows failed and were not stored; rerun the same command to retry them")
+
+
+def request_of(command: str) -> BuildRequest:
+    """The request of a ``snnbench build TABLE [OPTIONS]`` command line (as tables record it), read by the options of
+    :func:`build`; ``ValueError`` for another command or a bad option."""
+    argv = shlex.split(command)
+    if argv[:2] != ["snnbench", "build"] or len(argv) < 3:
+        raise ValueError(f"not a snnbench build command with a TABLE: {command!r}")
+    try:
+        params = build.make_context("build", argv[2:]).params
+    except click.UsageError as err:
+        raise ValueError(" ".join(err.format_message().split())) from None
+    if params["table"] is None:
+        raise ValueError(f"not a snnbench build command with a TABLE: {command!r}")
+    return BuildRequest.from_options(**params)
 
 
 @click.command()

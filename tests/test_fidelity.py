@@ -143,10 +143,7 @@ def test_a_config_without_dampening_serialises_as_before() -> None:
 def test_shipped_protocol_ids_are_recomputed_by_the_current_code(dataset: str) -> None:
     """Every shipped protocol's id follows from its stored settings rebuilt by today's config classes and metric
     check; the digits protocols' recorded rebuild commands make exactly those protocols (no new one)."""
-    import shlex
-
-    from snnbench.builders.build import make_stages
-    from snnbench.builders.cli import _key_values, build
+    from snnbench.builders.cli import request_of
     from snnbench.network import NetworkConfig
     from snnbench.table import SHIPPED, open_table, protocol_id
     from snnbench.training import TrainConfig
@@ -163,14 +160,9 @@ def test_shipped_protocol_ids_are_recomputed_by_the_current_code(dataset: str) -
         if dataset != "digits":
             continue  # the CIFAR-10 commands name files this machine may lack
         for command in p.commands:
-            args = shlex.split(command)[2:]
-            opts = dict(build.make_context("build", args).params)
-            opts.pop("table")
-            skip = ("executor", "workers", "ray_address", "gpus_per_task", "net", "train", "quiet", "as_json", "fold_seconds",
-                    "into_shipped")
-            stages = make_stages(table=SHIPPED[dataset], **{k: v for k, v in opts.items() if k not in skip},
-                                 net=_key_values(opts["net"], "--net"), train=_key_values(opts["train"], "--train"))
+            stages = request_of(command).stages()
             assert pid in {protocol_id(st.type, st.settings) for st in stages}
+            assert command in {st.command for st in stages}  # spelled as recorded, character for character
             assert all(protocol_id(st.type, st.settings) in table.protocols for st in stages)
 
 

@@ -464,7 +464,7 @@ def _cli(*args):
 def test_cli_summary_json_paper_cifar100():
     import json
 
-    result = _cli(*PUBLISHED.split(), "--dataset", "cifar100", "--json")
+    result = _cli(*PUBLISHED.split(), "--dataset", "cifar100", "--preset", "paper", "--json")
     assert result.exit_code == 0, result.output
     rec = json.loads(result.output)
     assert rec["params"] == 20_624_500 == sum(r["params"] for r in rec["layers"])

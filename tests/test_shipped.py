@@ -169,8 +169,8 @@ def test_cli_score_like_reproduces_stored_rows(table) -> None:
     assert r.exit_code == 0 and f"stored: {float(p.columns['scores/sahd'][row])!r} in {shipped} protocol {p.id}: " in r.output
     assert "(row seed" in r.output
     for args, message in ((["--dataset", "digits"], "--dataset: --like takes it from the table's protocol"),
-                          (["--batch-size", "8", "--preset", "paper"], "--preset, --batch-size: --like takes them"),
-                          (["--metric", "sahd_eq5"], f"--metric: protocol {p.id} holds sahd, "),
+                          (["--batch-size", "8", "--preset", "paper"], "--preset, --score-batch: --like takes them"),
+                          (["--metric", "sahd_eq5"], f"--score: protocol {p.id} holds sahd, "),
                           (["--score-protocol", "ffff"], "no protocol 'ffff'")):
         r = runner.invoke(main, ["score", text, "--like", shipped, *args])
         assert r.exit_code == 2 and r.output.startswith("Error: ") and message in r.output and r.output.count("\n") == 1, r.output

@@ -7,7 +7,8 @@ import click
 from snnbench.cli.common import echo_json, matrix_argument, parse_matrix
 from snnbench.space import KINDS, Kind, enumerate_cells, space
 
-kind_option = click.option("--kind", type=click.Choice(KINDS), default="forward", show_default=True)
+kind_option = click.option("--kind", type=click.Choice(KINDS), default="forward", show_default=True,
+                           help="Cell space: forward cells only, or cells with a backward edge too.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 

@@ -91,6 +91,18 @@ class SnnbenchGroup(click.Group):
             raise InputError(" ".join(str(err).split())) from None
 
 
+class Aliased(click.Option):
+    """An option whose first long name is the one of ``docs/cli.md``'s vocabulary; the other names are former
+    spellings, still accepted (recorded commands and scripts keep working) but left out of ``--help``."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        names, self.opts = self.opts, self.opts[:1]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = names
+
+
 SEED = click.IntRange(0, 2**63 - 1)  # a --seed: numpy and torch take any of these (a table stores seeds as int64)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from snnbench.cli.common import SEED, echo_json, matrix_argument, parse_matrix
+from snnbench.cli.common import SEED, Aliased, echo_json, matrix_argument, parse_matrix
 from snnbench.names import DATASETS, NETWORK_PRESETS
 
 _INT_FIELDS = {"c1", "c2", "hidden", "num_classes", "group", "stem_stride", "pool", "timesteps", "in_channels", "image_size"}
@@ -18,7 +18,7 @@ def _parse_overrides(items: tuple[str, ...]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key or not value:
-            raise ValueError(f"--set: expected KEY=VALUE, got {item!r}")
+            raise ValueError(f"--net: expected KEY=VALUE, got {item!r}")
         try:
             if key in _INT_FIELDS:
                 out[key] = int(value)
@@ -29,11 +29,11 @@ def _parse_overrides(items: tuple[str, ...]) -> dict[str, Any]:
             else:
                 raise ValueError(f"network config: unknown field {key}")
         except KeyError:
-            raise ValueError(f"--set: {key} needs true/false, got {value!r}") from None
+            raise ValueError(f"--net: {key} needs true/false, got {value!r}") from None
         except ValueError as err:
             if "unknown field" in str(err):
                 raise
-            raise ValueError(f"--set: {key} needs a number, got {value!r}") from None
+            raise ValueError(f"--net: {key} needs a number, got {value!r}") from None
     return out
 
 
@@ -44,12 +44,15 @@ def model() -> None:
 
 @model.command()
 @matrix_argument
-@click.option("--dataset", type=click.Choice(DATASETS), default="cifar10", show_default=True)
-@click.option("--preset", type=click.Choice(NETWORK_PRESETS), default="paper", show_default=True)
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field (e.g. pool=4).")
+@click.option("--dataset", type=click.Choice(DATASETS), default="digits", show_default=True,
+              help="The dataset whose skeleton (input size, channels, classes) the network gets.")
+@click.option("--preset", type=click.Choice(NETWORK_PRESETS), default="bench", show_default=True, help="Skeleton widths.")
+@click.option("--net", "--set", "overrides", cls=Aliased, multiple=True, default=(), metavar="KEY=VALUE",
+              help="Override a NetworkConfig field (repeatable), e.g. --net timesteps=4.")
 @click.option("--spikes", is_flag=True, help="Also run one random batch (train mode, no grad) and count spikes.")
-@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Batch size for --spikes.")
-@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--batch-size", "--batch", "batch", cls=Aliased, type=click.IntRange(min=1), default=8, show_default=True,
+              help="Images in the --spikes batch.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the weights and the --spikes batch.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def summary(
     matrix: tuple[str, ...], dataset: str, preset: str, overrides: tuple[str, ...], spikes: bool, batch: int, seed: int, as_json: bool

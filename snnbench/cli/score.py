@@ -7,13 +7,18 @@ from typing import Any
 
 import click
 
-from snnbench.cli.common import (SEED, InputError, NonEmptyPath, echo_json, matrix_argument, parse_matrix, threads_option,
+from snnbench.cli.common import (SEED, Aliased, InputError, NonEmptyPath, echo_json, matrix_argument, parse_matrix, threads_option,
                                  torch_threads)
 from snnbench.names import METRIC_ALIASES, METRICS, NETWORK_PRESETS, SCORE_MODES
 from snnbench.table import Protocol, open_table
 
 # Options that --like takes from the table's protocol (a value given with it is refused, not silently overridden)
 _LIKE_TAKES = ("dataset", "preset", "batch_size", "repeats", "mode")
+
+
+def _flag(ctx: click.Context, name: str) -> str:
+    """The option's name in the vocabulary (docs/cli.md), whichever spelling was typed."""
+    return next(p.opts[0] for p in ctx.command.params if p.name == name)
 
 
 def _score_protocol(table: str, key: str | None) -> Protocol:
@@ -53,18 +58,22 @@ def _stored(p: Protocol, column: str, cell_hash: str, seed: int) -> float | None
 
 @click.command()
 @matrix_argument
-@click.option("--dataset", default=None, help="digits, cifar10, cifar100, tinyimagenet, or a train .npz path (required "
-              "without --like).")
-@click.option("--data-dir", type=NonEmptyPath(file_okay=False), default=None, help="Folder holding the datasets.")
-@click.option("--preset", type=click.Choice(NETWORK_PRESETS), default="paper", show_default=True, help="Network skeleton.")
-@click.option("--metric", type=click.Choice(METRICS), default="sahd", show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=2), default=256, show_default=True)
-@click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True, help="Batches averaged.")
+@click.option("--dataset", default="digits", show_default=True,
+              help="digits, cifar10, cifar100, tinyimagenet, or a train .npz path.")
+@click.option("--data-dir", type=NonEmptyPath(file_okay=False), default=None, help="Folder holding the dataset files (default: $SNNBENCH_DATA_DIR or ~/.cache/snnbench/data).")
+@click.option("--preset", type=click.Choice(NETWORK_PRESETS), default="bench", show_default=True, help="Skeleton widths.")
+@click.option("--score", "--metric", "metric", cls=Aliased, type=click.Choice(METRICS), default="sahd", show_default=True,
+              help="The score metric computed.")
+@click.option("--score-batch", "--batch-size", "batch_size", cls=Aliased, type=click.IntRange(min=2), default=64,
+              show_default=True, help="Images per scoring batch.")
+@click.option("--score-repeats", "--repeats", "repeats", cls=Aliased, type=click.IntRange(min=1), default=1,
+              show_default=True, help="Batches averaged per score.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the weights, the batches and dropout; with "
               "--like, the table's seed column, from which the row's own seed (row_seed) is derived.")
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--mode", type=click.Choice(SCORE_MODES), default="clean", show_default=True,
-              help="clean: seeded, un-augmented, exact; release: the authors' search scoring as its code runs (sahd only).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--score-mode", "--mode", "mode", cls=Aliased, type=click.Choice(SCORE_MODES), default="clean",
+              show_default=True, help="clean: seeded, un-augmented, exact kernels; release: the authors' search scoring as "
+                                      "its code runs (sahd only).")
 @click.option("--like", type=NonEmptyPath(dir_okay=False, exists=True), default=None, metavar="TABLE",
               help="Score as TABLE's score protocol did (its dataset, split, skeleton, batch, repeats, mode, tau and "
                    "metrics; the row seed of the cell and --seed) and print the stored value beside the result.")
@@ -106,22 +115,19 @@ def score(
     if like is None:
         if score_protocol is not None:
             raise InputError("--score-protocol: only with --like TABLE")
-        if dataset is None:
-            raise InputError("Missing option '--dataset' (or --like TABLE).")
         data = load_dataset(dataset, data_dir)
         config = network_config_for(data, preset)
     else:
         from snnbench.seeds import cell_seed
 
-        given = [f"--{n.replace('_', '-')}" for n in _LIKE_TAKES
-                 if ctx.get_parameter_source(n) != click.core.ParameterSource.DEFAULT]
+        given = [_flag(ctx, n) for n in _LIKE_TAKES if ctx.get_parameter_source(n) != click.core.ParameterSource.DEFAULT]
         if given:
             raise InputError(f"{', '.join(given)}: --like takes {'it' if len(given) == 1 else 'them'} from the table's protocol")
         p = _score_protocol(like, score_protocol)
         s = p.settings
         stored_names = {METRIC_ALIASES.get(m, m): m for m in s["score"]["metrics"]}
         if METRIC_ALIASES.get(metric, metric) not in stored_names:
-            raise InputError(f"--metric: protocol {p.id} holds {', '.join(s['score']['metrics'])}, not {metric}")
+            raise InputError(f"--score: protocol {p.id} holds {', '.join(s['score']['metrics'])}, not {metric}")
         column = stored_names[METRIC_ALIASES.get(metric, metric)]
         data = _protocol_dataset(s, data_dir)
         config = NetworkConfig(**s["network"]["config"])
