@@ -94,12 +94,14 @@ def _fmt(v: Any, digits: int = 4) -> str:
 @matrix_argument
 @_view
 @click.option("--seed", type=SEED, default=None, help="One seed's results instead of the mean over seeds.")
+@click.option("--epoch", type=click.IntRange(min=1), default=None,
+              help="As training stood after this epoch (its accuracies, the time to reach it); default: the end.")
 @json_option
 def query(matrix: tuple[str, ...], table: str | None, score_protocol: str | None, train_protocol: str | None,
-          dataset: str | None, seed: int | None, as_json: bool) -> None:
+          dataset: str | None, seed: int | None, epoch: int | None, as_json: bool) -> None:
     """The record of MATRIX ("0302 0030 3003 0000", four rows, or JSON; any isomorphic or unpruned form)."""
     bench = _open(table, score_protocol, train_protocol, dataset)
-    rec = bench.query(" ".join(matrix), seed)
+    rec = bench.query(" ".join(matrix), seed, epoch)
     if as_json:
         echo_json(rec)
         return
@@ -110,7 +112,8 @@ def query(matrix: tuple[str, ...], table: str | None, score_protocol: str | None
                    + ("" if own is None else f"  ({_fmt(own, 3)} s)"))
     acc = rec["accuracy"]
     click.echo(f"  accuracy       train {_fmt(acc['train'])}  val {_fmt(acc['val'])}  test {_fmt(acc['test'])}"
-               f"  (seeds {rec['seeds'].get('train', []) if seed is None else seed})")
+               f"  (seeds {rec['seeds'].get('train', []) if seed is None else seed}"
+               f"{'' if epoch is None else f'; after epoch {epoch} of {bench.epochs}'})")
     if rec["spikes"]:
         click.echo(f"  spikes/image   {_fmt(rec['spikes']['per_image'], 1)}  rate {_fmt(rec['spikes']['rate'])}")
     click.echo(f"  seconds        train {_fmt(rec['train_seconds'], 2)}  score {_fmt(rec['score_seconds'], 3)}")

@@ -222,6 +222,25 @@ def test_records_at_an_epoch_equal_a_naive_read(digits: tuple[Benchmark, Naive, 
             bench.record(0, epoch=wrong)  # type: ignore[arg-type]
 
 
+
+def test_the_query_command_answers_at_an_epoch(digits: tuple[Benchmark, Naive, list[int]]) -> None:
+    """``snnbench query MATRIX --epoch E [--seed S] --json`` prints the API's record at that epoch; a bad epoch is
+    one line, exit 2."""
+    from click.testing import CliRunner
+
+    from snnbench.cli import main
+
+    bench, naive, views = digits
+    text = next(r["text"] for r in map(bench.record, views) if r["seeds"].get("train") == [0, 1])
+    for extra, seed in (([], None), (["--seed", "1"], 1)):
+        out = CliRunner().invoke(main, ["query", text, "--table", str(bench.path), "--epoch", "5", *extra, "--json"])
+        assert out.exit_code == 0, out.output
+        assert json.loads(out.stdout) == json.loads(json.dumps(bench.query(text, seed, 5)))
+    text_out = CliRunner().invoke(main, ["query", text, "--table", str(bench.path), "--epoch", "5"]).output
+    assert f"after epoch 5 of {bench.epochs}" in text_out
+    bad = CliRunner().invoke(main, ["query", text, "--table", str(bench.path), "--epoch", str(bench.epochs + 1)])
+    assert bad.exit_code == 2 and bad.output.count("\n") == 1 and f"1 .. {bench.epochs}" in bad.output
+
 def test_curve_arrays_and_time_to_epoch_equal_the_records(digits: tuple[Benchmark, Naive, list[int]]) -> None:
     bench, naive, views = digits
     train_id = bench.protocol_ids[1]
