@@ -27,7 +27,8 @@ import hashlib
 import itertools
 import json
 from functools import lru_cache
-from typing import Any, Iterator, Literal
+from operator import itemgetter, mul
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 
@@ -39,8 +40,11 @@ KINDS = ("forward", "backward")
 PUBLISHED_CELLS: tuple[str, ...] = ("0302 0030 3003 0000",)
 Kind = Literal["forward", "backward"]
 Distribution = Literal["paper", "uniform"]
-_HASH_PREFIX = "snnbench-cell-v1:"
-_HASH_PREFIX_BYTES = _HASH_PREFIX.encode()
+_HASH_PREFIX_BYTES = b"snnbench-cell-v1:"
+#: States of a node pair ``i < j``: 0 no edge, 1-4 the forward op on ``i -> j``, 5-8 the backward op (state - 4)
+#: on ``j -> i``. A matrix's *pair code* reads its pairs' states (in :func:`pairs` order) as the digits of one
+#: base-9 number, most significant first (:func:`pair_codes`, :func:`pair_weights`).
+PAIR_STATES = 2 * NUM_OPS - 1
 
 
 # --------------------------------------------------------------------------- parsing and validation
@@ -130,9 +134,115 @@ def validate(matrix: object, nodes: int | None = NUM_NODES) -> np.ndarray:
     return arr
 
 
+def texts_of(matrices: np.ndarray) -> np.ndarray:
+    """Text forms of ``[R, N, N]`` matrices of codes 0-4 as ASCII bytes (``S``-dtype ``[R]``), vectorised."""
+    r, n = matrices.shape[0], matrices.shape[-1]
+    chars = np.full((r, n, n + 1), ord(" "), dtype=np.uint8)
+    chars[:, :, :n] = np.asarray(matrices).astype(np.uint8) + ord("0")
+    return chars.reshape(r, n * (n + 1))[:, :-1].copy().view(f"S{n * (n + 1) - 1}").ravel()
+
+
 def to_text(matrix: np.ndarray) -> str:
     """The authors' text form: rows of digits separated by spaces, e.g. ``0302 0030 3003 0000``."""
-    return " ".join("".join(str(int(v)) for v in row) for row in matrix)
+    return bytes(texts_of(np.asarray(matrix)[None])[0]).decode()
+
+
+def _digest(text: bytes) -> str:
+    """The cell hash of a canonical matrix's text form (see the module docstring)."""
+    return hashlib.sha256(_HASH_PREFIX_BYTES + text).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- node pairs, edge names, pair codes
+
+
+@lru_cache(maxsize=8)
+def pairs(n: int = NUM_NODES) -> tuple[tuple[int, int], ...]:
+    """The node pairs ``(i, j)``, ``i < j``, row-major: the digit order of the pair code."""
+    return tuple(itertools.combinations(range(n), 2))
+
+
+def pair_weights(n: int = NUM_NODES) -> np.ndarray:
+    """``int64 [P]``: the pair code of a state vector is ``states @ pair_weights(n)`` (first pair most significant)."""
+    return PAIR_STATES ** np.arange(len(pairs(n)) - 1, -1, -1, dtype=np.int64)
+
+
+def pair_codes(m: np.ndarray) -> np.ndarray:
+    """``int64 [R]`` pair code of each *valid* matrix of ``[R, N, N]``."""
+    n = m.shape[-1]
+    return matrix_states(m) @ pair_weights(n)
+
+
+def matrix_states(m: np.ndarray) -> np.ndarray:
+    """``int64 [..., P]`` pair states of valid matrices ``[..., N, N]`` (inverse of :func:`states_to_matrix`)."""
+    m = np.asarray(m).astype(np.int64)
+    idx = pairs(m.shape[-1])
+    fwd = m[..., [i for i, _ in idx], [j for _, j in idx]]
+    bwd = m[..., [j for _, j in idx], [i for i, _ in idx]]
+    return np.where(fwd != 0, fwd, np.where(bwd != 0, bwd + NUM_OPS - 1, 0))
+
+
+def states_to_matrix(states: Sequence[int], n: int = NUM_NODES) -> list[list[int]]:
+    """Pair states (one per pair of :func:`pairs`) -> matrix as nested lists."""
+    m = [[0] * n for _ in range(n)]
+    for (i, j), s in zip(pairs(n), states):
+        if 1 <= s < NUM_OPS:
+            m[i][j] = s
+        elif s >= NUM_OPS:
+            m[j][i] = s - NUM_OPS + 1
+    return m
+
+
+def edge_name(i: int, j: int) -> str:
+    """Name of the edge from node ``i`` to node ``j`` (``"e12"``; ``i > j``: a backward edge)."""
+    return f"e{i}{j}"
+
+
+def edge_nodes(name: str) -> tuple[int, int]:
+    """``(i, j)`` of an :func:`edge_name` (inverse; single-digit nodes)."""
+    return int(name[1]), int(name[2])
+
+
+_CODES = frozenset(range(NUM_OPS))
+_NUMBERS = frozenset((int, float))  # entry types the pure-Python reads accept (others: left to validate)
+Picker = Callable[[Sequence[Any]], tuple[Any, ...]]
+_RULES: dict[int, tuple[Picker, Picker, int, Picker, Picker]] = {}
+
+
+def _entry_rules(n: int) -> tuple[Picker, Picker, int, Picker, Picker]:
+    """Pickers of row-major entries. First two: entry ``k`` of one and of the other may not both be non-zero
+    (each pair's forward and backward entry, then each diagonal entry in both, so it must be zero); then the
+    input-output entry's position; last two: each pair's forward entry, each pair's backward entry."""
+    if n not in _RULES:
+        diagonal = [i * n + i for i in range(n)]
+        forward, backward = [i * n + j for i, j in pairs(n)], [j * n + i for i, j in pairs(n)]
+        _RULES[n] = (itemgetter(*forward, *diagonal), itemgetter(*backward, *diagonal), n - 1,
+                     _picker(forward), _picker(backward))
+    return _RULES[n]
+
+
+def _picker(positions: list[int]) -> Picker:
+    """``itemgetter`` that always returns a tuple (``itemgetter(k)`` alone returns the item)."""
+    get = itemgetter(*positions)
+    return get if len(positions) > 1 else lambda v: (get(v),)
+
+
+def valid_entries(v: Sequence[Any], n: int) -> bool:
+    """Every rule of :func:`validate` on the ``int``/``float`` entries :func:`flat_entries` reads, in pure Python.
+
+    True exactly when :func:`validate` accepts the matrix (whole-number floats pass as their ints), without its
+    message. :func:`validate` is the reference: tests check the two agree on valid and invalid matrices.
+    """
+    first, second, io, _, _ = _entry_rules(n)
+    return _CODES.issuperset(v) and bool(v[io]) and not any(map(mul, first(v), second(v)))
+
+
+def entries_code(v: Sequence[Any], n: int) -> int:
+    """The pair code of *valid* row-major entries (:func:`pair_codes` of one matrix, in pure Python)."""
+    *_, forward, backward = _entry_rules(n)
+    code = 0
+    for a, b in zip(forward(v), backward(v)):
+        code = code * PAIR_STATES + int(a or (b + NUM_OPS - 1 if b else 0))
+    return code
 
 
 # --------------------------------------------------------------------------- batched core (any N)
@@ -195,13 +305,12 @@ def matrix_keys(m: np.ndarray) -> np.ndarray:
 def raw_matrices(kind: Kind, n: int = NUM_NODES) -> np.ndarray:
     """Every raw valid matrix of a kind, ``[R, N, N]`` int8 (4 * 5^5 forward, 4 * 9^5 backward at N = 4)."""
     _check_kind(kind)
-    pairs = list(itertools.combinations(range(n), 2))
     options = [(c, 0) for c in range(NUM_OPS)] + ([(0, c) for c in range(1, NUM_OPS)] if kind == "backward" else [])
     io_options = [(c, 0) for c in range(1, NUM_OPS)]
-    choice = [np.arange(len(io_options if p == (0, n - 1) else options)) for p in pairs]
-    grid = np.stack(np.meshgrid(*choice, indexing="ij"), -1).reshape(-1, len(pairs))
+    choice = [np.arange(len(io_options if p == (0, n - 1) else options)) for p in pairs(n)]
+    grid = np.stack(np.meshgrid(*choice, indexing="ij"), -1).reshape(-1, len(pairs(n)))
     out = np.zeros((grid.shape[0], n, n), dtype=np.int8)
-    for k, (i, j) in enumerate(pairs):
+    for k, (i, j) in enumerate(pairs(n)):
         table = np.array(io_options if (i, j) == (0, n - 1) else options, dtype=np.int8)
         out[:, i, j], out[:, j, i] = table[grid[:, k], 0], table[grid[:, k], 1]
     return out
@@ -216,8 +325,8 @@ def _check_kind(kind: str) -> None:
 
 
 def flat_entries(matrix: Any, n: int) -> list[Any] | None:
-    """Row-major entries of the common matrix forms (text, nested lists/tuples, a numpy array, a
-    :class:`Cell`), read without numpy work and not yet checked; ``None`` for any other form."""
+    """Row-major entries of the common matrix forms (text, nested lists/tuples of ``int``/``float``, a numpy
+    array, a :class:`Cell`), read without numpy work and not yet checked; ``None`` for any other form."""
     t = type(matrix)
     if t is list or t is tuple:
         if len(matrix) != n:
@@ -227,7 +336,7 @@ def flat_entries(matrix: Any, n: int) -> list[Any] | None:
             if (type(row) is not list and type(row) is not tuple) or len(row) != n:
                 return None
             flat += row
-        return flat if _BOOLS.isdisjoint(map(type, flat)) else None  # True == 1: left to validate, which refuses it
+        return flat if _NUMBERS.issuperset(map(type, flat)) else None  # True == 1 and others: left to validate
     if t is str:
         rows = matrix.replace(",", " ").split()
         if list(map(len, rows)) != [n] * n:
@@ -267,29 +376,19 @@ class Space:
             "backward": counts.astype(np.int64),
             "forward": np.bincount(inverse[fwd_raw], minlength=len(keys)).astype(np.int64),
         }
-        self._raw_codes = self._pair_codes(raw)
+        self._raw_codes = pair_codes(raw)
         self._raw_to_unique = inverse.astype(np.int32)
-        self._pairs = list(itertools.combinations(range(n), 2))
         self._lookup: np.ndarray | None = None
         self._lookup_list_cache: list[int] | None = None
         self._texts: np.ndarray | None = None
         self._hashes: list[str] | None = None
         self._hash_index: dict[str, int] | None = None
 
-    # ---- raw-matrix codes: one base-9 digit per pair (0 none, 1-4 forward op, 5-8 backward op)
-    def _pair_codes(self, m: np.ndarray) -> np.ndarray:
-        n = self.n
-        code = np.zeros(m.shape[0], dtype=np.int64)
-        for i, j in itertools.combinations(range(n), 2):
-            digit = m[:, i, j].astype(np.int64) + np.where(m[:, j, i] != 0, m[:, j, i].astype(np.int64) + 4, 0)
-            code = code * 9 + digit
-        return code
-
     @property
     def lookup(self) -> np.ndarray:
-        """Dense ``int32`` table: pair code of any raw valid matrix -> unique index (-1 invalid)."""
+        """Dense ``int32`` table: :func:`pair_codes` of any raw valid matrix -> unique index (-1 invalid)."""
         if self._lookup is None:
-            table = np.full(9 ** (self.n * (self.n - 1) // 2), -1, dtype=np.int32)
+            table = np.full(PAIR_STATES ** len(pairs(self.n)), -1, dtype=np.int32)
             table[self._raw_codes] = self._raw_to_unique
             self._lookup = table
         return self._lookup
@@ -304,22 +403,18 @@ class Space:
     def texts(self) -> np.ndarray:
         """Text form of every unique cell as ASCII bytes (``S``-dtype array), index-aligned."""
         if self._texts is None:
-            n = self.n
-            digits = (self.matrices.reshape(-1, n, n) + ord("0")).astype(np.uint8)
-            spaced = np.full((len(digits), n, n + 1), ord(" "), dtype=np.uint8)
-            spaced[:, :, :n] = digits
-            self._texts = spaced.reshape(len(digits), -1)[:, :-1].copy().view(f"S{n * (n + 1) - 1}").ravel()
+            self._texts = texts_of(self.matrices)
         return self._texts
 
     def hash_of(self, u: int) -> str:
         """Hash of unique cell ``u`` (see module docstring)."""
-        return hashlib.sha256(_HASH_PREFIX_BYTES + self.texts[u]).hexdigest()[:16]
+        return _digest(self.texts[u])
 
     @property
     def hashes(self) -> list[str]:
         """Hash string of every unique cell, index-aligned with :attr:`matrices`."""
         if self._hashes is None:
-            self._hashes = [hashlib.sha256(_HASH_PREFIX_BYTES + t).hexdigest()[:16] for t in self.texts]
+            self._hashes = [_digest(t) for t in self.texts]
         return self._hashes
 
     @property
@@ -330,25 +425,16 @@ class Space:
         return self._hash_index
 
     def fast_index(self, obj: object) -> int | None:
-        """Unique index of a matrix in a form :func:`flat_entries` reads, with ``int`` entries, in pure Python.
+        """Unique index of a matrix in a form :func:`flat_entries` reads, in pure Python.
 
-        Returns ``None`` when ``obj`` is not of that simple shape or is invalid, so the caller can
-        fall back to :func:`validate` (which raises the precise error). Used by hot query paths.
+        Returns ``None`` when ``obj`` is not of that simple shape or is invalid (:func:`valid_entries`), so the
+        caller can fall back to :func:`validate` (which raises the precise error). Used by hot query paths.
         """
         n = self.n
         v = flat_entries(obj, n)
-        if v is None:
+        if v is None or not valid_entries(v, n):
             return None
-        code = 0
-        for i, j in self._pairs:
-            a, b = v[i * n + j], v[j * n + i]
-            if type(a) is not int or type(b) is not int or not (0 <= a < NUM_OPS and 0 <= b < NUM_OPS) or (a and b):
-                return None
-            code = code * 9 + (a or (b + 4 if b else 0))
-        if any(v[i * n + i] for i in range(n)):
-            return None
-        u = self._lookup_list[code]
-        return None if u < 0 else u
+        return self._lookup_list[entries_code(v, n)]  # a valid matrix is always in the table
 
     def indices(self, kind: Kind) -> np.ndarray:
         """Indices of the unique cells of a kind's space (backward includes forward)."""
@@ -357,7 +443,7 @@ class Space:
 
     def index_of(self, matrix: np.ndarray) -> int:
         """Unique index of a validated matrix (any member of the class, pruned or not)."""
-        return int(self.lookup[int(self._pair_codes(matrix[None])[0])])
+        return int(self.lookup[int(pair_codes(matrix[None])[0])])
 
     def probabilities(self, kind: Kind, dist: Distribution = "paper") -> np.ndarray:
         """``float64 [U]``: probability that :meth:`sample_indices` draws each unique cell (sums to 1)."""
@@ -369,9 +455,9 @@ class Space:
         raw = raw_matrices(kind, self.n)
         weight = np.ones(raw.shape[0])
         if kind == "backward":  # a non-io pair is zero w.p. 1/5, each of its 8 edge states w.p. 1/10
-            zero_pairs = sum((raw[:, i, j] == 0) & (raw[:, j, i] == 0) for i, j in itertools.combinations(range(self.n), 2))
+            zero_pairs = sum((raw[:, i, j] == 0) & (raw[:, j, i] == 0) for i, j in pairs(self.n))
             weight = 2.0**zero_pairs
-        prob = np.bincount(self.lookup[self._pair_codes(raw)], weights=weight, minlength=len(self.keys))
+        prob = np.bincount(self.lookup[pair_codes(raw)], weights=weight, minlength=len(self.keys))
         return prob / prob.sum()
 
     def sample_indices(self, count: int, kind: Kind, seed: int | np.random.Generator, dist: Distribution = "paper") -> np.ndarray:
@@ -389,23 +475,18 @@ class Space:
             return pool[rng.integers(0, len(pool), size=count)]
         if dist != "paper":
             raise ValueError(f"distribution: expected 'paper' or 'uniform', got {dist!r}")
-        pairs = list(itertools.combinations(range(self.n), 2))
-        code = np.zeros(count, dtype=np.int64)
-        for i, j in pairs:
+        states = np.zeros((count, len(pairs(self.n))), dtype=np.int64)
+        for p, (i, j) in enumerate(pairs(self.n)):
             op = rng.integers(1 if (i, j) == (0, self.n - 1) else 0, NUM_OPS, size=count)  # redraw == uniform 1-4
             back = rng.random(count) < 0.5 if kind == "backward" and (i, j) != (0, self.n - 1) else np.zeros(count, bool)
-            code = code * 9 + np.where(back & (op > 0), op + 4, op)
-        return self.lookup[code].astype(np.int64)
+            states[:, p] = np.where(back & (op > 0), op + NUM_OPS - 1, op)
+        return self.lookup[states @ pair_weights(self.n)].astype(np.int64)
 
 
 @lru_cache(maxsize=4)
 def space(n: int = NUM_NODES) -> Space:
     """The enumerated ``n``-node space, built on first use and cached for the process."""
     return Space(n)
-
-
-def _hash_text(text: str) -> str:
-    return hashlib.sha256((_HASH_PREFIX + text).encode()).hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- the cell value type
@@ -469,7 +550,7 @@ class Cell:
     def hash(self) -> str:
         """Stable 16-hex-digit hash of the canonical matrix."""
         if self._hash is None:
-            self._hash = _hash_text(self.canonical.text)
+            self._hash = _digest(self.canonical.text.encode())
         return self._hash
 
     @property
