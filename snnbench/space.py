@@ -147,9 +147,16 @@ def to_text(matrix: np.ndarray) -> str:
     return bytes(texts_of(np.asarray(matrix)[None])[0]).decode()
 
 
-def _digest(text: bytes) -> str:
-    """The cell hash of a canonical matrix's text form (see the module docstring)."""
-    return hashlib.sha256(_HASH_PREFIX_BYTES + text).hexdigest()[:16]
+def _digest8(text: bytes) -> bytes:
+    """The cell hash of a canonical matrix's text form as 8 bytes (the hash is their 16 hex digits; see the module
+    docstring)."""
+    return hashlib.sha256(_HASH_PREFIX_BYTES + text).digest()[:8]
+
+
+def cell_hashes(matrices: np.ndarray) -> np.ndarray:
+    """The cell hash (``|S16``) of each canonical matrix ``[U, N, N]``, as :attr:`Cell.hash` computes it."""
+    raw = b"".join(map(_digest8, texts_of(matrices).tolist()))
+    return np.frombuffer(raw.hex().encode(), dtype="S16").copy()
 
 
 # --------------------------------------------------------------------------- node pairs, edge names, pair codes
@@ -198,7 +205,7 @@ def edge_name(i: int, j: int) -> str:
 
 
 def edge_nodes(name: str) -> tuple[int, int]:
-    """``(i, j)`` of an :func:`edge_name` (inverse; single-digit nodes)."""
+    """``(i, j)`` of a name that starts with :func:`edge_name` ``(i, j)`` (single-digit nodes)."""
     return int(name[1]), int(name[2])
 
 
@@ -408,13 +415,13 @@ class Space:
 
     def hash_of(self, u: int) -> str:
         """Hash of unique cell ``u`` (see module docstring)."""
-        return _digest(self.texts[u])
+        return _digest8(self.texts[u]).hex()
 
     @property
     def hashes(self) -> list[str]:
         """Hash string of every unique cell, index-aligned with :attr:`matrices`."""
         if self._hashes is None:
-            self._hashes = [_digest(t) for t in self.texts]
+            self._hashes = cell_hashes(self.matrices).astype(str).tolist()
         return self._hashes
 
     @property
@@ -550,7 +557,7 @@ class Cell:
     def hash(self) -> str:
         """Stable 16-hex-digit hash of the canonical matrix."""
         if self._hash is None:
-            self._hash = _digest(self.canonical.text.encode())
+            self._hash = _digest8(self.canonical.text.encode()).hex()
         return self._hash
 
     @property

@@ -286,7 +286,7 @@ def test_valid_entries_and_fast_index_agree_with_validate(n: int) -> None:
     every01 = [np.array(bits).reshape(n, n).tolist() for bits in itertools.product((0, 1), repeat=n * n)]
     sample = mutated(np.random.default_rng(n), n, 20000)
     sp = space(n)
-    verdicts = Counter()
+    verdicts: Counter[bool] = Counter()
     for m in every01 + sample:
         want = accepts(m, n)
         verdicts[want] += 1
@@ -304,7 +304,7 @@ def test_entries_of_other_types_are_left_to_validate() -> None:
     skip the fast read: the cell type's reading of them decides."""
     from decimal import Decimal
 
-    base = [[0, 3, 0, 2], [0, 0, 3, 0], [3, 0, 0, 3], [0, 0, 0, 0]]
+    base: list[list[object]] = [[0, 3, 0, 2], [0, 0, 3, 0], [3, 0, 0, 3], [0, 0, 0, 0]]
     for odd in (np.int64(3), True, Decimal(3), complex(3)):
         m = [row[:] for row in base]
         m[0][1] = odd
