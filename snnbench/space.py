@@ -8,7 +8,10 @@ the cell input, node ``N-1`` its output.
 Invariants
 ----------
 * A valid matrix is square, holds codes 0-4, has a zero diagonal, at most one non-zero entry per
-  pair ``{i, j}``, and ``M[0][N-1] != 0``.
+  pair ``{i, j}``, and ``M[0][N-1] != 0``. :func:`validate` states these rules (with a message per rule);
+  :func:`valid_entries` is its pure-Python fast form for hot paths, tested against it.
+* The *pair code* (:data:`PAIR_STATES`) of a valid matrix keys :attr:`Space.lookup`; every module that codes
+  matrices by pair states uses :func:`pair_codes` / :func:`pair_weights` (first pair most significant).
 * *Pruning* zeroes the row and column of every intermediate node that is not on a directed path
   ``0 -> k -> N-1`` (edges of both kinds). Pruning is idempotent.
 * Two pruned matrices are the same cell when a relabelling of the intermediate nodes maps one onto
