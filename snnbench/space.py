@@ -240,10 +240,23 @@ def valid_entries(v: Sequence[Any], n: int) -> bool:
     """Every rule of :func:`validate` on the ``int``/``float`` entries :func:`flat_entries` reads, in pure Python.
 
     True exactly when :func:`validate` accepts the matrix (whole-number floats pass as their ints), without its
-    message. :func:`validate` is the reference: tests check the two agree on valid and invalid matrices.
+    message. :func:`validate` is the reference: tests check it, the general form and the 4-node form agree on
+    every 0/1 matrix and on a large sample of damaged valid matrices.
     """
+    if not _CODES.issuperset(v):
+        return False
+    if n == 4:  # _valid_general unrolled for the shipped space (a query's hot path: 0.1 us instead of 0.5)
+        return bool(v[3] and not (v[0] or v[5] or v[10] or v[15]) and not (
+            (v[1] and v[4]) or (v[2] and v[8]) or (v[3] and v[12]) or (v[6] and v[9]) or (v[7] and v[13])
+            or (v[11] and v[14])))
+    return _valid_general(v, n)
+
+
+def _valid_general(v: Sequence[Any], n: int) -> bool:
+    """:func:`valid_entries` past the codes' range, for any ``n``: input-output edge, zero diagonal, one direction
+    per pair."""
     first, second, io, _, _ = _entry_rules(n)
-    return _CODES.issuperset(v) and bool(v[io]) and not any(map(mul, first(v), second(v)))
+    return bool(v[io]) and not any(map(mul, first(v), second(v)))
 
 
 def entries_code(v: Sequence[Any], n: int) -> int:

@@ -103,6 +103,7 @@ def test_lookup_accepts_every_form_the_cell_type_accepts() -> None:
     [[0, 3, 0, 0], [0, 0, 3, 0], [0, 0, 0, 3], [0, 0, 0, 0]],  # no input-output edge
     [[1, 3, 0, 2], [0, 0, 3, 0], [0, 0, 0, 3], [0, 0, 0, 0]],  # diagonal
     [[0, 3, 0, 2], [3, 0, 3, 0], [0, 0, 0, 3], [0, 0, 0, 0]],  # both directions of a pair
+    [[0, 3, 0, 2], [0, 0, 3, 0], [0, 0, 0, 3], [1, 0, 0, 0]],  # both directions of the input-output pair
     [[0, 3, 0, 2.5], [0, 0, 3, 0], [0, 0, 0, 3], [0, 0, 0, 0]],  # not a whole number
     [[0, 3, 0, math.nan], [0, 0, 3, 0], [0, 0, 0, 3], [0, 0, 0, 0]],
     [[0, 3, 2], [0, 0, 3], [0, 0, 0]],  # shape
@@ -111,9 +112,10 @@ def test_lookup_accepts_every_form_the_cell_type_accepts() -> None:
 def test_invalid_matrices_raise_the_cell_types_error(bench: Benchmark, bad: object) -> None:
     with pytest.raises(ValueError) as want:
         Cell(bad)
-    with pytest.raises(ValueError) as got:
-        bench.query(bad)
-    assert str(got.value) == str(want.value)
+    for read in (bench.query, bench.find):
+        with pytest.raises(ValueError) as got:
+            read(bad)
+        assert str(got.value) == str(want.value)
 
 
 def test_wrong_argument_types_and_ranges_are_named(bench: Benchmark, table: Path) -> None:

@@ -21,6 +21,7 @@ from snnbench.cli import main
 from snnbench.space import (
     PAIR_STATES,
     Cell,
+    _valid_general,
     canonical_batch,
     cell_hash,
     edge_name,
@@ -282,7 +283,9 @@ def mutated(rng: np.random.Generator, n: int, count: int) -> list[list[list[obje
 @pytest.mark.parametrize("n", [3, 4])
 def test_valid_entries_and_fast_index_agree_with_validate(n: int) -> None:
     """Every 0/1 matrix (every rule but the codes' range) and a large sample of damaged valid matrices (every rule,
-    floats included): the pure-Python check is :func:`validate`'s verdict, and the fast index the reference's."""
+    floats included): the pure-Python check (its 4-node unrolled form and its general form) is :func:`validate`'s
+    verdict, and the fast index the reference's. (The 4-node check this replaced missed ``M[0][3]`` and ``M[3][0]``
+    both non-zero.)"""
     every01 = [np.array(bits).reshape(n, n).tolist() for bits in itertools.product((0, 1), repeat=n * n)]
     sample = mutated(np.random.default_rng(n), n, 20000)
     sp = space(n)
@@ -290,13 +293,25 @@ def test_valid_entries_and_fast_index_agree_with_validate(n: int) -> None:
     for m in every01 + sample:
         want = accepts(m, n)
         verdicts[want] += 1
-        assert valid_entries(flat_entries(m, n), n) is want, m  # type: ignore[arg-type]
+        flat = flat_entries(m, n)
+        assert flat is not None and valid_entries(flat, n) is want, m
+        assert (set(flat) <= {0, 1, 2, 3, 4} and _valid_general(flat, n)) is want, m  # the form of any N, at 4 too
         assert valid_entries(flat_entries(to_text(np.array(m)) if want else m, n), n) is want, m  # type: ignore[arg-type]
         got = sp.fast_index(m)
         assert got == (sp.index_of(validate(m, n)) if want else None), m
     assert min(verdicts.values()) > 5000  # both verdicts are well represented
     assert naive_valid([[0, 3, 0, 2], [0, 0, 3, 0], [3, 0, 0, 3], [0, 0, 0, 0]]) and valid_entries(
         flat_entries(PUBLISHED, 4), 4)  # type: ignore[arg-type]
+
+
+def test_an_input_output_pair_with_both_directions_is_refused_on_every_path() -> None:
+    """``M[0][3]`` and ``M[3][0]`` both non-zero breaks the one-direction rule: the fast paths refuse it as the cell
+    type does (the 4-node check they replaced let ``cell_key`` canonicalise it)."""
+    m = [[0, 0, 0, 1], [0, 0, 0, 0], [0, 0, 0, 0], [2, 0, 0, 0]]
+    for read in (Cell, cell_hash, cell_key, lambda x: space().fast_index(x) or validate(x)):
+        with pytest.raises(ValueError, match="one direction per pair: entries \\[0\\]\\[3\\]"):
+            read(m)
+    assert not valid_entries(flat_entries(m, 4), 4)  # type: ignore[arg-type]
 
 
 def test_entries_of_other_types_are_left_to_validate() -> None:
