@@ -37,7 +37,8 @@ from snnbench.space import NUM_NODES, NUM_OPS, PAIR_STATES, matrix_states, pair_
 # A cell is searched as its pair states (snnbench.space.PAIR_STATES), one per pair of snnbench.space.pairs().
 _IO = pairs().index((0, NUM_NODES - 1))
 _WEIGHTS = pair_weights()  # the pair code of a state vector: states @ _WEIGHTS
-# per view: None -> state_index; (kind, split, score) -> that index with cells outside an Oracle's space at -1
+# per view: None -> state_index; (kind, split, score) -> that index with cells outside an Oracle's space at -1;
+# "states" -> the pair states of every view cell
 _INDEX: "weakref.WeakKeyDictionary[Benchmark, dict[object, np.ndarray]]" = weakref.WeakKeyDictionary()
 
 
@@ -126,6 +127,9 @@ class Oracle:
             masked.flags.writeable = False
             per_view[key] = masked
         self._index = per_view[key]
+        if "states" not in per_view:
+            per_view["states"] = matrix_states(b.matrices)
+        self._states = per_view["states"]
         self._options = pair_options(self.kind)
         self._acc, self._cost = acc.tolist(), b.train_seconds.tolist()
 
@@ -186,7 +190,7 @@ class Oracle:
 
     def states(self, u: int) -> list[int]:
         """Pair states of cell ``u``'s canonical matrix."""
-        return matrix_states(self.bench.matrices[u]).tolist()  # type: ignore[no-any-return]
+        return self._states[u].tolist()  # type: ignore[no-any-return]
 
     def neighbours(self, u: int) -> list[int]:
         """Distinct cells of the space one pair change away from ``u``'s canonical matrix (pair-major order)."""

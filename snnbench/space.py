@@ -178,17 +178,22 @@ def pair_weights(n: int = NUM_NODES) -> np.ndarray:
 
 def pair_codes(m: np.ndarray) -> np.ndarray:
     """``int64 [R]`` pair code of each *valid* matrix of ``[R, N, N]``."""
-    n = m.shape[-1]
-    return matrix_states(m) @ pair_weights(n)
+    states = matrix_states(m)
+    code = np.zeros(states.shape[:-1], dtype=np.int64)
+    for p in range(states.shape[-1]):  # Horner's rule: states @ pair_weights(n), without an int64 matmul
+        code = code * PAIR_STATES + states[..., p]
+    return code
 
 
 def matrix_states(m: np.ndarray) -> np.ndarray:
     """``int64 [..., P]`` pair states of valid matrices ``[..., N, N]`` (inverse of :func:`states_to_matrix`)."""
-    m = np.asarray(m).astype(np.int64)
+    m = np.asarray(m)
     idx = pairs(m.shape[-1])
-    fwd = m[..., [i for i, _ in idx], [j for _, j in idx]]
-    bwd = m[..., [j for _, j in idx], [i for i, _ in idx]]
-    return np.where(fwd != 0, fwd, np.where(bwd != 0, bwd + NUM_OPS - 1, 0))
+    states = np.empty((*m.shape[:-2], len(idx)), dtype=np.int64)
+    for p, (i, j) in enumerate(idx):  # views of one entry each: cheaper than gathering them all at once
+        fwd, bwd = m[..., i, j].astype(np.int64), m[..., j, i].astype(np.int64)
+        states[..., p] = np.where(fwd != 0, fwd, np.where(bwd != 0, bwd + NUM_OPS - 1, 0))
+    return states
 
 
 def states_to_matrix(states: Sequence[int], n: int = NUM_NODES) -> list[list[int]]:
