@@ -219,11 +219,11 @@ def edge_nodes(name: str) -> tuple[int, int]:
 
 _CODES = frozenset(range(NUM_OPS))
 _NUMBERS = frozenset((int, float))  # entry types the pure-Python reads accept (others: left to validate)
-Picker = Callable[[Sequence[Any]], tuple[Any, ...]]
-_RULES: dict[int, tuple[Picker, Picker, int, Picker, Picker]] = {}
+_Picker = Callable[[Sequence[Any]], tuple[Any, ...]]
+_RULES: dict[int, tuple[_Picker, _Picker, int, _Picker, _Picker]] = {}
 
 
-def _entry_rules(n: int) -> tuple[Picker, Picker, int, Picker, Picker]:
+def _entry_rules(n: int) -> tuple[_Picker, _Picker, int, _Picker, _Picker]:
     """Pickers of row-major entries. First two: entry ``k`` of one and of the other may not both be non-zero
     (each pair's forward and backward entry, then each diagonal entry in both, so it must be zero); then the
     input-output entry's position; last two: each pair's forward entry, each pair's backward entry."""
@@ -235,7 +235,7 @@ def _entry_rules(n: int) -> tuple[Picker, Picker, int, Picker, Picker]:
     return _RULES[n]
 
 
-def _picker(positions: list[int]) -> Picker:
+def _picker(positions: list[int]) -> _Picker:
     """``itemgetter`` that always returns a tuple (``itemgetter(k)`` alone returns the item)."""
     get = itemgetter(*positions)
     return get if len(positions) > 1 else lambda v: (get(v),)
