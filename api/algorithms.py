@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import itertools
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -33,15 +32,13 @@ from snnbench.api.pareto import hypervolume
 from snnbench.api.progress import progress_bar
 from snnbench.api.replay import default_kind
 from snnbench.fields import is_integer, is_real
-from snnbench.space import NUM_OPS
+from snnbench.space import NUM_NODES, NUM_OPS, PAIR_STATES, matrix_states, pair_codes, pair_weights, pairs, space
 
-# A pair's state: 0 none, 1-4 forward op on i -> j, 5-8 backward op (code - 4) on j -> i.
-_N = 4
-_PAIRS = tuple(itertools.combinations(range(_N), 2))
-_IO = _PAIRS.index((0, _N - 1))
-_RADIX = 2 * NUM_OPS - 1  # pair states 0 .. 2 * NUM_OPS - 2
-_WEIGHTS = _RADIX ** np.arange(len(_PAIRS))  # code of a state vector: sum of state * weight
-# per view: kind -> state_index; (kind, split, score) -> that index with cells outside an Oracle's space at -1
+# A cell is searched as its pair states (snnbench.space.PAIR_STATES), one per pair of snnbench.space.pairs().
+_IO = pairs().index((0, NUM_NODES - 1))
+_WEIGHTS = pair_weights()  # the pair code of a state vector: states @ _WEIGHTS
+# per view: None -> state_index; (kind, split, score) -> that index with cells outside an Oracle's space at -1;
+# "states" -> the pair states of every view cell
 _INDEX: "weakref.WeakKeyDictionary[Benchmark, dict[object, np.ndarray]]" = weakref.WeakKeyDictionary()
 
 
@@ -54,48 +51,27 @@ class MissingExtra(ImportError, ValueError):
     CLI prints it as one line)."""
 
 
-def states_to_matrix(states: Sequence[int]) -> list[list[int]]:
-    """Pair states (one per ``i < j`` pair, row-major) -> matrix as nested lists."""
-    m = [[0] * _N for _ in range(_N)]
-    for (i, j), s in zip(_PAIRS, states):
-        if 1 <= s < NUM_OPS:
-            m[i][j] = s
-        elif s >= NUM_OPS:
-            m[j][i] = s - NUM_OPS + 1
-    return m
-
-
-def matrix_to_states(matrix: np.ndarray) -> list[int]:
-    """Matrix -> pair states (inverse of :func:`states_to_matrix` on valid matrices)."""
-    m = np.asarray(matrix)
-    return [int(m[i, j]) if m[i, j] else (int(m[j, i]) + NUM_OPS - 1 if m[j, i] else 0) for i, j in _PAIRS]
-
-
 def pair_options(kind: str) -> list[range]:
     """The states each pair may take in ``kind``'s space (the input-output pair always holds an op)."""
-    width = 2 * NUM_OPS - 1 if kind == "backward" else NUM_OPS
-    return [range(1, NUM_OPS) if p == _IO else range(width) for p in range(len(_PAIRS))]
+    width = PAIR_STATES if kind == "backward" else NUM_OPS
+    return [range(1, NUM_OPS) if p == _IO else range(width) for p in range(len(pairs()))]
 
 
-def state_index(bench: Benchmark, kind: str) -> np.ndarray:
-    """``int32 [RADIX ** 6]``: the view index of the unique cell of every state vector of ``kind``, by code
-    (``sum(states * _WEIGHTS)``); -1 where the matrix is invalid or its cell is not in the view.
+def state_index(bench: Benchmark) -> np.ndarray:
+    """``int32 [PAIR_STATES ** 6]``: the view index of the unique cell of every state vector, by pair code
+    (``states @ pair_weights()``); -1 where the matrix is invalid or its cell is not in the view.
 
-    Built once per view and kind (12,500 lookups forward, 236,196 backward) and shared by every run on it,
-    so proposals and neighbourhoods cost an array read instead of a canonicalisation.
+    :attr:`snnbench.space.Space.lookup` read through the view's cells, built once per view and shared by every
+    run on it, so proposals and neighbourhoods cost an array read instead of a canonicalisation.
     """
     per_view = _INDEX.setdefault(bench, {})
-    if kind not in per_view:
-        index = np.full(_RADIX ** len(_PAIRS), -1, dtype=np.int32)
-        for states in itertools.product(*pair_options(kind)):
-            try:
-                u = bench.find(states_to_matrix(states))
-            except ValueError:
-                continue
-            if u is not None:
-                index[int(np.dot(states, _WEIGHTS))] = u
-        per_view[kind] = index
-    return per_view[kind]
+    if None not in per_view:
+        lookup = space().lookup
+        unique = lookup[pair_codes(bench.matrices)]
+        view_of = np.full(len(space().matrices) + 1, -1, dtype=np.int32)  # the last entry: lookup's -1
+        view_of[unique[unique >= 0]] = np.flatnonzero(unique >= 0)
+        per_view[None] = view_of[lookup]
+    return per_view[None]
 
 
 @dataclass
@@ -147,12 +123,15 @@ class Oracle:
         per_view = _INDEX.setdefault(b, {})
         key = (self.kind, self.split, self.score)  # the index restricted to this space, shared by every run
         if key not in per_view:
-            index = state_index(b, self.kind)
+            index = state_index(b)
             masked = np.where(index >= 0, index, 0)
             masked[(index < 0) | ~ok[masked]] = -1  # cells outside the search space
             masked.flags.writeable = False
             per_view[key] = masked
         self._index = per_view[key]
+        if "states" not in per_view:
+            per_view["states"] = matrix_states(b.matrices)
+        self._states = per_view["states"]
         self._options = pair_options(self.kind)
         self._acc, self._cost = acc.tolist(), b.train_seconds.tolist()
 
@@ -262,7 +241,8 @@ class Oracle:
         return [u for u in cells if not self._done[u]]
 
     def states(self, u: int) -> list[int]:
-        return matrix_to_states(self.bench.matrices[u])
+        """Pair states of cell ``u``'s canonical matrix."""
+        return self._states[u].tolist()  # type: ignore[no-any-return]
 
     def neighbours(self, u: int) -> list[int]:
         """Distinct cells of the space one pair change away from ``u``'s canonical matrix (pair-major order)."""
@@ -528,12 +508,36 @@ def parse_entries(bench: Benchmark, algorithms: Sequence[str], score: str = "sah
     return entries
 
 
-def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: int, *, split: str = "val",
-            report: str = "test", score: str = "sahd", kind: str | None = None, points: int = 50,
-            seed: int = 0, options: dict[str, dict[str, Any]] | None = None,
-            score_costs: dict[str, float] | None = None, progress: bool | None = False) -> dict[str, Any]:
-    """Every algorithm over ``runs`` seeds (``seed``, ``seed + 1``, ...): final best accuracy (mean, std) and
-    the mean trajectory over time; ``options[name]`` are keyword options of that algorithm.
+@dataclass(frozen=True)
+class CompareSettings:
+    """What :func:`compare` runs: each of ``algorithms`` over ``runs`` seeds (``seed``, ``seed + 1``, ...) with a
+    simulated ``budget`` (seconds) per run, observing ``split`` accuracy and reporting ``report`` accuracy at
+    ``points`` times; ``kind``: the space searched (None: :func:`api.replay.default_kind`).
+
+    An entry ``"score_train:METRIC"`` runs ``score_train`` by that score (plain ``score_train`` uses ``score``),
+    so one comparison can hold the paper's search under several scores. ``options[name]``: keyword options of
+    algorithm ``name`` (:func:`check_options`). ``score_costs[METRIC]``: seconds charged per cell scored by METRIC
+    (absent: the stored ones, see :meth:`Benchmark.scoring_seconds`). ``progress``: a bar of runs on stderr
+    (``None``: on a terminal; :mod:`api.progress`). :func:`compare` checks every field against the view.
+    """
+
+    algorithms: Sequence[str]
+    budget: float
+    runs: int
+    split: str = "val"
+    report: str = "test"
+    score: str = "sahd"
+    kind: str | None = None
+    points: int = 50
+    seed: int = 0
+    options: dict[str, dict[str, Any]] | None = None
+    score_costs: dict[str, float] | None = None
+    progress: bool | None = False
+
+
+def compare(bench: Benchmark, settings: CompareSettings) -> dict[str, Any]:
+    """Every algorithm of ``settings`` over its runs: final best accuracy (mean, std) and the mean trajectory over
+    time, e.g. ``compare(bench, CompareSettings(["random", "local"], budget=3600, runs=5))``.
 
     ``hypervolume_mean`` / ``_std``: the area of (observed ``split`` accuracy, spikes per image) dominated by the
     cells a run trained, as a share of the whole space's (:func:`api.pareto.hypervolume`; reference point: the
@@ -544,21 +548,20 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
     first one's ``hash``), their mean ``report`` accuracy (what a perfect search expects) and the space's best
     ``report`` accuracy (``max_<report>``).
 
-    An entry ``"score_train:METRIC"`` runs ``score_train`` by that score (plain ``score_train`` uses ``score``),
-    so one comparison can hold the paper's search under several scores. ``score_costs[METRIC]``: seconds charged
-    per cell scored by METRIC (each entry's is in its ``score_cost``; absent: the stored ones, and its
-    ``score_charge`` names the column, see :meth:`Benchmark.scoring_seconds`). ``progress``: a bar of runs on stderr (``None``: on a terminal;
-    :mod:`api.progress`).
+    Each ``score_train`` entry's ``score_cost`` is its charge per scored cell (None: the stored ones, and its
+    ``score_charge`` names the column).
     """
+    split, report, budget, runs = settings.split, settings.report, settings.budget, settings.runs
     check_budget(budget)
-    if not (is_integer(runs) and is_integer(points)):
-        raise ValueError(f"compare: runs and points must be integers >= 1, got {runs!r} and {points!r}")
+    if not (is_integer(runs) and is_integer(settings.points)):
+        raise ValueError(f"compare: runs and points must be integers >= 1, got {runs!r} and {settings.points!r}")
     bench.check_split(report)
-    entries = parse_entries(bench, algorithms, score, score_costs, split)
-    for name, opts in (options or {}).items():
+    entries = parse_entries(bench, settings.algorithms, settings.score, settings.score_costs, split)
+    options = settings.options or {}
+    for name, opts in options.items():
         check_options(name, opts)
-    times = np.linspace(0, budget, points + 1)[1:]
-    kind = kind or default_kind(bench, split)
+    times = np.linspace(0, budget, settings.points + 1)[1:]
+    kind = settings.kind or default_kind(bench, split)
     space = Oracle(bench, budget, split, None, kind).space
     spikes = bench.spikes_per_image
     held = space[np.isfinite(spikes[space])]
@@ -566,14 +569,14 @@ def compare(bench: Benchmark, algorithms: Sequence[str], budget: float, runs: in
     whole = hypervolume(bench.accuracy[split][held], spikes[held], *ref) if ref else None
     out: dict[str, Any] = {"budget": budget, "runs": runs, "split": split, "report": report, "times": times.tolist(),
                            "table": str(bench.path), "algorithms": {}}
-    bar = progress_bar(len(entries) * runs, "compare", "run", progress)
+    bar = progress_bar(len(entries) * runs, "compare", "run", settings.progress)
     for entry, name, metric in entries:
-        cost = (score_costs or {}).get(metric) if name == "score_train" else None
+        cost = (settings.score_costs or {}).get(metric) if name == "score_train" else None
         finals, curves, trained, spent, volumes, charge = [], [], [], [], [], None
         bar.set_postfix_str(entry)
         for r in range(runs):
-            oracle = run(bench, name, budget, seed + r, split=split, score=metric, kind=kind, score_cost=cost,
-                    **(options or {}).get(name, {}))
+            oracle = run(bench, name, budget, settings.seed + r, split=split, score=metric, kind=kind, score_cost=cost,
+                         **options.get(name, {}))
             bar.update()
             curve = trajectory(oracle, times, report)
             curves.append(curve)

@@ -29,7 +29,7 @@ import numpy as np
 
 from snnbench.api.lookup import Key, cell_key
 from snnbench.names import METRIC_ALIASES
-from snnbench.space import Cell, space, to_text
+from snnbench.space import NUM_NODES, Cell, space, texts_of, to_text
 from snnbench.table import METRIC_SECONDS, SPIKE_LAYERS, Protocol, Table, dataset_matches, open_table, resolve_table
 
 _KINDS = ("forward", "backward")
@@ -91,14 +91,6 @@ def _rows_in_cells(cell_hash: np.ndarray, proto_hashes: list[np.ndarray]) -> lis
             sorted_ids = cell_ids[order]
         out.append(order[np.searchsorted(sorted_ids, _hash_ints(h))])
     return out
-
-
-def _texts(matrices: np.ndarray) -> np.ndarray:
-    """``|S19 [U]`` text forms (``"0302 0030 3003 0000"``) of ``int8 [U, 4, 4]`` matrices, vectorised."""
-    count, n = matrices.shape[0], matrices.shape[-1]
-    chars = np.full((count, n, n + 1), ord(" "), dtype=np.uint8)
-    chars[:, :, :n] = matrices.astype(np.uint8) + ord("0")
-    return chars.reshape(count, n * (n + 1))[:, :-1].copy().view(f"S{n * (n + 1) - 1}").ravel()
 
 
 class CellNotFound(KeyError, ValueError):
@@ -333,8 +325,8 @@ class Benchmark:
         self.space_index: np.ndarray = cells["index"][used].astype(np.int64)
         self.raw_counts = {"forward": cells["raw_forward"][used].astype(np.int64),
                            "backward": cells["raw_backward"][used].astype(np.int64)}
-        self._texts = _texts(self.matrices)
-        keys = self.matrices.reshape(len(used), -1).view(f"V{self.matrices[0].size if len(used) else 16}").ravel()
+        self._texts = texts_of(self.matrices)
+        keys = self.matrices.reshape(len(used), -1).view(f"V{NUM_NODES * NUM_NODES}").ravel()
         self._rows = dict(zip(keys.tolist(), range(len(used))))  # canonical entries as bytes -> view index
         self._by_hash: dict[bytes, int] | None = None
         self._coverage: dict[str, dict[str, int]] | None = None
@@ -479,7 +471,7 @@ class Benchmark:
         return index
 
     def _not_found(self, key: Key, lacking: list[str]) -> CellNotFound:
-        text = to_text(np.array(key, dtype=np.int64).reshape(4, 4))
+        text = to_text(np.array(key, dtype=np.int64).reshape(NUM_NODES, NUM_NODES))
         cell = Cell(text)
         kind = "a forward cell" if cell.kind == "forward" else "a cell with a backward edge"
         return CellNotFound(f"cell {cell.hash} ({text}, {kind}) is not in {self.path}: {self._lack(lacking)} (the view "

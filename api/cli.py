@@ -199,6 +199,7 @@ def compare(table: str | None, score_protocol: str | None, train_protocol: str |
             algorithms: str, budget: float, runs: int, score: str, candidates: int, top: int, observe: str, split: str,
             score_costs: tuple[str, ...], kind: str | None, seed: int, plot: str | None, as_json: bool) -> None:
     """Offline NAS algorithms with simulated cost (stored training and scoring times)."""
+    from snnbench.api.algorithms import CompareSettings
     from snnbench.api.algorithms import compare as run_compare
     from snnbench.api.plots import plot_compare
     from snnbench.api.report import best_line
@@ -206,9 +207,10 @@ def compare(table: str | None, score_protocol: str | None, train_protocol: str |
     bench = _open(table, score_protocol, train_protocol, dataset)
     names = [a.strip() for a in algorithms.split(",") if a.strip()]
     costs = _costs(score_costs)
-    result = run_compare(bench, names, budget, runs, split=observe, report=split, score=score, seed=seed, kind=kind,
-                         options={"score_train": {"candidates": candidates, "top": top}}, score_costs=costs,
-                         progress=None)
+    settings = CompareSettings(names, budget, runs, split=observe, report=split, score=score, seed=seed, kind=kind,
+                               options={"score_train": {"candidates": candidates, "top": top}}, score_costs=costs,
+                               progress=None)
+    result = run_compare(bench, settings)
     if plot:
         plot_compare(result, plot)
     if as_json:

@@ -13,26 +13,9 @@ from __future__ import annotations
 import itertools
 from functools import lru_cache
 
-from snnbench.space import NUM_NODES, NUM_OPS, flat_entries, validate
+from snnbench.space import NUM_NODES, flat_entries, valid_entries, validate
 
 Key = tuple[int, ...]
-
-
-_CODES = frozenset(range(NUM_OPS))
-
-
-def _is_valid(v: list, n: int) -> bool:
-    """Every rule of the space; numbers compare by value, so whole-number floats pass as their ints."""
-    if not _CODES.issuperset(v):
-        return False
-    if n == 4:
-        return bool(
-            v[3] and not (v[0] or v[5] or v[10] or v[15])
-            and not ((v[1] and v[4]) or (v[2] and v[8]) or (v[6] and v[9]) or (v[7] and v[13]) or (v[11] and v[14]))
-        )
-    if not v[n - 1] or any(v[i * n + i] for i in range(n)):
-        return False
-    return not any(v[i * n + j] and v[j * n + i] for i in range(n) for j in range(i + 1, n))
 
 
 @lru_cache(maxsize=8)
@@ -112,6 +95,6 @@ def cell_key(matrix: object, n: int = NUM_NODES) -> Key:
     compares and hashes equal to the int key, which is all a dictionary lookup needs.
     """
     v = flat_entries(matrix, n)
-    if v is None or not _is_valid(v, n):
+    if v is None or not valid_entries(v, n):
         v = validate(matrix, n).ravel().tolist()  # raises the cell type's ValueError
     return _canonical4(v) if n == 4 else canonical_flat(v, n)

@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 import optuna
 
-from snnbench.api.algorithms import _PAIRS, BudgetExhausted, Oracle, pair_options
+from snnbench.api.algorithms import BudgetExhausted, Oracle, pair_options
+from snnbench.space import edge_name, pairs
 
 METHODS = ("tpe", "cmaes", "nsga2", "random")
-_NAMES = tuple(f"e{i}{j}" for i, j in _PAIRS)
+_NAMES = tuple(edge_name(i, j) for i, j in pairs())
 
 
 def _sampler(method: str, seed: int) -> Any:

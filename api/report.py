@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from snnbench.api.algorithms import check_budget, compare, parse_entries
+from snnbench.api.algorithms import CompareSettings, check_budget, compare, parse_entries
 from snnbench.api.benchmark import Benchmark
 from snnbench.api.correlate import correlate, ranked_shares
 from snnbench.api.plots import plot_compare, plot_replay_curve, plot_scatter
@@ -238,8 +238,9 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
     if budget is None:
         budget = float(0.1 * len(cost) * cost.mean()) if len(cost) else 0.0
     if budget > 0:
-        result = compare(bench, algorithms, budget, runs, split=observe, report=split, score=score, seed=seed,
-                         score_costs=score_costs, points=COMPARE_POINTS, kind=pool.kind, progress=progress)
+        result = compare(bench, CompareSettings(algorithms, budget, runs, split=observe, report=split, score=score,
+                                                seed=seed, score_costs=score_costs, points=COMPARE_POINTS, kind=pool.kind,
+                                                progress=progress))
         costs = {e.partition(":")[2] or score: r["score_cost"] for e, r in result["algorithms"].items()
                  if e.partition(":")[0] == "score_train" and r["score_cost"] is not None}
         paid = ("the stored scoring time (every metric of the score protocol, computed together)" if not costs else

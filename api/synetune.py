@@ -49,12 +49,13 @@ from syne_tune.optimizer.schedulers.multiobjective.multi_objective_regularized_e
     MultiObjectiveRegularizedEvolution
 from syne_tune.optimizer.schedulers.single_fidelity_scheduler import SingleFidelityScheduler
 
-from snnbench.api.algorithms import _PAIRS, BudgetExhausted, Oracle, pair_options
+from snnbench.api.algorithms import BudgetExhausted, Oracle, pair_options
 from snnbench.api.benchmark import Benchmark, seconds_to_epochs
+from snnbench.space import edge_name, pairs
 
 OBJECTIVES = ("val_acc", "test_acc", "val_error", "elapsed_time", "spikes_per_image", "params")
 FIDELITY = "epoch"
-_NAMES = tuple(f"e{i}{j}" for i, j in _PAIRS)
+_NAMES = tuple(edge_name(i, j) for i, j in pairs())
 
 
 def config_space(kind: str = "forward") -> dict[str, Any]:

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from snnbench import fields
 from snnbench.names import DATASETS, NETWORK_PRESETS
 from snnbench.neuron import LIF, carry_state, persist_state, share_spikes
-from snnbench.space import OPS, Cell
+from snnbench.space import OPS, Cell, edge_name, edge_nodes
 
 # Upper bounds of NetworkConfig's integer fields (all are >= 1): far above any real network, low enough that the
 # layer sizes they give stay within torch's integer range.
@@ -255,16 +255,16 @@ class SNASCell(nn.Module):
         self.edges = nn.ModuleDict()
         for j in range(self.n):
             for i in self.forward_in[j]:
-                self.edges[f"e{i}{j}"] = Edge(OPS[m[i, j]], channels, learnable_tau)
+                self.edges[edge_name(i, j)] = Edge(OPS[m[i, j]], channels, learnable_tau)
         for j in range(self.n):
             for i in self.backward_in[j]:
-                self.edges[f"e{i}{j}"] = Edge(OPS[m[i, j]], channels, learnable_tau)
+                self.edges[edge_name(i, j)] = Edge(OPS[m[i, j]], channels, learnable_tau)
         self.alive = [bool(a) for a in self.cell.pruned.alive]
         out_lifs: list[list[LIF]] = [[] for _ in range(self.n)]
         for name, edge in self.edges.items():
             lif = getattr(edge, "lif", None)
             if isinstance(lif, LIF):
-                out_lifs[int(name[1])].append(lif)
+                out_lifs[edge_nodes(name)[0]].append(lif)
         self.sibling_lifs = out_lifs
         self.groups = components(m, self.alive)
         self.step_through_time = False
@@ -289,10 +289,10 @@ class SNASCell(nn.Module):
     def _inputs(self, j: int, x: Tensor, seq: list[Tensor | None], inside: set[int]) -> list[Tensor]:
         """Whole-sequence contributions into node ``j`` from finished nodes outside ``inside``."""
         terms = [x] if j == 0 else []
-        terms += [self.edges[f"e{i}{j}"](seq[i]) for i in self.forward_in[j] if i not in inside]
+        terms += [self.edges[edge_name(i, j)](seq[i]) for i in self.forward_in[j] if i not in inside]
         for i in self.backward_in[j]:
             if i not in inside:
-                out = self.edges[f"e{i}{j}"](seq[i])
+                out = self.edges[edge_name(i, j)](seq[i])
                 terms.append(torch.cat([torch.zeros_like(out[:1]), out[:-1]]))  # y_i(t-1); 0 at t = 0
         return terms
 
@@ -301,7 +301,7 @@ class SNASCell(nn.Module):
         inside = set(nodes)
         external = {j: self._inputs(j, x, seq, inside) for j in nodes}
         ext = {j: _sum(terms) if terms else None for j, terms in external.items()}
-        lifs = [m for name, edge in self.edges.items() if int(name[1]) in inside and int(name[2]) in inside
+        lifs = [m for name, edge in self.edges.items() if inside.issuperset(edge_nodes(name))
                 for m in edge.modules() if isinstance(m, LIF)]
         delayed: dict[int, Tensor | None] = {j: None for j in nodes}
         steps: dict[int, list[Tensor]] = {j: [] for j in nodes}
@@ -309,7 +309,7 @@ class SNASCell(nn.Module):
             for t in range(x.shape[0]):
                 y: dict[int, Tensor] = {}
                 for j in nodes:
-                    terms = [self.edges[f"e{i}{j}"](y[i]) for i in self.forward_in[j] if i in inside]
+                    terms = [self.edges[edge_name(i, j)](y[i]) for i in self.forward_in[j] if i in inside]
                     if ext[j] is not None:
                         terms.insert(0, ext[j][t : t + 1])  # type: ignore[index]
                     if delayed[j] is not None:
@@ -317,7 +317,7 @@ class SNASCell(nn.Module):
                     y[j] = _sum(terms) if terms else torch.zeros_like(x[t : t + 1])  # only backward inputs, t = 0
                     steps[j].append(y[j])
                 # backward edges inside the cycle run at every step, the last included (as in the release)
-                delayed = {j: _sum(back) if (back := [self.edges[f"e{i}{j}"](y[i]) for i in self.backward_in[j] if i in inside]) else None
+                delayed = {j: _sum(back) if (back := [self.edges[edge_name(i, j)](y[i]) for i in self.backward_in[j] if i in inside]) else None
                            for j in nodes}
         for j in nodes:
             seq[j] = torch.cat(steps[j])

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from snnbench.network import SNASCell, SNASNet, TimeBatchNorm2d, _merged, components
 from snnbench.neuron import LIF, carry_state
-from snnbench.space import OPS
+from snnbench.space import OPS, edge_name, edge_nodes
 
 
 def packable(models: Sequence[SNASNet]) -> None:
@@ -135,15 +135,15 @@ class PackedCell(nn.Module):
                     for op in range(1, len(OPS)):
                         members = [net for net, m in enumerate(mats) if m[i, j] == op]
                         if members:
-                            name = f"e{i}{j}_{OPS[op]}"
+                            name = f"{edge_name(i, j)}_{OPS[op]}"
                             self.edges[name] = _PackedEdge(OPS[op], _Members(members, k, channels), channels)
-                            self.links[name] = [(net, f"e{i}{j}") for net in members]
+                            self.links[name] = [(net, edge_name(i, j)) for net in members]
                             union[i, j] = op
                     if union[i, j]:
                         (self.backward_in if backward else self.forward_in)[j].append(i)
         self._at: dict[tuple[int, int], list[_PackedEdge]] = {}
         for name, edge in self.edges.items():
-            self._at.setdefault((int(name[1]), int(name[2])), []).append(edge)  # type: ignore[arg-type]
+            self._at.setdefault(edge_nodes(name), []).append(edge)  # type: ignore[arg-type]
         self.alive = [any(c.alive[j] for c in cells) for j in range(self.n)]
         self.groups = components(union, self.alive)
         self.lif = LIF()  # whole-sequence spikes of a node (edges of fixed, equal tau share them)

@@ -8,7 +8,10 @@ the cell input, node ``N-1`` its output.
 Invariants
 ----------
 * A valid matrix is square, holds codes 0-4, has a zero diagonal, at most one non-zero entry per
-  pair ``{i, j}``, and ``M[0][N-1] != 0``.
+  pair ``{i, j}``, and ``M[0][N-1] != 0``. :func:`validate` states these rules (with a message per rule);
+  :func:`valid_entries` is its pure-Python fast form for hot paths, tested against it.
+* The *pair code* (:data:`PAIR_STATES`) of a valid matrix keys :attr:`Space.lookup`; every module that codes
+  matrices by pair states uses :func:`pair_codes` / :func:`pair_weights` (first pair most significant).
 * *Pruning* zeroes the row and column of every intermediate node that is not on a directed path
   ``0 -> k -> N-1`` (edges of both kinds). Pruning is idempotent.
 * Two pruned matrices are the same cell when a relabelling of the intermediate nodes maps one onto
@@ -27,7 +30,8 @@ import hashlib
 import itertools
 import json
 from functools import lru_cache
-from typing import Any, Iterator, Literal
+from operator import itemgetter, mul
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 
@@ -39,8 +43,11 @@ KINDS = ("forward", "backward")
 PUBLISHED_CELLS: tuple[str, ...] = ("0302 0030 3003 0000",)
 Kind = Literal["forward", "backward"]
 Distribution = Literal["paper", "uniform"]
-_HASH_PREFIX = "snnbench-cell-v1:"
-_HASH_PREFIX_BYTES = _HASH_PREFIX.encode()
+_HASH_PREFIX_BYTES = b"snnbench-cell-v1:"
+#: States of a node pair ``i < j``: 0 no edge, 1-4 the forward op on ``i -> j``, 5-8 the backward op (state - 4)
+#: on ``j -> i``. A matrix's *pair code* reads its pairs' states (in :func:`pairs` order) as the digits of one
+#: base-9 number, most significant first (:func:`pair_codes`, :func:`pair_weights`).
+PAIR_STATES = 2 * NUM_OPS - 1
 
 
 # --------------------------------------------------------------------------- parsing and validation
@@ -130,9 +137,140 @@ def validate(matrix: object, nodes: int | None = NUM_NODES) -> np.ndarray:
     return arr
 
 
+def texts_of(matrices: np.ndarray) -> np.ndarray:
+    """Text forms of ``[R, N, N]`` matrices of codes 0-4 as ASCII bytes (``S``-dtype ``[R]``), vectorised."""
+    r, n = matrices.shape[0], matrices.shape[-1]
+    chars = np.full((r, n, n + 1), ord(" "), dtype=np.uint8)
+    chars[:, :, :n] = np.asarray(matrices).astype(np.uint8) + ord("0")
+    return chars.reshape(r, n * (n + 1))[:, :-1].copy().view(f"S{n * (n + 1) - 1}").ravel()
+
+
 def to_text(matrix: np.ndarray) -> str:
     """The authors' text form: rows of digits separated by spaces, e.g. ``0302 0030 3003 0000``."""
-    return " ".join("".join(str(int(v)) for v in row) for row in matrix)
+    return bytes(texts_of(np.asarray(matrix)[None])[0]).decode()
+
+
+def _digest8(text: bytes) -> bytes:
+    """The cell hash of a canonical matrix's text form as 8 bytes (the hash is their 16 hex digits; see the module
+    docstring)."""
+    return hashlib.sha256(_HASH_PREFIX_BYTES + text).digest()[:8]
+
+
+def cell_hashes(matrices: np.ndarray) -> np.ndarray:
+    """The cell hash (``|S16``) of each canonical matrix ``[U, N, N]``, as :attr:`Cell.hash` computes it."""
+    raw = b"".join(map(_digest8, texts_of(matrices).tolist()))
+    return np.frombuffer(raw.hex().encode(), dtype="S16").copy()
+
+
+# --------------------------------------------------------------------------- node pairs, edge names, pair codes
+
+
+@lru_cache(maxsize=8)
+def pairs(n: int = NUM_NODES) -> tuple[tuple[int, int], ...]:
+    """The node pairs ``(i, j)``, ``i < j``, row-major: the digit order of the pair code."""
+    return tuple(itertools.combinations(range(n), 2))
+
+
+def pair_weights(n: int = NUM_NODES) -> np.ndarray:
+    """``int64 [P]``: the pair code of a state vector is ``states @ pair_weights(n)`` (first pair most significant)."""
+    return PAIR_STATES ** np.arange(len(pairs(n)) - 1, -1, -1, dtype=np.int64)
+
+
+def pair_codes(m: np.ndarray) -> np.ndarray:
+    """``int64 [R]`` pair code of each *valid* matrix of ``[R, N, N]``."""
+    states = matrix_states(m)
+    code = np.zeros(states.shape[:-1], dtype=np.int64)
+    for p in range(states.shape[-1]):  # Horner's rule: states @ pair_weights(n), without an int64 matmul
+        code = code * PAIR_STATES + states[..., p]
+    return code
+
+
+def matrix_states(m: np.ndarray) -> np.ndarray:
+    """``int64 [..., P]`` pair states of valid matrices ``[..., N, N]`` (inverse of :func:`states_to_matrix`)."""
+    m = np.asarray(m)
+    idx = pairs(m.shape[-1])
+    states = np.empty((*m.shape[:-2], len(idx)), dtype=np.int64)
+    for p, (i, j) in enumerate(idx):  # views of one entry each: cheaper than gathering them all at once
+        fwd, bwd = m[..., i, j].astype(np.int64), m[..., j, i].astype(np.int64)
+        states[..., p] = np.where(fwd != 0, fwd, np.where(bwd != 0, bwd + NUM_OPS - 1, 0))
+    return states
+
+
+def states_to_matrix(states: Sequence[int], n: int = NUM_NODES) -> list[list[int]]:
+    """Pair states (one per pair of :func:`pairs`) -> matrix as nested lists."""
+    m = [[0] * n for _ in range(n)]
+    for (i, j), s in zip(pairs(n), states):
+        if 1 <= s < NUM_OPS:
+            m[i][j] = s
+        elif s >= NUM_OPS:
+            m[j][i] = s - NUM_OPS + 1
+    return m
+
+
+def edge_name(i: int, j: int) -> str:
+    """Name of the edge from node ``i`` to node ``j`` (``"e12"``; ``i > j``: a backward edge)."""
+    return f"e{i}{j}"
+
+
+def edge_nodes(name: str) -> tuple[int, int]:
+    """``(i, j)`` of a name that starts with :func:`edge_name` ``(i, j)`` (single-digit nodes)."""
+    return int(name[1]), int(name[2])
+
+
+_CODES = frozenset(range(NUM_OPS))
+_NUMBERS = frozenset((int, float))  # entry types the pure-Python reads accept (others: left to validate)
+_Picker = Callable[[Sequence[Any]], tuple[Any, ...]]
+_RULES: dict[int, tuple[_Picker, _Picker, int, _Picker, _Picker]] = {}
+
+
+def _entry_rules(n: int) -> tuple[_Picker, _Picker, int, _Picker, _Picker]:
+    """Pickers of row-major entries. First two: entry ``k`` of one and of the other may not both be non-zero
+    (each pair's forward and backward entry, then each diagonal entry in both, so it must be zero); then the
+    input-output entry's position; last two: each pair's forward entry, each pair's backward entry."""
+    if n not in _RULES:
+        diagonal = [i * n + i for i in range(n)]
+        forward, backward = [i * n + j for i, j in pairs(n)], [j * n + i for i, j in pairs(n)]
+        _RULES[n] = (itemgetter(*forward, *diagonal), itemgetter(*backward, *diagonal), n - 1,
+                     _picker(forward), _picker(backward))
+    return _RULES[n]
+
+
+def _picker(positions: list[int]) -> _Picker:
+    """``itemgetter`` that always returns a tuple (``itemgetter(k)`` alone returns the item)."""
+    get = itemgetter(*positions)
+    return get if len(positions) > 1 else lambda v: (get(v),)
+
+
+def valid_entries(v: Sequence[Any], n: int) -> bool:
+    """Every rule of :func:`validate` on the ``int``/``float`` entries :func:`flat_entries` reads, in pure Python.
+
+    True exactly when :func:`validate` accepts the matrix (whole-number floats pass as their ints), without its
+    message. :func:`validate` is the reference: tests check it, the general form and the 4-node form agree on
+    every 0/1 matrix and on a large sample of damaged valid matrices.
+    """
+    if not _CODES.issuperset(v):
+        return False
+    if n == 4:  # _valid_general unrolled for the shipped space (a query's hot path: 0.1 us instead of 0.5)
+        return bool(v[3] and not (v[0] or v[5] or v[10] or v[15]) and not (
+            (v[1] and v[4]) or (v[2] and v[8]) or (v[3] and v[12]) or (v[6] and v[9]) or (v[7] and v[13])
+            or (v[11] and v[14])))
+    return _valid_general(v, n)
+
+
+def _valid_general(v: Sequence[Any], n: int) -> bool:
+    """:func:`valid_entries` past the codes' range, for any ``n``: input-output edge, zero diagonal, one direction
+    per pair."""
+    first, second, io, _, _ = _entry_rules(n)
+    return bool(v[io]) and not any(map(mul, first(v), second(v)))
+
+
+def entries_code(v: Sequence[Any], n: int) -> int:
+    """The pair code of *valid* row-major entries (:func:`pair_codes` of one matrix, in pure Python)."""
+    *_, forward, backward = _entry_rules(n)
+    code = 0
+    for a, b in zip(forward(v), backward(v)):
+        code = code * PAIR_STATES + int(a or (b + NUM_OPS - 1 if b else 0))
+    return code
 
 
 # --------------------------------------------------------------------------- batched core (any N)
@@ -195,13 +333,12 @@ def matrix_keys(m: np.ndarray) -> np.ndarray:
 def raw_matrices(kind: Kind, n: int = NUM_NODES) -> np.ndarray:
     """Every raw valid matrix of a kind, ``[R, N, N]`` int8 (4 * 5^5 forward, 4 * 9^5 backward at N = 4)."""
     _check_kind(kind)
-    pairs = list(itertools.combinations(range(n), 2))
     options = [(c, 0) for c in range(NUM_OPS)] + ([(0, c) for c in range(1, NUM_OPS)] if kind == "backward" else [])
     io_options = [(c, 0) for c in range(1, NUM_OPS)]
-    choice = [np.arange(len(io_options if p == (0, n - 1) else options)) for p in pairs]
-    grid = np.stack(np.meshgrid(*choice, indexing="ij"), -1).reshape(-1, len(pairs))
+    choice = [np.arange(len(io_options if p == (0, n - 1) else options)) for p in pairs(n)]
+    grid = np.stack(np.meshgrid(*choice, indexing="ij"), -1).reshape(-1, len(pairs(n)))
     out = np.zeros((grid.shape[0], n, n), dtype=np.int8)
-    for k, (i, j) in enumerate(pairs):
+    for k, (i, j) in enumerate(pairs(n)):
         table = np.array(io_options if (i, j) == (0, n - 1) else options, dtype=np.int8)
         out[:, i, j], out[:, j, i] = table[grid[:, k], 0], table[grid[:, k], 1]
     return out
@@ -216,8 +353,8 @@ def _check_kind(kind: str) -> None:
 
 
 def flat_entries(matrix: Any, n: int) -> list[Any] | None:
-    """Row-major entries of the common matrix forms (text, nested lists/tuples, a numpy array, a
-    :class:`Cell`), read without numpy work and not yet checked; ``None`` for any other form."""
+    """Row-major entries of the common matrix forms (text, nested lists/tuples of ``int``/``float``, a numpy
+    array, a :class:`Cell`), read without numpy work and not yet checked; ``None`` for any other form."""
     t = type(matrix)
     if t is list or t is tuple:
         if len(matrix) != n:
@@ -227,7 +364,7 @@ def flat_entries(matrix: Any, n: int) -> list[Any] | None:
             if (type(row) is not list and type(row) is not tuple) or len(row) != n:
                 return None
             flat += row
-        return flat if _BOOLS.isdisjoint(map(type, flat)) else None  # True == 1: left to validate, which refuses it
+        return flat if _NUMBERS.issuperset(map(type, flat)) else None  # True == 1 and others: left to validate
     if t is str:
         rows = matrix.replace(",", " ").split()
         if list(map(len, rows)) != [n] * n:
@@ -267,29 +404,19 @@ class Space:
             "backward": counts.astype(np.int64),
             "forward": np.bincount(inverse[fwd_raw], minlength=len(keys)).astype(np.int64),
         }
-        self._raw_codes = self._pair_codes(raw)
+        self._raw_codes = pair_codes(raw)
         self._raw_to_unique = inverse.astype(np.int32)
-        self._pairs = list(itertools.combinations(range(n), 2))
         self._lookup: np.ndarray | None = None
         self._lookup_list_cache: list[int] | None = None
         self._texts: np.ndarray | None = None
         self._hashes: list[str] | None = None
         self._hash_index: dict[str, int] | None = None
 
-    # ---- raw-matrix codes: one base-9 digit per pair (0 none, 1-4 forward op, 5-8 backward op)
-    def _pair_codes(self, m: np.ndarray) -> np.ndarray:
-        n = self.n
-        code = np.zeros(m.shape[0], dtype=np.int64)
-        for i, j in itertools.combinations(range(n), 2):
-            digit = m[:, i, j].astype(np.int64) + np.where(m[:, j, i] != 0, m[:, j, i].astype(np.int64) + 4, 0)
-            code = code * 9 + digit
-        return code
-
     @property
     def lookup(self) -> np.ndarray:
-        """Dense ``int32`` table: pair code of any raw valid matrix -> unique index (-1 invalid)."""
+        """Dense ``int32`` table: :func:`pair_codes` of any raw valid matrix -> unique index (-1 invalid)."""
         if self._lookup is None:
-            table = np.full(9 ** (self.n * (self.n - 1) // 2), -1, dtype=np.int32)
+            table = np.full(PAIR_STATES ** len(pairs(self.n)), -1, dtype=np.int32)
             table[self._raw_codes] = self._raw_to_unique
             self._lookup = table
         return self._lookup
@@ -304,22 +431,18 @@ class Space:
     def texts(self) -> np.ndarray:
         """Text form of every unique cell as ASCII bytes (``S``-dtype array), index-aligned."""
         if self._texts is None:
-            n = self.n
-            digits = (self.matrices.reshape(-1, n, n) + ord("0")).astype(np.uint8)
-            spaced = np.full((len(digits), n, n + 1), ord(" "), dtype=np.uint8)
-            spaced[:, :, :n] = digits
-            self._texts = spaced.reshape(len(digits), -1)[:, :-1].copy().view(f"S{n * (n + 1) - 1}").ravel()
+            self._texts = texts_of(self.matrices)
         return self._texts
 
     def hash_of(self, u: int) -> str:
         """Hash of unique cell ``u`` (see module docstring)."""
-        return hashlib.sha256(_HASH_PREFIX_BYTES + self.texts[u]).hexdigest()[:16]
+        return _digest8(self.texts[u]).hex()
 
     @property
     def hashes(self) -> list[str]:
         """Hash string of every unique cell, index-aligned with :attr:`matrices`."""
         if self._hashes is None:
-            self._hashes = [hashlib.sha256(_HASH_PREFIX_BYTES + t).hexdigest()[:16] for t in self.texts]
+            self._hashes = cell_hashes(self.matrices).astype(str).tolist()
         return self._hashes
 
     @property
@@ -330,25 +453,16 @@ class Space:
         return self._hash_index
 
     def fast_index(self, obj: object) -> int | None:
-        """Unique index of a matrix in a form :func:`flat_entries` reads, with ``int`` entries, in pure Python.
+        """Unique index of a matrix in a form :func:`flat_entries` reads, in pure Python.
 
-        Returns ``None`` when ``obj`` is not of that simple shape or is invalid, so the caller can
-        fall back to :func:`validate` (which raises the precise error). Used by hot query paths.
+        Returns ``None`` when ``obj`` is not of that simple shape or is invalid (:func:`valid_entries`), so the
+        caller can fall back to :func:`validate` (which raises the precise error). Used by hot query paths.
         """
         n = self.n
         v = flat_entries(obj, n)
-        if v is None:
+        if v is None or not valid_entries(v, n):
             return None
-        code = 0
-        for i, j in self._pairs:
-            a, b = v[i * n + j], v[j * n + i]
-            if type(a) is not int or type(b) is not int or not (0 <= a < NUM_OPS and 0 <= b < NUM_OPS) or (a and b):
-                return None
-            code = code * 9 + (a or (b + 4 if b else 0))
-        if any(v[i * n + i] for i in range(n)):
-            return None
-        u = self._lookup_list[code]
-        return None if u < 0 else u
+        return self._lookup_list[entries_code(v, n)]  # a valid matrix is always in the table
 
     def indices(self, kind: Kind) -> np.ndarray:
         """Indices of the unique cells of a kind's space (backward includes forward)."""
@@ -357,7 +471,7 @@ class Space:
 
     def index_of(self, matrix: np.ndarray) -> int:
         """Unique index of a validated matrix (any member of the class, pruned or not)."""
-        return int(self.lookup[int(self._pair_codes(matrix[None])[0])])
+        return int(self.lookup[int(pair_codes(matrix[None])[0])])
 
     def probabilities(self, kind: Kind, dist: Distribution = "paper") -> np.ndarray:
         """``float64 [U]``: probability that :meth:`sample_indices` draws each unique cell (sums to 1)."""
@@ -369,9 +483,9 @@ class Space:
         raw = raw_matrices(kind, self.n)
         weight = np.ones(raw.shape[0])
         if kind == "backward":  # a non-io pair is zero w.p. 1/5, each of its 8 edge states w.p. 1/10
-            zero_pairs = sum((raw[:, i, j] == 0) & (raw[:, j, i] == 0) for i, j in itertools.combinations(range(self.n), 2))
+            zero_pairs = sum((raw[:, i, j] == 0) & (raw[:, j, i] == 0) for i, j in pairs(self.n))
             weight = 2.0**zero_pairs
-        prob = np.bincount(self.lookup[self._pair_codes(raw)], weights=weight, minlength=len(self.keys))
+        prob = np.bincount(self.lookup[pair_codes(raw)], weights=weight, minlength=len(self.keys))
         return prob / prob.sum()
 
     def sample_indices(self, count: int, kind: Kind, seed: int | np.random.Generator, dist: Distribution = "paper") -> np.ndarray:
@@ -389,23 +503,18 @@ class Space:
             return pool[rng.integers(0, len(pool), size=count)]
         if dist != "paper":
             raise ValueError(f"distribution: expected 'paper' or 'uniform', got {dist!r}")
-        pairs = list(itertools.combinations(range(self.n), 2))
-        code = np.zeros(count, dtype=np.int64)
-        for i, j in pairs:
+        states = np.zeros((count, len(pairs(self.n))), dtype=np.int64)
+        for p, (i, j) in enumerate(pairs(self.n)):
             op = rng.integers(1 if (i, j) == (0, self.n - 1) else 0, NUM_OPS, size=count)  # redraw == uniform 1-4
             back = rng.random(count) < 0.5 if kind == "backward" and (i, j) != (0, self.n - 1) else np.zeros(count, bool)
-            code = code * 9 + np.where(back & (op > 0), op + 4, op)
-        return self.lookup[code].astype(np.int64)
+            states[:, p] = np.where(back & (op > 0), op + NUM_OPS - 1, op)
+        return self.lookup[states @ pair_weights(self.n)].astype(np.int64)
 
 
 @lru_cache(maxsize=4)
 def space(n: int = NUM_NODES) -> Space:
     """The enumerated ``n``-node space, built on first use and cached for the process."""
     return Space(n)
-
-
-def _hash_text(text: str) -> str:
-    return hashlib.sha256((_HASH_PREFIX + text).encode()).hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- the cell value type
@@ -469,7 +578,7 @@ class Cell:
     def hash(self) -> str:
         """Stable 16-hex-digit hash of the canonical matrix."""
         if self._hash is None:
-            self._hash = _hash_text(self.canonical.text)
+            self._hash = _digest8(self.canonical.text.encode()).hex()
         return self._hash
 
     @property

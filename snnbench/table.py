@@ -48,6 +48,8 @@ from typing import IO, Any, Iterable, Iterator, Mapping, Sequence
 import h5py
 import numpy as np
 
+from snnbench.space import NUM_NODES, NUM_OPS, cell_hashes, edge_name, space
+
 FORMAT = "snnbench-table"
 SCHEMA_VERSION = 1
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -322,21 +324,6 @@ def _check_hashes(path: Path, hashes: np.ndarray) -> None:
         raise _fail(path, f"corrupt table (/cells/hash: {bytes(hashes[bad][0])!r} is not 16 hex digits)")
 
 
-def cell_hashes(matrices: np.ndarray) -> np.ndarray:
-    """The cell hash (``|S16``) of each canonical matrix ``[U, N, N]``, as :attr:`snnbench.space.Cell.hash` computes it."""
-    from snnbench.space import _HASH_PREFIX_BYTES
-
-    u, n = len(matrices), matrices.shape[-1]
-    if u == 0:
-        return np.zeros(0, dtype="S16")
-    spaced = np.full((u, n, n + 1), ord(" "), dtype=np.uint8)
-    spaced[:, :, :n] = matrices.reshape(u, n, n).astype(np.uint8) + ord("0")
-    texts = spaced.reshape(u, -1)[:, :-1].copy().view(f"S{n * (n + 1) - 1}").ravel().tolist()
-    sha = hashlib.sha256
-    raw = b"".join([sha(_HASH_PREFIX_BYTES + text).digest()[:8] for text in texts])  # 8 bytes = 16 hex digits
-    return np.frombuffer(raw.hex().encode(), dtype="S16").copy()
-
-
 def _check_cells(path: Path, cells: Mapping[str, np.ndarray]) -> None:
     """``/cells`` is consistent (vectorised, no space lookup, so opening stays fast): sorted unique non-negative
     ``index``; ``matrix`` 4x4 with operation codes 0-4 and a zero diagonal; ``kind`` 0/1 and backward exactly when
@@ -347,14 +334,14 @@ def _check_cells(path: Path, cells: Mapping[str, np.ndarray]) -> None:
                             ("raw_forward", cells["raw_forward"], 1), ("raw_backward", cells["raw_backward"], 1)):
         if arr.ndim != ndim or arr.dtype.kind not in "iu":
             raise _fail(path, f"corrupt table (/cells/{name} has dtype {arr.dtype} and shape {arr.shape}, expected {ndim}-D integers)")
-    if m.shape[1:] != (4, 4):
-        raise _fail(path, f"corrupt table (/cells/matrix has shape {m.shape}, expected [cells, 4, 4])")
+    if m.shape[1:] != (NUM_NODES, NUM_NODES):
+        raise _fail(path, f"corrupt table (/cells/matrix has shape {m.shape}, expected [cells, {NUM_NODES}, {NUM_NODES}])")
     if len(index) and (index.min() < 0 or not (np.diff(index) > 0).all()):
         raise _fail(path, "corrupt table (/cells/index is not sorted unique cell indices)")
-    bad = ((m < 0) | (m > 4)).any(axis=(1, 2)) | (np.diagonal(m, axis1=1, axis2=2) != 0).any(axis=1)
+    bad = ((m < 0) | (m >= NUM_OPS)).any(axis=(1, 2)) | (np.diagonal(m, axis1=1, axis2=2) != 0).any(axis=1)
     if bad.any():
         raise _fail(path, f"corrupt table (/cells/matrix row {int(np.argmax(bad))} holds an invalid operation code or a non-zero diagonal)")
-    backward = (np.tril(np.ones((4, 4), dtype=bool), -1) & (m != 0)).any(axis=(1, 2))
+    backward = (np.tril(np.ones((NUM_NODES, NUM_NODES), dtype=bool), -1) & (m != 0)).any(axis=(1, 2))
     wrong = (kind > 1) | (kind.astype(bool) != backward)
     if wrong.any():
         k = int(np.argmax(wrong))
@@ -369,8 +356,6 @@ def _check_cells(path: Path, cells: Mapping[str, np.ndarray]) -> None:
 
 def _check_known(table: Table) -> None:
     """Every cell of ``table`` is a cell of :func:`snnbench.space.space` (checked before anything is written)."""
-    from snnbench.space import space
-
     known = space().hash_index
     unknown = [h for h in table.cells["hash"].astype(str).tolist() if h not in known]
     if unknown:
@@ -503,11 +488,11 @@ def _check_unique(path: Path, pid: str, cell: np.ndarray, seed: np.ndarray, cell
 # --------------------------------------------------------------------------- per-layer spikes
 
 
-def _cell_lifs(c: int, n: int = 4) -> tuple[str, ...]:
+def _cell_lifs(c: int, n: int = NUM_NODES) -> tuple[str, ...]:
     """LIF names of cell ``c``'s possible edges in the network's registration order: forward edges by
     target then source node, then backward edges by target then source."""
-    fwd = [f"cell{c}.edges.e{i}{j}.lif" for j in range(n) for i in range(j)]
-    back = [f"cell{c}.edges.e{i}{j}.lif" for j in range(n) for i in range(j + 1, n)]
+    fwd = [f"cell{c}.edges.{edge_name(i, j)}.lif" for j in range(n) for i in range(j)]
+    back = [f"cell{c}.edges.{edge_name(i, j)}.lif" for j in range(n) for i in range(j + 1, n)]
     return (*fwd, *back)
 
 
@@ -817,7 +802,6 @@ def _check_writable(path: Path) -> None:
 
 def _write_file(tmp: Path, protocols: list[Protocol], created: str) -> None:
     from snnbench import __version__
-    from snnbench.space import space
 
     for p in protocols:
         p.settle()
@@ -955,8 +939,6 @@ class TableWriter:
         the file, so the journal stays whole lines (the next line appended is not glued onto the fragment)."""
         if not self.journal_path.exists():
             return 0
-        from snnbench.space import space
-
         known = space().hash_index
         added = 0
         data = self.journal_path.read_bytes()
@@ -1027,8 +1009,6 @@ class TableWriter:
 
     def add(self, pid: str, records: list[dict[str, Any]]) -> None:
         """Journal result records of protocol ``pid`` (one fsync) and add them in memory."""
-        from snnbench.space import space
-
         if not records:
             return
         proto = self.protocols[pid]

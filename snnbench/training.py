@@ -225,69 +225,105 @@ def train_cell(
     ckpt = _checkpoint_path(checkpoint) if checkpoint is not None else None
     identity = {"cell": cell.text, "seed": seed, "train_config": cfg.to_dict(), "net_config": net_config.to_dict(),
                 "dataset": dataset.summary(), "device": device.type}  # a run resumes on the device type it began on
-
-    torch.manual_seed(seed)
-    model = build_network(cell, net_config).to(device)
-    data = dataset.to(device)
-    gen = torch.Generator(device).manual_seed(seed)
-    opt = _optimizer(model, cfg)
+    run = _start(cell, dataset, net_config, cfg, seed, device)
     state = _State()
     if ckpt is not None and ckpt.is_file():
-        state = _load_checkpoint(ckpt, identity, model, opt, gen, device)
-
-    n = len(data.train)
-    steps = math.ceil(n / cfg.batch_size)
+        state = _load_checkpoint(ckpt, identity, run.model, run.opt, run.gen, device)
+    steps = math.ceil(len(run.data.train) / cfg.batch_size)
     bar = tqdm(total=cfg.epochs * steps, initial=state.epoch * steps, desc=f"train {cell.text}", unit="batch",
                disable=not progress, leave=False)
     try:
         while state.epoch < cfg.epochs:
-            t0 = time.perf_counter()
-            lr = cfg.lr_at(state.epoch)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            model.train()
-            loss_sum = torch.zeros((), dtype=torch.float32, device=device)
-            correct = torch.zeros((), dtype=torch.int64, device=device)
-            for idx in torch.randperm(n, device=device, generator=gen).split(cfg.batch_size):
-                x, y = data.train.images[idx], data.train.labels[idx]
-                if cfg.augment:
-                    x = data.augment(x, gen)
-                x = data.normalize(x)
-                with _autocast(device, cfg.amp):
-                    out = model(x)
-                loss = F.cross_entropy(_loss_dtype(out), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += loss.detach() * len(idx)
-                correct += (out.detach().argmax(1) == y).sum()
-                bar.update(1)  # host-side counter only: no synchronisation
-            state.epoch += 1
-            record: dict[str, Any] = {"epoch": state.epoch, "lr": lr, "train_loss": loss_sum.item() / n, "train_acc": correct.item() / n,
-                                      "val_acc": evaluate(model, data, data.val, cfg.eval_batch_size, cfg.amp)}
-            if state.epoch in cfg.test_epochs or state.epoch == cfg.epochs:
-                record["test_acc"] = evaluate(model, data, data.test, cfg.eval_batch_size, cfg.amp)
-            record["seconds"] = time.perf_counter() - t0
-            state.seconds += record["seconds"]
-            state.records.append(record)
+            record = _train_epoch(run, state, bar)
             if ckpt is not None:
-                _save_checkpoint(ckpt, identity, model, opt, gen, state)
+                _save_checkpoint(ckpt, identity, run.model, run.opt, run.gen, state)
             bar.set_postfix(epoch=state.epoch, loss=f"{record['train_loss']:.3f}", acc=f"{record['train_acc']:.3f}",
                             val="-" if record["val_acc"] is None else f"{record['val_acc']:.3f}")
             if on_epoch is not None:
                 on_epoch(record)
     finally:
         bar.close()
+    return _result(identity, cell, run, state)
 
+
+@dataclass
+class _Run:
+    """What one :func:`train_cell` run trains with: the network and its optimiser, the data on ``device``, and the
+    generator that draws every epoch's shuffle and augmentation."""
+
+    model: SNASNet
+    opt: torch.optim.Optimizer
+    data: Dataset
+    cfg: TrainConfig
+    gen: torch.Generator
+    device: torch.device
+
+
+def _start(cell: Cell, dataset: Dataset, net_config: NetworkConfig, cfg: TrainConfig, seed: int,
+           device: torch.device) -> _Run:
+    """The seeded start of a run: ``torch.manual_seed(seed)`` then the network's weights, then the generator."""
+    torch.manual_seed(seed)
+    model = build_network(cell, net_config).to(device)
+    data = dataset.to(device)
+    gen = torch.Generator(device).manual_seed(seed)
+    return _Run(model, _optimizer(model, cfg), data, cfg, gen, device)
+
+
+def _train_epoch(run: _Run, state: _State, bar: Any) -> dict[str, Any]:
+    """Train epoch ``state.epoch + 1``, evaluate, and append its record to ``state`` (see :func:`train_cell`)."""
+    cfg, data = run.cfg, run.data
     t0 = time.perf_counter()
-    spikes = _test_spikes(model, data, data.test, cfg.eval_batch_size)
+    lr = cfg.lr_at(state.epoch)
+    train_loss, train_acc = _fit_epoch(run, lr, bar)
+    state.epoch += 1
+    record: dict[str, Any] = {"epoch": state.epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
+                              "val_acc": evaluate(run.model, data, data.val, cfg.eval_batch_size, cfg.amp)}
+    if state.epoch in cfg.test_epochs or state.epoch == cfg.epochs:
+        record["test_acc"] = evaluate(run.model, data, data.test, cfg.eval_batch_size, cfg.amp)
+    record["seconds"] = time.perf_counter() - t0
+    state.seconds += record["seconds"]
+    state.records.append(record)
+    return record
+
+
+def _fit_epoch(run: _Run, lr: float, bar: Any) -> tuple[float, float]:
+    """One pass over a fresh shuffle of the training split at learning rate ``lr``: (mean loss, accuracy). Loss and
+    correct counts accumulate on the device: one host synchronisation, at the end."""
+    model, opt, data, cfg = run.model, run.opt, run.data, run.cfg
+    for group in opt.param_groups:
+        group["lr"] = lr
+    model.train()
+    n = len(data.train)
+    loss_sum = torch.zeros((), dtype=torch.float32, device=run.device)
+    correct = torch.zeros((), dtype=torch.int64, device=run.device)
+    for idx in torch.randperm(n, device=run.device, generator=run.gen).split(cfg.batch_size):
+        x, y = data.train.images[idx], data.train.labels[idx]
+        if cfg.augment:
+            x = data.augment(x, run.gen)
+        x = data.normalize(x)
+        with _autocast(run.device, cfg.amp):
+            out = model(x)
+        loss = F.cross_entropy(_loss_dtype(out), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.detach() * len(idx)
+        correct += (out.detach().argmax(1) == y).sum()
+        bar.update(1)  # host-side counter only: no synchronisation
+    return loss_sum.item() / n, correct.item() / n
+
+
+def _result(identity: dict[str, Any], cell: Cell, run: _Run, state: _State) -> dict[str, Any]:
+    """The JSON-ready result of a finished run (the spike statistics measured now, on the test split)."""
+    t0 = time.perf_counter()
+    spikes = _test_spikes(run.model, run.data, run.data.test, run.cfg.eval_batch_size)
     final = state.records[-1]
     return {
         **identity,
         "hash": cell.hash,
         "kind": cell.kind,
-        "device": str(device),
-        "params": count_params(model),
+        "device": str(run.device),
+        "params": count_params(run.model),
         "epochs": state.records,
         "val_acc": final["val_acc"],
         "test_acc": final["test_acc"],

@@ -9,10 +9,14 @@ import numpy as np
 import pytest
 from api_tables import tiny_table, without_metric_seconds
 
-from snnbench.api.algorithms import (ALGORITHMS, Oracle, compare, matrix_to_states, pair_options, run, state_index,
-                            states_to_matrix, trajectory)
+from snnbench.api.algorithms import (ALGORITHMS, CompareSettings, Oracle, compare, pair_options, run, state_index,
+                                     trajectory)
 from snnbench.api.benchmark import Benchmark
-from snnbench.space import NUM_OPS, Cell, canonical_batch, prune_batch, raw_matrices
+from snnbench.space import NUM_OPS, Cell, canonical_batch, matrix_states, prune_batch, raw_matrices, states_to_matrix
+
+
+def matrix_to_states(m: np.ndarray) -> list[int]:
+    return matrix_states(m).tolist()  # type: ignore[no-any-return]
 
 OBSERVE = "train"  # the tiny table's final train accuracies are distinct, so "the best cell" is one cell
 
@@ -90,18 +94,27 @@ def test_isomorphic_and_unpruned_proposals_map_to_one_paid_cell(bench: Benchmark
 
 
 def test_state_index_and_neighbours_equal_a_lookup_of_every_matrix(bench: Benchmark) -> None:
-    """The precomputed index against canonicalising each state vector's matrix (bench.find, the query path)."""
+    """The precomputed index (the space's lookup table read through the view) against canonicalising each state
+    vector's matrix (bench.find, the query path): every forward state vector, a sample of the backward ones."""
     import itertools
 
     o = Oracle(bench, budget=1e9, split=OBSERVE)
-    index = state_index(bench, "forward")
+    index = state_index(bench)
     states = np.array(list(itertools.product(*pair_options("forward"))))
     assert len(states) == (NUM_OPS - 1) * NUM_OPS ** 5
     got = o.cells_of_states(states)
-    for s, u, raw in zip(states, got, index[states @ ((2 * NUM_OPS - 1) ** np.arange(6))]):
+    code = (2 * NUM_OPS - 1) ** np.arange(5, -1, -1)  # the pair code: base 9, first pair most significant
+    for s, u, raw in zip(states, got, index[states @ code]):
         expected = _cell(o, states_to_matrix(s.tolist()))
         assert u == (-1 if expected is None else expected)
         assert raw == (-1 if expected is None else expected)  # every table cell here is in the search space
+    backward = np.random.default_rng(0).integers(0, 2 * NUM_OPS - 1, size=(20000, 6))
+    for s, raw in zip(backward, index[backward @ code]):
+        try:
+            expected = bench.find(states_to_matrix(s.tolist()))
+        except ValueError:  # an invalid matrix (no input-output edge)
+            expected = None
+        assert raw == (-1 if expected is None else expected)
     for u in o.space:
         base = matrix_to_states(bench.matrices[u])
         naive: list[int] = []
@@ -136,7 +149,7 @@ def test_trajectory_and_compare_equal_a_naive_best_so_far(bench: Benchmark, tmp_
             best_u = max(seen, key=lambda s: s[0])[1]  # first of equal observed values wins
             first = next(u for tt, u, v in o.history if tt <= t and v == max(s[0] for s in seen))
             assert value == bench.accuracy["test"][first] and best_u == first
-    result = compare(bench, ["random", "local"], budget, 3, split=OBSERVE, report="test", points=10)
+    result = compare(bench, CompareSettings(["random", "local"], budget, 3, split=OBSERVE, report="test", points=10))
     finals = [trajectory(run(bench, "random", budget, s, split=OBSERVE), np.array([budget]), "test")[0] for s in range(3)]
     assert result["algorithms"]["random"]["final_mean"] == pytest.approx(np.mean(finals))
     best = int(np.nanargmax(bench.accuracy[OBSERVE]))
@@ -149,21 +162,21 @@ def test_trajectory_and_compare_equal_a_naive_best_so_far(bench: Benchmark, tmp_
 def test_compare_progress_counts_every_run_on_stderr_and_changes_nothing(bench: Benchmark,
                                                                          capsys: pytest.CaptureFixture[str]) -> None:
     budget = 0.2 * _enough(bench)
-    quiet = compare(bench, ["random", "local"], budget, 3, split=OBSERVE)
+    quiet = compare(bench, CompareSettings(["random", "local"], budget, 3, split=OBSERVE))
     assert capsys.readouterr() == ("", "")
-    shown = compare(bench, ["random", "local"], budget, 3, split=OBSERVE, progress=True)
+    shown = compare(bench, CompareSettings(["random", "local"], budget, 3, split=OBSERVE, progress=True))
     out, err = capsys.readouterr()
     assert shown == quiet and out == ""
     assert "compare" in err and "6/6" in err and "local" in err
-    compare(bench, ["random"], budget, 2, split=OBSERVE, progress=None)  # stderr is captured, not a terminal
+    compare(bench, CompareSettings(["random"], budget, 2, split=OBSERVE, progress=None))  # stderr is not a terminal
     assert capsys.readouterr() == ("", "")
 
 
 def test_compare_runs_score_train_under_each_named_score(bench: Benchmark) -> None:
     budget = _enough(bench)
     opts: dict[str, dict[str, Any]] = {"score_train": {"candidates": 4, "top": 2}}
-    result = compare(bench, ["score_train:hd", "score_train"], budget, 3, split=OBSERVE, score="sahd", points=200,
-                     options=opts)
+    result = compare(bench, CompareSettings(["score_train:hd", "score_train"], budget, 3, split=OBSERVE, score="sahd",
+                                            points=200, options=opts))
     for entry, metric in (("score_train:hd", "hd"), ("score_train", "sahd")):
         finals = [trajectory(run(bench, "score_train", budget, s, split=OBSERVE, score=metric, **opts["score_train"]),
                              np.array([budget]), "test")[0] for s in range(3)]
@@ -175,11 +188,11 @@ def test_compare_runs_score_train_under_each_named_score(bench: Benchmark) -> No
     assert None in expected  # the curve starts only once every run holds a trained cell
     for bad in ("evolution:hd", "magic"):
         with pytest.raises(ValueError, match="algorithm"):
-            compare(bench, [bad], budget, 1, split=OBSERVE)
+            compare(bench, CompareSettings([bad], budget, 1, split=OBSERVE))
     with pytest.raises(ValueError, match="score: 'nope' not in the view"):
-        compare(bench, ["score_train:nope"], budget, 1, split=OBSERVE)
+        compare(bench, CompareSettings(["score_train:nope"], budget, 1, split=OBSERVE))
     with pytest.raises(ValueError, match="algorithm: none given"):
-        compare(bench, [], budget, 1, split=OBSERVE)
+        compare(bench, CompareSettings([], budget, 1, split=OBSERVE))
 
 
 @pytest.mark.parametrize("name", ["random", "evolution", "local"])
@@ -235,7 +248,7 @@ def test_a_budget_that_is_not_a_positive_finite_number_is_refused(bench: Benchma
     with pytest.raises(ValueError, match="budget: expected a positive finite number of seconds"):
         run(bench, "random", budget, 0, split=OBSERVE)
     with pytest.raises(ValueError, match="budget"):
-        compare(bench, ["random"], budget, 1, split=OBSERVE)
+        compare(bench, CompareSettings(["random"], budget, 1, split=OBSERVE))
 
 
 @pytest.mark.parametrize("algorithm, options, message", [
@@ -253,17 +266,17 @@ def test_bad_algorithm_options_are_refused(bench: Benchmark, algorithm: str, opt
     with pytest.raises(ValueError, match=message):
         run(bench, algorithm, _enough(bench), 0, split=OBSERVE, **options)
     with pytest.raises(ValueError, match=message):
-        compare(bench, ["random"], _enough(bench), 1, split=OBSERVE, options={algorithm: options})
+        compare(bench, CompareSettings(["random"], _enough(bench), 1, split=OBSERVE, options={algorithm: options}))
 
 
 def test_bad_compare_arguments_are_refused(bench: Benchmark) -> None:
     for runs, points in ((0, 50), (-1, 50), (1, 0), (1.5, 50)):
         with pytest.raises(ValueError, match="runs and points must be integers >= 1"):
-            compare(bench, ["random"], 100.0, runs, split=OBSERVE, points=points)  # type: ignore[arg-type]
+            compare(bench, CompareSettings(["random"], 100.0, runs, split=OBSERVE, points=points))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="got the string 'random'"):
-        compare(bench, "random", 100.0, 1, split=OBSERVE)  # type: ignore[arg-type]
+        compare(bench, CompareSettings("random", 100.0, 1, split=OBSERVE))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="algorithm: expected one of .*, got 'evol'"):
-        compare(bench, ["random"], 100.0, 1, split=OBSERVE, options={"evol": {}})
+        compare(bench, CompareSettings(["random"], 100.0, 1, split=OBSERVE, options={"evol": {}}))
 
 
 def test_table_best_names_ties_and_the_best_reported_accuracy() -> None:
@@ -271,7 +284,7 @@ def test_table_best_names_ties_and_the_best_reported_accuracy() -> None:
     val, test = b.accuracy["val"], b.accuracy["test"]
     space = np.flatnonzero(np.isfinite(val) & np.isfinite(b.train_seconds))
     val[space[:3]] = 2.0  # three cells tie on the best observed accuracy
-    best = compare(b, ["random"], _enough(b), 1, split="val", report="test")["table_best"]
+    best = compare(b, CompareSettings(["random"], _enough(b), 1, split="val", report="test"))["table_best"]
     assert best["tied"] == 3 and best["hash"] == b.hashes[space[0]] and best["val"] == 2.0
     assert best["test"] == pytest.approx(float(np.mean(test[space[:3]])))
     assert best["max_test"] == float(np.max(test[space]))
@@ -288,7 +301,8 @@ def test_scoring_charges_the_metrics_own_stored_time_else_the_whole_rows(bench: 
         o = run(b, "score_train", 1e9, 0, split=OBSERVE, score=m, candidates=5, top=2)
         assert o.score_charge == column and len(o.scored) == 5
         assert o.clock == pytest.approx(sum(charged[u] for u in o.scored) + sum(b.train_seconds[u] for u in o.trained), rel=1e-12)
-        got = compare(b, [f"score_train:{m}", "random"], 1e9, 1, split=OBSERVE, options={"score_train": {"candidates": 5, "top": 2}})
+        got = compare(b, CompareSettings([f"score_train:{m}", "random"], 1e9, 1, split=OBSERVE,
+                                         options={"score_train": {"candidates": 5, "top": 2}}))
         assert got["algorithms"][f"score_train:{m}"]["score_charge"] == column and got["algorithms"]["random"]["score_charge"] is None
     assert run(bench, "score_train", 1e9, 0, split=OBSERVE, score="hd", score_cost=0.5).score_charge == "given"
 
@@ -299,8 +313,9 @@ def test_a_given_score_cost_is_charged_per_scored_cell(bench: Benchmark) -> None
     o = run(bench, "score_train", 1e9, 0, split=OBSERVE, score="hd", score_cost=0.25, candidates=5, top=2)
     assert len(o.scored) == 5 and len(o.trained) == 2
     assert o.clock == pytest.approx(5 * 0.25 + sum(bench.train_seconds[u] for u in o.trained), rel=1e-12)
-    result = compare(bench, ["score_train:hd", "score_train", "random"], 1e9, 2, split=OBSERVE, score="sahd",
-                     options={"score_train": {"candidates": 5, "top": 2}}, score_costs={"hd": 0.25})
+    result = compare(bench, CompareSettings(["score_train:hd", "score_train", "random"], 1e9, 2, split=OBSERVE,
+                                            score="sahd", options={"score_train": {"candidates": 5, "top": 2}},
+                                            score_costs={"hd": 0.25}))
     runs = [run(bench, "score_train", 1e9, s, split=OBSERVE, score="sahd", candidates=5, top=2) for s in range(2)]
     assert result["algorithms"]["score_train:hd"]["score_cost"] == 0.25
     assert result["algorithms"]["score_train"]["score_cost"] is None and result["algorithms"]["random"]["score_cost"] is None
@@ -308,7 +323,7 @@ def test_a_given_score_cost_is_charged_per_scored_cell(bench: Benchmark) -> None
     hd = [run(bench, "score_train", 1e9, s, split=OBSERVE, score="hd", score_cost=0.25, candidates=5, top=2) for s in range(2)]
     assert result["algorithms"]["score_train:hd"]["seconds_mean"] == pytest.approx(np.mean([r.clock for r in hd]))
     with pytest.raises(ValueError, match="score: 'nope' not in the view"):
-        compare(bench, ["score_train"], 10, 1, split=OBSERVE, score_costs={"nope": 0.1})
+        compare(bench, CompareSettings(["score_train"], 10, 1, split=OBSERVE, score_costs={"nope": 0.1}))
     for bad in (float("nan"), -0.5, True):
         with pytest.raises(ValueError, match="score cost"):
             run(bench, "score_train", 10, 0, split=OBSERVE, score_cost=bad)
@@ -349,12 +364,12 @@ def test_library_methods_are_refused_clearly_when_unknown_or_their_extra_is_miss
     from snnbench.cli import main
 
     with pytest.raises(ValueError, match="syne:asha"):
-        compare(bench, ["syne:bogus"], 10.0, 1)
+        compare(bench, CompareSettings(["syne:bogus"], 10.0, 1))
     with pytest.raises(ValueError, match="takes no options"):
         run(bench, "optuna:tpe", 10.0, 0, population=3)
     monkeypatch.setitem(algorithms.LIBRARIES, "syne", ("snnbench.api.no_such_adapter", ("asha",), "synetune"))
     with pytest.raises(ImportError, match=r"snnbench\[synetune\]"):
-        compare(bench, ["random", "syne:asha"], 10.0, 1)
+        compare(bench, CompareSettings(["random", "syne:asha"], 10.0, 1))
     out = CliRunner().invoke(main, ["compare", "--table", str(tiny_table()), "--algorithms", "random,syne:asha",
                                     "--budget", "10"])
     assert out.exit_code == 2 and "snnbench[synetune]" in out.output and len(out.output.strip().splitlines()) == 1

@@ -19,7 +19,7 @@ from api_tables import TINY_BUILD, tiny_table, with_fixed_times, without_metric_
 from click.testing import CliRunner
 
 from snnbench.api.benchmark import Benchmark, CellNotFound, load, query, resolve_table
-from snnbench.api.algorithms import compare
+from snnbench.api.algorithms import CompareSettings, compare
 from snnbench.api.correlate import correlate, seed_agreement, top_k_precision
 from snnbench.api.report import report, report_sections
 from snnbench.api.lookup import cell_key
@@ -103,6 +103,7 @@ def test_lookup_accepts_every_form_the_cell_type_accepts() -> None:
     [[0, 3, 0, 0], [0, 0, 3, 0], [0, 0, 0, 3], [0, 0, 0, 0]],  # no input-output edge
     [[1, 3, 0, 2], [0, 0, 3, 0], [0, 0, 0, 3], [0, 0, 0, 0]],  # diagonal
     [[0, 3, 0, 2], [3, 0, 3, 0], [0, 0, 0, 3], [0, 0, 0, 0]],  # both directions of a pair
+    [[0, 3, 0, 2], [0, 0, 3, 0], [0, 0, 0, 3], [1, 0, 0, 0]],  # both directions of the input-output pair
     [[0, 3, 0, 2.5], [0, 0, 3, 0], [0, 0, 0, 3], [0, 0, 0, 0]],  # not a whole number
     [[0, 3, 0, math.nan], [0, 0, 3, 0], [0, 0, 0, 3], [0, 0, 0, 0]],
     [[0, 3, 2], [0, 0, 3], [0, 0, 0]],  # shape
@@ -111,9 +112,10 @@ def test_lookup_accepts_every_form_the_cell_type_accepts() -> None:
 def test_invalid_matrices_raise_the_cell_types_error(bench: Benchmark, bad: object) -> None:
     with pytest.raises(ValueError) as want:
         Cell(bad)
-    with pytest.raises(ValueError) as got:
-        bench.query(bad)
-    assert str(got.value) == str(want.value)
+    for read in (bench.query, bench.find):
+        with pytest.raises(ValueError) as got:
+            read(bad)
+        assert str(got.value) == str(want.value)
 
 
 def test_wrong_argument_types_and_ranges_are_named(bench: Benchmark, table: Path) -> None:
@@ -366,7 +368,7 @@ def test_default_kind_is_backward_only_when_a_backward_cell_holds_accuracy(table
 def test_an_unknown_split_is_a_value_error_everywhere(bench: Benchmark) -> None:
     """Not a KeyError (which the CLI no longer reads as bad input): every entry point names the splits."""
     for call in (lambda: make_pool(bench, ["sahd"], "nope", "forward"), lambda: replay(bench, 2, 2, split="nope"),
-                 lambda: compare(bench, ["random"], 10, 1, report="nope"), lambda: correlate(bench, "nope")):
+                 lambda: compare(bench, CompareSettings(["random"], 10, 1, report="nope")), lambda: correlate(bench, "nope")):
         with pytest.raises(ValueError, match="split: expected one of"):
             call()
 
@@ -718,8 +720,8 @@ def test_cli(table: Path, bench: Benchmark, tmp_path: Path) -> None:
     r = run(main, ["compare", "--table", str(table), "--budget", "1e9", "--runs", "2", "--algorithms", "score_train:hd",
                    "--candidates", "4", "--top", "1", "--score-cost", "hd=0.5", "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["algorithms"]["score_train:hd"] == json.loads(json.dumps(compare(
-        bench, ["score_train:hd"], 1e9, 2, options={"score_train": {"candidates": 4, "top": 1}},
-        score_costs={"hd": 0.5})["algorithms"]["score_train:hd"]))
+        bench, CompareSettings(["score_train:hd"], 1e9, 2, options={"score_train": {"candidates": 4, "top": 1}},
+                               score_costs={"hd": 0.5}))["algorithms"]["score_train:hd"]))
     r = run(main, ["compare", "--table", str(table), "--budget", "1e9", "--runs", "1", "--algorithms", "score_train:hd,score_train:sahd",
                    "--candidates", "4", "--top", "1", "--score-cost", "hd=0.5"])
     assert r.exit_code == 0 and "score_train:hd: each scored cell charged 0.5 s given" in r.output
@@ -868,8 +870,8 @@ def test_report_page_holds_the_functions_numbers(tmp_path: Path) -> None:
     for m, r in curve["methods"].items():
         assert f"| {m} | {r['mean'][0]:.4f} ± {r['std'][0]:.4f} | {r['mean'][1]:.4f} ± {r['std'][1]:.4f} |" in text
     assert "Sizes above the pool (1000) are left out." in text and "N = 1,000" not in text
-    result = compare(bench, ["random", "evolution", "local", "reinforce", "score_train"], budget, 3, split="val",
-                     report="test", score="sahd", seed=5)
+    result = compare(bench, CompareSettings(["random", "evolution", "local", "reinforce", "score_train"], budget, 3,
+                                            split="val", report="test", score="sahd", seed=5))
     for name, r in result["algorithms"].items():
         assert f"| {name} | {r['final_mean']:.4f} ± {r['final_std']:.4f} | {r['trained_mean']:.1f} |" in text
     cost = result["algorithms"]["score_train"]["seconds_mean"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from api_tables import tiny_table
 
-from snnbench.api.algorithms import compare, run
+from snnbench.api.algorithms import CompareSettings, compare, run
 from snnbench.api.benchmark import Benchmark
 from snnbench.api.pareto import front, hypervolume
 
@@ -66,7 +66,7 @@ def test_compare_hypervolume_is_each_runs_share_of_the_whole_space() -> None:
     whole = hypervolume(bench.accuracy[split][space], spikes[space], *ref)
     enough = float(np.nansum(bench.train_seconds)) * 1.01
     budget = 0.5 * enough
-    result = compare(bench, ["random", "evolution"], budget, 3, split=split)
+    result = compare(bench, CompareSettings(["random", "evolution"], budget, 3, split=split))
     for name, r in result["algorithms"].items():
         shares = []
         for seed in range(3):
@@ -75,5 +75,5 @@ def test_compare_hypervolume_is_each_runs_share_of_the_whole_space() -> None:
             shares.append(hypervolume(bench.accuracy[split][cells], spikes[cells], *ref) / whole)
         assert r["hypervolume_mean"] == pytest.approx(np.mean(shares))
         assert r["hypervolume_std"] == pytest.approx(np.std(shares))
-    full = compare(bench, ["random"], enough, 2, split=split)["algorithms"]["random"]
+    full = compare(bench, CompareSettings(["random"], enough, 2, split=split))["algorithms"]["random"]
     assert full["hypervolume_mean"] == pytest.approx(1.0) and full["trained_mean"] == len(space)

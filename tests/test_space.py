@@ -19,15 +19,28 @@ from networkx.algorithms.isomorphism import DiGraphMatcher
 from snnbench.api.lookup import cell_key
 from snnbench.cli import main
 from snnbench.space import (
+    PAIR_STATES,
     Cell,
+    _valid_general,
     canonical_batch,
     cell_hash,
+    edge_name,
+    edge_nodes,
+    entries_code,
     enumerate_cells,
+    flat_entries,
     is_isomorphic,
+    matrix_states,
+    pair_codes,
+    pairs,
     prune_batch,
     raw_matrices,
     sample_cells,
     space,
+    states_to_matrix,
+    texts_of,
+    to_text,
+    valid_entries,
     validate,
 )
 
@@ -240,6 +253,121 @@ def test_hash_is_a_pinned_function_of_the_canonical_text() -> None:
     expected = hashlib.sha256(b"snnbench-cell-v1:" + c.canonical.text.encode()).hexdigest()[:16]
     assert c.hash == expected
     assert cell_hash(PUBLISHED) == "705e2289d2d667b5"  # stable across processes and releases
+
+
+# ----------------------------------------------------------------------------- fast paths against the one reference
+
+
+def accepts(matrix: object, n: int) -> bool:
+    """The reference: :func:`validate` accepts the matrix."""
+    try:
+        validate(matrix, n)
+    except ValueError:
+        return False
+    return True
+
+
+def mutated(rng: np.random.Generator, n: int, count: int) -> list[list[list[object]]]:
+    """Raw valid matrices with 0-3 entries replaced by codes, out-of-range numbers, floats (whole or not) and NaN:
+    about half stay valid, the rest break each rule of the space."""
+    raw = raw_matrices("backward", n)
+    values: list[object] = [0, 1, 2, 3, 4, -1, 5, 9, 1.0, 3.0, 0.0, 2.5, float("nan"), float("inf")]
+    out = []
+    for m in raw[rng.integers(0, len(raw), count)].tolist():
+        for _ in range(int(rng.integers(0, 4))):
+            m[int(rng.integers(n))][int(rng.integers(n))] = values[int(rng.integers(len(values)))]
+        out.append(m)
+    return out
+
+
+@pytest.mark.parametrize("n", [3, 4])
+def test_valid_entries_and_fast_index_agree_with_validate(n: int) -> None:
+    """Every 0/1 matrix (every rule but the codes' range) and a large sample of damaged valid matrices (every rule,
+    floats included): the pure-Python check (its 4-node unrolled form and its general form) is :func:`validate`'s
+    verdict, and the fast index the reference's. (The 4-node check this replaced missed ``M[0][3]`` and ``M[3][0]``
+    both non-zero.)"""
+    every01 = [np.array(bits).reshape(n, n).tolist() for bits in itertools.product((0, 1), repeat=n * n)]
+    sample = mutated(np.random.default_rng(n), n, 20000)
+    sp = space(n)
+    verdicts: Counter[bool] = Counter()
+    for m in every01 + sample:
+        want = accepts(m, n)
+        verdicts[want] += 1
+        flat = flat_entries(m, n)
+        assert flat is not None and valid_entries(flat, n) is want, m
+        assert (set(flat) <= {0, 1, 2, 3, 4} and _valid_general(flat, n)) is want, m  # the form of any N, at 4 too
+        assert valid_entries(flat_entries(to_text(np.array(m)) if want else m, n), n) is want, m  # type: ignore[arg-type]
+        got = sp.fast_index(m)
+        assert got == (sp.index_of(validate(m, n)) if want else None), m
+    assert min(verdicts.values()) > 5000  # both verdicts are well represented
+    assert naive_valid([[0, 3, 0, 2], [0, 0, 3, 0], [3, 0, 0, 3], [0, 0, 0, 0]]) and valid_entries(
+        flat_entries(PUBLISHED, 4), 4)  # type: ignore[arg-type]
+
+
+def test_an_input_output_pair_with_both_directions_is_refused_on_every_path() -> None:
+    """``M[0][3]`` and ``M[3][0]`` both non-zero breaks the one-direction rule: the fast paths refuse it as the cell
+    type does (the 4-node check they replaced let ``cell_key`` canonicalise it)."""
+    m = [[0, 0, 0, 1], [0, 0, 0, 0], [0, 0, 0, 0], [2, 0, 0, 0]]
+    for read in (Cell, cell_hash, cell_key, lambda x: space().fast_index(x) or validate(x)):
+        with pytest.raises(ValueError, match="one direction per pair: entries \\[0\\]\\[3\\]"):
+            read(m)
+    assert not valid_entries(flat_entries(m, 4), 4)  # type: ignore[arg-type]
+
+
+def test_entries_of_other_types_are_left_to_validate() -> None:
+    """Entries that compare equal to a code but are not ``int``/``float`` (numpy scalars, bools, Decimal, complex)
+    skip the fast read: the cell type's reading of them decides."""
+    from decimal import Decimal
+
+    base: list[list[object]] = [[0, 3, 0, 2], [0, 0, 3, 0], [3, 0, 0, 3], [0, 0, 0, 0]]
+    for odd in (np.int64(3), True, Decimal(3), complex(3)):
+        m = [row[:] for row in base]
+        m[0][1] = odd
+        assert flat_entries(m, 4) is None
+        if accepts(m, 4):
+            assert cell_hash(m) == cell_hash(PUBLISHED if odd == 3 else m)
+        else:
+            with pytest.raises(ValueError):
+                cell_hash(m)
+
+
+def test_pair_code_is_the_lookup_key_of_every_raw_matrix() -> None:
+    """The pair code, computed by hand from each pair's state (most significant first), keys ``Space.lookup`` to the
+    canonical form of every raw matrix; the pure-Python code and the state round trip agree with it."""
+    raw = RAW["backward"]
+    sp = space()
+    states = np.zeros((len(raw), len(pairs())), dtype=np.int64)
+    for p, (i, j) in enumerate(itertools.combinations(range(4), 2)):
+        states[:, p] = np.where(raw[:, i, j] != 0, raw[:, i, j], np.where(raw[:, j, i] != 0, raw[:, j, i] + 4, 0))
+    by_hand = sum(states[:, p] * 9 ** (5 - p) for p in range(6))
+    assert PAIR_STATES == 9 and np.array_equal(matrix_states(raw), states)
+    assert np.array_equal(pair_codes(raw), by_hand)
+    assert np.array_equal(sp.matrices[sp.lookup[by_hand]], canonical_batch(prune_batch(raw)))
+    assert (np.delete(sp.lookup, by_hand) == -1).all()  # every other code is an invalid matrix
+    rng = np.random.default_rng(0)
+    for k in rng.choice(len(raw), 3000, replace=False):
+        assert entries_code(raw[k].ravel().tolist(), 4) == by_hand[k]
+        assert states_to_matrix(states[k].tolist()) == raw[k].tolist()
+
+
+def test_text_form_and_hash_of_every_cell_equal_a_naive_build() -> None:
+    """One text form and one hash serve the space's table, the cell type and :func:`cell_hash`."""
+    import hashlib
+
+    sp = space()
+    naive = [" ".join("".join(str(v) for v in row) for row in m) for m in sp.matrices.tolist()]
+    assert [t.decode() for t in texts_of(sp.matrices)] == naive == [t.decode() for t in sp.texts]
+    for u in np.random.default_rng(1).choice(len(naive), 500, replace=False).tolist():
+        want = hashlib.sha256(f"snnbench-cell-v1:{naive[u]}".encode()).hexdigest()[:16]
+        assert sp.hashes[u] == sp.hash_of(u) == Cell(naive[u]).hash == cell_hash(naive[u]) == want
+        assert to_text(sp.matrices[u]) == Cell(sp.matrices[u]).text == naive[u]
+    assert to_text(np.array([[0, 1, 2], [0, 0, 4], [3, 0, 0]])) == "012 004 300"  # any node count
+
+
+def test_edge_names_round_trip() -> None:
+    names = {edge_name(i, j): (i, j) for i in range(4) for j in range(4) if i != j}
+    assert len(names) == 12 and names["e12"] == (1, 2) and names["e30"] == (3, 0)
+    assert all(edge_nodes(name) == ij for name, ij in names.items())
 
 
 def test_hashes_are_unique_over_the_whole_space() -> None:

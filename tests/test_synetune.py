@@ -12,10 +12,10 @@ pytest.importorskip("huggingface_hub")
 from api_tables import curve_table  # noqa: E402
 
 import api  # noqa: E402
-from snnbench.api.algorithms import _PAIRS, run, trajectory  # noqa: E402
+from snnbench.api.algorithms import run, trajectory  # noqa: E402
 from snnbench.api.benchmark import Benchmark  # noqa: E402
 from snnbench.api.synetune import METHODS, OBJECTIVES, SnnBlackbox, simulate  # noqa: E402
-from snnbench.space import raw_matrices  # noqa: E402
+from snnbench.space import pairs, raw_matrices  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def bench() -> Benchmark:
 
 def _config(matrix: np.ndarray) -> dict[str, int]:
     """A forward matrix as the blackbox's configuration: entry M[i][j] of each pair."""
-    return {f"e{i}{j}": int(matrix[i][j]) for i, j in _PAIRS}
+    return {f"e{i}{j}": int(matrix[i][j]) for i, j in pairs()}
 
 
 def _expected(rec: dict, epoch: int) -> dict[str, float]:
@@ -121,7 +121,7 @@ def test_compare_and_the_cli_take_syne_methods_by_name(bench: Benchmark) -> None
     from snnbench.cli import main
 
     budget = float(np.nansum(bench.train_seconds))
-    result = api.compare(bench, ["random", "syne:asha", "syne:rea"], budget, 2, seed=3)
+    result = api.compare(bench, api.CompareSettings(["random", "syne:asha", "syne:rea"], budget, 2, seed=3))
     for name in ("syne:asha", "syne:rea"):
         finals = [trajectory(run(bench, name, budget, 3 + r), np.array(result["times"]))[-1] for r in range(2)]
         assert result["algorithms"][name]["final_mean"] == pytest.approx(np.mean(finals))
@@ -133,4 +133,4 @@ def test_compare_and_the_cli_take_syne_methods_by_name(bench: Benchmark) -> None
                                     "--budget", "10"])
     assert bad.exit_code == 2 and "syne:asha" in bad.output and len(bad.output.strip().splitlines()) == 1
     with pytest.raises(ValueError, match="validation"):  # the blackbox reports validation curves only
-        api.compare(bench, ["random", "syne:asha"], budget, 1, split="train")
+        api.compare(bench, api.CompareSettings(["random", "syne:asha"], budget, 1, split="train"))

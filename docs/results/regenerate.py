@@ -163,12 +163,13 @@ def libraries_section(path: Path, out: Path, settings: dict[str, Any] = LIBRARY_
     accuracy with 95% intervals, cells trained, the accuracy-vs-spikes hypervolume share; whether each duplicated
     method agrees with its built-in twin; the curves in ``out/libraries.png``; random search from both libraries
     and built in again over ``check_runs`` runs."""
-    from snnbench.api.algorithms import compare
+    from snnbench.api.algorithms import CompareSettings, compare
     from snnbench.api.plots import plot_compare
 
     bench = Benchmark(path)
     n = settings["runs"]
-    result = compare(bench, settings["algorithms"], settings["budget"], n, seed=settings["seed"], points=500)
+    result = compare(bench, CompareSettings(settings["algorithms"], settings["budget"], n, seed=settings["seed"],
+                                            points=500))
     plot_compare(result, out / "libraries.png")
     algos = result["algorithms"]
     lines = [f"{n} runs each (seeds {settings['seed']}-{settings['seed'] + n - 1}), budget {settings['budget']:,.0f} "
@@ -185,8 +186,8 @@ def libraries_section(path: Path, out: Path, settings: dict[str, Any] = LIBRARY_
     lines += ["", "The same method, built in and from a library (difference of the mean final test accuracy, "
                   "library minus built-in, 95% Welch interval):", "", *duplicate_lines(algos, n, DUPLICATES)]
     check = settings["check_runs"]
-    again = compare(bench, ["random", "syne:random", "optuna:random"], settings["budget"], check, seed=settings["seed"],
-                    points=500)["algorithms"]
+    again = compare(bench, CompareSettings(["random", "syne:random", "optuna:random"], settings["budget"], check,
+                                           seed=settings["seed"], points=500))["algorithms"]
     recheck = [f"Random search again, {check} runs (seeds {settings['seed']}-{settings['seed'] + check - 1}): "
                + ", ".join(f"`{k}` {r['final_mean']:.4f} ± {r['final_std']:.4f}" for k, r in again.items()) + ".", "",
                *duplicate_lines(again, check, DUPLICATES[:2])]
@@ -460,11 +461,12 @@ def backward_section(path: Path, out: Path, resamples: int = 1000) -> Blocks:
         replay += [f"{dist.capitalize()} sampling of the backward space, 1,000 trials per N (test accuracy of the pick):",
                    "", *replay_table(bench, sizes, names, kind="backward", dist=dist), ""]
     blocks["digits-backward-replay"] = replay[:-1]
-    from snnbench.api.algorithms import compare
+    from snnbench.api.algorithms import CompareSettings, compare
 
-    result = compare(bench, ["random", "evolution", "local", "reinforce", "score_train:sahd", "score_train:hd",
-                             "score_train:vanrossum"], DIGITS_REPORT["budget"], 30, split="val", report="test",
-                     kind="backward", seed=0, score_costs=METRIC_SECONDS)
+    result = compare(bench, CompareSettings(["random", "evolution", "local", "reinforce", "score_train:sahd",
+                                             "score_train:hd", "score_train:vanrossum"], DIGITS_REPORT["budget"], 30,
+                                            split="val", report="test", kind="backward", seed=0,
+                                            score_costs=METRIC_SECONDS))
     space = result["space"]
     lines = [f"The mixed pool as a search space ({space['cells']:,} trained cells: {space['forward']:,} forward, "
              f"{space['backward']:,} with a backward edge), budget {DIGITS_REPORT['budget']:g} simulated seconds, 30 "
