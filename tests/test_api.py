@@ -737,7 +737,7 @@ def test_cli_keeps_the_traceback_of_a_bug_but_not_of_a_lookup_miss(table: Path, 
     r = CliRunner().invoke(main, ["query", "0302 0030 3003 0000", "--table", str(table), "--score-protocol", "zzz"])
     assert r.exit_code == 2 and "no protocol 'zzz'" in r.output and len(r.output.strip().splitlines()) == 1, r.output
 
-    def broken(self: Benchmark, matrix: object, seed: int | None = None) -> dict:
+    def broken(self: Benchmark, matrix: object, seed: int | None = None, epoch: int | None = None) -> dict:
         raise KeyError("modified")
 
     monkeypatch.setattr(Benchmark, "query", broken)
