@@ -157,3 +157,59 @@ def test_scatter_panels_have_axis_labels_and_ticks_that_do_not_overlap() -> None
             assert not any(_overlap(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:]), (name, axis)
     assert "params: parameter count" in fig.axes[1].get_xlabel()
     _close(fig)
+
+
+def _brute_top_k(score: np.ndarray, acc: np.ndarray, k: int) -> float:
+    """Top-k overlap / k averaged over every tie-break, cell by cell: a cell with g strictly larger values and t
+    equal ones (itself among them) is in the top k with probability clip((k - g) / t, 0, 1)."""
+    def share(x: np.ndarray) -> np.ndarray:
+        return np.array([np.clip((k - (x > v).sum()) / (x == v).sum(), 0, 1) for v in x])
+
+    return float(share(score) @ share(acc) / k)
+
+
+@needs_digits
+def test_correlate_top_k_is_labelled_by_count_and_by_share(digits: Benchmark) -> None:
+    """The top-k precisions were printed as "10: 0.00, 70: 0.00, ..." with no word on what 70 was: each entry now
+    names its k as a count ("k=10") or a share of the cells ("top 1%"), the k that share gives, and its precision
+    (brute force here); a k above the cells is left out; the old ``top_k_precision`` keys stay as they were."""
+    from snnbench.api.correlate import correlate
+
+    out = correlate(digits, "test", ["sahd", "params"], cells="backward")
+    assert out["top_k"] == {"counts": [10, 100], "fractions": [0.01, 0.05, 0.1]}
+    backward = np.isfinite(digits.accuracy["test"]) & (digits.kind_array == 1)
+    for m, r in out["scores"].items():
+        ok = backward & ~np.isnan(digits.scores[m])
+        s, a = digits.scores[m][ok], digits.accuracy["test"][ok]
+        n = len(s)
+        assert r["cells"] == n == 87
+        want = [("k=10", 10, None), ("top 1%", 1, 0.01), ("top 5%", 4, 0.05), ("top 10%", 9, 0.1)]  # no k=100: 87 cells
+        assert [(e["label"], e["k"], e["fraction"]) for e in r["top_k"]] == want
+        for e in r["top_k"]:
+            assert e["precision"] == pytest.approx(_brute_top_k(s, a, e["k"]))
+        old_keys = sorted({max(1, int(round(f * n))) for f in (0.01, 0.05, 0.1)} | ({10, 100} & set(range(1, n + 1))))
+        assert list(r["top_k_precision"]) == [str(k) for k in old_keys]
+        assert all(r["top_k_precision"][str(e["k"])] == e["precision"] for e in r["top_k"])
+
+
+@needs_digits
+def test_correlate_cli_prints_top_k_under_headers(digits: Benchmark) -> None:
+    """The text table has a "top-k precision" header over labelled columns, every row's values under them equal
+    the JSON's, and a note gives the k each share stands for."""
+    from click.testing import CliRunner
+
+    from snnbench.cli import main
+
+    args = ["correlate", "--table", str(SHIPPED["digits"]), "--cell-kind", "backward"]
+    text = CliRunner().invoke(main, args, catch_exceptions=False).output.splitlines()
+    data = json.loads(CliRunner().invoke(main, [*args, "--json"], catch_exceptions=False).output)
+    group = next(i for i, line in enumerate(text) if line.strip() == "top-k precision")
+    head = text[group + 1].split()
+    assert head[:5] == ["score", "cells", "tau", "rho", "s/cell"]
+    assert " ".join(head[5:]) == "k=10 top 1% top 5% top 10%"
+    assert text[group].index("top-k") > text[group + 1].index("s/cell")  # over the top-k columns, not the others
+    for line, (m, r) in zip(text[group + 2:], data["scores"].items()):
+        cells = line.split()
+        assert cells[0] == m and cells[-4:] == [f"{e['precision']:.3f}" for e in r["top_k"]]
+    note = next(line for line in text if line.startswith("top-k precision:"))
+    assert "k best-scored cells that are among the k most accurate" in note and "(k = 1, 4, 9 of 87 cells)" in note
