@@ -291,8 +291,9 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
             f"### NAS algorithms with simulated cost ({runs} runs, budget {budget:,.6g} s)", "",
             f"The algorithms observe {observe} accuracy and pay the stored training time (and, for `score_train`, "
             f"{paid}: it scores 100 random cells by {score} — by M for `score_train:M` — and "
-            f"trains the 5 best-scored); the incumbent's {split} accuracy is reported, and a curve starts once "
-            f"every run has trained a cell. {best_line(best, observe, split)}", "",
+            f"trains the 5 best-scored); the incumbent's {split} accuracy is reported. In the figure a curve is the mean "
+            f"over runs, shaded across the runs' interquartile range; it starts once every run has trained a cell "
+            f"and ends (marked) where its last run ends. {best_line(best, observe, split)}", "",
             f"| algorithm | final {split} accuracy (mean ± std) | cells trained | simulated seconds |", "|---|---|---|---|"]
         for name, r in result["algorithms"].items():
             final = "–" if r["final_mean"] is None else f"{r['final_mean']:.4f} ± {r['final_std']:.4f}"
