@@ -53,7 +53,8 @@ def plot_replay_curve(curve: dict[str, Any], path: str | os.PathLike[str]) -> Pa
 def compare_title(result: dict[str, Any]) -> str:
     """The title of :func:`plot_compare`: dataset, space, budget, runs and what the band and the end marks are."""
     bands = "shaded: the runs' interquartile range; " if _banded(result) else ""
-    return (f"{result.get('dataset') or Path(result['table']).name}, {result.get('kind', '?')} space: budget "
+    space = f", {result['kind']} space" if result.get("kind") else ""
+    return (f"{result.get('dataset') or Path(result['table']).name}{space}: budget "
             f"{result['budget']:,.6g} s, mean over {result['runs']} runs\n{bands}a curve ends (●) where its last run ends")
 
 

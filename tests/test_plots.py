@@ -213,3 +213,19 @@ def test_correlate_cli_prints_top_k_under_headers(digits: Benchmark) -> None:
         assert cells[0] == m and cells[-4:] == [f"{e['precision']:.3f}" for e in r["top_k"]]
     note = next(line for line in text if line.startswith("top-k precision:"))
     assert "k best-scored cells that are among the k most accurate" in note and "(k = 1, 4, 9 of 87 cells)" in note
+
+
+@needs_digits
+def test_compare_figure_draws_a_result_saved_before_the_new_keys(result: dict[str, Any]) -> None:
+    """A result JSON written by an earlier version (no seconds_max, curve_band, dataset, kind) still draws: curves
+    to the budget, no band, the table's file name in the title."""
+    old = json.loads(json.dumps(result))
+    for key in ("dataset", "kind", "band"):
+        del old[key]
+    for r in old["algorithms"].values():
+        del r["seconds_max"], r["curve_band"]
+    fig = compare_figure(old)
+    ax = fig.axes[0]
+    assert _curve(ax, "random").get_xdata()[-1] == BUDGET and not ax.collections
+    assert ax.get_title().startswith("digits.h5: budget 2,000 s") and "interquartile" not in ax.get_title()
+    _close(fig)
