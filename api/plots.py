@@ -52,13 +52,13 @@ def plot_replay_curve(curve: dict[str, Any], path: str | os.PathLike[str]) -> Pa
 
 def compare_title(result: dict[str, Any]) -> str:
     """The title of :func:`plot_compare`: dataset, space, budget, runs and what the band and the end marks are."""
-    bands = "shaded: the runs' interquartile range; " if _banded(result) else ""
+    bands = "shaded: the runs' interquartile range; " if banded(result) else ""
     space = f", {result['kind']} space" if result.get("kind") else ""
     return (f"{result.get('dataset') or Path(result['table']).name}{space}: budget "
             f"{result['budget']:,.6g} s, mean over {result['runs']} runs\n{bands}a curve ends (●) where its last run ends")
 
 
-def _banded(result: dict[str, Any]) -> bool:
+def banded(result: dict[str, Any]) -> bool:
     """Bands are drawn for up to 8 algorithms (more would hide the curves) whose result holds them."""
     return len(result["algorithms"]) <= 8 and all("curve_band" in r for r in result["algorithms"].values())
 
@@ -82,7 +82,7 @@ def compare_figure(result: dict[str, Any]) -> Any:
     plt = _pyplot()
     entries = result["algorithms"]
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    times, budget, bands = np.array(result["times"]), float(result["budget"]), _banded(result)
+    times, budget, bands = np.array(result["times"]), float(result["budget"]), banded(result)
     for k, (name, r) in enumerate(entries.items()):
         style = dict(color=f"C{k % 10}", ls=("-", "--", ":")[k // 10 % 3])
         mean = np.array([np.nan if v is None else v for v in r["curve_mean"]], dtype=float)

@@ -25,7 +25,7 @@ import numpy as np
 from snnbench.api.algorithms import check_budget, compare, parse_entries
 from snnbench.api.benchmark import Benchmark
 from snnbench.api.correlate import correlate, ranked_shares
-from snnbench.api.plots import plot_compare, plot_replay_curve, plot_scatter
+from snnbench.api.plots import banded, plot_compare, plot_replay_curve, plot_scatter
 from snnbench.api.replay import make_pool, replay_curve
 
 DEFAULT_SIZES = (10, 100, 1000, 5000)
@@ -287,13 +287,13 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
                 "each metric's own scoring time per cell (" + ", ".join(f"{m} {c:g} s" for m, c in costs.items()) +
                 "; the stored time where none is given)")
         best = result["table_best"]
+        band = ", shaded across the runs' interquartile range" if banded(result) else ""
         lines = sections["compare"] = [
             f"### NAS algorithms with simulated cost ({runs} runs, budget {budget:,.6g} s)", "",
             f"The algorithms observe {observe} accuracy and pay the stored training time (and, for `score_train`, "
             f"{paid}: it scores 100 random cells by {score} — by M for `score_train:M` — and "
             f"trains the 5 best-scored); the incumbent's {split} accuracy is reported. In the figure a curve is the mean "
-            f"over runs, shaded across the runs' interquartile range; it starts once every run has trained a cell "
-            f"and ends (marked) where its last run ends. {best_line(best, observe, split)}", "",
+            f"over runs{band}; it starts once every run has trained a cell and ends (marked) where its last run ends. {best_line(best, observe, split)}", "",
             f"| algorithm | final {split} accuracy (mean ± std) | cells trained | simulated seconds |", "|---|---|---|---|"]
         for name, r in result["algorithms"].items():
             final = "–" if r["final_mean"] is None else f"{r['final_mean']:.4f} ± {r['final_std']:.4f}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from types import SimpleNamespace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -229,3 +230,20 @@ def test_compare_figure_draws_a_result_saved_before_the_new_keys(result: dict[st
     assert _curve(ax, "random").get_xdata()[-1] == BUDGET and not ax.collections
     assert ax.get_title().startswith("digits.h5: budget 2,000 s") and "interquartile" not in ax.get_title()
     _close(fig)
+
+
+@needs_digits
+def test_report_says_what_the_compare_figure_draws(digits: Benchmark, tmp_path: Path) -> None:
+    """The page's compare paragraph names the band and the end mark, and leaves the band out where the figure does
+    (past 8 algorithms)."""
+    from snnbench.api.report import report_sections
+
+    few = ["random", "score_train"]
+    many = ["random", "evolution", "local", "reinforce", *(f"score_train:{m}" for m in ("sahd", "hd", "vanrossum", "snip",
+                                                                                         "grad_norm"))]
+    for algorithms, band in ((few, True), (many, False)):
+        text = "\n".join(report_sections(digits, tmp_path / str(band), title="t", sizes=(10,), trials=5, runs=2, budget=400.0,
+                                         bootstrap=0, algorithms=algorithms, kind="forward")["compare"])
+        assert "ends (marked) where its last run ends" in text
+        assert ("interquartile range" in text) == band
+        assert (tmp_path / str(band) / "compare.png").stat().st_size > 0
