@@ -508,6 +508,22 @@ def parse_entries(bench: Benchmark, algorithms: Sequence[str], score: str = "sah
     return entries
 
 
+BAND = (25, 75)  # percentiles over runs of compare's ``curve_band``: the interquartile range
+
+
+def trained_on(bench: Benchmark) -> str | None:
+    """The dataset name of the view's train protocol (None for a score-only view)."""
+    return next((str(m["settings"]["dataset"]["name"]) for m in bench.metadata.values() if m["type"] == "train"), None)
+
+
+def _defined(full: np.ndarray, values: np.ndarray) -> list[float | None]:
+    """``values`` (one per True of ``full``) spread over ``full``'s positions, None at the False ones."""
+    out: list[float | None] = [None] * len(full)
+    for i, v in zip(np.flatnonzero(full), values.tolist()):
+        out[i] = v
+    return out
+
+
 @dataclass(frozen=True)
 class CompareSettings:
     """What :func:`compare` runs: each of ``algorithms`` over ``runs`` seeds (``seed``, ``seed + 1``, ...) with a
@@ -544,6 +560,10 @@ def compare(bench: Benchmark, settings: CompareSettings) -> dict[str, Any]:
     space's median accuracy and its largest spikes per image; None when the view holds no spikes): how much of the
     accuracy-vs-spikes front a run found by its budget, whatever it optimised.
 
+    Per algorithm, ``curve_band``: the 25th and 75th percentiles over runs of the incumbent's ``report`` accuracy
+    at each time (``band``: those percentiles), None where ``curve_mean`` is; ``seconds_max``: the simulated time
+    at which the last run ended (the curves hold its final values past it). ``dataset``: the train protocol's.
+
     ``table_best``: the best ``split`` accuracy of the searched space, the number of cells that tie on it (the
     first one's ``hash``), their mean ``report`` accuracy (what a perfect search expects) and the space's best
     ``report`` accuracy (``max_<report>``).
@@ -568,7 +588,7 @@ def compare(bench: Benchmark, settings: CompareSettings) -> dict[str, Any]:
     ref = (float(np.median(bench.accuracy[split][held])), float(spikes[held].max())) if len(held) else None
     whole = hypervolume(bench.accuracy[split][held], spikes[held], *ref) if ref else None
     out: dict[str, Any] = {"budget": budget, "runs": runs, "split": split, "report": report, "times": times.tolist(),
-                           "table": str(bench.path), "algorithms": {}}
+                           "table": str(bench.path), "dataset": trained_on(bench), "band": list(BAND), "algorithms": {}}
     bar = progress_bar(len(entries) * runs, "compare", "run", settings.progress)
     for entry, name, metric in entries:
         cost = (settings.score_costs or {}).get(metric) if name == "score_train" else None
@@ -587,18 +607,22 @@ def compare(bench: Benchmark, settings: CompareSettings) -> dict[str, Any]:
             if ref is not None and whole:
                 cells = list(oracle.trained)
                 volumes.append(hypervolume(np.array([oracle.trained[u] for u in cells]), spikes[cells], *ref) / whole)
-        finals_a = np.array(finals)
+        finals_a, curves_a = np.array(finals), np.array(curves)
         ok = np.isfinite(finals_a)
+        full = np.isfinite(curves_a).all(axis=0)  # times at which every run has trained a cell
+        low, high = np.percentile(curves_a[:, full], BAND, axis=0) if full.any() else (np.array([]), np.array([]))
         out["algorithms"][entry] = {
             "final_mean": float(finals_a[ok].mean()) if ok.any() else None,
             "final_std": float(finals_a[ok].std()) if ok.any() else None,
             "runs_with_result": int(ok.sum()),
-            "trained_mean": float(np.mean(trained)), "seconds_mean": float(np.mean(spent)), "score_cost": cost,
+            "trained_mean": float(np.mean(trained)), "seconds_mean": float(np.mean(spent)),
+            "seconds_max": float(np.max(spent)), "score_cost": cost,
             "score_charge": charge,
             "hypervolume_mean": float(np.mean(volumes)) if volumes else None,
             "hypervolume_std": float(np.std(volumes)) if volumes else None,
             # a mean over every run, so None until each run has trained a cell (no early bias to quick runs)
-            "curve_mean": [float(c.mean()) if np.isfinite(c).all() else None for c in np.array(curves).T],
+            "curve_mean": [float(c.mean()) if f else None for c, f in zip(curves_a.T, full)],
+            "curve_band": [_defined(full, low), _defined(full, high)],
         }
     bar.close()
     out["kind"] = kind

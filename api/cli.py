@@ -248,7 +248,7 @@ def correlate(table: str | None, score_protocol: str | None, train_protocol: str
     """Kendall tau, Spearman rho and top-k precision of every stored score against accuracy."""
     from snnbench.api.correlate import agreement, ranked_shares
     from snnbench.api.correlate import correlate as run_correlate
-    from snnbench.api.report import seconds_entry, seconds_note
+    from snnbench.api.report import correlate_table
 
     bench = _open(table, score_protocol, train_protocol, dataset)
     source = None if scores_from is None else _open(scores_from, None, None, None)
@@ -262,20 +262,8 @@ def correlate(table: str | None, score_protocol: str | None, train_protocol: str
     origin = f" (scores from {source.path.name})" if source is not None else ""
     which = {"all": "all cells", "forward": "forward cells", "backward": "cells with a backward edge"}[cell_kind]
     click.echo(f"{split} accuracy of {which}; protocols {', '.join(result['protocols'])}{origin}; the view holds {bench.holds()}")
+    click.echo("\n".join(correlate_table(result)))
     boot = result.get("bootstrap")
-    ci = (lambda v: f" [{_fmt(v[0], 3)}, {_fmt(v[1], 3)}]" if v else " [-]") if boot else (lambda v: "")  # noqa: E731
-    width = 24 if boot else 8
-    click.echo(f"{'score':<12} {'cells':>7} {'tau' + (' [95%]' if boot else ''):>{width}} "
-               f"{'rho' + (' [95%]' if boot else ''):>{width}} {'s/cell':>7}  top-k precision")
-    for m, r in result["scores"].items():
-        topk = ", ".join(f"{k}: {v:.2f}" for k, v in r["top_k_precision"].items())
-        tau = _fmt(r["kendall_tau"], 3) + ci(r.get("kendall_tau_ci"))
-        rho = _fmt(r["spearman_rho"], 3) + ci(r.get("spearman_rho_ci"))
-        seconds = seconds_entry(r["seconds_per_cell"], r["seconds_column"], "-")
-        click.echo(f"{m:<12} {r['cells']:>7} {tau:>{width}} {rho:>{width}} {seconds:>7}  {topk}")
-    note = seconds_note([r["seconds_column"] for r in result["scores"].values()], "*")
-    if note:
-        click.echo(note)
     if boot:
         click.echo(f"highest tau in {boot['resamples']:,} paired resamples (seed {boot['seed']}): "
                    f"{ranked_shares(boot['best_tau'])}")

@@ -3,8 +3,9 @@ how well two tables' scores agree on the cells they share (e.g. the same score o
 
 Invariants: for each score, only cells holding a score (``-inf``, a singular kernel, ranks lowest) and a
 finite accuracy enter; top-k
-precision is ``|top-k by score  ∩  top-k by accuracy| / k`` (ties broken by view index, so it is
-deterministic); ``k`` values larger than the number of cells are skipped. Cells of two views are matched
+precision is ``|top-k by score  ∩  top-k by accuracy| / k`` (its expectation when ties in either ranking are broken
+at random, so it does not depend on the cells' order), at k = 10 and 100 cells and at k = 1%, 5%, 10% of them;
+``k`` values larger than the number of cells are skipped. Cells of two views are matched
 by hash, never by position.
 
 Bootstrap intervals (``correlate(..., bootstrap=R)``): resample ``r`` takes ``n`` cells with replacement
@@ -27,6 +28,7 @@ from snnbench.api.replay import MAX_DRAWS
 from snnbench.fields import is_integer
 
 DEFAULT_FRACTIONS = (0.01, 0.05, 0.1)
+TOP_K_COUNTS = (10, 100)  # fixed k of every top-k precision, beside the fractions of the cells
 
 
 def top_k_share(x: np.ndarray, k: int) -> np.ndarray:
@@ -42,6 +44,19 @@ def top_k_precision(score: np.ndarray, accuracy: np.ndarray, k: int) -> float:
     """Expected fraction of the ``k`` best-scored cells that are among the ``k`` most accurate, ties in either
     ranking broken uniformly at random (accuracies on a small test set tie often): independent of cell order."""
     return float(top_k_share(score, k) @ top_k_share(accuracy, k) / k)
+
+
+def top_k_entries(score: np.ndarray, accuracy: np.ndarray,
+                  fractions: Sequence[float] = DEFAULT_FRACTIONS) -> list[dict[str, Any]]:
+    """:func:`top_k_precision` at each k of :data:`TOP_K_COUNTS` (``fraction`` None), then at each share of the
+    ``n`` cells (``k = max(1, round(fraction * n))``), in that order; a k above ``n`` is left out. Each entry:
+    ``label`` (``"k=10"`` for a count, ``"top 1%"`` for a share), ``k``, ``fraction``, ``precision``."""
+    n = len(score)
+    wanted = [(f"k={k}", k, None) for k in TOP_K_COUNTS] + [
+        (f"top {f:.0%}" if round(100 * f, 6) == round(100 * f) else f"top {f:.1%}", max(1, int(round(f * n))), float(f))
+        for f in fractions]
+    return [{"label": label, "k": k, "fraction": f, "precision": top_k_precision(score, accuracy, k)}
+            for label, k, f in wanted if k <= n]
 
 
 def matched(a: Benchmark, b: Benchmark) -> tuple[np.ndarray, np.ndarray]:
@@ -66,7 +81,10 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
               fractions: Sequence[float] = DEFAULT_FRACTIONS, source: Benchmark | None = None,
               bootstrap: int = 0, seed: int = 0, progress: bool | None = False, cells: str = "all") -> dict[str, Any]:
     """Per score: cells used, Kendall tau, Spearman rho (with p-values), top-k precision, seconds per cell (and
-    the column they come from, :meth:`Benchmark.scoring_seconds`);
+    the column they come from, :meth:`Benchmark.scoring_seconds`). Top-k precision twice: ``top_k``, the entries
+    of :func:`top_k_entries` (k by count and by share of the cells, labelled; the result's ``top_k`` names the
+    counts and fractions asked), and ``top_k_precision``, the same values keyed by k alone (where a share's k
+    equals a count, one key);
     with ``bootstrap`` resamples also ``kendall_tau_ci`` and ``spearman_rho_ci`` (95%, see the module);
     ``seed_agreement``: the accuracies of two seeds against each other (:func:`seed_agreement`).
     ``progress``: a bar of the resamples on stderr (``None``: on a terminal; :mod:`api.progress`).
@@ -96,7 +114,7 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
         raise ValueError(f"cells: expected one of {', '.join(CELL_KINDS)}, got {cells!r}")
     acc = _of_kind(bench, bench.accuracy[split], cells)
     out: dict[str, Any] = {"table": str(bench.path), "protocols": bench.protocol_ids, "split": split, "cells": cells,
-                           "scores": {}}
+                           "top_k": {"counts": list(TOP_K_COUNTS), "fractions": [float(f) for f in fractions]}, "scores": {}}
     if source is not None:
         out.update(score_table=str(source.path), score_protocols=source.protocol_ids)
     has_acc = np.flatnonzero(np.isfinite(acc))
@@ -124,8 +142,8 @@ def correlate(bench: Benchmark, split: str = "test", scores: Sequence[str] | Non
             bar.set_postfix_str(m)
             taus[m], rhos = _resampled(table[m][has_acc], acc[has_acc], draws, bar.update)
             row.update(kendall_tau_ci=_ci(taus[m]), spearman_rho_ci=_ci(rhos))
-        ks = sorted({max(1, int(round(f * len(s)))) for f in fractions} | ({10, 100} & set(range(1, len(s) + 1))))
-        row["top_k_precision"] = {str(k): top_k_precision(s, a, k) for k in ks if k <= len(s)}
+        row["top_k"] = top_k_entries(s, a, fractions)
+        row["top_k_precision"] = {str(e["k"]): e["precision"] for e in sorted(row["top_k"], key=lambda e: e["k"])}
         out["scores"][m] = row
     bar.close()
     if bootstrap:

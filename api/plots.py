@@ -50,28 +50,73 @@ def plot_replay_curve(curve: dict[str, Any], path: str | os.PathLike[str]) -> Pa
     return _save(fig, path)
 
 
+def compare_title(result: dict[str, Any]) -> str:
+    """The title of :func:`plot_compare`: dataset, space, budget, runs and what the band and the end marks are."""
+    bands = "shaded: the runs' interquartile range; " if banded(result) else ""
+    space = f", {result['kind']} space" if result.get("kind") else ""
+    return (f"{result.get('dataset') or Path(result['table']).name}{space}: budget "
+            f"{result['budget']:,.6g} s, mean over {result['runs']} runs\n{bands}a curve ends (●) where its last run ends")
+
+
+def banded(result: dict[str, Any]) -> bool:
+    """Bands are drawn for up to 8 algorithms (more would hide the curves) whose result holds them."""
+    return len(result["algorithms"]) <= 8 and all("curve_band" in r for r in result["algorithms"].values())
+
+
 def plot_compare(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Mean best accuracy so far against simulated time, one line per algorithm."""
+    """Write :func:`compare_figure` of a :func:`api.algorithms.compare` result."""
+    return _save(compare_figure(result), path)
+
+
+def compare_figure(result: dict[str, Any]) -> Any:
+    """Mean best accuracy so far against simulated time, one line per algorithm (a :func:`api.algorithms.compare`
+    result); returns the matplotlib figure (one axes).
+
+    Invariants: a curve stops at its ``seconds_max`` (its last point is there, with the runs' final values,
+    marked), so a search that ends early does not run on flat to the budget; the shaded band is ``curve_band``
+    (interquartile range over runs; left out past 8 algorithms); the reference lines are the ``report``
+    accuracy of the cell(s) with the best observed (``split``) accuracy and the space's best ``report`` accuracy,
+    named so; the legend sits beside the axes, never on the curves; the title names dataset, space and budget.
+    An algorithm without a curve (a run that trained no cell) is named in the legend with why.
+    """
     plt = _pyplot()
-    many = len(result["algorithms"]) > 8  # legend beside the axes; past 10 lines the colours repeat: vary the style
-    fig, ax = plt.subplots(figsize=(8.5, 4.5) if many else (6, 4))
-    times = np.array(result["times"])
-    for k, (name, r) in enumerate(result["algorithms"].items()):
-        ax.plot(times, np.array([np.nan if v is None else v for v in r["curve_mean"]], dtype=float), label=name,
-                ls=("-", "--", ":")[k // 10 % 3])
-    best, report = result["table_best"], result["report"]
-    ax.axhline(best[report], color="k", lw=0.8, ls=":", label=f"best {result['split']} in table")
-    if best[f"max_{report}"] > best[report]:
-        ax.axhline(best[f"max_{report}"], color="k", lw=0.8, ls="--", label=f"best {report} in table")
+    entries = result["algorithms"]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    times, budget, bands = np.array(result["times"]), float(result["budget"]), banded(result)
+    for k, (name, r) in enumerate(entries.items()):
+        style = dict(color=f"C{k % 10}", ls=("-", "--", ":")[k // 10 % 3])
+        mean = np.array([np.nan if v is None else v for v in r["curve_mean"]], dtype=float)
+        end = float(r.get("seconds_max", budget))
+        keep = times < end  # past its last run's end a curve holds its final values: drawn up to that end only
+        if not np.isfinite(mean).any():
+            ax.plot([], [], label=f"{name}: no curve, {r['runs_with_result']} of {result['runs']} runs trained a cell",
+                    **style)
+            continue
+        x, y = np.append(times[keep], end), np.append(mean[keep], mean[-1])
+        label = name if end >= 0.98 * budget else f"{name} (runs end by {end:,.0f} s)"
+        ax.plot(x, y, label=label, **style)
+        ax.plot(x[-1:], y[-1:], "o", ms=4, color=style["color"])
+        if bands:
+            low, high = (np.array([np.nan if v is None else v for v in b], dtype=float) for b in r["curve_band"])
+            ax.fill_between(x, np.append(low[keep], low[-1]), np.append(high[keep], high[-1]), color=style["color"],
+                            alpha=0.12, lw=0)
+    best, report, split = result["table_best"], result["report"], result["split"]
+    tied = f", mean of {best['tied']:,} tied" if best["tied"] > 1 else ""
+    top = best[f"max_{report}"] > best[report]
+    ax.axhline(best[report], color="k", lw=0.8, ls=":", label=f"{report} acc. of the best-{split} cell{tied}"
+               + ("" if top else f" (the best {report} acc. in the space)"))
+    if top:
+        ax.axhline(best[f"max_{report}"], color="k", lw=0.8, ls="--", label=f"best {report} acc. in the space")
+    lo, hi = ax.get_ylim()  # a reference line at the edge of the axes would hide in the frame
+    refs = [best[report], best[f"max_{report}"]]
+    ax.set_ylim(min(lo, min(refs) - 0.03 * (hi - lo)), max(hi, max(refs) + 0.03 * (hi - lo)))
+    ax.set_xlim(0, budget * 1.02)
     ax.set_xlabel("simulated time (s)")
-    ax.set_ylabel(f"{result['report']} accuracy of the incumbent")
-    ax.set_title(f"mean over {result['runs']} runs")
-    if many:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
-    else:
-        ax.legend()
+    ax.set_ylabel(f"{report} accuracy of the incumbent\n(best {split} so far)")
+    ax.set_title(compare_title(result), fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", borderaxespad=0)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return fig
 
 
 def plot_front(bench: Any, path: str | os.PathLike[str], split: str = "test") -> Path:
@@ -96,12 +141,36 @@ def plot_front(bench: Any, path: str | os.PathLike[str], split: str = "test") ->
     return _save(fig, path)
 
 
+def score_label(name: str) -> str:
+    """The axis label of a stored score's values."""
+    return "params: parameter count" if name == "params" else f"{name} score"
+
+
+def readable_ticks(ax: Any, axis: str = "x", bins: int = 5) -> None:
+    """At most ``bins`` ticks on a linear ``axis``, values of 5 or more digits (or under 1e-3) as a mantissa with
+    the power of ten written once beside the axis: long tick labels in a narrow panel overlap."""
+    from matplotlib.ticker import MaxNLocator
+
+    if getattr(ax, f"get_{axis}scale")() == "linear":
+        getattr(ax, f"{axis}axis").set_major_locator(MaxNLocator(nbins=bins))
+        ax.ticklabel_format(axis=axis, style="sci", scilimits=(-3, 4), useMathText=True)
+
+
 def plot_scatter(bench: Any, scores: Sequence[str], split: str, path: str | os.PathLike[str]) -> Path:
-    """One panel per score: the score of every cell against its ``split`` accuracy (cells holding both)."""
+    """Write :func:`scatter_figure`."""
+    return _save(scatter_figure(bench, scores, split), path)
+
+
+def scatter_figure(bench: Any, scores: Sequence[str], split: str) -> Any:
+    """One panel per score: the score of every cell (x, labelled with its name) against its ``split`` accuracy
+    (y), cells holding both; at most 5 ticks an axis, large values with a shared power of ten (no overlapping
+    labels); the title names the dataset the accuracies were trained on."""
+    from snnbench.api.algorithms import trained_on
+
     plt = _pyplot()
     cols = min(3, max(1, len(scores)))
     rows = -(-len(scores) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows + 0.4), squeeze=False)
     acc = bench.accuracy[split]
     for ax, name in zip(axes.ravel(), scores):
         s = bench.scores[name]
@@ -110,13 +179,18 @@ def plot_scatter(bench: Any, scores: Sequence[str], split: str, path: str | os.P
         log = ok.any() and s[ok].min() > 0 and s[ok].max() > 10 * s[ok].min()  # spans decades: log scale
         if log:
             ax.set_xscale("log")
-        ax.set_title(f"{name} ({int(ok.sum())} cells{', log scale' if log else ''})", fontsize=9)
+        ax.set_title(f"{name} ({int(ok.sum()):,} cells{', log scale' if log else ''})", fontsize=9)
+        ax.set_xlabel(score_label(name), fontsize=8)
         ax.set_ylabel(f"{split} accuracy", fontsize=8)
+        readable_ticks(ax)
         ax.tick_params(labelsize=7)
+        ax.xaxis.get_offset_text().set_fontsize(7)
     for ax in axes.ravel()[len(scores):]:
         ax.axis("off")
+    dataset = trained_on(bench) if hasattr(bench, "metadata") else None
+    fig.suptitle(f"{dataset + ': ' if dataset else ''}each score against {split} accuracy (a dot per cell)", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
 def plot_agreement(a: Any, b: Any, scores: Sequence[str], path: str | os.PathLike[str]) -> Path:

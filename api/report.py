@@ -25,7 +25,7 @@ import numpy as np
 from snnbench.api.algorithms import CompareSettings, check_budget, compare, parse_entries
 from snnbench.api.benchmark import Benchmark
 from snnbench.api.correlate import correlate, ranked_shares
-from snnbench.api.plots import plot_compare, plot_replay_curve, plot_scatter
+from snnbench.api.plots import banded, plot_compare, plot_replay_curve, plot_scatter
 from snnbench.api.replay import make_pool, replay_curve
 
 DEFAULT_SIZES = (10, 100, 1000, 5000)
@@ -46,6 +46,47 @@ def best_line(best: dict[str, Any], observe: str, split: str) -> str:
             f"{split} {best[split]:.4f}")
     return (f"Best cell of the searched space by {observe}: `{best['hash']}` ({observe} {best[observe]:.4f}; {ties}); "
             f"the space's best {split} accuracy is {best['max_' + split]:.4f}.")
+
+
+def top_k_columns(result: dict[str, Any]) -> list[str]:
+    """The labels of a :func:`correlate` result's top-k entries over all its scores: counts (``k=10``) first,
+    then shares of the cells (``top 1%``), each in the order asked."""
+    labels = [e["label"] for r in result["scores"].values() for e in r.get("top_k", [])]
+    return list(dict.fromkeys(sorted(labels, key=lambda x: not x.startswith("k="))))
+
+
+def top_k_note(result: dict[str, Any]) -> str:
+    """What the top-k columns of :func:`correlate_table` hold, with the k of each share per number of cells."""
+    per_n: dict[int, list[str]] = {}
+    for r in result["scores"].values():
+        per_n[r["cells"]] = [f"{e['k']:,}" for e in r.get("top_k", []) if e["fraction"] is not None]
+    ks = "; ".join(f"k = {', '.join(k)} of {n:,} cells" for n, k in per_n.items() if k)
+    return ("top-k precision: the share (0-1) of the k best-scored cells that are among the k most accurate, averaged "
+            "over tie-breaks; column k=N takes N cells, top P% takes P% of the score's cells" + (f" ({ks})" if ks else "") + ".")
+
+
+def correlate_table(result: dict[str, Any]) -> list[str]:
+    """The text table of a :func:`correlate` result, one row per score: cells, Kendall tau and Spearman rho
+    (with their 95% intervals when bootstrapped), seconds per cell, then top-k precision in labelled columns
+    (:func:`top_k_columns`; ``-`` where k exceeds the score's cells); then its footnotes."""
+    boot = result.get("bootstrap")
+    ci = (lambda v: f" [{fmt(v[0], 3, '-')}, {fmt(v[1], 3, '-')}]" if v else " [-]") if boot else (lambda v: "")  # noqa: E731
+    width = 24 if boot else 8
+    columns = top_k_columns(result)
+    head = (f"{'score':<12} {'cells':>7} {'tau' + (' [95%]' if boot else ''):>{width}} "
+            f"{'rho' + (' [95%]' if boot else ''):>{width}} {'s/cell':>7} ")
+    cols = " ".join(f"{c:>8}" for c in columns)
+    lines = [" " * len(head) + f" {'top-k precision':^{len(cols)}}".rstrip(), head + " " + cols]
+    for m, r in result["scores"].items():
+        got = {e["label"]: e["precision"] for e in r.get("top_k", [])}
+        tau = fmt(r["kendall_tau"], 3, "-") + ci(r.get("kendall_tau_ci"))
+        rho = fmt(r["spearman_rho"], 3, "-") + ci(r.get("spearman_rho_ci"))
+        seconds = seconds_entry(r["seconds_per_cell"], r["seconds_column"], "-")
+        lines.append(f"{m:<12} {r['cells']:>7} {tau:>{width}} {rho:>{width}} {seconds:>7}  "
+                     + " ".join(f"{fmt(got.get(c), 3, '-'):>8}" for c in columns))
+    lines.append(top_k_note(result))
+    note = seconds_note([r["seconds_column"] for r in result["scores"].values()], "*")
+    return lines + ([note] if note else [])
 
 
 def _protocol_lines(bench: Benchmark) -> list[str]:
@@ -247,12 +288,13 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
                 "each metric's own scoring time per cell (" + ", ".join(f"{m} {c:g} s" for m, c in costs.items()) +
                 "; the stored time where none is given)")
         best = result["table_best"]
+        band = ", shaded across the runs' interquartile range" if banded(result) else ""
         lines = sections["compare"] = [
             f"### NAS algorithms with simulated cost ({runs} runs, budget {budget:,.6g} s)", "",
             f"The algorithms observe {observe} accuracy and pay the stored training time (and, for `score_train`, "
             f"{paid}: it scores 100 random cells by {score} — by M for `score_train:M` — and "
-            f"trains the 5 best-scored); the incumbent's {split} accuracy is reported, and a curve starts once "
-            f"every run has trained a cell. {best_line(best, observe, split)}", "",
+            f"trains the 5 best-scored); the incumbent's {split} accuracy is reported. In the figure a curve is the mean "
+            f"over runs{band}; it starts once every run has trained a cell and ends (marked) where its last run ends. {best_line(best, observe, split)}", "",
             f"| algorithm | final {split} accuracy (mean ± std) | cells trained | simulated seconds |", "|---|---|---|---|"]
         for name, r in result["algorithms"].items():
             final = "–" if r["final_mean"] is None else f"{r['final_mean']:.4f} ± {r['final_std']:.4f}"

@@ -664,7 +664,8 @@ def test_scoring_seconds_are_a_metrics_own_only_where_every_cell_holds_them(tabl
     for path, b, mark in ((table, bench, ""), (tmp_path / "legacy.h5", legacy, "*")):  # the CLI's s/cell column
         out = CliRunner().invoke(main, ["correlate", "--table", str(path)]).output
         for m, r in correlate(b, "test")["scores"].items():
-            assert re.search(rf"^{m} .* {r['seconds_per_cell']:.3f}{re.escape(mark)}  1: ", out, re.M), out
+            first = f"{r['top_k'][0]['precision']:.3f}"  # the s/cell column, then the top-k columns
+            assert re.search(rf"^{m} .* {r['seconds_per_cell']:.3f}{re.escape(mark)} +{re.escape(first)} ", out, re.M), out
         assert ("* The score row's time" in out) == bool(mark)
 
 
