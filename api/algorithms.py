@@ -12,7 +12,7 @@ Invariants
   before the evaluation that would pass the budget, or when the whole space has been trained, or (a policy
   that has converged: REINFORCE) after ``max_stall`` free repeats in a row. Random search, evolution's children and local search's
   restarts only propose cells not yet trained, so they spend the whole budget.
-* The observed value of a trained cell is its accuracy on ``split`` (mean over seeds); the reported
+* The observed value of a trained cell is its accuracy on ``observe`` (mean over seeds); the reported
   result is the best observed so far, as a step function of simulated time.
 * A run depends only on its seed: same seed, same trajectory.
 """
@@ -37,7 +37,7 @@ from snnbench.space import NUM_NODES, NUM_OPS, PAIR_STATES, matrix_states, pair_
 # A cell is searched as its pair states (snnbench.space.PAIR_STATES), one per pair of snnbench.space.pairs().
 _IO = pairs().index((0, NUM_NODES - 1))
 _WEIGHTS = pair_weights()  # the pair code of a state vector: states @ _WEIGHTS
-# per view: None -> state_index; (kind, split, score) -> that index with cells outside an Oracle's space at -1;
+# per view: None -> state_index; (kind, observe, score) -> that index with cells outside an Oracle's space at -1;
 # "states" -> the pair states of every view cell
 _INDEX: "weakref.WeakKeyDictionary[Benchmark, dict[object, np.ndarray]]" = weakref.WeakKeyDictionary()
 
@@ -80,7 +80,7 @@ class Oracle:
 
     bench: Benchmark
     budget: float
-    split: str = "val"
+    observe: str = "val"
     score: str | None = None
     kind: str = "forward"
     clock: float = 0.0
@@ -96,8 +96,8 @@ class Oracle:
 
     def __post_init__(self) -> None:
         b = self.bench
-        b.check_split(self.split)
-        acc = b.accuracy[self.split]
+        b.check_split(self.observe)
+        acc = b.accuracy[self.observe]
         ok = np.isfinite(acc) & np.isfinite(b.train_seconds)
         if self.kind == "forward":
             ok &= b.kind_array == 0
@@ -113,15 +113,15 @@ class Oracle:
                 self.score_charge = "given"
         self.space = np.flatnonzero(ok)
         if not len(self.space):
-            raise ValueError(f"search: no {self.kind} cell of {b.path} holds {self.split} accuracy and training time "
+            raise ValueError(f"search: no {self.kind} cell of {b.path} holds {self.observe} accuracy and training time "
                              f"(the view holds {b.holds()})")
         if self.kind == "backward" and not (b.kind_array[self.space] == 1).any():
             raise ValueError(f"search: the backward space needs cells with a backward edge, and no such cell of {b.path} "
-                             f"holds {self.split} accuracy and training time (the view holds {b.holds()}); use kind "
+                             f"holds {self.observe} accuracy and training time (the view holds {b.holds()}); use kind "
                              "'forward'")
         self._done = np.zeros(len(b), dtype=bool)  # trained, by view index
         per_view = _INDEX.setdefault(b, {})
-        key = (self.kind, self.split, self.score)  # the index restricted to this space, shared by every run
+        key = (self.kind, self.observe, self.score)  # the index restricted to this space, shared by every run
         if key not in per_view:
             index = state_index(b)
             masked = np.where(index >= 0, index, 0)
@@ -163,7 +163,7 @@ class Oracle:
         return value
 
     def train_to(self, u: int, epoch: int) -> float:
-        """Observed ``split`` accuracy of cell ``u`` after ``epoch`` epochs (``1 .. bench.epochs``; NaN where the curve
+        """The ``observe`` accuracy of cell ``u`` after ``epoch`` epochs (``1 .. bench.epochs``; NaN where the curve
         has no value there, e.g. test accuracy at an untested epoch), for multi-fidelity searches. Charges the time
         from the epochs already paid for the cell to ``epoch`` (:meth:`Benchmark.time_to_epoch`: training resumes,
         no epoch is paid twice), nothing for an epoch already reached. The last epoch is :meth:`train` (the cell is
@@ -185,7 +185,7 @@ class Oracle:
         """``(observed curve, seconds to each epoch)``, both ``[cells, epochs]`` of the view (made once)."""
         if self._epoch_view is None:
             b = self.bench
-            self._epoch_view = (b.curve("train_acc" if self.split == "train" else f"{self.split}_acc"), b.time_to_epoch())
+            self._epoch_view = (b.curve("train_acc" if self.observe == "train" else f"{self.observe}_acc"), b.time_to_epoch())
         return self._epoch_view
 
     def score_of(self, u: int) -> float:
@@ -218,7 +218,7 @@ class Oracle:
         score = "" if self.score is None else f", score={self.score!r}, scored={len(self.scored)}"
         partial = f", partly trained={len(self.partial)}" if self.partial else ""
         return (f"Oracle({self.bench.path.name}, "
-                f"kind={self.kind!r}, split={self.split!r}{score}, clock={self.clock:.1f}/{self.budget:g} s, "
+                f"kind={self.kind!r}, observe={self.observe!r}{score}, clock={self.clock:.1f}/{self.budget:g} s, "
                 f"trained={len(self.trained)} of {len(self.space)}{partial}, best={found})")
 
     def random_cell(self, rng: np.random.Generator) -> int:
@@ -370,10 +370,10 @@ def library_method(entry: str) -> tuple[str, str] | None:
     return prefix, method
 
 
-def check_library_split(prefix: str, split: str) -> None:
-    """``ValueError`` unless a library's methods can observe ``split`` (Syne Tune's: val only)."""
-    if prefix == "syne" and split != "val":
-        raise ValueError(f"syne: methods observe validation accuracy (the blackbox's curves), not {split!r}")
+def check_library_split(prefix: str, observe: str) -> None:
+    """``ValueError`` unless a library's methods can observe ``observe`` (Syne Tune's: val only)."""
+    if prefix == "syne" and observe != "val":
+        raise ValueError(f"syne: methods observe validation accuracy (the blackbox's curves), not {observe!r}")
 
 
 def _library_runner(prefix: str) -> Callable[[Oracle, str, int], None]:
@@ -413,7 +413,7 @@ def check_options(algorithm: str, options: dict[str, Any]) -> None:
             raise ValueError(f"score_train: top ({top}) is more than candidates ({candidates})")
 
 
-def run(bench: Benchmark, algorithm: str | Callable[..., None], budget: float, seed: int, *, split: str = "val",
+def run(bench: Benchmark, algorithm: str | Callable[..., None], budget: float, seed: int, *, observe: str = "val",
         score: str | None = None, kind: str | None = None, score_cost: float | None = None, **options: Any) -> Oracle:
     """One run of ``algorithm`` until its simulated ``budget`` (seconds) is spent; returns the oracle (history).
     ``score_cost``: seconds charged per scored cell (default: the stored score seconds); ``options``: the
@@ -425,7 +425,7 @@ def run(bench: Benchmark, algorithm: str | Callable[..., None], budget: float, s
     given ``score``) until they raise :class:`BudgetExhausted` (or it returns), ``rng`` seeded by ``seed``."""
     if callable(algorithm):
         check_budget(budget)
-        oracle = Oracle(bench, budget, split, score, kind or default_kind(bench, split), score_cost=score_cost)
+        oracle = Oracle(bench, budget, observe, score, kind or default_kind(bench, observe), score_cost=score_cost)
         try:
             algorithm(oracle, np.random.default_rng(seed), **options)
         except BudgetExhausted:
@@ -436,9 +436,9 @@ def run(bench: Benchmark, algorithm: str | Callable[..., None], budget: float, s
         if options:
             raise ValueError(f"{algorithm}: takes no options, got {', '.join(options)}")
         check_budget(budget)
-        check_library_split(library[0], split)
+        check_library_split(library[0], observe)
         runner = _library_runner(library[0])
-        oracle = Oracle(bench, budget, split, None, kind or default_kind(bench, split))
+        oracle = Oracle(bench, budget, observe, None, kind or default_kind(bench, observe))
         try:
             runner(oracle, library[1], seed)
         except BudgetExhausted:
@@ -448,7 +448,7 @@ def run(bench: Benchmark, algorithm: str | Callable[..., None], budget: float, s
     check_budget(budget)
     if algorithm == "score_train" and score is None:
         score = "sahd"
-    oracle = Oracle(bench, budget, split, score if algorithm == "score_train" else None, kind or default_kind(bench, split),
+    oracle = Oracle(bench, budget, observe, score if algorithm == "score_train" else None, kind or default_kind(bench, observe),
                     score_cost=score_cost)
     try:
         ALGORITHMS[algorithm](oracle, np.random.default_rng(seed), **options)
@@ -463,10 +463,10 @@ def check_budget(budget: float) -> None:
         raise ValueError(f"budget: expected a positive finite number of seconds, got {budget!r}")
 
 
-def trajectory(oracle: Oracle, times: np.ndarray, report: str = "test") -> np.ndarray:
-    """Best-so-far value at each time: the ``report`` accuracy of the cell with the best observed value (NaN before any)."""
+def trajectory(oracle: Oracle, times: np.ndarray, split: str = "test") -> np.ndarray:
+    """Best-so-far value at each time: the ``split`` accuracy of the cell with the best observed value (NaN before any)."""
     out = np.full(len(times), np.nan)
-    acc = oracle.bench.accuracy[report]
+    acc = oracle.bench.accuracy[split]
     best, best_cell = -np.inf, -1
     marks: list[tuple[float, float]] = []
     for t, u, v in oracle.history:
@@ -479,10 +479,10 @@ def trajectory(oracle: Oracle, times: np.ndarray, report: str = "test") -> np.nd
 
 
 def parse_entries(bench: Benchmark, algorithms: Sequence[str], score: str = "sahd",
-                  score_costs: dict[str, float] | None = None, split: str = "val") -> list[tuple[str, str, str]]:
+                  score_costs: dict[str, float] | None = None, observe: str = "val") -> list[tuple[str, str, str]]:
     """``(entry, algorithm, score)`` per :func:`compare` entry; ``ValueError`` for an unknown algorithm, a score
     the view lacks (also as a key of ``score_costs``), or no entry; :class:`MissingExtra` for a library method
-    whose extra is not installed, or a ``syne:`` method observing another ``split`` than val (its blackbox
+    whose extra is not installed, or a ``syne:`` method observing another accuracy than val (its blackbox
     reports validation curves)."""
     if isinstance(algorithms, str):
         raise TypeError(f"algorithms: expected a list of names, got the string {algorithms!r}")
@@ -494,7 +494,7 @@ def parse_entries(bench: Benchmark, algorithms: Sequence[str], score: str = "sah
     for entry in algorithms:
         library = library_method(entry)
         if library is not None:
-            check_library_split(library[0], split)
+            check_library_split(library[0], observe)
             _library_runner(library[0])  # the extra is installed
             entries.append((entry, entry, score))
             continue
@@ -527,7 +527,7 @@ def _defined(full: np.ndarray, values: np.ndarray) -> list[float | None]:
 @dataclass(frozen=True)
 class CompareSettings:
     """What :func:`compare` runs: each of ``algorithms`` over ``runs`` seeds (``seed``, ``seed + 1``, ...) with a
-    simulated ``budget`` (seconds) per run, observing ``split`` accuracy and reporting ``report`` accuracy at
+    simulated ``budget`` (seconds) per run, observing ``observe`` accuracy and reporting ``split`` accuracy at
     ``points`` times; ``kind``: the space searched (None: :func:`api.replay.default_kind`).
 
     An entry ``"score_train:METRIC"`` runs ``score_train`` by that score (plain ``score_train`` uses ``score``),
@@ -540,8 +540,8 @@ class CompareSettings:
     algorithms: Sequence[str]
     budget: float
     runs: int
-    split: str = "val"
-    report: str = "test"
+    observe: str = "val"
+    split: str = "test"
     score: str = "sahd"
     kind: str | None = None
     points: int = 50
@@ -555,39 +555,39 @@ def compare(bench: Benchmark, settings: CompareSettings) -> dict[str, Any]:
     """Every algorithm of ``settings`` over its runs: final best accuracy (mean, std) and the mean trajectory over
     time, e.g. ``compare(bench, CompareSettings(["random", "local"], budget=3600, runs=5))``.
 
-    ``hypervolume_mean`` / ``_std``: the area of (observed ``split`` accuracy, spikes per image) dominated by the
+    ``hypervolume_mean`` / ``_std``: the area of (observed ``observe`` accuracy, spikes per image) dominated by the
     cells a run trained, as a share of the whole space's (:func:`api.pareto.hypervolume`; reference point: the
     space's median accuracy and its largest spikes per image; None when the view holds no spikes): how much of the
     accuracy-vs-spikes front a run found by its budget, whatever it optimised.
 
-    Per algorithm, ``curve_band``: the 25th and 75th percentiles over runs of the incumbent's ``report`` accuracy
+    Per algorithm, ``curve_band``: the 25th and 75th percentiles over runs of the incumbent's ``split`` accuracy
     at each time (``band``: those percentiles), None where ``curve_mean`` is; ``seconds_max``: the simulated time
     at which the last run ended (the curves hold its final values past it). ``dataset``: the train protocol's.
 
-    ``table_best``: the best ``split`` accuracy of the searched space, the number of cells that tie on it (the
-    first one's ``hash``), their mean ``report`` accuracy (what a perfect search expects) and the space's best
-    ``report`` accuracy (``max_<report>``).
+    ``table_best``: the best ``observe`` accuracy of the searched space, the number of cells that tie on it (the
+    first one's ``hash``), their mean ``split`` accuracy (what a perfect search expects) and the space's best
+    ``split`` accuracy (``max_<split>``).
 
     Each ``score_train`` entry's ``score_cost`` is its charge per scored cell (None: the stored ones, and its
     ``score_charge`` names the column).
     """
-    split, report, budget, runs = settings.split, settings.report, settings.budget, settings.runs
+    observe, split, budget, runs = settings.observe, settings.split, settings.budget, settings.runs
     check_budget(budget)
     if not (is_integer(runs) and is_integer(settings.points)):
         raise ValueError(f"compare: runs and points must be integers >= 1, got {runs!r} and {settings.points!r}")
-    bench.check_split(report)
-    entries = parse_entries(bench, settings.algorithms, settings.score, settings.score_costs, split)
+    bench.check_split(split)
+    entries = parse_entries(bench, settings.algorithms, settings.score, settings.score_costs, observe)
     options = settings.options or {}
     for name, opts in options.items():
         check_options(name, opts)
     times = np.linspace(0, budget, settings.points + 1)[1:]
-    kind = settings.kind or default_kind(bench, split)
-    space = Oracle(bench, budget, split, None, kind).space
+    kind = settings.kind or default_kind(bench, observe)
+    space = Oracle(bench, budget, observe, None, kind).space
     spikes = bench.spikes_per_image
     held = space[np.isfinite(spikes[space])]
-    ref = (float(np.median(bench.accuracy[split][held])), float(spikes[held].max())) if len(held) else None
-    whole = hypervolume(bench.accuracy[split][held], spikes[held], *ref) if ref else None
-    out: dict[str, Any] = {"budget": budget, "runs": runs, "split": split, "report": report, "times": times.tolist(),
+    ref = (float(np.median(bench.accuracy[observe][held])), float(spikes[held].max())) if len(held) else None
+    whole = hypervolume(bench.accuracy[observe][held], spikes[held], *ref) if ref else None
+    out: dict[str, Any] = {"budget": budget, "runs": runs, "observe": observe, "split": split, "times": times.tolist(),
                            "table": str(bench.path), "dataset": trained_on(bench), "band": list(BAND), "algorithms": {}}
     bar = progress_bar(len(entries) * runs, "compare", "run", settings.progress)
     for entry, name, metric in entries:
@@ -595,10 +595,10 @@ def compare(bench: Benchmark, settings: CompareSettings) -> dict[str, Any]:
         finals, curves, trained, spent, volumes, charge = [], [], [], [], [], None
         bar.set_postfix_str(entry)
         for r in range(runs):
-            oracle = run(bench, name, budget, settings.seed + r, split=split, score=metric, kind=kind, score_cost=cost,
+            oracle = run(bench, name, budget, settings.seed + r, observe=observe, score=metric, kind=kind, score_cost=cost,
                          **options.get(name, {}))
             bar.update()
-            curve = trajectory(oracle, times, report)
+            curve = trajectory(oracle, times, split)
             curves.append(curve)
             finals.append(curve[-1])
             trained.append(len(oracle.trained))
@@ -628,9 +628,9 @@ def compare(bench: Benchmark, settings: CompareSettings) -> dict[str, Any]:
     out["kind"] = kind
     out["space"] = {"cells": len(space), "forward": int((bench.kind_array[space] == 0).sum()),
                     "backward": int((bench.kind_array[space] == 1).sum()), "holds": bench.holds()}
-    observed, reported = bench.accuracy[split][space], bench.accuracy[report][space]
-    tied = np.flatnonzero(observed == observed.max())  # the cells a perfect search by ``split`` could end on
+    observed, reported = bench.accuracy[observe][space], bench.accuracy[split][space]
+    tied = np.flatnonzero(observed == observed.max())  # the cells a perfect search by ``observe`` could end on
     out["table_best"] = {"hash": bench.hash_array[space[tied[0]]].decode(), "tied": len(tied),
-                         split: float(observed.max()), report: float(reported[tied].mean()),
-                         f"max_{report}": float(reported.max())}
+                         observe: float(observed.max()), split: float(reported[tied].mean()),
+                         f"max_{split}": float(reported.max())}
     return out

@@ -207,7 +207,7 @@ def compare(table: str | None, score_protocol: str | None, train_protocol: str |
     bench = _open(table, score_protocol, train_protocol, dataset)
     names = [a.strip() for a in algorithms.split(",") if a.strip()]
     costs = _costs(score_costs)
-    settings = CompareSettings(names, budget, runs, split=observe, report=split, score=score, seed=seed, kind=kind,
+    settings = CompareSettings(names, budget, runs, observe=observe, split=split, score=score, seed=seed, kind=kind,
                                options={"score_train": {"candidates": candidates, "top": top}}, score_costs=costs,
                                progress=None)
     result = run_compare(bench, settings)
@@ -316,7 +316,7 @@ def report(table: str | None, score_protocol: str | None, train_protocol: str | 
     bench = _open(table, score_protocol, train_protocol, dataset)
     page = write_report(bench, out, title=title or bench.path.name, split=split, observe=observe,
                         sizes=sorted(set(samples)), trials=trials,
-                        replay_scores=_score_names(scores, bench),
+                        scores=_score_names(scores, bench),
                         algorithms=[a.strip() for a in algorithms.split(",") if a.strip()], budget=budget, runs=runs,
                         score=score, seed=seed, bootstrap=bootstrap, score_costs=_costs(score_costs), kind=kind,
                         progress=None)

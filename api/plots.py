@@ -68,14 +68,22 @@ def plot_compare(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     return _save(compare_figure(result), path)
 
 
+def compare_splits(result: dict[str, Any]) -> tuple[str, str]:
+    """(observed, reported) accuracy of a :func:`api.algorithms.compare` result; a result saved before the keys were
+    ``observe`` and ``split`` named them ``split`` and ``report``."""
+    if "observe" in result:
+        return result["observe"], result["split"]
+    return result["split"], result["report"]
+
+
 def compare_figure(result: dict[str, Any]) -> Any:
     """Mean best accuracy so far against simulated time, one line per algorithm (a :func:`api.algorithms.compare`
     result); returns the matplotlib figure (one axes).
 
     Invariants: a curve stops at its ``seconds_max`` (its last point is there, with the runs' final values,
     marked), so a search that ends early does not run on flat to the budget; the shaded band is ``curve_band``
-    (interquartile range over runs; left out past 8 algorithms); the reference lines are the ``report``
-    accuracy of the cell(s) with the best observed (``split``) accuracy and the space's best ``report`` accuracy,
+    (interquartile range over runs; left out past 8 algorithms); the reference lines are the reported (``split``)
+    accuracy of the cell(s) with the best observed (``observe``) accuracy and the space's best ``split`` accuracy,
     named so; the legend sits beside the axes, never on the curves; the title names dataset, space and budget.
     An algorithm without a curve (a run that trained no cell) is named in the legend with why.
     """
@@ -100,19 +108,19 @@ def compare_figure(result: dict[str, Any]) -> Any:
             low, high = (np.array([np.nan if v is None else v for v in b], dtype=float) for b in r["curve_band"])
             ax.fill_between(x, np.append(low[keep], low[-1]), np.append(high[keep], high[-1]), color=style["color"],
                             alpha=0.12, lw=0)
-    best, report, split = result["table_best"], result["report"], result["split"]
+    best, (observe, split) = result["table_best"], compare_splits(result)
     tied = f", mean of {best['tied']:,} tied" if best["tied"] > 1 else ""
-    top = best[f"max_{report}"] > best[report]
-    ax.axhline(best[report], color="k", lw=0.8, ls=":", label=f"{report} acc. of the best-{split} cell{tied}"
-               + ("" if top else f" (the best {report} acc. in the space)"))
+    top = best[f"max_{split}"] > best[split]
+    ax.axhline(best[split], color="k", lw=0.8, ls=":", label=f"{split} acc. of the best-{observe} cell{tied}"
+               + ("" if top else f" (the best {split} acc. in the space)"))
     if top:
-        ax.axhline(best[f"max_{report}"], color="k", lw=0.8, ls="--", label=f"best {report} acc. in the space")
+        ax.axhline(best[f"max_{split}"], color="k", lw=0.8, ls="--", label=f"best {split} acc. in the space")
     lo, hi = ax.get_ylim()  # a reference line at the edge of the axes would hide in the frame
-    refs = [best[report], best[f"max_{report}"]]
+    refs = [best[split], best[f"max_{split}"]]
     ax.set_ylim(min(lo, min(refs) - 0.03 * (hi - lo)), max(hi, max(refs) + 0.03 * (hi - lo)))
     ax.set_xlim(0, budget * 1.02)
     ax.set_xlabel("simulated time (s)")
-    ax.set_ylabel(f"{report} accuracy of the incumbent\n(best {split} so far)")
+    ax.set_ylabel(f"{split} accuracy of the incumbent\n(best {observe} so far)")
     ax.set_title(compare_title(result), fontsize=10)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", borderaxespad=0)
     ax.grid(alpha=0.3)

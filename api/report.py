@@ -168,9 +168,9 @@ def seconds_note(columns: list[str], star: str = "\\*") -> str | None:
 
 def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str, split: str = "test",
                     observe: str = "val", sizes: Sequence[int] = DEFAULT_SIZES, trials: int = 1000,
-                    replay_scores: Sequence[str] | None = None, algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
+                    scores: Sequence[str] | None = None, algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
                     budget: float | None = None, runs: int = 100, score: str = "sahd", seed: int = 0,
-                    bootstrap: int = 1000, correlation: dict[str, Any] | None = None,
+                    bootstrap: int = 0, correlation: dict[str, Any] | None = None,
                     score_costs: dict[str, float] | None = None, kind: str | None = None,
                     progress: bool | None = False) -> dict[str, list[str]]:
     """The report's Markdown blocks, in page order, writing their figures into ``out``.
@@ -186,7 +186,7 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
     ``progress``: the bars of the bootstrap and the comparison on stderr (``None``: on a terminal).
     """
     names = list(bench.scores)
-    chosen = list(replay_scores) if replay_scores is not None else names
+    chosen = list(scores) if scores is not None else names
     for s in (split, observe):  # every option is checked before the first figure is computed
         bench.check_split(s)
     if kind not in (None, "forward", "backward"):
@@ -279,7 +279,7 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
     if budget is None:
         budget = float(0.1 * len(cost) * cost.mean()) if len(cost) else 0.0
     if budget > 0:
-        result = compare(bench, CompareSettings(algorithms, budget, runs, split=observe, report=split, score=score,
+        result = compare(bench, CompareSettings(algorithms, budget, runs, observe=observe, split=split, score=score,
                                                 seed=seed, score_costs=score_costs, points=COMPARE_POINTS, kind=pool.kind,
                                                 progress=progress))
         costs = {e.partition(":")[2] or score: r["score_cost"] for e, r in result["algorithms"].items()

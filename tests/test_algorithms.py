@@ -55,7 +55,7 @@ def test_each_algorithm_finds_the_best_cell_with_enough_budget(bench: Benchmark,
     best = int(np.nanargmax(acc))
     assert np.sum(acc == acc[best]) == 1
     for seed in range(3):
-        o = run(bench, name, _enough(bench), seed, split=OBSERVE, score="sahd", **_options(name, bench))
+        o = run(bench, name, _enough(bench), seed, observe=OBSERVE, score="sahd", **_options(name, bench))
         found = max(o.history, key=lambda h: h[2])[1]
         assert found == best, (name, seed)
         assert o.clock <= _enough(bench)
@@ -66,7 +66,7 @@ def test_no_cell_is_paid_for_twice_and_runs_are_reproducible(bench: Benchmark, n
     budget = 0.6 * _enough(bench)
     histories = []
     for seed in (0, 0, 1, 2, 3):
-        o = run(bench, name, budget, seed, split=OBSERVE, score="sahd", **_options(name, bench))
+        o = run(bench, name, budget, seed, observe=OBSERVE, score="sahd", **_options(name, bench))
         cells = [u for _, u, _ in o.history]
         assert len(cells) == len(set(cells)) == len(o.trained)
         paid = sum(bench.train_seconds[u] for u in cells) + sum(bench.metric_seconds["sahd"][u] for u in o.scored)
@@ -80,7 +80,7 @@ def test_no_cell_is_paid_for_twice_and_runs_are_reproducible(bench: Benchmark, n
 
 
 def test_isomorphic_and_unpruned_proposals_map_to_one_paid_cell(bench: Benchmark) -> None:
-    o = Oracle(bench, budget=1e9, split=OBSERVE)
+    o = Oracle(bench, budget=1e9, observe=OBSERVE)
     u = 0
     canonical = bench.matrices[u]
     raw = raw_matrices("forward")
@@ -98,7 +98,7 @@ def test_state_index_and_neighbours_equal_a_lookup_of_every_matrix(bench: Benchm
     vector's matrix (bench.find, the query path): every forward state vector, a sample of the backward ones."""
     import itertools
 
-    o = Oracle(bench, budget=1e9, split=OBSERVE)
+    o = Oracle(bench, budget=1e9, observe=OBSERVE)
     index = state_index(bench)
     states = np.array(list(itertools.product(*pair_options("forward"))))
     assert len(states) == (NUM_OPS - 1) * NUM_OPS ** 5
@@ -128,7 +128,7 @@ def test_state_index_and_neighbours_equal_a_lookup_of_every_matrix(bench: Benchm
 
 def test_budget_stops_a_run_before_it_is_passed(bench: Benchmark) -> None:
     cheapest = float(np.nanmin(bench.train_seconds))
-    o = run(bench, "random", cheapest * 0.99, 0, split=OBSERVE)
+    o = run(bench, "random", cheapest * 0.99, 0, observe=OBSERVE)
     assert o.clock == 0 and not o.history
     with pytest.raises(ValueError, match="budget"):
         run(bench, "random", 0, 0)
@@ -138,7 +138,7 @@ def test_budget_stops_a_run_before_it_is_passed(bench: Benchmark) -> None:
 
 def test_trajectory_and_compare_equal_a_naive_best_so_far(bench: Benchmark, tmp_path: Path) -> None:
     budget = 0.5 * _enough(bench)
-    o = run(bench, "evolution", budget, 4, split=OBSERVE)
+    o = run(bench, "evolution", budget, 4, observe=OBSERVE)
     times = np.linspace(0, budget, 30)
     got = trajectory(o, times, "test")
     for t, value in zip(times, got):
@@ -149,8 +149,8 @@ def test_trajectory_and_compare_equal_a_naive_best_so_far(bench: Benchmark, tmp_
             best_u = max(seen, key=lambda s: s[0])[1]  # first of equal observed values wins
             first = next(u for tt, u, v in o.history if tt <= t and v == max(s[0] for s in seen))
             assert value == bench.accuracy["test"][first] and best_u == first
-    result = compare(bench, CompareSettings(["random", "local"], budget, 3, split=OBSERVE, report="test", points=10))
-    finals = [trajectory(run(bench, "random", budget, s, split=OBSERVE), np.array([budget]), "test")[0] for s in range(3)]
+    result = compare(bench, CompareSettings(["random", "local"], budget, 3, observe=OBSERVE, split="test", points=10))
+    finals = [trajectory(run(bench, "random", budget, s, observe=OBSERVE), np.array([budget]), "test")[0] for s in range(3)]
     assert result["algorithms"]["random"]["final_mean"] == pytest.approx(np.mean(finals))
     best = int(np.nanargmax(bench.accuracy[OBSERVE]))
     assert result["table_best"]["hash"] == bench.hashes[best]
@@ -162,37 +162,37 @@ def test_trajectory_and_compare_equal_a_naive_best_so_far(bench: Benchmark, tmp_
 def test_compare_progress_counts_every_run_on_stderr_and_changes_nothing(bench: Benchmark,
                                                                          capsys: pytest.CaptureFixture[str]) -> None:
     budget = 0.2 * _enough(bench)
-    quiet = compare(bench, CompareSettings(["random", "local"], budget, 3, split=OBSERVE))
+    quiet = compare(bench, CompareSettings(["random", "local"], budget, 3, observe=OBSERVE))
     assert capsys.readouterr() == ("", "")
-    shown = compare(bench, CompareSettings(["random", "local"], budget, 3, split=OBSERVE, progress=True))
+    shown = compare(bench, CompareSettings(["random", "local"], budget, 3, observe=OBSERVE, progress=True))
     out, err = capsys.readouterr()
     assert shown == quiet and out == ""
     assert "compare" in err and "6/6" in err and "local" in err
-    compare(bench, CompareSettings(["random"], budget, 2, split=OBSERVE, progress=None))  # stderr is not a terminal
+    compare(bench, CompareSettings(["random"], budget, 2, observe=OBSERVE, progress=None))  # stderr is not a terminal
     assert capsys.readouterr() == ("", "")
 
 
 def test_compare_runs_score_train_under_each_named_score(bench: Benchmark) -> None:
     budget = _enough(bench)
     opts: dict[str, dict[str, Any]] = {"score_train": {"candidates": 4, "top": 2}}
-    result = compare(bench, CompareSettings(["score_train:hd", "score_train"], budget, 3, split=OBSERVE, score="sahd",
+    result = compare(bench, CompareSettings(["score_train:hd", "score_train"], budget, 3, observe=OBSERVE, score="sahd",
                                             points=200, options=opts))
     for entry, metric in (("score_train:hd", "hd"), ("score_train", "sahd")):
-        finals = [trajectory(run(bench, "score_train", budget, s, split=OBSERVE, score=metric, **opts["score_train"]),
+        finals = [trajectory(run(bench, "score_train", budget, s, observe=OBSERVE, score=metric, **opts["score_train"]),
                              np.array([budget]), "test")[0] for s in range(3)]
         assert result["algorithms"][entry]["final_mean"] == pytest.approx(np.mean(finals))
-    curves = [trajectory(run(bench, "score_train", budget, s, split=OBSERVE, score="hd", **opts["score_train"]),
+    curves = [trajectory(run(bench, "score_train", budget, s, observe=OBSERVE, score="hd", **opts["score_train"]),
                          np.array(result["times"]), "test") for s in range(3)]
     expected = [float(np.mean(c)) if np.isfinite(c).all() else None for c in np.array(curves).T]
     assert result["algorithms"]["score_train:hd"]["curve_mean"] == pytest.approx(expected)
     assert None in expected  # the curve starts only once every run holds a trained cell
     for bad in ("evolution:hd", "magic"):
         with pytest.raises(ValueError, match="algorithm"):
-            compare(bench, CompareSettings([bad], budget, 1, split=OBSERVE))
+            compare(bench, CompareSettings([bad], budget, 1, observe=OBSERVE))
     with pytest.raises(ValueError, match="score: 'nope' not in the view"):
-        compare(bench, CompareSettings(["score_train:nope"], budget, 1, split=OBSERVE))
+        compare(bench, CompareSettings(["score_train:nope"], budget, 1, observe=OBSERVE))
     with pytest.raises(ValueError, match="algorithm: none given"):
-        compare(bench, CompareSettings([], budget, 1, split=OBSERVE))
+        compare(bench, CompareSettings([], budget, 1, observe=OBSERVE))
 
 
 @pytest.mark.parametrize("name", ["random", "evolution", "local"])
@@ -220,7 +220,7 @@ def test_proposals_are_untrained_cells_and_the_whole_space_gets_trained(bench: B
     monkeypatch.setattr(snnbench.api.algorithms.Oracle, "untrained_cell", spy_restart)
     for seed in range(5):
         calls.clear()
-        o = run(bench, name, 1e12, seed, split=OBSERVE)
+        o = run(bench, name, 1e12, seed, observe=OBSERVE)
         assert len(o.trained) == len(o.space) and o.stall == 0
         assert not any(repeat for _, repeat in restarts)
         if name != "local":  # local search evaluates a trained neighbour again, for free
@@ -230,7 +230,7 @@ def test_proposals_are_untrained_cells_and_the_whole_space_gets_trained(bench: B
 def test_untrained_cell_is_uniform_over_the_untrained(bench: Benchmark) -> None:
     from snnbench.api.algorithms import BudgetExhausted
 
-    o = Oracle(bench, budget=1e12, split=OBSERVE)
+    o = Oracle(bench, budget=1e12, observe=OBSERVE)
     for u in o.space[:-2].tolist():
         o.train(u)
     rng = np.random.default_rng(0)
@@ -246,9 +246,9 @@ def test_untrained_cell_is_uniform_over_the_untrained(bench: Benchmark) -> None:
 @pytest.mark.parametrize("budget", [float("nan"), float("inf"), -1.0, 0, "10", True])
 def test_a_budget_that_is_not_a_positive_finite_number_is_refused(bench: Benchmark, budget: Any) -> None:
     with pytest.raises(ValueError, match="budget: expected a positive finite number of seconds"):
-        run(bench, "random", budget, 0, split=OBSERVE)
+        run(bench, "random", budget, 0, observe=OBSERVE)
     with pytest.raises(ValueError, match="budget"):
-        compare(bench, CompareSettings(["random"], budget, 1, split=OBSERVE))
+        compare(bench, CompareSettings(["random"], budget, 1, observe=OBSERVE))
 
 
 @pytest.mark.parametrize("algorithm, options, message", [
@@ -264,19 +264,19 @@ def test_a_budget_that_is_not_a_positive_finite_number_is_refused(bench: Benchma
 def test_bad_algorithm_options_are_refused(bench: Benchmark, algorithm: str, options: dict, message: str) -> None:
     """An option the algorithm does not take, or out of its range, was silently ignored or crashed mid-run."""
     with pytest.raises(ValueError, match=message):
-        run(bench, algorithm, _enough(bench), 0, split=OBSERVE, **options)
+        run(bench, algorithm, _enough(bench), 0, observe=OBSERVE, **options)
     with pytest.raises(ValueError, match=message):
-        compare(bench, CompareSettings(["random"], _enough(bench), 1, split=OBSERVE, options={algorithm: options}))
+        compare(bench, CompareSettings(["random"], _enough(bench), 1, observe=OBSERVE, options={algorithm: options}))
 
 
 def test_bad_compare_arguments_are_refused(bench: Benchmark) -> None:
     for runs, points in ((0, 50), (-1, 50), (1, 0), (1.5, 50)):
         with pytest.raises(ValueError, match="runs and points must be integers >= 1"):
-            compare(bench, CompareSettings(["random"], 100.0, runs, split=OBSERVE, points=points))  # type: ignore[arg-type]
+            compare(bench, CompareSettings(["random"], 100.0, runs, observe=OBSERVE, points=points))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="got the string 'random'"):
-        compare(bench, CompareSettings("random", 100.0, 1, split=OBSERVE))  # type: ignore[arg-type]
+        compare(bench, CompareSettings("random", 100.0, 1, observe=OBSERVE))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="algorithm: expected one of .*, got 'evol'"):
-        compare(bench, CompareSettings(["random"], 100.0, 1, split=OBSERVE, options={"evol": {}}))
+        compare(bench, CompareSettings(["random"], 100.0, 1, observe=OBSERVE, options={"evol": {}}))
 
 
 def test_table_best_names_ties_and_the_best_reported_accuracy() -> None:
@@ -284,7 +284,7 @@ def test_table_best_names_ties_and_the_best_reported_accuracy() -> None:
     val, test = b.accuracy["val"], b.accuracy["test"]
     space = np.flatnonzero(np.isfinite(val) & np.isfinite(b.train_seconds))
     val[space[:3]] = 2.0  # three cells tie on the best observed accuracy
-    best = compare(b, CompareSettings(["random"], _enough(b), 1, split="val", report="test"))["table_best"]
+    best = compare(b, CompareSettings(["random"], _enough(b), 1, observe="val", split="test"))["table_best"]
     assert best["tied"] == 3 and best["hash"] == b.hashes[space[0]] and best["val"] == 2.0
     assert best["test"] == pytest.approx(float(np.mean(test[space[:3]])))
     assert best["max_test"] == float(np.max(test[space]))
@@ -298,35 +298,35 @@ def test_scoring_charges_the_metrics_own_stored_time_else_the_whole_rows(bench: 
     assert (bench.metric_seconds["hd"] < bench.score_seconds).all()  # so the two charges tell apart
     for b, m, charged, column in ((bench, "hd", bench.metric_seconds["hd"], "metric_seconds/hd"),
                                   (legacy, "hd", bench.score_seconds, "seconds"), (mixed, "sahd", bench.score_seconds, "seconds")):
-        o = run(b, "score_train", 1e9, 0, split=OBSERVE, score=m, candidates=5, top=2)
+        o = run(b, "score_train", 1e9, 0, observe=OBSERVE, score=m, candidates=5, top=2)
         assert o.score_charge == column and len(o.scored) == 5
         assert o.clock == pytest.approx(sum(charged[u] for u in o.scored) + sum(b.train_seconds[u] for u in o.trained), rel=1e-12)
-        got = compare(b, CompareSettings([f"score_train:{m}", "random"], 1e9, 1, split=OBSERVE,
+        got = compare(b, CompareSettings([f"score_train:{m}", "random"], 1e9, 1, observe=OBSERVE,
                                          options={"score_train": {"candidates": 5, "top": 2}}))
         assert got["algorithms"][f"score_train:{m}"]["score_charge"] == column and got["algorithms"]["random"]["score_charge"] is None
-    assert run(bench, "score_train", 1e9, 0, split=OBSERVE, score="hd", score_cost=0.5).score_charge == "given"
+    assert run(bench, "score_train", 1e9, 0, observe=OBSERVE, score="hd", score_cost=0.5).score_charge == "given"
 
 
 def test_a_given_score_cost_is_charged_per_scored_cell(bench: Benchmark) -> None:
     """The paper's search charged one metric's own time per scored cell instead of the stored score seconds
     (which time every metric of the protocol together)."""
-    o = run(bench, "score_train", 1e9, 0, split=OBSERVE, score="hd", score_cost=0.25, candidates=5, top=2)
+    o = run(bench, "score_train", 1e9, 0, observe=OBSERVE, score="hd", score_cost=0.25, candidates=5, top=2)
     assert len(o.scored) == 5 and len(o.trained) == 2
     assert o.clock == pytest.approx(5 * 0.25 + sum(bench.train_seconds[u] for u in o.trained), rel=1e-12)
-    result = compare(bench, CompareSettings(["score_train:hd", "score_train", "random"], 1e9, 2, split=OBSERVE,
+    result = compare(bench, CompareSettings(["score_train:hd", "score_train", "random"], 1e9, 2, observe=OBSERVE,
                                             score="sahd", options={"score_train": {"candidates": 5, "top": 2}},
                                             score_costs={"hd": 0.25}))
-    runs = [run(bench, "score_train", 1e9, s, split=OBSERVE, score="sahd", candidates=5, top=2) for s in range(2)]
+    runs = [run(bench, "score_train", 1e9, s, observe=OBSERVE, score="sahd", candidates=5, top=2) for s in range(2)]
     assert result["algorithms"]["score_train:hd"]["score_cost"] == 0.25
     assert result["algorithms"]["score_train"]["score_cost"] is None and result["algorithms"]["random"]["score_cost"] is None
     assert result["algorithms"]["score_train"]["seconds_mean"] == pytest.approx(np.mean([r.clock for r in runs]))
-    hd = [run(bench, "score_train", 1e9, s, split=OBSERVE, score="hd", score_cost=0.25, candidates=5, top=2) for s in range(2)]
+    hd = [run(bench, "score_train", 1e9, s, observe=OBSERVE, score="hd", score_cost=0.25, candidates=5, top=2) for s in range(2)]
     assert result["algorithms"]["score_train:hd"]["seconds_mean"] == pytest.approx(np.mean([r.clock for r in hd]))
     with pytest.raises(ValueError, match="score: 'nope' not in the view"):
-        compare(bench, CompareSettings(["score_train"], 10, 1, split=OBSERVE, score_costs={"nope": 0.1}))
+        compare(bench, CompareSettings(["score_train"], 10, 1, observe=OBSERVE, score_costs={"nope": 0.1}))
     for bad in (float("nan"), -0.5, True):
         with pytest.raises(ValueError, match="score cost"):
-            run(bench, "score_train", 10, 0, split=OBSERVE, score_cost=bad)
+            run(bench, "score_train", 10, 0, observe=OBSERVE, score_cost=bad)
 
 
 def test_a_run_cycling_among_paid_cells_ends(bench: Benchmark) -> None:
@@ -351,7 +351,7 @@ def test_each_search_space_gets_its_own_cached_index() -> None:
         b = Benchmark(tiny_table())  # a fresh view: nothing cached yet
         b.scores["sahd"][0] = np.nan  # cell 0 has no SAHD score in this view
         states = np.array([matrix_to_states(m) for m in b.matrices])
-        got = {score: Oracle(b, budget=1e9, split=OBSERVE, score=score).cells_of_states(states) for score in order}
+        got = {score: Oracle(b, budget=1e9, observe=OBSERVE, score=score).cells_of_states(states) for score in order}
         assert got[None].tolist() == list(range(len(b)))
         assert got["sahd"].tolist() == [-1, *range(1, len(b))]
 

@@ -368,7 +368,7 @@ def test_default_kind_is_backward_only_when_a_backward_cell_holds_accuracy(table
 def test_an_unknown_split_is_a_value_error_everywhere(bench: Benchmark) -> None:
     """Not a KeyError (which the CLI no longer reads as bad input): every entry point names the splits."""
     for call in (lambda: make_pool(bench, ["sahd"], "nope", "forward"), lambda: replay(bench, 2, 2, split="nope"),
-                 lambda: compare(bench, CompareSettings(["random"], 10, 1, report="nope")), lambda: correlate(bench, "nope")):
+                 lambda: compare(bench, CompareSettings(["random"], 10, 1, split="nope")), lambda: correlate(bench, "nope")):
         with pytest.raises(ValueError, match="split: expected one of"):
             call()
 
@@ -852,7 +852,8 @@ def test_report_page_holds_the_functions_numbers(tmp_path: Path) -> None:
     bench = Benchmark(with_fixed_times(tiny_table(), tmp_path / "fixed.h5"))
     budget = float(np.nansum(bench.train_seconds))  # enough to train every cell
     assert budget == 2.0 * len(bench) and set(bench.score_seconds.tolist()) == {0.05}
-    page = report(bench, tmp_path / "r", title="tiny", sizes=(2, 4, 1000), trials=50, runs=3, budget=budget, seed=5)
+    page = report(bench, tmp_path / "r", title="tiny", sizes=(2, 4, 1000), trials=50, runs=3, budget=budget, seed=5,
+                  bootstrap=1000)
     text = page.read_text()
     assert {p.name for p in page.parent.iterdir()} == {"report.md", "scores.png", "replay.png", "compare.png"}
     corr = correlate(bench, "test", bootstrap=1000, seed=5)
@@ -872,7 +873,7 @@ def test_report_page_holds_the_functions_numbers(tmp_path: Path) -> None:
         assert f"| {m} | {r['mean'][0]:.4f} ± {r['std'][0]:.4f} | {r['mean'][1]:.4f} ± {r['std'][1]:.4f} |" in text
     assert "Sizes above the pool (1000) are left out." in text and "N = 1,000" not in text
     result = compare(bench, CompareSettings(["random", "evolution", "local", "reinforce", "score_train"], budget, 3,
-                                            split="val", report="test", score="sahd", seed=5))
+                                            observe="val", split="test", score="sahd", seed=5))
     for name, r in result["algorithms"].items():
         assert f"| {name} | {r['final_mean']:.4f} ± {r['final_std']:.4f} | {r['trained_mean']:.1f} |" in text
     cost = result["algorithms"]["score_train"]["seconds_mean"]
@@ -882,9 +883,9 @@ def test_report_page_holds_the_functions_numbers(tmp_path: Path) -> None:
             f"{result['times'][at]:,.0f} s is {result['algorithms']['random']['curve_mean'][at]:.4f}, against "
             f"{result['algorithms']['score_train']['final_mean']:.4f}.") in text
     assert text == report(bench, tmp_path / "again", title="tiny", sizes=(2, 4, 1000), trials=50, runs=3, budget=budget,
-                          seed=5).read_text()  # seeded
+                          seed=5, bootstrap=1000).read_text()  # seeded
     sections = report_sections(bench, tmp_path / "blocks", title="tiny", sizes=(2, 4, 1000), trials=50, runs=3,
-                               budget=budget, seed=5)
+                               budget=budget, seed=5, bootstrap=1000)
     assert list(sections) == ["head", "scores", "replay", "compare"]
     assert sections["compare"][0].startswith("### NAS algorithms") and "\n".join(sum(sections.values(), [])) + "\n" == text
 

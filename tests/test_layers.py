@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -119,8 +120,14 @@ def test_a_network_command_does_import_torch() -> None:
 def test_the_wheel_installs_one_top_level_package(tmp_path: Path) -> None:
     """``pip wheel`` of the repository holds ``snnbench`` (with ``snnbench.api`` and ``snnbench.builders``) and its
     metadata, nothing else top-level; installed, a user's own ``api.py`` in the working folder shadows nothing."""
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT),
-                            "-w", str(tmp_path / "wheel")], capture_output=True, text=True, timeout=600)
+    source = tmp_path / "source"  # a copy: setuptools writes build/ into the folder it builds
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, source / name)
+    for folder in ("snnbench", "api", "builders"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(source),
+                            "-w", str(tmp_path / "wheel")], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert built.returncode == 0, built.stderr[-2000:]
     (wheel,) = (tmp_path / "wheel").glob("snnbench-*.whl")
     with zipfile.ZipFile(wheel) as z:

@@ -60,20 +60,20 @@ def test_hypervolume_equals_a_hand_computed_area_and_a_grid() -> None:
 def test_compare_hypervolume_is_each_runs_share_of_the_whole_space() -> None:
     bench = Benchmark(tiny_table())
     split = "train"
-    space = run(bench, "random", 1e-9, 0, split=split).space
+    space = run(bench, "random", 1e-9, 0, observe=split).space
     spikes = bench.spikes_per_image
     ref = (float(np.median(bench.accuracy[split][space])), float(spikes[space].max()))
     whole = hypervolume(bench.accuracy[split][space], spikes[space], *ref)
     enough = float(np.nansum(bench.train_seconds)) * 1.01
     budget = 0.5 * enough
-    result = compare(bench, CompareSettings(["random", "evolution"], budget, 3, split=split))
+    result = compare(bench, CompareSettings(["random", "evolution"], budget, 3, observe=split))
     for name, r in result["algorithms"].items():
         shares = []
         for seed in range(3):
-            o = run(bench, name, budget, seed, split=split)
+            o = run(bench, name, budget, seed, observe=split)
             cells = sorted(o.trained)
             shares.append(hypervolume(bench.accuracy[split][cells], spikes[cells], *ref) / whole)
         assert r["hypervolume_mean"] == pytest.approx(np.mean(shares))
         assert r["hypervolume_std"] == pytest.approx(np.std(shares))
-    full = compare(bench, CompareSettings(["random"], enough, 2, split=split))["algorithms"]["random"]
+    full = compare(bench, CompareSettings(["random"], enough, 2, observe=split))["algorithms"]["random"]
     assert full["hypervolume_mean"] == pytest.approx(1.0) and full["trained_mean"] == len(space)

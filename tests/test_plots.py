@@ -50,7 +50,7 @@ def test_compare_curves_end_where_their_runs_end(digits: Benchmark, result: dict
     fig = compare_figure(result)
     ax = fig.axes[0]
     for name in ("random", "score_train"):
-        runs = [run(digits, name, BUDGET, 3 + r, split="val") for r in range(RUNS)]
+        runs = [run(digits, name, BUDGET, 3 + r, observe="val") for r in range(RUNS)]
         end = max(o.clock for o in runs)
         finals = [trajectory(o, np.array([BUDGET]), "test")[0] for o in runs]
         line = _curve(ax, name)
@@ -68,7 +68,7 @@ def test_compare_bands_are_the_runs_interquartile_range(digits: Benchmark, resul
     """The shaded band around each curve is the 25th-75th percentile over runs of the incumbent's test accuracy
     at each time (the trajectories recomputed run by run), and the title says what the band is."""
     times = np.array(result["times"])
-    curves = np.array([trajectory(run(digits, "random", BUDGET, 3 + r, split="val"), times, "test") for r in range(RUNS)])
+    curves = np.array([trajectory(run(digits, "random", BUDGET, 3 + r, observe="val"), times, "test") for r in range(RUNS)])
     low, high = result["algorithms"]["random"]["curve_band"]
     full = np.isfinite(curves).all(axis=0)
     assert [v is not None for v in low] == full.tolist() == [v is not None for v in result["algorithms"]["random"]["curve_mean"]]
@@ -128,7 +128,7 @@ def test_compare_json_keeps_its_keys_and_adds_the_new_ones(digits: Benchmark) ->
     result = compare(digits, CompareSettings(["random"], 300.0, 2, points=5))
     r = result["algorithms"]["random"]
     assert {"final_mean", "final_std", "curve_mean", "seconds_mean", "trained_mean"} <= set(r)
-    runs = [run(digits, "random", 300.0, s, split="val") for s in range(2)]
+    runs = [run(digits, "random", 300.0, s, observe="val") for s in range(2)]
     assert r["seconds_max"] == max(o.clock for o in runs) and r["seconds_mean"] == pytest.approx(np.mean([o.clock for o in runs]))
     assert result["band"] == [25, 75] and result["dataset"] == "digits"
     json.dumps(result)

@@ -133,4 +133,4 @@ def test_compare_and_the_cli_take_syne_methods_by_name(bench: Benchmark) -> None
                                     "--budget", "10"])
     assert bad.exit_code == 2 and "syne:asha" in bad.output and len(bad.output.strip().splitlines()) == 1
     with pytest.raises(ValueError, match="validation"):  # the blackbox reports validation curves only
-        api.compare(bench, api.CompareSettings(["random", "syne:asha"], budget, 1, split="train"))
+        api.compare(bench, api.CompareSettings(["random", "syne:asha"], budget, 1, observe="train"))

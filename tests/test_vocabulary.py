@@ -162,3 +162,31 @@ def test_scores_all_is_every_score_of_the_table(tmp_path: Path) -> None:
     assert all(r.exit_code == 0 for r in runs), runs[0].output
     a, b = (json.loads(r.output) for r in runs)
     assert a == b and len(a["methods"]) == len(load().scores) + 2  # each score, random choice, the oracle
+
+
+def test_the_api_speaks_the_clis_words() -> None:
+    """``split`` is the accuracy reported or evaluated and ``observe`` the one a search sees, in the API as on the
+    command line, with the same defaults (today's main: ``compare(split=...)`` was the observed accuracy)."""
+    import dataclasses
+    import inspect
+
+    from snnbench.api import CompareSettings, Oracle, run, trajectory
+    from snnbench.api.correlate import correlate
+    from snnbench.api.replay import replay_curve
+    from snnbench.api.report import report_sections
+
+    fields = {f.name: f.default for f in dataclasses.fields(CompareSettings)}
+    assert fields["observe"] == _default("compare", "--observe") and fields["split"] == _default("compare", "--split")
+    for fn in (run, Oracle):
+        params = inspect.signature(fn).parameters
+        assert "split" not in params and params["observe"].default == _default("compare", "--observe")
+    for fn, command in ((trajectory, "compare"), (replay_curve, "replay"), (correlate, "correlate"),
+                        (report_sections, "report")):
+        params = inspect.signature(fn).parameters
+        assert params["split"].default == _default(command, "--split"), fn.__name__
+    report = inspect.signature(report_sections).parameters
+    assert report["observe"].default == _default("report", "--observe")
+    assert report["bootstrap"].default == _default("report", "--bootstrap")
+    assert inspect.signature(correlate).parameters["bootstrap"].default == _default("correlate", "--bootstrap")
+    assert report["runs"].default == _default("report", "--runs") == _default("compare", "--runs")
+    assert "scores" in report and "replay_scores" not in report
