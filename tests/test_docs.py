@@ -98,7 +98,10 @@ def _resolve(args: list[str], where: str = "") -> tuple[click.Command, list[str]
 def _parse(args: list[str]) -> None:
     """Parse ``snnbench ARGS`` as the CLI would (types converted, choices and required arguments checked), run nothing."""
     command, rest, ctx = _resolve(args)
-    command.make_context(ctx.info_name, rest, parent=ctx.parent)
+    try:
+        command.make_context(ctx.info_name, rest, parent=ctx.parent)
+    except click.exceptions.Exit as done:  # an eager option (--help, --version) ends the parse, successfully
+        assert done.exit_code == 0, args
 
 
 def _check_setup(part: str) -> bool:
