@@ -30,7 +30,6 @@ from snnbench.api.replay import make_pool, replay_curve
 
 DEFAULT_SIZES = (10, 100, 1000, 5000)
 DEFAULT_ALGORITHMS = ("random", "evolution", "local", "reinforce", "score_train")
-COMPARE_POINTS = 500  # curve points over the budget: random search is read within 0.2% of it at a score_train cost
 
 
 def fmt(x: float | None, digits: int = 4, missing: str = "–") -> str:
@@ -280,7 +279,7 @@ def report_sections(bench: Benchmark, out: str | os.PathLike[str], *, title: str
         budget = float(0.1 * len(cost) * cost.mean()) if len(cost) else 0.0
     if budget > 0:
         result = compare(bench, CompareSettings(algorithms, budget, runs, observe=observe, split=split, score=score,
-                                                seed=seed, score_costs=score_costs, points=COMPARE_POINTS, kind=pool.kind,
+                                                seed=seed, score_costs=score_costs, kind=pool.kind,
                                                 progress=progress))
         costs = {e.partition(":")[2] or score: r["score_cost"] for e, r in result["algorithms"].items()
                  if e.partition(":")[0] == "score_train" and r["score_cost"] is not None}
