@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from api_tables import tiny_table
 from snnbench.api.algorithms import CompareSettings, compare, run, trajectory, trained_on
 from snnbench.api.benchmark import Benchmark
 from snnbench.api.plots import compare_figure, scatter_figure
@@ -183,14 +184,17 @@ def test_correlate_top_k_is_labelled_by_count_and_by_share(digits: Benchmark) ->
         ok = backward & ~np.isnan(digits.scores[m])
         s, a = digits.scores[m][ok], digits.accuracy["test"][ok]
         n = len(s)
-        assert r["cells"] == n == 87
-        want = [("k=10", 10, None), ("top 1%", 1, 0.01), ("top 5%", 4, 0.05), ("top 10%", 9, 0.1)]  # no k=100: 87 cells
+        assert r["cells"] == n > 10
+        want = [(f"k={k}", k, None) for k in (10, 100) if k <= n]  # a count above the cells is left out
+        want += [(f"top {round(100 * f)}%", max(1, int(round(f * n))), f) for f in (0.01, 0.05, 0.1)]
         assert [(e["label"], e["k"], e["fraction"]) for e in r["top_k"]] == want
         for e in r["top_k"]:
             assert e["precision"] == pytest.approx(_brute_top_k(s, a, e["k"]))
         old_keys = sorted({max(1, int(round(f * n))) for f in (0.01, 0.05, 0.1)} | ({10, 100} & set(range(1, n + 1))))
         assert list(r["top_k_precision"]) == [str(k) for k in old_keys]
         assert all(r["top_k_precision"][str(e["k"])] == e["precision"] for e in r["top_k"])
+    few = correlate(Benchmark(tiny_table()), "test", ["sahd"])["scores"]["sahd"]  # 8 cells: no count fits
+    assert few["cells"] < 10 and [e["label"] for e in few["top_k"]] == ["top 1%", "top 5%", "top 10%"]
 
 
 @needs_digits
@@ -207,13 +211,16 @@ def test_correlate_cli_prints_top_k_under_headers(digits: Benchmark) -> None:
     group = next(i for i, line in enumerate(text) if line.strip() == "top-k precision")
     head = text[group + 1].split()
     assert head[:5] == ["score", "cells", "tau", "rho", "s/cell"]
-    assert " ".join(head[5:]) == "k=10 top 1% top 5% top 10%"
+    (first, *_) = data["scores"].values()
+    assert head[5:] == [w for e in first["top_k"] for w in e["label"].split()] and head[5] == "k=10"
     assert text[group].index("top-k") > text[group + 1].index("s/cell")  # over the top-k columns, not the others
     for line, (m, r) in zip(text[group + 2:], data["scores"].items()):
         cells = line.split()
-        assert cells[0] == m and cells[-4:] == [f"{e['precision']:.3f}" for e in r["top_k"]]
+        assert cells[0] == m and cells[-len(r["top_k"]):] == [f"{e['precision']:.3f}" for e in r["top_k"]]
     note = next(line for line in text if line.startswith("top-k precision:"))
-    assert "k best-scored cells that are among the k most accurate" in note and "(k = 1, 4, 9 of 87 cells)" in note
+    shares = [e["k"] for e in first["top_k"] if e["fraction"] is not None]
+    assert "k best-scored cells that are among the k most accurate" in note
+    assert f"(k = {', '.join(map(str, shares))} of {first['cells']:,} cells)" in note
 
 
 @needs_digits
