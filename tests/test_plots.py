@@ -185,7 +185,7 @@ def test_correlate_top_k_is_labelled_by_count_and_by_share(digits: Benchmark) ->
         s, a = digits.scores[m][ok], digits.accuracy["test"][ok]
         n = len(s)
         assert r["cells"] == n > 10
-        want = [(f"k={k}", k, None) for k in (10, 100) if k <= n]  # a count above the cells is left out
+        want: list[tuple[str, int, float | None]] = [(f"k={k}", k, None) for k in (10, 100) if k <= n]  # k > n: left out
         want += [(f"top {round(100 * f)}%", max(1, int(round(f * n))), f) for f in (0.01, 0.05, 0.1)]
         assert [(e["label"], e["k"], e["fraction"]) for e in r["top_k"]] == want
         for e in r["top_k"]:
