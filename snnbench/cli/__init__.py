@@ -10,6 +10,7 @@ time, so ``snnbench --help``, ``cells``, ``query`` and ``info`` start without it
 from __future__ import annotations
 
 import importlib
+from functools import cache
 from importlib.metadata import entry_points
 
 import click
@@ -26,21 +27,25 @@ CORE_COMMANDS: dict[str, str] = {
 ENTRY_POINT_GROUP = "snnbench.commands"
 
 
+@cache
+def command_targets() -> dict[str, str]:
+    """command name -> "module:attribute": the installed ``snnbench.commands`` entry points, then
+    :data:`CORE_COMMANDS` (a core name wins); read once per process (each read scans the installed packages)."""
+    found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return {**found, **CORE_COMMANDS}
+
+
 class LazyGroup(SnnbenchGroup):
     """A group whose commands are imported on first use: :data:`CORE_COMMANDS`, then the installed
-    ``snnbench.commands`` entry points (a core name wins over an entry point of the same name)."""
-
-    def _targets(self) -> dict[str, str]:
-        found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
-        return {**found, **CORE_COMMANDS}
+    ``snnbench.commands`` entry points (:func:`command_targets`)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*self.commands, *self._targets()})
+        return sorted({*self.commands, *command_targets()})
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.commands:
             return self.commands[name]
-        target = self._targets().get(name)
+        target = command_targets().get(name)
         if target is None:
             return None
         module, _, attr = target.partition(":")

@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import click
 
+from snnbench.seeds import MAX_SEED
 from snnbench.space import Cell
 
 
@@ -103,7 +104,7 @@ class Aliased(click.Option):
             self.opts = names
 
 
-SEED = click.IntRange(0, 2**63 - 1)  # a --seed: numpy and torch take any of these (a table stores seeds as int64)
+SEED = click.IntRange(0, MAX_SEED)  # a --seed: numpy and torch take any of these (a table stores seeds as int64)
 
 
 class NonEmptyPath(click.Path):

@@ -59,7 +59,7 @@ def summary(
 ) -> None:
     """Parameters, LIF layers and per-layer shapes of the network for MATRIX."""
     import torch
-    
+
     from snnbench.network import build_network, count_params, network_config, spike_stats
 
     cell = parse_matrix(matrix)
