@@ -177,15 +177,15 @@ def cpu_name() -> str:
 
 def environment(device: str, executor: str, workers: int | None) -> dict[str, Any]:
     """Package versions, machine, CPU (model and the vector ISA torch uses: float results of gradient proxies
-    and trainings can differ in the last bits between them) and device a build runs with; stored with every
-    protocol it touches."""
+    and trainings can differ in the last bits between them), the CPU loops in use (``snnbench.kernels``: fused
+    batch norm rounds differently from torch's) and device a build runs with; stored with every protocol it touches."""
     import platform
 
     import h5py
     import numpy
     import torch
 
-    from snnbench import __version__
+    from snnbench import __version__, kernels
 
     env: dict[str, Any] = {
         "snnbench": __version__, "python": platform.python_version(), "torch": torch.__version__,
@@ -193,7 +193,7 @@ def environment(device: str, executor: str, workers: int | None) -> dict[str, An
         "platform": platform.platform(), "cpu_count": os.cpu_count(), "executor": executor,
         "workers": workers if workers is not None else os.cpu_count(), "device": device,
         "device_name": torch.cuda.get_device_name() if device == "cuda" and torch.cuda.is_available() else cpu_name(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_loops": kernels.describe(),
     }
     if device == "cuda":
         env["cuda"] = torch.version.cuda

@@ -269,8 +269,9 @@ def merge(out: str, inputs: tuple[str, ...], union: bool) -> None:
 
 def _environment_line(env: dict) -> str:
     cpu = f" ({env['cpu_capability']})" if "cpu_capability" in env else ""
+    loops = f", CPU loops: {env['cpu_loops']}" if "cpu_loops" in env else ""
     return (f"{env.get('device_name', '?')}{cpu}, torch {env.get('torch', '?')}, {env.get('executor', '?')} executor, "
-            f"workers {env.get('workers', '?')}, {env.get('platform', '?')}")
+            f"workers {env.get('workers', '?')}, {env.get('platform', '?')}{loops}")
 
 
 def _rebuild_commands(commands: list[str], path: str) -> list[str]:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from snnbench import fields
+from snnbench import fields, kernels
 from snnbench.names import DATASETS, NETWORK_PRESETS
 from snnbench.neuron import LIF, carry_state, persist_state, share_spikes
 from snnbench.space import OPS, Cell, edge_name, edge_nodes
@@ -135,6 +135,24 @@ def network_config(dataset: str, preset: str = "paper", **overrides: Any) -> Net
 # --------------------------------------------------------------------------- layers
 
 
+class _TimeBatchNormFunction(torch.autograd.Function):
+    """``(x[T, B, C, H, W], weight, bias, eps) -> (y, mean[T, C], var[T, C])``: :func:`snnbench.kernels.bn_forward`
+    and its backward (statistics carry no gradient)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, eps: float):  # type: ignore[override]
+        y, mean, invstd, var = kernels.bn_forward(x, weight, bias, eps)
+        ctx.save_for_backward(x, weight, mean, invstd)
+        ctx.mark_non_differentiable(mean, var)
+        return y, mean, var
+
+    @staticmethod
+    def backward(ctx, grad: Tensor, _gm: Tensor | None, _gv: Tensor | None):  # type: ignore[override]
+        x, weight, mean, invstd = ctx.saved_tensors
+        gx, gw, gb = kernels.bn_backward(grad, x, weight, mean, invstd)
+        return gx, gw, gb, None
+
+
 class TimeBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d over ``[T, B, C, H, W]``: in training mode each step uses its own batch statistics
     (and updates the running statistics once per step, in step order); in eval mode, running stats.
@@ -147,9 +165,27 @@ class TimeBatchNorm2d(nn.BatchNorm2d):
         if not self.training:
             return _merged(super().forward, x)
         if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
-            steps = [super(TimeBatchNorm2d, self).forward(x[t]) for t in range(x.shape[0])]
+            if kernels.bn_applies(x, self.weight, self.bias):
+                y, mean, var = _TimeBatchNormFunction.apply(x, self.weight, self.bias, self.eps)
+                self._update_running(mean.detach(), var.detach(), x.shape[1] * x.shape[3] * x.shape[4])
+                return y
+            steps = [super(TimeBatchNorm2d, self).forward(step) for step in x.unbind(0)]  # unbind: no full-size zero fill per step in backward
             return torch.cat(steps).view(x.shape) if len(steps) > 1 else steps[0].unsqueeze(0)
         return self._train_no_grad(x)
+
+    def _update_running(self, mean: Tensor, var: Tensor, n: int) -> None:
+        """Running statistics updated once per step, in step order, from each step's mean and biased variance
+        (``[T, C]``), as the native module does."""
+        if not self.track_running_stats:
+            return
+        unbiased = var * (n / max(n - 1, 1))
+        rm, rv, nb = cast(Tensor, self.running_mean), cast(Tensor, self.running_var), cast(Tensor, self.num_batches_tracked)
+        with torch.no_grad():
+            for step in range(mean.shape[0]):
+                nb.add_(1)  # momentum None: the cumulative average, 1 / (batches seen), as the native module
+                weight = self.momentum if self.momentum is not None else 1.0 / float(nb)
+                rm.lerp_(mean[step].to(rm.dtype), weight)
+                rv.lerp_(unbiased[step].to(rv.dtype), weight)
 
     @torch.no_grad()
     def _train_no_grad(self, x: Tensor) -> Tensor:
@@ -161,15 +197,7 @@ class TimeBatchNorm2d(nn.BatchNorm2d):
         var = (flat - mean).square_().mean(1, keepdim=True)  # two-pass variance
         scale = self.weight * torch.rsqrt(var + self.eps)
         out = torch.addcmul(self.bias - mean * scale, flat, scale)  # x * scale + shift, as the native CPU kernel
-        if self.track_running_stats:
-            n = b * h * w
-            unbiased = var * (n / max(n - 1, 1))
-            rm, rv, nb = cast(Tensor, self.running_mean), cast(Tensor, self.running_var), cast(Tensor, self.num_batches_tracked)
-            for step in range(t):
-                nb.add_(1)  # momentum None: the cumulative average, 1 / (batches seen), as the native module
-                weight = self.momentum if self.momentum is not None else 1.0 / float(nb)
-                rm.lerp_(mean[step, 0].to(rm.dtype), weight)
-                rv.lerp_(unbiased[step, 0].to(rv.dtype), weight)
+        self._update_running(mean[:, 0], var[:, 0], b * h * w)
         return out.to(x.dtype).view(t, b, h, w, c).permute(0, 1, 4, 2, 3)
 
 
@@ -177,6 +205,37 @@ def _merged(module: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     """Apply a per-image module to ``[T, B, ...]`` through the merged ``[T * B, ...]`` batch."""
     y = module(x.reshape(-1, *x.shape[2:]))
     return y.view(*x.shape[:2], *y.shape[1:])
+
+
+class _AvgPoolFunction(torch.autograd.Function):
+    """``F.avg_pool2d(x, k, k)`` whose backward hands the native kernel the gradient in ``x``'s memory layout: a
+    gradient in another layout (the classifier's reshape gives one) sends the channels-last CPU kernel down a
+    path about 6x slower. Same numbers as the plain call, gradient included."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, k: int) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.k = k
+        return F.avg_pool2d(x, k, k)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        k = ctx.k
+        return torch.ops.aten.avg_pool2d_backward(grad.contiguous(memory_format=layout), x, [k, k], [k, k], [0, 0], False, True, None), None
+
+
+class AvgPool2d(nn.AvgPool2d):
+    """``nn.AvgPool2d(k, k)`` (no padding) with a backward that keeps the input's memory layout; ``k = 1`` returns
+    its input (the identity, without a copy)."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__(k, k)
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        k = cast(int, self.kernel_size)
+        return x if k == 1 else _AvgPoolFunction.apply(x, k)
 
 
 class Edge(nn.Module):
@@ -340,11 +399,11 @@ class SNASNet(nn.Module):
         self.lif1 = LIF(learnable_tau=c.learnable_tau)
         self.conv = nn.Conv2d(c.c1, c.c2, 3, padding=1, bias=False)
         self.bn2 = TimeBatchNorm2d(c.c2)
-        self.pool1 = nn.AvgPool2d(2, 2)
+        self.pool1 = AvgPool2d(2)
         self.cell2 = SNASCell(self.cell, c.c2, c.learnable_tau)
         self.bn3 = TimeBatchNorm2d(c.c2)
         self.lif2 = LIF(learnable_tau=c.learnable_tau)
-        self.pool2 = nn.AvgPool2d(c.pool, c.pool)
+        self.pool2 = AvgPool2d(c.pool)
         self.fc1 = nn.Linear(c.features, c.hidden, bias=False)
         self.lif3 = LIF(learnable_tau=c.learnable_tau)
         self.fc2 = nn.Linear(c.hidden, c.num_classes * c.group, bias=True)

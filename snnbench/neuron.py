@@ -34,6 +34,8 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
+from snnbench import kernels
+
 TAU = 4.0 / 3.0
 THRESHOLD = 1.0
 
@@ -113,11 +115,14 @@ class _LIFFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, v0: Tensor | None, w: Tensor | None, tau: float):  # type: ignore[override]
         dtype = _state_dtype(x.dtype)
-        v = torch.zeros_like(x[0], dtype=dtype) if v0 is None else v0.to(dtype)
         k = torch.sigmoid(w.to(dtype)) if w is not None else None
         save = any(ctx.needs_input_grad[:3])
-        fwd, _ = _loops()
-        spikes, hs, v_final = fwd(x, v, tau, k, save)
+        fused = kernels.lif_forward(x, v0, tau, save) if k is None and not _use_compile else None
+        if fused is not None:  # v0 is needed in backward by PLIF only, which never runs fused
+            (spikes, hs, v_final), v = fused, None
+        else:
+            v = torch.zeros_like(x[0], dtype=dtype) if v0 is None else v0.to(dtype)
+            spikes, hs, v_final = _loops()[0](x, v, tau, k, save)
         if save:
             ctx.save_for_backward(hs, x if w is not None else None, v, k)
         ctx.tau = tau
@@ -127,10 +132,12 @@ class _LIFFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_s: Tensor, grad_v: Tensor | None):  # type: ignore[override]
         hs, x, v0, k = ctx.saved_tensors
-        if grad_v is None:
-            grad_v = torch.zeros_like(hs[0])
-        _, bwd = _loops()
-        gx, gv0, gk = bwd(grad_s, grad_v.to(hs.dtype), hs, x, v0, ctx.tau, k)
+        fused = kernels.lif_backward(grad_s, grad_v, hs, ctx.tau) if k is None and not _use_compile else None
+        if fused is not None:
+            (gx, gv0), gk = fused, None
+        else:
+            grad_v = torch.zeros_like(hs[0]) if grad_v is None else grad_v.to(hs.dtype)
+            gx, gv0, gk = _loops()[1](grad_s, grad_v, hs, x, v0, ctx.tau, k)
         gw = gk * k * (1 - k) if gk is not None else None
         return gx.to(ctx.x_dtype), (gv0 if ctx.has_v0 else None), gw, None
 

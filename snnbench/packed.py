@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from snnbench.network import SNASCell, SNASNet, TimeBatchNorm2d, _merged, components
+from snnbench.network import SNASCell, SNASNet, TimeBatchNorm2d, AvgPool2d, _merged, components
 from snnbench.neuron import LIF, carry_state
 from snnbench.space import OPS, edge_name, edge_nodes
 
@@ -242,11 +242,11 @@ class PackedSNASNet(nn.Module):
         self.lif1 = LIF()
         self.conv = nn.Conv2d(k * c.c1, k * c.c2, 3, padding=1, groups=k, bias=False)
         self.bn2 = TimeBatchNorm2d(k * c.c2)
-        self.pool1 = nn.AvgPool2d(2, 2)
+        self.pool1 = AvgPool2d(2)
         self.cell2 = PackedCell([m.cell2 for m in models], c.c2)
         self.bn3 = TimeBatchNorm2d(k * c.c2)
         self.lif2 = LIF()
-        self.pool2 = nn.AvgPool2d(c.pool, c.pool)
+        self.pool2 = AvgPool2d(c.pool)
         self.fc1 = nn.Linear(c.features, k * c.hidden, bias=False)  # weight: K blocks [hidden, features]
         self.lif3 = LIF()
         self.fc2 = nn.Linear(c.hidden, k * c.num_classes * c.group, bias=True)

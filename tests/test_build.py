@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from snnbench.builders.build import Stage, build
 from snnbench.builders.executors import LocalExecutor, WorkerDied
 from snnbench.builders.plan import in_shard, parse_shard, select_cells
+from snnbench import kernels
 from snnbench.seeds import cell_seed, parse_seeds
 from snnbench.cli import main
 from snnbench.builders.cli import _interrupt, _rebuild_commands, _sigterm_interrupts
@@ -451,6 +452,7 @@ def test_info_reports_coverage_and_statistics(reference: Path, tmp_path: Path) -
     protocols = open_table(reference).protocols.values()
     assert text.count("  compute: ") == len(protocols) and text.count("  built with: ") == len(protocols)
     assert f"({torch.backends.cpu.get_cpu_capability()}), torch {torch.__version__}, local executor" in text
+    assert f", CPU loops: {kernels.describe()}" in text
     mixed = tmp_path / "mixed.h5"  # a backward sample holds forward cells too: each kind counted against its own
     _cli("build", str(mixed), *TINY[:8], "--kind", "backward", "--cells", "sample:40:1", "--scores", "params",
          "--train-epochs", "0", "--quiet", "--workers", "0")
