@@ -96,12 +96,20 @@ class LocalExecutor:
             raise ValueError(f"workers: expected >= 0, got {self.workers}")
         self.max_retries = max_retries
         self._pool: ProcessPoolExecutor | None = None
+        self._left: tuple[list[Any], threading.Thread | None] | None = None  # a pool shut by a run left early: its
+        # processes and manager thread (the pool forgets them when shut), for close() and abort(); never reused
 
     def _new_pool(self) -> ProcessPoolExecutor:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker)
+        self._left = None
         return self._pool
+
+    @staticmethod
+    def _internals(pool: ProcessPoolExecutor) -> tuple[list[Any], threading.Thread | None]:
+        """The pool's worker processes and manager thread (no public handle before Python 3.14)."""
+        return list((getattr(pool, "_processes", None) or {}).values()), getattr(pool, "_executor_manager_thread", None)
 
     def run(self, fn: Work, items: Iterable[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
         if self.workers == 0:
@@ -115,7 +123,7 @@ class LocalExecutor:
             finally:
                 torch.set_num_threads(threads)
             return
-        pool = self._pool or self._new_pool()
+        pool = self._pool if self._pool is not None and self._left is None else self._new_pool()
         pending: dict[Future[list[dict[str, Any]]], dict[str, Any]] = {}
         backlog: list[dict[str, Any]] = []  # items to (re)submit before new ones
         tries: dict[int, int] = {}  # id(item) -> resubmissions after a worker death
@@ -159,13 +167,22 @@ class LocalExecutor:
                                              "(out of memory?); the rows stored so far are kept")
                     pool = self._new_pool()
         finally:
-            for fut in pending:
-                fut.cancel()
+            if pending:  # left early (an interrupt): the pool's manager thread drops the queued items itself; a
+                # future cancelled from here fails CPython 3.11's broken-pool handler when the workers die next (a
+                # signal to the whole process group), printing an InvalidStateError traceback
+                self._left = self._internals(pool)
+                pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
+        """Let the items in flight finish, then end the workers."""
         if self._pool is not None:
+            processes, manager = self._left or ([], None)
             self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+            for proc in processes:
+                proc.join()
+            if manager is not None:
+                manager.join()
+            self._pool, self._left = None, None
 
     def abort(self) -> None:
         """Stop now (an interrupted build): cancel queued items and terminate the workers mid-item. Returns once
@@ -173,8 +190,7 @@ class LocalExecutor:
         the exit hook that writes to it (CPython gh-83279: an ``OSError: Bad file descriptor`` traceback after
         the one-line message)."""
         if self._pool is not None:
-            processes = list(getattr(self._pool, "_processes", {}).values())  # no public handle before 3.14
-            manager = getattr(self._pool, "_executor_manager_thread", None)
+            processes, manager = self._left or self._internals(self._pool)
             self._pool.shutdown(wait=False, cancel_futures=True)
             for proc in processes:
                 proc.terminate()
@@ -182,7 +198,7 @@ class LocalExecutor:
                 proc.join(timeout=10)
             if manager is not None:
                 manager.join(timeout=10)
-            self._pool = None
+            self._pool, self._left = None, None
 
 
 class RayExecutor:

@@ -241,6 +241,33 @@ def test_sigterm_mid_training_leaks_no_semaphore(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_whole_process_group_stops_the_build_cleanly(tmp_path: Path, sig: int) -> None:
+    """Ctrl-C (SIGINT) and a job scheduler's stop (SIGTERM: scancel, systemd) reach the driver and its workers at
+    once: one line of ours, exit 130, no traceback from the pool's manager thread, and a rerun resumes."""
+    path = tmp_path / "t.h5"
+    cmd = [sys.executable, "-c", "from snnbench.cli import main; main()", "build", str(path), *TINY[:8],
+           "--scores", "none", "--train-epochs", "200", "--train-cells", "sample:4:7", "--seeds", "0", "--quiet",
+           "--workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(_workers(proc.pid)) < 2:
+        time.sleep(0.05)
+    workers = _workers(proc.pid)
+    assert len(workers) == 2, "the pool did not start"
+    time.sleep(8.0)  # the workers import torch and start training (200 epochs: far from done)
+    os.killpg(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    lines = err.strip().splitlines()
+    assert proc.returncode == 130 and len(lines) == 1 and lines[0].startswith("interrupted: "), err
+    deadline = time.monotonic() + 30
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(w) for w in workers), "a worker outlived its driver"
+    open_table(path)  # readable
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_a_stopped_driver_leaves_no_worker_running(reference: Path, tmp_path: Path, sig: int) -> None:
     """`kill PID` (SIGTERM) or `kill -9 PID` of the driver alone: its pool workers stop too (SIGTERM: at once,
