@@ -98,9 +98,12 @@ def _bn_pair(channels: int, dtype: torch.dtype, momentum: float | None = 0.1):
 
 
 @pytest.mark.parametrize("momentum", [0.1, None])
-def test_time_batchnorm_fused_equals_the_native_kernel_step_by_step(momentum):
-    x = _channels_last(torch.randn(4, 10, 3, 5, 5, dtype=torch.float64) * 3 + 1).requires_grad_()
-    fused, ref = _bn_pair(3, torch.float64, momentum)
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-11), (torch.float32, 2e-5)])
+def test_time_batchnorm_fused_equals_the_native_kernel_step_by_step(momentum, dtype, tol):
+    """Float64: equal up to rounding; float32: the fused statistics (float64 sums) differ from the native ones by
+    float32 rounding only."""
+    x = _channels_last(torch.randn(4, 10, 3, 5, 5, dtype=dtype) * 3 + 1).requires_grad_()
+    fused, ref = _bn_pair(3, dtype, momentum)
     assert kernels.bn_applies(x, fused.weight, fused.bias)
     up = torch.randn_like(x)
     y = fused(x)
@@ -109,11 +112,11 @@ def test_time_batchnorm_fused_equals_the_native_kernel_step_by_step(momentum):
                           ref.momentum if momentum is not None else 1.0 / (t + 1), ref.eps) for t in range(4)]
     expected = torch.stack(steps)  # the native kernel, one step at a time, running statistics in step order
     ref_grads = torch.autograd.grad(expected, [x, ref.weight, ref.bias], up)
-    torch.testing.assert_close(y, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(y, expected, rtol=tol / 10, atol=tol / 10)
     for got, want in zip(grads, ref_grads):
-        torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-11)
-    torch.testing.assert_close(fused.running_mean, ref.running_mean, rtol=1e-12, atol=1e-14)
-    torch.testing.assert_close(fused.running_var, ref.running_var, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+    torch.testing.assert_close(fused.running_mean, ref.running_mean, rtol=tol / 10, atol=tol / 1000)
+    torch.testing.assert_close(fused.running_var, ref.running_var, rtol=tol / 10, atol=tol / 1000)
     assert int(fused.num_batches_tracked) == 4
     assert y.stride() == x.stride()
 
