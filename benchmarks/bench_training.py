@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 from typing import Any
 
@@ -191,18 +192,50 @@ def bench_cells(count: int, by_kind: bool = False) -> list[str]:
     return [sp.texts[u].decode() for u in chosen]
 
 
-def _train_rows(args: tuple[str, list[tuple[str, int]], int | None, int, str, int]) -> int:
-    """Worker: train ``rows`` (cell text, seed) in packs of ``pack`` (1: ``train_cell``); returns trainings done."""
+def _train_rows(args: tuple[str, list[tuple[str, int]], int | None, int, str, int]) -> dict[str, Any]:
+    """Worker: train ``rows`` (cell text, seed) in packs of ``pack`` (1: ``train_cell``); returns the trainings done,
+    the CPU seconds of this process spent on them, and which snnbench (folder, CPU loops) did them."""
+    import importlib
+
+    import snnbench
+
     data_name, rows, images, epochs, device, pack = args
     torch.set_num_threads(1)
     data, net, cfg = _packs_setup(data_name, images, epochs)
-    for start in range(0, len(rows), pack):
-        group = rows[start:start + pack]
+
+    def train(group: list[tuple[str, int]]) -> None:
         if len(group) == 1:
             train_cell(group[0][0], data, net, cfg, seed=group[0][1], device=device)
         else:
             train_pack([c for c, _ in group], data, net, cfg, [s for _, s in group], device)
-    return len(rows)
+
+    train(rows[:pack])  # warm-up (lazy imports, compiled loops, the allocator's pools): not counted
+    cpu = time.process_time()
+    for start in range(0, len(rows), pack):
+        train(rows[start:start + pack])
+    return {"trainings": len(rows), "cpu_seconds": time.process_time() - cpu,
+            "snnbench": os.path.dirname(os.path.dirname(os.path.abspath(snnbench.__file__))),
+            "loops": importlib.import_module("snnbench.kernels").describe()
+            if os.path.exists(os.path.join(os.path.dirname(snnbench.__file__), "kernels.py")) else "torch (no snnbench.kernels)"}
+
+
+def _run_workers(jobs: list[tuple[str, list[tuple[str, int]], int | None, int, str, int]], env: dict[str, str]) -> list[dict[str, Any]]:
+    """Run each job in a fresh interpreter (this script, ``--worker``) with ``env`` added, all at once; their results.
+    Fresh interpreters, not a multiprocessing pool: a spawned pool worker takes its parent's ``sys.path``, so a
+    baseline's ``PYTHONPATH`` would not reach its imports."""
+    import json
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(job)],
+                              env={**os.environ, **env}, stdout=subprocess.PIPE, text=True) for job in jobs]
+    results = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"a benchmark worker failed (exit {proc.returncode})")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
 
 
 def _packs_setup(data_name: str, images: int | None, epochs: int) -> tuple[Dataset, Any, Any]:
@@ -214,9 +247,6 @@ def _packs_setup(data_name: str, images: int | None, epochs: int) -> tuple[Datas
 
 def packs_benchmark(a: argparse.Namespace) -> None:
     """Trainings per hour, per-network trainer against packs, for each process count (see the module docstring)."""
-    import concurrent.futures as cf
-    import multiprocessing as mp
-
     cells = bench_cells(a.cells, a.by_kind)
     rows = [(c, s) for c in cells for s in range(a.seeds)]
     data, net, cfg = _packs_setup(a.data, a.images, a.epochs)
@@ -225,30 +255,38 @@ def packs_benchmark(a: argparse.Namespace) -> None:
           f"{len(rows)} trainings; {data.name} ({len(data.train)} train images), bench skeleton and budget, "
           f"{cfg.epochs} epochs, device {a.device}")
     packs = [1] + [int(k) for k in a.packs.split(",") if int(k) > 1]
-    first = None  # the per-network trainer with the first process count: today's figure
+    # (name, pack size, environment of the worker processes): today's trainer first, as the reference of the ratios
+    variants: list[tuple[str, int, dict[str, str]]] = []
+    if a.baseline:
+        variants.append((f"baseline per-network ({os.path.basename(os.path.abspath(a.baseline))})", 1,
+                         {"PYTHONPATH": os.path.abspath(a.baseline)}))
+    if a.unfused:
+        variants.append(("per-network, fused loops off", 1, {"SNNBENCH_KERNELS": "0"}))
+    variants += [("per-network trainer (train_cell)" if k == 1 else f"packs of {k} (train_pack)", k, {}) for k in packs]
     for procs in [int(p) for p in a.processes.split(",")]:
-        walls: dict[int, list[float]] = {k: [] for k in packs}
-        for round_ in range(a.rounds):  # pack sizes interleaved, so that a change of the machine's load hits all
-            for k in packs:
+        walls: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+        cpus: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+        for round_ in range(a.rounds):  # variants interleaved, so that a change of the machine's load hits all
+            for name, k, env in variants:
                 groups = [rows[i:i + k] for i in range(0, len(rows), k)]
                 shares: list[list[tuple[str, int]]] = [[] for _ in range(procs)]
                 for i, g in enumerate(groups):  # whole packs, dealt round robin
                     shares[i % procs] += g
                 t0 = time.perf_counter()
-                with cf.ProcessPoolExecutor(procs, mp_context=mp.get_context("spawn")) as pool:
-                    done = sum(pool.map(_train_rows, [(a.data, share, a.images, a.epochs, a.device, k)
-                                                      for share in shares if share]))
-                walls[k].append(time.perf_counter() - t0)
-                wall = min(walls[k])  # the least disturbed of the rounds so far
-                per_hour = done * 3600 / wall
-                base = len(rows) * 3600 / min(walls[1])
-                first = first or per_hour
+                results = _run_workers([(a.data, share, a.images, a.epochs, a.device, k) for share in shares if share], env)
+                walls[name].append(time.perf_counter() - t0)  # warm-ups included
+                done = sum(r["trainings"] for r in results)
+                cpus[name].append(sum(r["cpu_seconds"] for r in results))
+                if round_ == 0:
+                    print(f"#   {name}: snnbench from {results[0]['snnbench']}, CPU loops {results[0]['loops']}", flush=True)
+                wall, cpu = min(walls[name]), min(cpus[name])  # the least disturbed of the rounds so far
+                per_hour, per_core_hour = done * 3600 / wall, done * 3600 / cpu
+                ref, ref_cpu = len(rows) * 3600 / min(walls[variants[0][0]]), len(rows) * 3600 / min(cpus[variants[0][0]])
                 images = done * cfg.epochs * len(data.train) / wall  # training images per second, evaluation included
-                name = "per-network trainer (train_cell)" if k == 1 else f"packs of {k} (train_pack)"
-                print(f"{procs} process{'es' if procs > 1 else ''}  {name:34s} {done} trainings in {walls[k][-1]:7.1f} s "
-                      f"(best of {round_ + 1}: {wall:7.1f} s)  {per_hour:8.1f} trainings/h  {images:8.1f} images/s  "
-                      f"{per_hour / base:5.2f}x (vs pack 1, {procs} proc)  {per_hour / first:5.2f}x (vs the first row)",
-                      flush=True)
+                print(f"{procs} process{'es' if procs > 1 else ''}  {name:40s} {done} trainings in {walls[name][-1]:6.1f} s "
+                      f"(best of {round_ + 1}: {wall:6.1f} s, {cpu:6.1f} CPU s)  {per_hour:7.0f} trainings/h "
+                      f"{per_core_hour:7.0f} per core-hour  {images:6.0f} images/s  {per_hour / ref:5.2f}x wall "
+                      f"{per_core_hour / ref_cpu:5.2f}x CPU (vs {variants[0][0]}, {procs} proc)", flush=True)
     if a.profile:
         profile_step(cells[:max(packs)], a)
 
@@ -314,9 +352,25 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1, help="packs benchmark: rounds (pack sizes interleaved; best taken)")
     p.add_argument("--by-kind", action="store_true", help="packs benchmark: forward cells first (packs of one kind)")
     p.add_argument("--profile", type=int, default=0, help="packs benchmark: print this many top ops of one step")
+    p.add_argument("--profile-only", action="store_true", help="packs benchmark: only the profile (--profile N, of the "
+                   "first K cells, K the largest of --packs); run it from a baseline checkout for the 'before' profile")
+    p.add_argument("--baseline", default=None, help="packs benchmark: an earlier snnbench checkout whose per-network "
+                   "trainer runs first, as the reference of every ratio (its workers run with PYTHONPATH=DIR)")
+    p.add_argument("--unfused", action="store_true", help="packs benchmark: also the per-network trainer with the fused "
+                   "CPU loops off (SNNBENCH_KERNELS=0)")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one worker of the packs benchmark
     a = p.parse_args()
+    if a.worker:
+        import json
+
+        data_name, rows, images, epochs, device, pack = json.loads(a.worker)
+        print(json.dumps(_train_rows((data_name, [(c, s) for c, s in rows], images, epochs, device, pack))))
+        return
     if a.packs:
         a.epochs = a.epochs or 12  # the bench budget
+        if a.profile_only:
+            profile_step(bench_cells(a.cells, a.by_kind)[:max(int(k) for k in a.packs.split(","))], a)
+            return
         packs_benchmark(a)
         return
     a.images, a.epochs = a.images or 1024, a.epochs or 3
