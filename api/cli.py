@@ -106,6 +106,10 @@ def query(matrix: tuple[str, ...], table: str | None, score_protocol: str | None
         echo_json(rec)
         return
     click.echo(f"{rec['hash']}  {rec['text']}  {rec['kind']}  params {_fmt(rec['params'])}")
+    score_seeds = rec["seeds"].get("score", [])
+    if rec["scores"] and (seed is not None or len(score_seeds) > 1):
+        click.echo(f"  scores of      seed {seed}" if seed is not None else
+                   f"  scores         mean over seeds {score_seeds} (--seed S: one seed's)")
     for m, v in rec["scores"].items():
         own = rec["metric_seconds"].get(m)
         click.echo(f"  score {m:<12} {_fmt(v)}" + ("  (singular)" if rec["singular"].get(m) else "")

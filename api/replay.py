@@ -198,10 +198,12 @@ def score_seeds(bench: Benchmark, metric: str, cells: np.ndarray) -> int:
     return int((~np.isnan(by_seed[cells])).sum(axis=1).max()) if len(cells) else 0
 
 
-def replay(bench: Benchmark, samples: int, trials: int, scores: Sequence[str] = ("sahd",), *, split: str = "test",
-           kind: Kind | None = None, dist: Distribution = "paper", seed: int = 0, mean_score: bool = False) -> dict[str, Any]:
-    """Picked-cell accuracy (mean, std over trials) for each score, random choice and the oracle best of N; each
-    draw sees one seed's score (``mean_score``: the mean over seeds), see the module docstring."""
+def replay_picks(bench: Benchmark, samples: int, trials: int, scores: Sequence[str] = ("sahd",), *, split: str = "test",
+                 kind: Kind | None = None, dist: Distribution = "paper", seed: int = 0,
+                 mean_score: bool = False) -> tuple[Pool, dict[str, np.ndarray], int]:
+    """The pool, each method's picked-cell ``split`` accuracy per trial (``float64 [trials]``; the same draws for
+    every method, so two methods compare trial by trial) and the most scoring seeds a pool cell holds; see
+    :func:`replay`."""
     _check_counts(samples, trials)
     pool = make_pool(bench, scores, split, kind, dist)
     draws = draw(pool, samples, trials, np.random.default_rng([seed, samples]))
@@ -214,6 +216,15 @@ def replay(bench: Benchmark, samples: int, trials: int, scores: Sequence[str] = 
                      pick_by(draws, seed_scores(bench, m, draws, u))] for m in scores}
     picked["random"] = acc[draws[:, 0]]
     picked["oracle"] = acc[draws].max(axis=1)
+    return pool, picked, most
+
+
+def replay(bench: Benchmark, samples: int, trials: int, scores: Sequence[str] = ("sahd",), *, split: str = "test",
+           kind: Kind | None = None, dist: Distribution = "paper", seed: int = 0, mean_score: bool = False) -> dict[str, Any]:
+    """Picked-cell accuracy (mean, std over trials) for each score, random choice and the oracle best of N; each
+    draw sees one seed's score (``mean_score``: the mean over seeds), see the module docstring."""
+    pool, picked, most = replay_picks(bench, samples, trials, scores, split=split, kind=kind, dist=dist, seed=seed,
+                                      mean_score=mean_score)
     return {
         "samples": samples, "trials": trials, "split": split, "kind": pool.kind, "dist": dist, "seed": seed,
         "pool": len(pool.cells), "coverage": pool.coverage, "table": str(bench.path), "protocols": bench.protocol_ids,

@@ -219,7 +219,7 @@ def test_replay_draws_one_seeds_score_per_draw(seeded_table) -> None:
     """Against a brute-force loop over the stored rows: each draw sees the score of seed ``floor(u * count)`` of its
     cell (the same seed for every score), ``u`` from the stream ``(seed, N, 1)``; ``mean_score`` picks by the mean."""
     from snnbench.api.benchmark import Benchmark
-    from snnbench.api.replay import draw, make_pool, replay
+    from snnbench.api.replay import draw, make_pool, replay, replay_picks
     from snnbench.table import open_table
 
     bench = Benchmark(seeded_table)
@@ -249,13 +249,35 @@ def test_replay_draws_one_seeds_score_per_draw(seeded_table) -> None:
                     best = j
             naive[m].append(acc[trial[best]])
     assert used == {0, 1, 2, 3}
+    _, per_trial, most = replay_picks(bench, samples, trials, ("sahd", "hd"), seed=5)
+    assert most == 4 and np.array_equal(per_trial["random"], acc[draws[:, 0]])
     for m, values in naive.items():
         assert out["methods"][m]["mean"] == pytest.approx(float(np.mean(values)), rel=1e-12)
+        assert np.array_equal(per_trial[m], np.array(values))  # trial by trial, the same draws for every method
     mean = replay(bench, samples, trials, ("sahd", "hd"), seed=5, mean_score=True)
     assert mean["score_draw"] == "mean"
     best_by_mean = [max(trial, key=lambda c: (bench.scores["sahd"][c], -trial.index(c))) for trial in draws.tolist()]
     assert mean["methods"]["sahd"]["mean"] == pytest.approx(float(np.mean(acc[best_by_mean])), rel=1e-12)
     assert mean["methods"]["random"] == out["methods"]["random"] and mean["methods"]["oracle"] == out["methods"]["oracle"]
+
+
+def test_cli_query_says_which_scoring_seeds_its_scores_are(seeded_table) -> None:
+    """With several scoring seeds, the text record says its scores are their mean; ``--seed`` shows one seed's stored row."""
+    from click.testing import CliRunner
+
+    from snnbench.cli import main
+    from snnbench.space import space, to_text
+    from snnbench.table import open_table
+
+    raw = next(p for p in open_table(seeded_table).protocols.values() if p.type == "score")
+    h, value = raw.hash[raw.seed == 2][0].decode(), raw.columns["scores/sahd"][raw.seed == 2][0]
+    text = to_text(space().matrices[space().hashes.index(h)])
+    out = CliRunner().invoke(main, ["query", text, "--table", str(seeded_table)]).output
+    assert "scores         mean over seeds [0, 1, 2, 3] (--seed S: one seed's)" in out
+    one = CliRunner().invoke(main, ["query", text, "--table", str(seeded_table), "--seed", "2"]).output
+    assert "scores of      seed 2" in one and "mean over seeds" not in one
+    line = next(x for x in one.splitlines() if x.strip().startswith("score sahd"))
+    assert float(line.split()[2]) == pytest.approx(value, abs=5e-5)  # printed to 4 decimals
 
 
 def test_cli_replay_mean_score_flag(seeded_table) -> None:
