@@ -274,10 +274,32 @@ def _environment_line(env: dict) -> str:
             f"workers {env.get('workers', '?')}, {env.get('platform', '?')}{loops}")
 
 
+_SEED_OPTIONS = ("--score-seeds", "--seeds")
+
+
+def _seed_key(cmd: str) -> tuple[tuple[str, ...], tuple[frozenset[int], ...]] | None:
+    """A build command split into its arguments but the seed options, and each seed option's seeds (``None``: not
+    a command line this snnbench wrote)."""
+    from snnbench.seeds import parse_seeds
+
+    try:
+        argv = shlex.split(cmd)
+        seeds = []
+        for name in _SEED_OPTIONS:
+            i = argv.index(name) if name in argv[:-1] else -1
+            seeds.append(frozenset(parse_seeds(argv[i + 1])) if i >= 0 else frozenset())
+            if i >= 0:
+                argv = argv[:i] + argv[i + 2:]
+    except ValueError:
+        return None
+    return tuple(argv), tuple(seeds)
+
+
 def _rebuild_commands(commands: list[str], path: str) -> list[str]:
     """The recorded build commands with their output table replaced by ``path`` (the table shown: a build into a
     scratch file that was merged in rebuilds this one; ``--into-shipped`` added for a shipped table, so the command
-    runs as shown), duplicates dropped, first-recorded order kept."""
+    runs as shown), duplicates dropped, first-recorded order kept. A command that another repeats with more seeds
+    (``--score-seeds 0`` against ``--score-seeds 0,1,2,3,4``, the rest alike) is dropped: the other builds its rows."""
     out = []
     for cmd in commands:
         try:
@@ -290,7 +312,14 @@ def _rebuild_commands(commands: list[str], path: str) -> list[str]:
                 argv.append("--into-shipped")
             cmd = shlex.join(argv)
         out.append(cmd)
-    return list(dict.fromkeys(out))
+    out = list(dict.fromkeys(out))
+    keys = [_seed_key(cmd) for cmd in out]
+
+    def covered(a: tuple[tuple[str, ...], tuple[frozenset[int], ...]] | None) -> bool:
+        return a is not None and any(b is not None and b != a and b[0] == a[0] and all(x <= y for x, y in zip(a[1], b[1]))
+                                     for b in keys)
+
+    return [cmd for cmd, key in zip(out, keys) if not covered(key)]
 
 
 @click.command()

@@ -400,6 +400,17 @@ def test_recorded_commands_rebuild_the_table_on_a_fresh_path(tmp_path: Path, bui
     _same_tables(fresh, original)
 
 
+def test_info_drops_a_rebuild_command_another_repeats_with_more_seeds() -> None:
+    """A forward scoring recorded with seed 0 and later with seeds 0-4 (rows, not settings): `info` shows the later
+    one only; commands that differ in anything else, or whose seeds are not a subset, all stay, in recorded order."""
+    base = "snnbench build t.h5 --kind forward --cells all --score-seeds"
+    recorded = [f"{base} 0", "snnbench build t.h5 --kind backward --cells all --score-seeds 0", f"{base} 0,1,2,3,4",
+                f"{base} 5", "snnbench build t.h5 --kind forward --cells paper --score-seeds 0",
+                "snnbench build t.h5 --train-cells all --seeds 0", "snnbench build t.h5 --train-cells all --seeds 0-1"]
+    assert _rebuild_commands(recorded, "t.h5") == [recorded[1], recorded[2], recorded[3], recorded[4], recorded[6]]
+    assert _rebuild_commands([f"{base} 0-2", f"{base} 0,1,2"], "t.h5") == [f"{base} 0-2", f"{base} 0,1,2"]  # same seeds: both
+
+
 def test_info_rebuild_commands_name_the_table_shown(tmp_path: Path) -> None:
     """Shards built into scratch files and merged: info prints each distinct command once, writing to the
     merged table (the recorded commands, with their scratch paths, stay in the file's provenance)."""
