@@ -286,10 +286,12 @@ def _seed_key(cmd: str) -> tuple[tuple[str, ...], tuple[frozenset[int], ...]] | 
         argv = shlex.split(cmd)
         seeds = []
         for name in _SEED_OPTIONS:
-            i = argv.index(name) if name in argv[:-1] else -1
-            seeds.append(frozenset(parse_seeds(argv[i + 1])) if i >= 0 else frozenset())
-            if i >= 0:
-                argv = argv[:i] + argv[i + 2:]
+            if name in argv[:-1]:
+                i = argv.index(name)
+                seeds.append(frozenset(parse_seeds(argv[i + 1])))
+                del argv[i:i + 2]
+            else:
+                seeds.append(frozenset())
     except ValueError:
         return None
     return tuple(argv), tuple(seeds)

@@ -612,8 +612,8 @@ def noise_lines(bench: Benchmark, release_table: Path, resamples: int) -> list[s
         lines += [f"| {m} | one seed per draw | " + " | ".join(ms(r[m]) for r in runs[False]) + " |",
                   f"| {m} | mean over seeds | " + " | ".join(ms(r[m]) for r in runs[True]) + " |",
                   f"| {m} | difference | " + " | ".join(
-                      f"{d.mean():+.4f} [{d.mean() - 1.96 * d.std(ddof=1) / np.sqrt(len(d)):+.4f}, "
-                      f"{d.mean() + 1.96 * d.std(ddof=1) / np.sqrt(len(d)):+.4f}]" for d in diffs) + " |"]
+                      "{:+.4f} [{:+.4f}, {:+.4f}]".format(d.mean(), *mean_interval(d.mean(), d.std(), len(d)))
+                      for d in diffs) + " |"]
     for m in ("random", "oracle"):
         lines.append(f"| {m} | | " + " | ".join(ms(r[m]) for r in runs[False]) + " |")
     release = release_lines(bench, shipped, release_table) if release_table.exists() else []
