@@ -22,9 +22,17 @@ bench protocol; ``--epochs`` / ``--images`` shorten it (say so when quoting); ``
 sizes interleaved and rates each by its best round (a shared machine's load drifts). ``--profile`` adds the top ops of one
 training step, alone and packed.
 
+With ``--bound`` it measures what caps any trainer that keeps each network's arithmetic: for ``--cells`` cells (as
+``--packs`` draws them), one training step (forward, backward, Adam) of one network at batch ``--batch-size`` B and at
+batch 4B (the ideal amortisation of every per-op cost, which no pack can beat: a pack of 4 still runs 4 networks'
+weights), and the self time of the convolution and matrix-product kernels inside the B step (profiled apart). It prints the
+per-image gain of the 4B step and the step time over the kernels' time: the most any trainer can gain without
+making those kernels faster.
+
     python benchmarks/bench_training.py                       # digits, CPU
     python benchmarks/bench_training.py --data /work/shared/data/cifar10/train.npz --images 4096 --device cuda
     python benchmarks/bench_training.py --packs 2,4,8 --processes 1,2 --epochs 1 --images 512 --profile
+    python benchmarks/bench_training.py --bound --cells 16 --rounds 3
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ from torchvision import transforms
 from snnbench.data import Dataset, load_dataset
 from snnbench.network import SNASNet, build_network
 from snnbench.packed import PackedSNASNet
-from snnbench.space import space
+from snnbench.space import Cell, space
 from snnbench.training import network_config_for, train_cell, train_config, train_pack
 
 
@@ -334,6 +342,61 @@ def profile_step(cells: list[str], a: argparse.Namespace) -> None:
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=a.profile))
 
 
+#: the kernels that do a step's arithmetic (self CPU time; their callers' bookkeeping is not counted)
+_ARITHMETIC_OPS = frozenset(("aten::mkldnn_convolution", "aten::convolution_backward", "aten::_slow_conv2d_forward",
+                             "aten::_slow_conv2d_backward", "aten::mm", "aten::addmm", "aten::bmm"))
+
+
+def bound_benchmark(a: argparse.Namespace) -> None:
+    """Per cell and in total: ms of one training step at batch B and per B images at batch 4B, and ms of the
+    arithmetic kernels within the B step (see the module docstring). Best of ``--rounds`` rounds per timing."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(1)
+    data, net, cfg = _packs_setup(a.data, None, 1)
+    b = a.batch_size
+    if len(data.train) < 4 * b:
+        raise SystemExit(f"--bound needs 4 x {b} training images; {data.name} has {len(data.train)}")
+    print(f"# one training step (forward, backward, Adam) of one network, {data.name}, bench skeleton, 1 thread: "
+          f"batch {b} against {4 * b}; best of {a.rounds} rounds of 5 steps")
+    print(f"{'cell':22s} {'kind':8s} {'step B':>8s} {'4B per B':>9s} {'gain':>6s} {'kernels':>8s} {'bound':>6s}")
+    totals = np.zeros(3)
+    for cell in bench_cells(a.cells):
+        torch.manual_seed(0)
+        model = build_network(cell, net).train()
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+
+        def step(n: int) -> None:
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(data.normalize(data.train.images[:n])), data.train.labels[:n]).backward()
+            opt.step()
+
+        times = []
+        for n in (b, 4 * b):
+            step(n)  # warm-up: the allocator's pools and oneDNN's primitives for this shape
+            best = math.inf
+            for _ in range(a.rounds):
+                t0 = time.perf_counter()
+                for _ in range(5):
+                    step(n)
+                best = min(best, (time.perf_counter() - t0) / 5)
+            times.append(best)
+        kernels = math.inf
+        for _ in range(a.rounds):
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(5):
+                    step(b)
+            kernels = min(kernels, sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in _ARITHMETIC_OPS) / 5e6)
+        row = np.array([times[0], times[1] / 4, kernels])
+        totals += row
+        print(f"{cell:22s} {Cell(cell).kind:8s} {row[0] * 1e3:8.1f} {row[1] * 1e3:9.1f} {row[0] / row[1]:5.2f}x "
+              f"{row[2] * 1e3:8.1f} {row[0] / row[2]:5.2f}x", flush=True)
+    print(f"{'all cells':31s} {totals[0] * 1e3:8.1f} {totals[1] * 1e3:9.1f} {totals[0] / totals[1]:5.2f}x "
+          f"{totals[2] * 1e3:8.1f} {totals[0] / totals[2]:5.2f}x")
+    print(f"# gain: per-image speed-up of batch {4 * b} over batch {b}, the ceiling of amortising per-op cost; bound: "
+          "step time over its arithmetic kernels' time, the ceiling of removing everything else")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default="digits", help="digits, cifar10, ... or a train .npz path")
@@ -358,6 +421,8 @@ def main() -> None:
                    "trainer runs first, as the reference of every ratio (its workers run with PYTHONPATH=DIR)")
     p.add_argument("--unfused", action="store_true", help="packs benchmark: also the per-network trainer with the fused "
                    "CPU loops off (SNNBENCH_KERNELS=0)")
+    p.add_argument("--bound", action="store_true", help="what caps any trainer: a step at batch B against 4B, and "
+                   "the step's time in its arithmetic kernels (per cell of --cells; --rounds: best of)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one worker of the packs benchmark
     a = p.parse_args()
     if a.worker:
@@ -365,6 +430,9 @@ def main() -> None:
 
         data_name, rows, images, epochs, device, pack = json.loads(a.worker)
         print(json.dumps(_train_rows((data_name, [(c, s) for c, s in rows], images, epochs, device, pack))))
+        return
+    if a.bound:
+        bound_benchmark(a)
         return
     if a.packs:
         a.epochs = a.epochs or 12  # the bench budget

@@ -5,7 +5,8 @@ float32 rounding differences grow during training. This trains ``--cells`` cells
 ``bench_training.py --packs`` draws them) x 2 seeds on digits with the bench protocol, once alone
 (:func:`train_cell`) and once in packs of ``--pack`` rows in (cell, seed) order (:func:`train_pack`), and reports
 per cell the test accuracy packed and alone (mean of the 2 seeds), their difference, and the seed-to-seed spread
-(|seed 0 - seed 1| of the lone runs). The packed-minus-alone differences should look like the seed spread or smaller.
+(|seed 0 - seed 1| of the lone runs), then the mean packed-minus-alone difference with its 95% t interval and a
+Wilcoxon test (scipy). The packed-minus-alone differences should look like the seed spread or smaller.
 
     python benchmarks/check_pack_accuracy.py --cells 30 --pack 4 [--epochs 12] [--processes 2]
 """
@@ -19,6 +20,7 @@ import time
 
 import numpy as np
 import torch
+from scipy import stats
 
 from snnbench.data import load_dataset
 from snnbench.training import network_config_for, train_cell, train_config, train_pack
@@ -70,8 +72,13 @@ def main() -> None:
         print(f"{c:22s} {al:7.4f} {pk:7.4f} {d:+7.4f} {sp:11.4f}")
     same = int((packed == alone).sum())
     print(f"rows with identical test accuracy: {same} of {packed.size}")
-    print(f"mean |packed - alone| (per cell, seed mean): {np.abs(diff).mean():.4f}; mean seed spread (alone): "
-          f"{spread.mean():.4f}; mean accuracy alone {alone.mean():.4f}, packed {packed.mean():.4f}")
+    print(f"mean |packed - alone| (per cell, seed mean): {np.abs(diff).mean():.4f} (median {np.median(np.abs(diff)):.4f}, "
+          f"largest {np.abs(diff).max():.4f}); mean seed spread (alone): {spread.mean():.4f} (median "
+          f"{np.median(spread):.4f}); mean accuracy alone {alone.mean():.4f}, packed {packed.mean():.4f}")
+    half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
+    print(f"packed - alone per cell: mean {diff.mean():+.4f}, 95% t interval [{diff.mean() - half:+.4f}, "
+          f"{diff.mean() + half:+.4f}], Wilcoxon signed-rank p = {stats.wilcoxon(diff).pvalue:.2f}; cells whose "
+          f"|packed - alone| is at most their own seed spread: {int((np.abs(diff) <= spread + 1e-9).sum())} of {len(cells)}")
 
 
 if __name__ == "__main__":
