@@ -352,6 +352,8 @@ def bound_benchmark(a: argparse.Namespace) -> None:
     arithmetic kernels within the B step (see the module docstring). Best of ``--rounds`` rounds per timing."""
     from torch.profiler import ProfilerActivity, profile
 
+    if a.device != "cpu":
+        raise SystemExit("--bound measures one CPU thread; on a GPU, --packs measures the packs themselves")
     torch.set_num_threads(1)
     data, net, cfg = _packs_setup(a.data, None, 1)
     b = a.batch_size
