@@ -45,7 +45,9 @@ def test_backward_lines_match_a_brute_force_pair_count() -> None:
     kinds = np.array(["forward"] * 30 + ["backward"] * 170)
     v = rng.integers(0, 12, 200).astype(float)  # many ties
     v[5], v[40], v[41] = np.nan, -np.inf, np.nan  # not scored, singular
-    lines = regen.backward_lines({"sahd": v}, kinds, ["sahd"])
+    space = {"forward": {"space": 40}, "backward": {"space": 900}}
+    lines = regen.backward_lines({"sahd": v}, kinds, ["sahd"], space)
+    assert lines[0] == "170 of the 900 cells with a backward edge against 30 of the 40 forward cells:"
     cells = lines[-1].strip("|").split("|")
     ok = ~np.isnan(v)
     a, b = v[ok & (kinds == "forward")], v[ok & (kinds == "backward")]
@@ -149,6 +151,7 @@ def test_backward_section_against_naive_statistics(tmp_path: Path) -> None:
     acc = bench.accuracy["test"]
     fwd, bwd = acc[bench.kind_array == 0], acc[bench.kind_array == 1]
     blocks = regen.backward_section(mixed_table(), tmp_path, resamples=50)
+    assert blocks["digits-backward-space"] == regen.space_lines(bench, ["sahd", "hd"])  # the tiny table: no van Rossum
     rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in blocks["digits-backward-accuracy"] if line.startswith("| ")}
     assert float(rows["mean test accuracy"][0].split()[0]) == round(fwd.mean(), 4)
     assert float(rows["mean test accuracy"][1].split()[0]) == round(bwd.mean(), 4)
@@ -159,7 +162,44 @@ def test_backward_section_against_naive_statistics(tmp_path: Path) -> None:
     paper = bench.query(PAPER_CELL)["accuracy"]["test"]
     assert f"above {(fwd < paper).mean():.1%} of the forward cells" in "\n".join(blocks["digits-backward-accuracy"])
     assert blocks["digits-backward-scores"][0].startswith("3 trained cells with a backward edge hold digits scores")
-    assert regen.backward_section(tiny_table(), tmp_path)["digits-backward-accuracy"][0].startswith("No cell with a backward edge")
+    forward_only = regen.backward_section(tiny_table(), tmp_path)
+    assert forward_only["digits-backward-accuracy"][0].startswith("No cell with a backward edge")
+    assert forward_only["digits-backward-space"] == ["The table scores forward cells only: no comparison of the kinds."]
+
+
+def test_space_lines_rank_every_scored_cell_by_its_seed_0_score(tmp_path: Path) -> None:
+    """The whole-space block reads seed 0 only: a second seed scoring the forward cells far above every cell (which
+    a mean over seeds would carry to the top) changes nothing; P(backward > forward) and the paper's cell's rank
+    by brute force over the seed-0 rows."""
+    from snnbench.api.benchmark import Benchmark
+    from snnbench.table import Protocol, open_table, write_table
+
+    protocols = list(open_table(mixed_table()).protocols.values())
+    (score,) = [p for p in protocols if p.type == "score"]
+    forward = {h.encode() for h, k in zip(Benchmark(mixed_table()).hashes, Benchmark(mixed_table()).kinds) if k == "forward"}
+    extra = np.flatnonzero([h in forward for h in score.hash.tolist()])
+    assert len(extra) == 5 and set(score.seed.tolist()) == {0}
+    columns = {}
+    for name, col in score.columns.items():
+        columns[name] = np.concatenate([col, col[extra]])
+        if name.startswith("scores/"):
+            columns[name][len(score):] = 1e6
+    seeded = Protocol(score.id, score.type, score.settings, hash=np.concatenate([score.hash, score.hash[extra]]),
+                      seed=np.concatenate([score.seed, np.ones(len(extra), score.seed.dtype)]), columns=columns)
+    path = tmp_path / "seeds.h5"
+    write_table(path, [seeded if p is score else p for p in protocols])
+    bench = Benchmark(path)
+    assert (bench.scores["sahd"][bench.kind_array == 0] > 1e5).all()  # the mean over seeds: forward cells on top
+    lines = regen.space_lines(bench, ["sahd", "hd"])
+    assert lines[0] == "3 of the 95,584 cells with a backward edge against 5 of the 7,012 forward cells:"
+    v = {h.decode(): x for h, x in zip(score.hash.tolist(), score.columns["scores/sahd"])}  # seed 0: one row a cell
+    kinds = dict(zip(bench.hashes, bench.kinds))
+    f = [x for h, x in v.items() if kinds[h] == "forward"]
+    b = [x for h, x in v.items() if kinds[h] == "backward"]
+    row = next(r.split("|") for r in lines if r.startswith("| sahd |"))
+    assert float(row[4]) == round(float(np.mean([(x > y) + 0.5 * (x == y) for x in b for y in f])), 3)
+    paper = v[bench.hashes[bench.index(PAPER_CELL)]]
+    assert f"sahd {sum(x > paper for x in v.values()) + 1:,}," in lines[-1] and lines[-1].startswith("The paper's")
 
 
 def test_intervals_of_a_mean_and_of_a_difference_equal_scipys() -> None:

@@ -335,7 +335,7 @@ def cifar10_section(cifar: Path, digits: Path, out: Path) -> Blocks:
                   f"{ranked_shares(across['bootstrap']['best_tau'])}."]
     plot_agreement(dg, c, spikes, out / "agreement.png")
     if (kinds == "backward").any() and (kinds == "forward").any():
-        blocks["cifar10-backward"] = backward_lines(c.scores, kinds, names)
+        blocks["cifar10-backward"] = backward_lines(c.scores, kinds, names, c.coverage())
         plot_by_kind(c, spikes, out / "backward.png")
     if np.isfinite(c.accuracy["test"]).any():
         blocks.update(trained_blocks(c, names, out))
@@ -370,12 +370,15 @@ def trained_blocks(c: Benchmark, names: list[str], out: Path) -> Blocks:
             "cifar10-replay-paper": _quote(sections["replay"], "The paper's sampler")}
 
 
-def backward_lines(scores: dict[str, np.ndarray], kinds: np.ndarray, names: list[str]) -> list[str]:
+def backward_lines(scores: dict[str, np.ndarray], kinds: np.ndarray, names: list[str],
+                   space: dict[str, dict[str, int]]) -> list[str]:
     """Per score (NaN: not scored): medians of forward and of backward (temporal) cells, the probability that a
     random backward cell outscores a random forward one (Mann-Whitney AUC, ties count half), and the
-    (expected) backward share of the top 1% of the scored cells (ties broken at random) against their share of all scored cells."""
+    (expected) backward share of the top 1% of the scored cells (ties broken at random) against their share of all
+    scored cells. ``space``: ``Benchmark.coverage()``, for the size of each kind's space."""
     bwd, fwd = kinds == "backward", kinds == "forward"
-    lines = [f"{int(bwd.sum()):,} cells with a backward edge against the {int(fwd.sum()):,} forward cells:", "",
+    lines = [f"{int(bwd.sum()):,} of the {space['backward']['space']:,} cells with a backward edge against "
+             f"{int(fwd.sum()):,} of the {space['forward']['space']:,} forward cells:", "",
              "| score | median forward | median backward | P(backward > forward) | backward share of the top 1% (of all scored) |",
              "|---|---|---|---|---|"]
     for m in names:
@@ -399,16 +402,40 @@ def _interval(values: np.ndarray) -> str:
     return f"[{lo:.4f}, {hi:.4f}]"
 
 
+def space_lines(bench: Benchmark, names: list[str]) -> list[str]:
+    """Every cell scored under initialisation seed 0 (the seed every scored cell has; forward cells also hold seeds
+    1-4, whose mean would narrow their spread against the backward cells'): ``backward_lines`` over them, and the
+    rank of the paper's published cell under each score among them (1: the highest)."""
+    seed0 = {}
+    for m in names:
+        seeds, X = bench.scores_by_seed(m)
+        seed0[m] = X[:, seeds.index(0)]
+    ok = np.logical_and.reduce([~np.isnan(v) for v in seed0.values()])
+    kinds = set(np.array(bench.kinds)[ok])
+    if kinds != {"forward", "backward"}:
+        return [f"The table scores {' and '.join(sorted(kinds)) or 'no'} cells only: no comparison of the kinds."]
+    lines = backward_lines({m: v[ok] for m, v in seed0.items()}, np.array(bench.kinds)[ok], names, bench.coverage())
+    paper = "0302 0030 3003 0000"
+    if paper in bench:
+        i = bench.index(paper)
+        ranks = [f"{m} {int((seed0[m][ok] > seed0[m][i]).sum()) + 1:,}" for m in names if ok[i]]
+        if ranks:
+            lines += ["", f"The paper's published cell `{paper}` ranks (1: the highest of the {int(ok.sum()):,}): "
+                          + ", ".join(ranks) + "."]
+    return lines
+
+
 def backward_section(path: Path, out: Path, resamples: int = 1000) -> Blocks:
     """Cells with a backward edge on digits: their accuracy against the forward cells', how each score ranks them
     (alone and in the mixed pool), the replay over the backward space (paper and uniform sampling) and the NAS
     algorithms on the mixed pool. Bootstrap intervals: cells resampled within each kind (seed 0)."""
     bench = Benchmark(path)
+    blocks = {"digits-backward-space": space_lines(bench, [m for m in BACKWARD_SCORES if m in bench.scores])}
     acc = bench.accuracy["test"]
     fwd = acc[np.isfinite(acc) & (bench.kind_array == 0)]
     bwd = acc[np.isfinite(acc) & (bench.kind_array == 1)]
     if not len(bwd):
-        return {"digits-backward-accuracy": ["No cell with a backward edge is trained in this table."]}
+        return {**blocks, "digits-backward-accuracy": ["No cell with a backward edge is trained in this table."]}
     rng = np.random.default_rng(0)
     pick_f = rng.integers(0, len(fwd), (resamples, len(fwd)))
     pick_b = rng.integers(0, len(bwd), (resamples, len(bwd)))
@@ -440,7 +467,7 @@ def backward_section(path: Path, out: Path, resamples: int = 1000) -> Blocks:
         rec = bench.query(paper)
         lines += ["", f"The paper's published cell `{paper}`: test accuracy {rec['accuracy']['test']:.4f} (seeds "
                       f"{rec['seeds'].get('train')}), above {(fwd < rec['accuracy']['test']).mean():.1%} of the forward cells."]
-    blocks = {"digits-backward-accuracy": lines}
+    blocks["digits-backward-accuracy"] = lines
 
     names = [m for m in BACKWARD_SCORES if m in bench.scores]
     scored = np.isfinite(acc) & (bench.kind_array == 1)
