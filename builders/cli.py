@@ -277,24 +277,23 @@ def _environment_line(env: dict) -> str:
 _SEED_OPTIONS = ("--score-seeds", "--seeds")
 
 
-def _seed_key(cmd: str) -> tuple[tuple[str, ...], tuple[frozenset[int], ...]] | None:
-    """A build command split into its arguments but the seed options, and each seed option's seeds (``None``: not
-    a command line this snnbench wrote)."""
+def _seed_key(argv: list[str]) -> tuple[tuple[str, ...], tuple[frozenset[int], ...]] | None:
+    """A build command's arguments but the seed options, and each seed option's seeds (``None``: a seed option
+    this snnbench would not have written)."""
     from snnbench.seeds import parse_seeds
 
+    rest, seeds = list(argv), []
     try:
-        argv = shlex.split(cmd)
-        seeds = []
         for name in _SEED_OPTIONS:
-            if name in argv[:-1]:
-                i = argv.index(name)
-                seeds.append(frozenset(parse_seeds(argv[i + 1])))
-                del argv[i:i + 2]
+            if name in rest[:-1]:
+                i = rest.index(name)
+                seeds.append(frozenset(parse_seeds(rest[i + 1])))
+                del rest[i:i + 2]
             else:
                 seeds.append(frozenset())
     except ValueError:
         return None
-    return tuple(argv), tuple(seeds)
+    return tuple(rest), tuple(seeds)
 
 
 def _rebuild_commands(commands: list[str], path: str) -> list[str]:
@@ -302,26 +301,25 @@ def _rebuild_commands(commands: list[str], path: str) -> list[str]:
     scratch file that was merged in rebuilds this one; ``--into-shipped`` added for a shipped table, so the command
     runs as shown), duplicates dropped, first-recorded order kept. A command that another repeats with more seeds
     (``--score-seeds 0`` against ``--score-seeds 0,1,2,3,4``, the rest alike) is dropped: the other builds its rows."""
-    out = []
+    keys: dict[str, tuple[tuple[str, ...], tuple[frozenset[int], ...]] | None] = {}
     for cmd in commands:
         try:
             argv = shlex.split(cmd)
         except ValueError:  # not a command line this snnbench wrote: shown as recorded
-            argv = []
+            keys.setdefault(cmd, None)
+            continue
         if argv[:2] == ["snnbench", "build"] and len(argv) > 2:
             argv[2] = str(path)
             if _is_shipped(Path(path)) and "--into-shipped" not in argv:
                 argv.append("--into-shipped")
             cmd = shlex.join(argv)
-        out.append(cmd)
-    out = list(dict.fromkeys(out))
-    keys = [_seed_key(cmd) for cmd in out]
+        keys.setdefault(cmd, _seed_key(argv))
 
     def covered(a: tuple[tuple[str, ...], tuple[frozenset[int], ...]] | None) -> bool:
         return a is not None and any(b is not None and b != a and b[0] == a[0] and all(x <= y for x, y in zip(a[1], b[1]))
-                                     for b in keys)
+                                     for b in keys.values())
 
-    return [cmd for cmd, key in zip(out, keys) if not covered(key)]
+    return [cmd for cmd, key in keys.items() if not covered(key)]
 
 
 @click.command()
