@@ -394,6 +394,7 @@ def backward_lines(scores: dict[str, np.ndarray], kinds: np.ndarray, names: list
 
 
 BACKWARD_SCORES = ["sahd", "hd", "vanrossum"]
+PAPER_CELL = "0302 0030 3003 0000"  # SNASNet's published cell
 
 
 def _interval(values: np.ndarray) -> str:
@@ -411,17 +412,14 @@ def space_lines(bench: Benchmark, names: list[str]) -> list[str]:
         seeds, X = bench.scores_by_seed(m)
         seed0[m] = X[:, seeds.index(0)]
     ok = np.logical_and.reduce([~np.isnan(v) for v in seed0.values()])
-    kinds = set(np.array(bench.kinds)[ok])
-    if kinds != {"forward", "backward"}:
-        return [f"The table scores {' and '.join(sorted(kinds)) or 'no'} cells only: no comparison of the kinds."]
-    lines = backward_lines({m: v[ok] for m, v in seed0.items()}, np.array(bench.kinds)[ok], names, bench.coverage())
-    paper = "0302 0030 3003 0000"
-    if paper in bench:
-        i = bench.index(paper)
-        ranks = [f"{m} {int((seed0[m][ok] > seed0[m][i]).sum()) + 1:,}" for m in names if ok[i]]
-        if ranks:
-            lines += ["", f"The paper's published cell `{paper}` ranks (1: the highest of the {int(ok.sum()):,}): "
-                          + ", ".join(ranks) + "."]
+    kinds = np.array(bench.kinds)[ok]
+    if set(kinds) != {"forward", "backward"}:
+        return [f"The table scores {' and '.join(sorted(set(kinds))) or 'no'} cells only: no comparison of the kinds."]
+    lines = backward_lines({m: v[ok] for m, v in seed0.items()}, kinds, names, bench.coverage())
+    if PAPER_CELL in bench and ok[i := bench.index(PAPER_CELL)]:
+        ranks = [f"{m} {int((seed0[m][ok] > seed0[m][i]).sum()) + 1:,}" for m in names]
+        lines += ["", f"The paper's published cell `{PAPER_CELL}` ranks (1: the highest of the {int(ok.sum()):,}): "
+                      + ", ".join(ranks) + "."]
     return lines
 
 
@@ -462,10 +460,9 @@ def backward_section(path: Path, out: Path, resamples: int = 1000) -> Blocks:
         lines.append(f"| {name} | {f:.4f} {_interval(bf)} | {b:.4f} {_interval(bb)} | {b - f:+.4f} {_interval(bb - bf)} |")
     lines.append(f"| P(a random backward cell beats a random forward cell; ties half) | | | {p_greater(bwd, fwd):.3f} "
                  f"{_interval(boot_p)} |")
-    paper = "0302 0030 3003 0000"
-    if paper in bench and bench.query(paper)["accuracy"]["test"] is not None:
-        rec = bench.query(paper)
-        lines += ["", f"The paper's published cell `{paper}`: test accuracy {rec['accuracy']['test']:.4f} (seeds "
+    rec = bench.query(PAPER_CELL) if PAPER_CELL in bench else None
+    if rec is not None and rec["accuracy"]["test"] is not None:
+        lines += ["", f"The paper's published cell `{PAPER_CELL}`: test accuracy {rec['accuracy']['test']:.4f} (seeds "
                       f"{rec['seeds'].get('train')}), above {(fwd < rec['accuracy']['test']).mean():.1%} of the forward cells."]
     blocks["digits-backward-accuracy"] = lines
 
