@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from api_tables import PAPER_CELL, mixed_table, tiny_table
+from snnbench.space import to_text
 
 
 def _script(name: str) -> ModuleType:
@@ -167,32 +168,49 @@ def test_backward_section_against_naive_statistics(tmp_path: Path) -> None:
     assert forward_only["digits-backward-space"] == ["The table scores forward cells only: no comparison of the kinds."]
 
 
+def _with_seed_1(path: Path, values: dict[bytes, dict[str, float]]) -> Path:
+    """The mixed table with a seed-1 score row added for each cell of ``values``: a copy of its seed-0 row with the
+    scores ``values[cell]`` names set."""
+    from snnbench.table import Protocol, open_table, write_table
+
+    protocols = list(open_table(mixed_table()).protocols.values())
+    (score,) = [p for p in protocols if p.type == "score"]
+    assert set(score.seed.tolist()) == {0}
+    extra = np.array([score.hash.tolist().index(h) for h in values])
+    columns = {}
+    for name, col in score.columns.items():
+        columns[name] = np.concatenate([col, col[extra]])
+        for k, scores in enumerate(values.values()):
+            if name.removeprefix("scores/") in scores:
+                columns[name][len(score) + k] = scores[name.removeprefix("scores/")]
+    seeded = Protocol(score.id, score.type, score.settings, hash=np.concatenate([score.hash, score.hash[extra]]),
+                      seed=np.concatenate([score.seed, np.ones(len(extra), score.seed.dtype)]), columns=columns)
+    write_table(path, [seeded if p is score else p for p in protocols])
+    return path
+
+
+def _seed_0(name: str) -> dict[str, float]:
+    """The mixed table's stored ``name`` score of each cell (seed 0, one row a cell)."""
+    from snnbench.table import open_table
+
+    (score,) = [p for p in open_table(mixed_table()).protocols.values() if p.type == "score"]
+    return {h.decode(): x for h, x in zip(score.hash.tolist(), score.columns[f"scores/{name}"])}
+
+
 def test_space_lines_rank_every_scored_cell_by_its_seed_0_score(tmp_path: Path) -> None:
     """The whole-space block reads seed 0 only: a second seed scoring the forward cells far above every cell (which
     a mean over seeds would carry to the top) changes nothing; P(backward > forward) and the paper's cell's rank
     by brute force over the seed-0 rows."""
     from snnbench.api.benchmark import Benchmark
-    from snnbench.table import Protocol, open_table, write_table
 
-    protocols = list(open_table(mixed_table()).protocols.values())
-    (score,) = [p for p in protocols if p.type == "score"]
-    forward = {h.encode() for h, k in zip(Benchmark(mixed_table()).hashes, Benchmark(mixed_table()).kinds) if k == "forward"}
-    extra = np.flatnonzero([h in forward for h in score.hash.tolist()])
-    assert len(extra) == 5 and set(score.seed.tolist()) == {0}
-    columns = {}
-    for name, col in score.columns.items():
-        columns[name] = np.concatenate([col, col[extra]])
-        if name.startswith("scores/"):
-            columns[name][len(score):] = 1e6
-    seeded = Protocol(score.id, score.type, score.settings, hash=np.concatenate([score.hash, score.hash[extra]]),
-                      seed=np.concatenate([score.seed, np.ones(len(extra), score.seed.dtype)]), columns=columns)
-    path = tmp_path / "seeds.h5"
-    write_table(path, [seeded if p is score else p for p in protocols])
-    bench = Benchmark(path)
+    mixed = Benchmark(mixed_table())
+    forward = [h.encode() for h, k in zip(mixed.hashes, mixed.kinds) if k == "forward"]
+    assert len(forward) == 5
+    bench = Benchmark(_with_seed_1(tmp_path / "seeds.h5", dict.fromkeys(forward, {"sahd": 1e6, "hd": 1e6})))
     assert (bench.scores["sahd"][bench.kind_array == 0] > 1e5).all()  # the mean over seeds: forward cells on top
     lines = regen.space_lines(bench, ["sahd", "hd"])
     assert lines[0] == "3 of the 95,584 cells with a backward edge against 5 of the 7,012 forward cells:"
-    v = {h.decode(): x for h, x in zip(score.hash.tolist(), score.columns["scores/sahd"])}  # seed 0: one row a cell
+    v = _seed_0("sahd")
     kinds = dict(zip(bench.hashes, bench.kinds))
     f = [x for h, x in v.items() if kinds[h] == "forward"]
     b = [x for h, x in v.items() if kinds[h] == "backward"]
@@ -200,6 +218,35 @@ def test_space_lines_rank_every_scored_cell_by_its_seed_0_score(tmp_path: Path) 
     assert float(row[4]) == round(float(np.mean([(x > y) + 0.5 * (x == y) for x in b for y in f])), 3)
     paper = v[bench.hashes[bench.index(PAPER_CELL)]]
     assert f"sahd {sum(x > paper for x in v.values()) + 1:,}," in lines[-1] and lines[-1].startswith("The paper's")
+
+
+def test_limit_lines_name_the_cell_holding_each_scores_highest_seed(tmp_path: Path) -> None:
+    """The pick as N grows: the pool cell whose highest score under any seed is the highest, by brute force over the
+    stored rows. The forward cell scored lowest under seed 0 gets a seed-1 score above every other, so that cell
+    (not the cell with the highest mean over seeds) is the answer; the paper's cell's rank under the same rule."""
+    from snnbench.api.benchmark import Benchmark
+    from snnbench.api.replay import make_pool
+
+    v = {m: _seed_0(m) for m in ("sahd", "hd")}
+    mixed = Benchmark(mixed_table())
+    low = min((h for h, k in zip(mixed.hashes, mixed.kinds) if k == "forward"), key=lambda h: v["sahd"][h])
+    top = {m: max(v[m].values()) + 1e-3 * np.ptp(list(v[m].values())) for m in v}
+    bench = Benchmark(_with_seed_1(tmp_path / "seeds.h5", {low.encode(): top}))
+    pool = make_pool(bench, ["sahd", "hd"], "test", kind="backward")
+    assert sorted(bench.hashes[u] for u in pool.cells) == sorted(v["sahd"])  # every cell of the table is trained
+    lines = regen.limit_lines(bench, pool.cells, ["sahd", "hd"])
+    best = {m: {**v[m], low: top[m]} for m in v}  # each cell's highest score over its rows
+    assert bench.hashes[int(np.argmax(bench.scores["sahd"]))] != low  # the mean over seeds would pick another cell
+    acc = bench.accuracy["test"]
+    for m in ("sahd", "hd"):
+        h = max(best[m], key=lambda c: best[m][c])
+        u = bench.hashes.index(h)
+        kind = "a forward cell" if bench.kinds[u] == "forward" else "a cell with a backward edge"
+        assert f"{m} `{to_text(bench.matrices[u])}` ({kind}, test accuracy {acc[u]:.4f})" in lines[0]
+    assert f"sahd `{to_text(bench.matrices[bench.hashes.index(low)])}` (a forward cell" in lines[0]
+    paper = bench.hashes[bench.index(PAPER_CELL)]
+    ranks = ", ".join(f"{m} {sum(x > best[m][paper] for x in best[m].values()) + 1}" for m in ("sahd", "hd"))
+    assert lines[1] == f"The paper's published cell `{PAPER_CELL}` ranks, among the 8 pool cells: {ranks}."
 
 
 def test_intervals_of_a_mean_and_of_a_difference_equal_scipys() -> None:

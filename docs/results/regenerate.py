@@ -423,6 +423,26 @@ def space_lines(bench: Benchmark, names: list[str]) -> list[str]:
     return lines
 
 
+def limit_lines(bench: Benchmark, cells: np.ndarray, names: list[str]) -> list[str]:
+    """What each score's replay pick becomes as N grows (a draw sees one seed's score, so the limit is the pool cell
+    holding the score's highest value under any of its seeds; the first such cell on a tie), with its kind and
+    test accuracy, and the paper's published cell's rank in the pool under the same rule (1: the highest)."""
+    acc, kinds = bench.accuracy["test"], bench.kind_array
+    best = {m: np.nanmax(bench.scores_by_seed(m)[1][cells], axis=1) for m in names}
+    picks = []
+    for m in names:
+        i = int(cells[np.argmax(best[m])])
+        kind = "a cell with a backward edge" if kinds[i] == 1 else "a forward cell"
+        picks.append(f"{m} `{to_text(bench.matrices[i])}` ({kind}, test accuracy {acc[i]:.4f})")
+    lines = ["As N grows, each score's pick becomes the pool cell holding that score's highest value under any of its "
+             "seeds: " + "; ".join(picks) + "."]
+    if PAPER_CELL in bench and (where := np.flatnonzero(cells == bench.index(PAPER_CELL))).size:
+        ranks = [f"{m} {int((best[m] > best[m][where[0]]).sum()) + 1:,}" for m in names]
+        lines.append(f"The paper's published cell `{PAPER_CELL}` ranks, among the {len(cells):,} pool cells: "
+                     + ", ".join(ranks) + ".")
+    return lines
+
+
 def backward_section(path: Path, out: Path, resamples: int = 1000) -> Blocks:
     """Cells with a backward edge on digits: their accuracy against the forward cells', how each score ranks them
     (alone and in the mixed pool), the replay over the backward space (paper and uniform sampling) and the NAS
@@ -489,7 +509,7 @@ def backward_section(path: Path, out: Path, resamples: int = 1000) -> Blocks:
     for dist in ("paper", "uniform"):
         replay += [f"{dist.capitalize()} sampling of the backward space, 1,000 trials per N (test accuracy of the pick):",
                    "", *replay_table(bench, sizes, names, kind="backward", dist=dist), ""]
-    blocks["digits-backward-replay"] = replay[:-1]
+    blocks["digits-backward-replay"] = replay + limit_lines(bench, pool.cells, names)
     from snnbench.api.algorithms import CompareSettings, compare
 
     result = compare(bench, CompareSettings(["random", "evolution", "local", "reinforce", "score_train:sahd",
