@@ -424,7 +424,7 @@ def space_lines(bench: Benchmark, names: list[str]) -> list[str]:
 
 
 def limit_lines(bench: Benchmark, cells: np.ndarray, names: list[str]) -> list[str]:
-    """What each score's replay pick becomes as N grows (a draw sees one seed's score, so the limit is the pool cell
+    """What each score's replay pick tends to as N grows (a draw sees one seed's score, so the limit is the pool cell
     holding the score's highest value under any of its seeds; the first such cell on a tie), with its kind and
     test accuracy, and the paper's published cell's rank in the pool under the same rule (1: the highest)."""
     acc, kinds = bench.accuracy["test"], bench.kind_array
@@ -434,7 +434,7 @@ def limit_lines(bench: Benchmark, cells: np.ndarray, names: list[str]) -> list[s
         i = int(cells[np.argmax(best[m])])
         kind = "a cell with a backward edge" if kinds[i] == 1 else "a forward cell"
         picks.append(f"{m} `{to_text(bench.matrices[i])}` ({kind}, test accuracy {acc[i]:.4f})")
-    lines = ["As N grows, each score's pick becomes the pool cell holding that score's highest value under any of its "
+    lines = ["As N grows, each score's pick tends to the pool cell holding that score's highest value under any of its "
              "seeds: " + "; ".join(picks) + "."]
     if PAPER_CELL in bench and (where := np.flatnonzero(cells == bench.index(PAPER_CELL))).size:
         ranks = [f"{m} {int((best[m] > best[m][where[0]]).sum()) + 1:,}" for m in names]
