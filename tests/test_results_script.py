@@ -180,9 +180,10 @@ def _with_seed_1(path: Path, values: dict[bytes, dict[str, float]]) -> Path:
     columns = {}
     for name, col in score.columns.items():
         columns[name] = np.concatenate([col, col[extra]])
+        metric = name.removeprefix("scores/")
         for k, scores in enumerate(values.values()):
-            if name.removeprefix("scores/") in scores:
-                columns[name][len(score) + k] = scores[name.removeprefix("scores/")]
+            if name.startswith("scores/") and metric in scores:  # not a same-named column outside scores/ (params)
+                columns[name][len(score) + k] = scores[metric]
     seeded = Protocol(score.id, score.type, score.settings, hash=np.concatenate([score.hash, score.hash[extra]]),
                       seed=np.concatenate([score.seed, np.ones(len(extra), score.seed.dtype)]), columns=columns)
     write_table(path, [seeded if p is score else p for p in protocols])
