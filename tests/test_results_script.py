@@ -250,6 +250,45 @@ def test_limit_lines_name_the_cell_holding_each_scores_highest_seed(tmp_path: Pa
     assert lines[1] == f"The paper's published cell `{PAPER_CELL}` ranks, among the 8 pool cells: {ranks}."
 
 
+def test_random_lines_against_a_naive_loop_over_the_same_draws() -> None:
+    """Score minus random choice, paired over the trials: the picks redone trial by trial from the seeded draws
+    (first draw with the highest score; random choice takes the first draw), scipy's one-sample t interval of the
+    differences, the verdict read off the intervals, and the means agree with replay_table's columns."""
+    from scipy import stats
+
+    from snnbench.api.benchmark import Benchmark
+    from snnbench.api.replay import draw, make_pool
+
+    bench = Benchmark(mixed_table())
+    acc, sizes, names = bench.accuracy["test"], [2, 4, 6], ["sahd", "hd", "knows", "inverts"]
+    bench.scores["knows"], bench.scores["inverts"] = acc.copy(), -acc  # above random, and below it, at every N
+    for dist in ("uniform", "paper"):
+        lines = regen.random_lines(bench, sizes, names, "backward", dist)
+        table = {r.split("|")[1].strip(): r.split("|")[2:-1] for r in regen.replay_table(bench, sizes, names, "backward", dist)}
+        pool = make_pool(bench, names, "test", kind="backward", dist=dist)
+        verdict = []
+        for m in names:
+            row = next(r.split("|")[2:-1] for r in lines if r.startswith(f"| {m} |"))
+            above, below = [], []
+            for k, n in enumerate(sizes):
+                draws = draw(pool, n, 1000, np.random.default_rng([0, n]))
+                d = []
+                for trial in draws:
+                    s = bench.scores[m][trial]
+                    d.append(acc[trial[int(np.flatnonzero(s == s.max())[0])]] - acc[trial[0]])
+                ci = stats.ttest_1samp(d, 0.0).confidence_interval(0.95)
+                assert row[k].strip() == f"{np.mean(d):+.4f} [{ci.low:+.4f}, {ci.high:+.4f}]"
+                means = [float(table[x][k].split()[0]) for x in (m, "random")]
+                assert float(row[k].split()[0]) == pytest.approx(means[0] - means[1], abs=1.5e-4)
+                above += [f"{n:,}"] * int(ci.low > 0)
+                below += [f"{n:,}"] * int(ci.high < 0)
+            said = [f"{side} at N = " + (", ".join(ns[:-1]) + " and " + ns[-1] if len(ns) > 1 else ns[0])
+                    for side, ns in (("above", above), ("below", below)) if ns]
+            verdict.append(f"{m} " + (" and ".join(said) or "at no N"))
+        assert lines[-1] == "Interval wholly above or below zero: " + "; ".join(verdict) + "."
+        assert "knows above at N = 2, 4 and 6;" in lines[-1] and lines[-1].endswith("inverts below at N = 2, 4 and 6.")
+
+
 def test_intervals_of_a_mean_and_of_a_difference_equal_scipys() -> None:
     from scipy import stats
 
@@ -265,13 +304,25 @@ def test_intervals_of_a_mean_and_of_a_difference_equal_scipys() -> None:
 
 
 def test_front_block_lists_the_cells_no_other_cell_dominates(tmp_path) -> None:
+    """The front by brute force over the cell pairs, each row's kind from its matrix (an op below the diagonal),
+    the median spikes."""
     from snnbench.api.benchmark import Benchmark
 
-    bench = Benchmark(tiny_table())
+    bench = Benchmark(mixed_table())
+    acc, spikes = bench.accuracy["test"].copy(), bench.spikes_per_image
+    acc[np.flatnonzero(bench.kind_array == 1)[0]] = 1.0  # a cell with a backward edge on the front, at its top
+    bench.accuracy["test"] = acc
     lines = regen.front_block(bench, tmp_path)
-    acc, spikes = bench.accuracy["test"], bench.spikes_per_image
     held = np.flatnonzero(np.isfinite(acc) & np.isfinite(spikes))
     naive = {bench.hashes[i] for i in held if not any(
         acc[j] >= acc[i] and spikes[j] <= spikes[i] and (acc[j] > acc[i] or spikes[j] < spikes[i]) for j in held)}
-    rows = {r.split("|")[1].strip().strip("`") for r in lines if r.startswith("| `")}
-    assert rows == naive and (tmp_path / "front.png").stat().st_size > 0
+    rows = {r.split("|")[1].strip().strip("`"): r.split("|")[2:4] for r in lines if r.startswith("| `")}
+    assert set(rows) == naive and (tmp_path / "front.png").stat().st_size > 0
+    for matrix, kind in rows.values():
+        m = matrix.strip().strip("`").split()
+        backward = any(m[i][j] != "0" for i in range(len(m)) for j in range(i))
+        assert kind.strip() == ("backward edge" if backward else "forward")
+    assert {k.strip() for _, k in rows.values()} == {"forward", "backward edge"}  # the mixed table's front has both
+    s = sorted(float(spikes[i]) for i in held)
+    median = s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2
+    assert lines[0].endswith(f"The median trained cell spikes {median:,.0f} times per image.")

@@ -35,7 +35,7 @@ from scipy import stats
 from snnbench.api.benchmark import Benchmark
 from snnbench.api.correlate import agreement, correlate, matched, ranked_shares, top_k_share
 from snnbench.api.plots import kernel_matrices, plot_agreement, plot_by_kind, plot_kernels, score_inputs
-from snnbench.api.replay import make_pool, replay_curve
+from snnbench.api.replay import make_pool, replay_curve, replay_picks
 from snnbench.api.report import DEFAULT_SIZES, fmt, report_sections, write_page
 from snnbench.names import METRIC_ALIASES
 from snnbench.seeds import parse_seeds
@@ -216,8 +216,8 @@ def _best_sentence(result: dict[str, Any]) -> str:
 
 
 def front_block(bench: Benchmark, out: Path, split: str = "test") -> list[str]:
-    """The trained cells' ``split`` accuracy against spikes per image: the Pareto front as a table (and its
-    size against params), with ``out/front.png``."""
+    """The trained cells' ``split`` accuracy against spikes per image: the Pareto front as a table with each cell's
+    kind (and the front's size against params, the median cell's spikes), with ``out/front.png``."""
     from snnbench.api.pareto import front, hypervolume
     from snnbench.api.plots import plot_front
 
@@ -230,11 +230,13 @@ def front_block(bench: Benchmark, out: Path, split: str = "test") -> list[str]:
     lines = [f"Of the {len(held):,} trained cells, {len(idx)} are on the front of {split} accuracy against spikes per "
              f"image (none both more accurate and spiking less), {len(by_params)} on the front against parameters. "
              f"Hypervolume of the whole space (reference: its median {split} accuracy, {np.median(acc[held]):.4f}, and "
-             f"largest spikes per image, {spikes[held].max():,.0f}): {hv:.4f}.", "",
-             f"| cell | matrix | {split} accuracy | spikes per image | parameters |", "|---|---|---|---|---|"]
+             f"largest spikes per image, {spikes[held].max():,.0f}): {hv:.4f}. The median trained cell spikes "
+             f"{np.median(spikes[held]):,.0f} times per image.", "",
+             f"| cell | matrix | kind | {split} accuracy | spikes per image | parameters |", "|---|---|---|---|---|---|"]
     for u in idx.tolist():
-        lines.append(f"| `{bench.hashes[u]}` | `{to_text(bench.matrices[u])}` | {acc[u]:.4f} | {spikes[u]:,.0f} | "
-                     f"{params[u]:,.0f} |")
+        kind = "backward edge" if bench.kind_array[u] == 1 else "forward"
+        lines.append(f"| `{bench.hashes[u]}` | `{to_text(bench.matrices[u])}` | {kind} | {acc[u]:.4f} | "
+                     f"{spikes[u]:,.0f} | {params[u]:,.0f} |")
     return lines
 
 
@@ -423,6 +425,35 @@ def space_lines(bench: Benchmark, names: list[str]) -> list[str]:
     return lines
 
 
+def _sizes(ns: list[int]) -> str:
+    """``N = 10, 100 and 1,000``."""
+    text = [f"{n:,}" for n in ns]
+    return "N = " + (", ".join(text[:-1]) + " and " + text[-1] if len(text) > 1 else text[0])
+
+
+def random_lines(bench: Benchmark, sizes: list[int], names: list[str], kind: str, dist: str) -> list[str]:
+    """Each score's pick minus random choice's (test accuracy) at each N, over :func:`replay_table`'s 1,000 trials:
+    the mean difference with its 95% t interval, paired (every method picks from the same draws), and where the
+    interval lies wholly above or below zero."""
+    lines = ["| score - random | " + " | ".join(f"N = {n:,}" for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
+    diffs: dict[str, list[tuple[float, float, float]]] = {m: [] for m in names}
+    for n in sizes:
+        picked = replay_picks(bench, n, 1000, names, kind=kind, dist=dist, seed=0)[1]  # type: ignore[arg-type]
+        for m in names:
+            d = picked[m] - picked["random"]
+            half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+            diffs[m].append((d.mean(), d.mean() - half, d.mean() + half))
+    for m in names:
+        lines.append(f"| {m} | " + " | ".join(f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]" for d, lo, hi in diffs[m]) + " |")
+    verdicts = []
+    for m in names:
+        above = [n for n, (_, lo, _) in zip(sizes, diffs[m]) if lo > 0]
+        below = [n for n, (_, _, hi) in zip(sizes, diffs[m]) if hi < 0]
+        said = [f"{side} at {_sizes(ns)}" for side, ns in (("above", above), ("below", below)) if ns]
+        verdicts.append(f"{m} " + (" and ".join(said) or "at no N"))
+    return lines + ["", "Interval wholly above or below zero: " + "; ".join(verdicts) + "."]
+
+
 def limit_lines(bench: Benchmark, cells: np.ndarray, names: list[str]) -> list[str]:
     """What each score's replay pick tends to as N grows (a draw sees one seed's score, so the limit is the pool cell
     holding the score's highest value under any of its seeds; the first such cell on a tie), with its kind and
@@ -508,7 +539,9 @@ def backward_section(path: Path, out: Path, resamples: int = 1000) -> Blocks:
     replay = [f"Pool: {pool.describe()}.", ""]
     for dist in ("paper", "uniform"):
         replay += [f"{dist.capitalize()} sampling of the backward space, 1,000 trials per N (test accuracy of the pick):",
-                   "", *replay_table(bench, sizes, names, kind="backward", dist=dist), ""]
+                   "", *replay_table(bench, sizes, names, kind="backward", dist=dist), "",
+                   "The same trials, each score's pick against random choice's (mean difference [95% paired t "
+                   "interval]):", "", *random_lines(bench, sizes, names, "backward", dist), ""]
     blocks["digits-backward-replay"] = replay + limit_lines(bench, pool.cells, names)
     from snnbench.api.algorithms import CompareSettings, compare
 
