@@ -525,14 +525,18 @@ def backward_section(path: Path, out: Path, resamples: int = 1000) -> Blocks:
         blocks["digits-backward-scores"] = [f"{int(scored.sum())} trained cells with a backward edge hold digits scores "
                                             "(fewer than 10): score rankings, replay and search over them wait for more."]
         return blocks
-    per = {cells: correlate(bench, "test", names, bootstrap=resamples, seed=0, cells=cells)["scores"]
-           for cells in ("backward", "all", "forward")}
+    full = {cells: correlate(bench, "test", names, bootstrap=resamples, seed=0, cells=cells)
+            for cells in ("backward", "all", "forward")}
+    per = {cells: r["scores"] for cells, r in full.items()}
     n = {cells: max(r["cells"] for r in per[cells].values()) for cells in per}
     lines = [f"Kendall tau [95% interval, {resamples:,} paired resamples] against test accuracy:", "",
              f"| score | cells with a backward edge ({n['backward']:,}) | mixed pool ({n['all']:,}) | forward cells "
              f"({n['forward']:,}) |", "|---|---|---|---|"]
     for m in names:
         lines.append(f"| {m} | " + " | ".join(_ci(per[c][m], "kendall_tau") for c in ("backward", "all", "forward")) + " |")
+    shares = {"cells with a backward edge": "backward", "mixed pool": "all", "forward cells": "forward"}
+    lines += ["", "Highest tau across the paired resamples: " + "; ".join(
+        f"{label}, {ranked_shares(full[c]['bootstrap']['best_tau'])}" for label, c in shares.items()) + "."]
     blocks["digits-backward-scores"] = lines
     pool = make_pool(bench, names, "test", kind="backward", dist="paper")
     sizes = [n for n in DEFAULT_SIZES if n <= len(pool.cells)]
