@@ -39,7 +39,7 @@ from snnbench.api.replay import make_pool, replay_curve, replay_picks
 from snnbench.api.report import DEFAULT_SIZES, fmt, report_sections, write_page
 from snnbench.names import METRIC_ALIASES
 from snnbench.seeds import parse_seeds
-from snnbench.space import to_text
+from snnbench.space import Distribution, Kind, to_text
 from snnbench.table import SHIPPED, open_table
 
 Blocks = dict[str, list[str]]
@@ -431,14 +431,14 @@ def _sizes(ns: list[int]) -> str:
     return "N = " + (", ".join(text[:-1]) + " and " + text[-1] if len(text) > 1 else text[0])
 
 
-def random_lines(bench: Benchmark, sizes: list[int], names: list[str], kind: str, dist: str) -> list[str]:
+def random_lines(bench: Benchmark, sizes: list[int], names: list[str], kind: Kind, dist: Distribution) -> list[str]:
     """Each score's pick minus random choice's (test accuracy) at each N, over :func:`replay_table`'s 1,000 trials:
     the mean difference with its 95% t interval, paired (every method picks from the same draws), and where the
     interval lies wholly above or below zero."""
     lines = ["| score - random | " + " | ".join(f"N = {n:,}" for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
     diffs: dict[str, list[tuple[float, float, float]]] = {m: [] for m in names}
     for n in sizes:
-        picked = replay_picks(bench, n, 1000, names, kind=kind, dist=dist, seed=0)[1]  # type: ignore[arg-type]
+        picked = replay_picks(bench, n, 1000, names, kind=kind, dist=dist, seed=0)[1]
         for m in names:
             d = picked[m] - picked["random"]
             half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
@@ -541,7 +541,8 @@ def backward_section(path: Path, out: Path, resamples: int = 1000) -> Blocks:
     pool = make_pool(bench, names, "test", kind="backward", dist="paper")
     sizes = [n for n in DEFAULT_SIZES if n <= len(pool.cells)]
     replay = [f"Pool: {pool.describe()}.", ""]
-    for dist in ("paper", "uniform"):
+    dists: tuple[Distribution, ...] = ("paper", "uniform")
+    for dist in dists:
         replay += [f"{dist.capitalize()} sampling of the backward space, 1,000 trials per N (test accuracy of the pick):",
                    "", *replay_table(bench, sizes, names, kind="backward", dist=dist), "",
                    "The same trials, each score's pick against random choice's (mean difference [95% paired t "
