@@ -262,6 +262,7 @@ def test_random_lines_against_a_naive_loop_over_the_same_draws() -> None:
     bench = Benchmark(mixed_table())
     acc, sizes, names = bench.accuracy["test"], [2, 4, 6], ["sahd", "hd", "knows", "inverts"]
     bench.scores["knows"], bench.scores["inverts"] = acc.copy(), -acc  # above random, and below it, at every N
+    assert bench.scores_by_seed("sahd")[0] == [0]  # one scoring seed: a draw sees the cell's score
     for dist in ("uniform", "paper"):
         lines = regen.random_lines(bench, sizes, names, "backward", dist)
         table = {r.split("|")[1].strip(): r.split("|")[2:-1] for r in regen.replay_table(bench, sizes, names, "backward", dist)}
@@ -322,7 +323,7 @@ def test_front_block_lists_the_cells_no_other_cell_dominates(tmp_path) -> None:
         m = matrix.strip().strip("`").split()
         backward = any(m[i][j] != "0" for i in range(len(m)) for j in range(i))
         assert kind.strip() == ("backward edge" if backward else "forward")
-    assert {k.strip() for _, k in rows.values()} == {"forward", "backward edge"}  # the mixed table's front has both
+    assert {k.strip() for _, k in rows.values()} == {"forward", "backward edge"}  # both kinds on this front
     s = sorted(float(spikes[i]) for i in held)
     median = s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2
     assert lines[0].endswith(f"The median trained cell spikes {median:,.0f} times per image.")
