@@ -441,8 +441,7 @@ def random_lines(bench: Benchmark, sizes: list[int], names: list[str], kind: Kin
         picked = replay_picks(bench, n, 1000, names, kind=kind, dist=dist, seed=0)[1]
         for m in names:
             d = picked[m] - picked["random"]
-            half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-            diffs[m].append((d.mean(), d.mean() - half, d.mean() + half))
+            diffs[m].append((d.mean(), *mean_interval(d.mean(), d.std(), len(d))))
     for m in names:
         lines.append(f"| {m} | " + " | ".join(f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]" for d, lo, hi in diffs[m]) + " |")
     verdicts = []
